@@ -1,0 +1,126 @@
+// Package eventlog is the append-only log every service rebuilds its view
+// from: one stream per entity (a complaint, a technician, a team, a policy),
+// optimistic appends, idempotent by event id, and a hash chain per stream that
+// makes tampering evident. Backends live in sub-packages and all pass the
+// conformance suite in eventlog/conformance.
+package eventlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
+)
+
+// MaxEventSize is the largest stored event accepted by Append.
+const MaxEventSize = 1 << 20
+
+// ErrConflict is returned by Append when the stream's last version is not the
+// one the writer expected: re-read, re-decide, retry.
+var ErrConflict = errors.New("eventlog: concurrency conflict")
+
+// ErrInvalidEvent is returned (wrapped, with the field and the rule) for an
+// event that must not be stored. Nothing of the batch is stored.
+var ErrInvalidEvent = errors.New("eventlog: invalid event")
+
+// ErrNotFound is returned when a stream has no events.
+var ErrNotFound = errors.New("eventlog: stream not found")
+
+// StreamID names one entity's stream as "<kind>-<id>".
+type StreamID string
+
+// Stream kinds.
+const (
+	KindComplaint  = "complaint"
+	KindTechnician = "technician"
+	KindTeam       = "team"
+	KindPolicy     = "policy"
+)
+
+// Stream returns the stream id of an entity of the given kind.
+func Stream(kind, id string) StreamID { return StreamID(kind + "-" + id) }
+
+// ComplaintStream returns the stream id of a complaint.
+func ComplaintStream(complaintID string) StreamID { return Stream(KindComplaint, complaintID) }
+
+// Kind is the part before the first '-'.
+func (s StreamID) Kind() string { k, _, _ := strings.Cut(string(s), "-"); return k }
+
+// ID is the part after the first '-'.
+func (s StreamID) ID() string { _, id, _ := strings.Cut(string(s), "-"); return id }
+
+// Record is one stored event as read back from the log.
+type Record struct {
+	// Event is the decoded envelope, with Version and RecordedAt as stored.
+	Event *eventsv1.Envelope
+	// Raw is the exact stored bytes; the next event's PrevHash is their SHA-256.
+	Raw []byte
+	// Position is the event's place in the whole log (strictly increasing).
+	Position uint64
+}
+
+// AppendResult tells where the last appended event landed.
+type AppendResult struct {
+	// Version of the stream after the append.
+	Version uint64
+	// Position of the last event in the whole log.
+	Position uint64
+	// Duplicates counts events of the batch already stored under the same
+	// event id (idempotent retries); they are not stored again.
+	Duplicates int
+}
+
+// Store is the event log. Implementations are safe for concurrent use.
+type Store interface {
+	// Append stores events at the end of stream, provided its last version
+	// is expectedVersion (0: the stream must be empty). The store sets each
+	// event's StreamID, Version, RecordedAt and PrevHash. A stale
+	// expectedVersion returns an error wrapping ErrConflict; an event that is
+	// not well formed returns one wrapping ErrInvalidEvent and nothing is stored.
+	Append(ctx context.Context, stream StreamID, expectedVersion uint64, events ...*eventsv1.Envelope) (AppendResult, error)
+	// ReadStream returns the stream's events with version >= fromVersion, in
+	// order. A stream with no events returns an empty slice and no error.
+	ReadStream(ctx context.Context, stream StreamID, fromVersion uint64) ([]Record, error)
+	// ReadAll returns up to max events of the whole log with position >=
+	// fromPosition, in order. An empty result means the reader is caught up.
+	ReadAll(ctx context.Context, fromPosition uint64, max int) ([]Record, error)
+	// Follow calls fn for every event with position >= fromPosition, in order,
+	// first the stored ones then new ones as they are appended, until ctx is
+	// done or fn returns an error (which Follow returns).
+	Follow(ctx context.Context, fromPosition uint64, fn func(Record) error) error
+	// Close releases the store's resources (not the connection it was given).
+	Close() error
+}
+
+// Validate checks what every backend refuses before storing anything: a
+// missing event id or complaint id (on a complaint stream), no payload or a
+// type that does not name the payload, and a size over MaxEventSize.
+func Validate(stream StreamID, e *eventsv1.Envelope) error {
+	if e == nil {
+		return fmt.Errorf("%w: event is nil", ErrInvalidEvent)
+	}
+	if e.GetEventId() == "" {
+		return fmt.Errorf("%w: event_id: required", ErrInvalidEvent)
+	}
+	if stream.Kind() == "" || stream.ID() == "" {
+		return fmt.Errorf("%w: stream_id %q: must be <kind>-<id>", ErrInvalidEvent, stream)
+	}
+	if stream.Kind() == KindComplaint {
+		if e.GetComplaintId() == "" {
+			return fmt.Errorf("%w: complaint_id: required on a complaint stream", ErrInvalidEvent)
+		}
+		if e.GetComplaintId() != stream.ID() {
+			return fmt.Errorf("%w: complaint_id: does not match stream %q", ErrInvalidEvent, stream)
+		}
+	}
+	name := TypeOf(e)
+	if name == "" {
+		return fmt.Errorf("%w: payload: required (unknown or missing event type)", ErrInvalidEvent)
+	}
+	if e.GetType() != "" && e.GetType() != name {
+		return fmt.Errorf("%w: type: %q does not name the payload %s", ErrInvalidEvent, e.GetType(), name)
+	}
+	return nil
+}

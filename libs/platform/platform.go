@@ -1,0 +1,35 @@
+// Package platform is the contract between a service and whoever starts it:
+// its own binary (cmd/<name>) or the standalone runner that starts all five in
+// one process. A service gets its connections and clock from here and talks to
+// the others only through events and APIs.
+package platform
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/closeloop/closeloop/libs/clock"
+	"github.com/closeloop/closeloop/libs/eventlog"
+)
+
+// Deps are the shared connections a service runs on.
+type Deps struct {
+	NC     *nats.Conn
+	JS     jetstream.JetStream
+	Log    eventlog.Store
+	Clock  clock.Clock
+	Logger *slog.Logger
+}
+
+// Service is one of the five services.
+type Service interface {
+	// Name is the service's name: intake, routing, slaclock, dispatch, followup.
+	Name() string
+	// Run serves until ctx is done, then stops gracefully (drains its
+	// consumers, finishes in-flight work) and returns nil; any other return
+	// is a failure to start or a fatal error.
+	Run(ctx context.Context) error
+}
