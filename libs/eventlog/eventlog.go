@@ -10,6 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
+	"unicode"
+
+	"go.opentelemetry.io/otel/propagation"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
@@ -68,7 +74,9 @@ type AppendResult struct {
 	// Position of the last event in the whole log.
 	Position uint64
 	// Duplicates counts events of the batch already stored under the same
-	// event id (idempotent retries); they are not stored again.
+	// event id (idempotent retries); they are not stored again. When the
+	// whole batch was already stored, Version and Position are those of its
+	// last event.
 	Duplicates int
 }
 
@@ -88,7 +96,8 @@ type Store interface {
 	ReadAll(ctx context.Context, fromPosition uint64, max int) ([]Record, error)
 	// Follow calls fn for every event with position >= fromPosition, in order,
 	// first the stored ones then new ones as they are appended, until ctx is
-	// done or fn returns an error (which Follow returns).
+	// done (Follow returns ctx.Err()) or fn returns an error (which Follow
+	// returns).
 	Follow(ctx context.Context, fromPosition uint64, fn func(Record) error) error
 	// Close releases the store's resources (not the connection it was given).
 	Close() error
@@ -104,8 +113,8 @@ func Validate(stream StreamID, e *eventsv1.Envelope) error {
 	if e.GetEventId() == "" {
 		return fmt.Errorf("%w: event_id: required", ErrInvalidEvent)
 	}
-	if stream.Kind() == "" || stream.ID() == "" {
-		return fmt.Errorf("%w: stream_id %q: must be <kind>-<id>", ErrInvalidEvent, stream)
+	if err := validStreamID(stream); err != nil {
+		return err
 	}
 	if stream.Kind() == KindComplaint {
 		if e.GetComplaintId() == "" {
@@ -123,4 +132,89 @@ func Validate(stream StreamID, e *eventsv1.Envelope) error {
 		return fmt.Errorf("%w: type: %q does not name the payload %s", ErrInvalidEvent, e.GetType(), name)
 	}
 	return nil
+}
+
+// validStreamID checks a stream id is "<kind>-<id>" with both parts made of
+// characters that are safe in every backend's naming (a NATS subject token,
+// an EventStoreDB stream name): no '.', '*', '>' or whitespace.
+func validStreamID(stream StreamID) error {
+	if stream.Kind() == "" || stream.ID() == "" {
+		return fmt.Errorf("%w: stream_id %q: must be <kind>-<id>", ErrInvalidEvent, stream)
+	}
+	if i := strings.IndexFunc(string(stream), func(r rune) bool {
+		return r == '.' || r == '*' || r == '>' || unicode.IsSpace(r) || !unicode.IsPrint(r)
+	}); i >= 0 {
+		return fmt.Errorf("%w: stream_id %q: must not contain '.', '*', '>', spaces or control characters", ErrInvalidEvent, stream)
+	}
+	return nil
+}
+
+// ValidateBatch validates every event of a batch (see Validate) and refuses
+// an event id given twice, naming the event's index in the batch.
+func ValidateBatch(stream StreamID, events []*eventsv1.Envelope) error {
+	if len(events) == 0 {
+		return fmt.Errorf("%w: events: at least one event is required", ErrInvalidEvent)
+	}
+	seen := make(map[string]int, len(events))
+	for i, e := range events {
+		if err := Validate(stream, e); err != nil {
+			return fmt.Errorf("events[%d]: %w", i, err)
+		}
+		if j, dup := seen[e.GetEventId()]; dup {
+			return fmt.Errorf("events[%d]: %w: event_id: repeats events[%d] of the same batch", i, ErrInvalidEvent, j)
+		}
+		seen[e.GetEventId()] = i
+	}
+	return nil
+}
+
+// Seal stamps events for storage at the end of a stream whose last event has
+// version lastVersion and stored bytes hashing to lastHash (nil for an empty
+// stream): it sets StreamId, Version, RecordedAt, PrevHash (chaining the
+// events of the batch to one another), fills an empty Traceparent and
+// Tracestate from ctx, and returns the bytes to store for each event. An
+// event whose bytes exceed MaxEventSize fails the whole batch with
+// ErrInvalidEvent. The events must have passed ValidateBatch.
+func Seal(ctx context.Context, stream StreamID, lastVersion uint64, lastHash []byte, recordedAt time.Time, events []*eventsv1.Envelope) ([][]byte, error) {
+	trace := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, trace)
+	at := timestamppb.New(recordedAt.UTC())
+	raws := make([][]byte, len(events))
+	prev := lastHash
+	for i, e := range events {
+		e.StreamId = string(stream)
+		e.Version = lastVersion + uint64(i) + 1
+		e.RecordedAt = at
+		e.PrevHash = prev
+		if e.Type == "" {
+			e.Type = TypeOf(e)
+		}
+		if e.Traceparent == "" && trace["traceparent"] != "" {
+			e.Traceparent, e.Tracestate = trace["traceparent"], trace["tracestate"]
+		}
+		raw, err := proto.Marshal(e)
+		if err != nil {
+			return nil, fmt.Errorf("events[%d]: %w: does not marshal: %v", i, ErrInvalidEvent, err)
+		}
+		if len(raw) > MaxEventSize {
+			return nil, fmt.Errorf("events[%d]: %w: size: %d bytes stored, more than the limit of %d", i, ErrInvalidEvent, len(raw), MaxEventSize)
+		}
+		raws[i] = raw
+		prev = Hash(raw)
+	}
+	return raws, nil
+}
+
+// RetriedPrefix tells an idempotent retry from a conflict when a stream has
+// moved past the writer's expected version. storedAfter are the event ids
+// stored after that version, in order. It returns how many leading events of
+// the batch are among them; ok is false when the stream holds an event that is
+// not part of this batch before the batch is complete (a real conflict). With
+// ok true, batch[stored:] is what remains to append, after the stream's last
+// event.
+func RetriedPrefix(storedAfter []string, batch []*eventsv1.Envelope) (stored int, ok bool) {
+	for stored < len(storedAfter) && stored < len(batch) && storedAfter[stored] == batch[stored].GetEventId() {
+		stored++
+	}
+	return stored, stored == len(batch) || stored == len(storedAfter)
 }

@@ -1,0 +1,329 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/closeloop/closeloop/libs/bus"
+	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
+	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
+)
+
+type conn struct {
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	store eventlog.Store
+}
+
+func connect(ctx context.Context, url string) (*conn, error) {
+	nc, err := nats.Connect(url, nats.Name("closeloopctl"))
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	store, err := jsstore.New(ctx, js, jsstore.Config{})
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("open the event log: %w", err)
+	}
+	return &conn{nc: nc, js: js, store: store}, nil
+}
+
+func (c *conn) close() {
+	_ = c.store.Close()
+	c.nc.Close()
+}
+
+// readComplaint returns the complaint's records, or an exitNotFound error.
+func readComplaint(ctx context.Context, c *conn, id string) ([]eventlog.Record, error) {
+	recs, err := c.store.ReadStream(ctx, eventlog.ComplaintStream(id), 1)
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) == 0 {
+		return nil, &exitError{exitNotFound, fmt.Errorf("complaint %s: no events", id)}
+	}
+	return recs, nil
+}
+
+// historyLine is one row of a complaint's timeline.
+type historyLine struct {
+	Version    uint64    `json:"version"`
+	Position   uint64    `json:"position"`
+	OccurredAt time.Time `json:"occurred_at"`
+	RecordedAt time.Time `json:"recorded_at"`
+	Service    string    `json:"service"`
+	Actor      string    `json:"actor"`
+	Event      string    `json:"event"`
+	Fields     string    `json:"fields"`
+}
+
+func history(ctx context.Context, c *conn, o options, id string, out io.Writer) error {
+	recs, err := readComplaint(ctx, c, id)
+	if err != nil {
+		return err
+	}
+	reveal, err := revealer(o)
+	if err != nil {
+		return err
+	}
+	lines := make([]historyLine, len(recs))
+	for i, r := range recs {
+		e := r.Event
+		lines[i] = historyLine{
+			Version: e.GetVersion(), Position: r.Position,
+			OccurredAt: e.GetOccurredAt().AsTime(), RecordedAt: e.GetRecordedAt().AsTime(),
+			Service: e.GetProducer(), Actor: e.GetActor(), Event: e.GetType(),
+			Fields: keyFields(e, reveal),
+		}
+	}
+	if o.output == "json" {
+		return json.NewEncoder(out).Encode(lines)
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "VER\tOCCURRED (UTC)\tSERVICE\tACTOR\tEVENT\tKEY FIELDS")
+	for _, l := range lines {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", l.Version, l.OccurredAt.Format("2006-01-02 15:04:05"), l.Service, l.Actor, l.Event, l.Fields)
+	}
+	return tw.Flush()
+}
+
+// revealer returns nil (personal data stays masked) unless --reveal was
+// given. Opening sealed data needs the key store, which this build of the CLI
+// does not reach: say so rather than print ciphertext.
+func revealer(o options) (func(*eventsv1.SealedPersonalData) string, error) {
+	if !o.reveal {
+		return nil, nil
+	}
+	return nil, usageErr("--reveal: reading personal data goes through the intake API (GetComplaint with an auditor's credentials), not the raw log")
+}
+
+func asOf(ctx context.Context, c *conn, o options, id string, at time.Time, out io.Writer) error {
+	recs, err := readComplaint(ctx, c, id)
+	if err != nil {
+		return err
+	}
+	s := snapshotAsOf(id, recs, at.UTC())
+	if s.Version == 0 {
+		return &exitError{exitNotFound, fmt.Errorf("complaint %s: nothing recorded at or before %s", id, at.Format(time.RFC3339))}
+	}
+	if o.output == "json" {
+		return json.NewEncoder(out).Encode(s)
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	row := func(k string, v any) {
+		if str := fmt.Sprint(v); str != "" && str != "0" && str != "false" {
+			fmt.Fprintf(tw, "%s\t%s\n", k, str)
+		}
+	}
+	row("complaint", s.ComplaintID)
+	row("as of", s.AsOf.Format(time.RFC3339))
+	row("version", s.Version)
+	row("status", s.Status)
+	row("channel", s.Channel)
+	row("first receiver", s.FirstReceiver)
+	row("category", s.Category)
+	row("severity", s.Severity)
+	row("priority", s.Priority)
+	row("repeat", s.Repeat)
+	row("team", s.Team)
+	row("owner", s.Owner)
+	row("escalation", s.EscalationLevel)
+	row("duplicates linked", s.Duplicates)
+	row("reopened", s.Reopened)
+	row("outcome", s.Outcome)
+	for _, cl := range s.OpenClocks {
+		state := "running"
+		if cl.Paused {
+			state = "paused"
+		}
+		fmt.Fprintf(tw, "clock %s\t%s, deadline %s\n", cl.Target, state, cl.Deadline.Format(time.RFC3339))
+	}
+	for wo, st := range s.WorkOrders {
+		fmt.Fprintf(tw, "work order %s\t%s\n", wo, st)
+	}
+	return tw.Flush()
+}
+
+// exportLine is one event of an audit export: the envelope as protojson, the
+// stored bytes' hash and the log position, so the file can be checked later.
+type exportLine struct {
+	Position uint64          `json:"position"`
+	Hash     string          `json:"sha256"`
+	Event    json.RawMessage `json:"event"`
+}
+
+func export(ctx context.Context, c *conn, id string, out io.Writer) error {
+	recs, err := readComplaint(ctx, c, id)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(out)
+	for _, r := range recs {
+		body, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(clone(r.Event))
+		if err != nil {
+			return err
+		}
+		if err := enc.Encode(exportLine{Position: r.Position, Hash: fmt.Sprintf("%x", eventlog.Hash(r.Raw)), Event: body}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type verifyResult struct {
+	Scope   string                `json:"scope"`
+	Events  int                   `json:"events"`
+	Streams int                   `json:"streams"`
+	OK      bool                  `json:"ok"`
+	Broken  []*eventlog.BrokenLink `json:"broken,omitempty"`
+}
+
+func verify(ctx context.Context, c *conn, o options, target string, out io.Writer) error {
+	var res verifyResult
+	if target == "--all" {
+		rep, err := eventlog.VerifyLog(ctx, c.store, 0)
+		if err != nil {
+			return err
+		}
+		res = verifyResult{Scope: "whole log", Events: rep.Events, Streams: rep.Streams, Broken: rep.Broken}
+	} else {
+		stream := eventlog.ComplaintStream(target)
+		broken, n, err := eventlog.VerifyStream(ctx, c.store, stream)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return &exitError{exitNotFound, fmt.Errorf("complaint %s: no events", target)}
+		}
+		res = verifyResult{Scope: string(stream), Events: n, Streams: 1}
+		if broken != nil {
+			res.Broken = []*eventlog.BrokenLink{broken}
+		}
+	}
+	res.OK = len(res.Broken) == 0
+	if o.output == "json" {
+		if err := json.NewEncoder(out).Encode(res); err != nil {
+			return err
+		}
+	} else {
+		if res.OK {
+			fmt.Fprintf(out, "OK: %s — %d events in %d stream(s), every hash chain holds\n", res.Scope, res.Events, res.Streams)
+		}
+		for _, b := range res.Broken {
+			fmt.Fprintf(out, "BROKEN: %s\n", b.Error())
+		}
+	}
+	if !res.OK {
+		return &exitError{exitBroken, fmt.Errorf("verification failed: %d broken chain(s)", len(res.Broken))}
+	}
+	return nil
+}
+
+func deadLetters(ctx context.Context, c *conn, o options, args []string, out io.Writer) error {
+	if len(args) == 0 {
+		return usageErr("deadletters takes list, show <seq> or replay <seq>")
+	}
+	seqArg := func() (uint64, error) {
+		if len(args) != 2 {
+			return 0, usageErr("deadletters %s takes one dead-letter sequence", args[0])
+		}
+		seq, err := strconv.ParseUint(args[1], 10, 64)
+		if err != nil || seq == 0 {
+			return 0, usageErr("deadletters %s: sequence %q: must be a positive number", args[0], args[1])
+		}
+		return seq, nil
+	}
+	switch args[0] {
+	case "list":
+		dls, err := bus.DeadLetters(ctx, c.js, "")
+		if err != nil {
+			return err
+		}
+		if o.output == "json" {
+			rows := make([]deadLetterView, len(dls))
+			for i, d := range dls {
+				rows[i] = viewOf(d)
+			}
+			return json.NewEncoder(out).Encode(rows)
+		}
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "SEQ\tTIME (UTC)\tCONSUMER\tORIGINAL\tDELIVERIES\tREASON")
+		for _, d := range dls {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s#%d\t%d\t%s\n", d.Seq, d.Time.UTC().Format("2006-01-02 15:04:05"), d.Consumer, d.Stream, d.StreamSequence, d.Deliveries, d.Reason)
+		}
+		return tw.Flush()
+	case "show":
+		seq, err := seqArg()
+		if err != nil {
+			return err
+		}
+		d, err := bus.DeadLetterAt(ctx, c.js, seq)
+		if err != nil {
+			return &exitError{exitNotFound, err}
+		}
+		v := viewOf(d)
+		var e eventsv1.Envelope
+		if err := proto.Unmarshal(d.Data, &e); err == nil && eventlog.TypeOf(&e) != "" {
+			v.Event, v.Fields = e.GetType(), keyFields(&e, nil)
+			v.ComplaintID, v.Version = e.GetComplaintId(), e.GetVersion()
+		} else {
+			v.Event = "(payload does not decode as an event)"
+		}
+		if o.output == "json" {
+			return json.NewEncoder(out).Encode(v)
+		}
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "seq\t%d\nconsumer\t%s\nreason\t%s\noriginal\t%s seq %d (%s)\ndeliveries\t%d\ndead-lettered\t%s\nevent\t%s\ncomplaint\t%s v%d\nfields\t%s\n",
+			v.Seq, v.Consumer, v.Reason, v.Stream, v.StreamSequence, v.Subject, v.Deliveries, v.Time.Format(time.RFC3339), v.Event, v.ComplaintID, v.Version, v.Fields)
+		return tw.Flush()
+	case "replay":
+		seq, err := seqArg()
+		if err != nil {
+			return err
+		}
+		req, err := bus.Replay(ctx, c.js, seq)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "dead letter %d handed back to its consumer (replay request %d)\n", seq, req)
+		return nil
+	default:
+		return usageErr("deadletters: unknown subcommand %q", args[0])
+	}
+}
+
+type deadLetterView struct {
+	Seq            uint64    `json:"seq"`
+	Consumer       string    `json:"consumer"`
+	Reason         string    `json:"reason"`
+	Stream         string    `json:"stream"`
+	Subject        string    `json:"subject"`
+	StreamSequence uint64    `json:"stream_sequence"`
+	Deliveries     uint64    `json:"deliveries"`
+	Time           time.Time `json:"time"`
+	Event          string    `json:"event,omitempty"`
+	ComplaintID    string    `json:"complaint_id,omitempty"`
+	Version        uint64    `json:"version,omitempty"`
+	Fields         string    `json:"fields,omitempty"`
+}
+
+func viewOf(d bus.DeadLetter) deadLetterView {
+	return deadLetterView{Seq: d.Seq, Consumer: d.Consumer, Reason: d.Reason, Stream: d.Stream, Subject: d.Subject,
+		StreamSequence: d.StreamSequence, Deliveries: d.Deliveries, Time: d.Time.UTC()}
+}

@@ -1,0 +1,159 @@
+// Command closeloopctl is the operators' and auditors' tool: a complaint's
+// full history, its state as of any instant, hash-chain verification of one
+// complaint or the whole log, JSON-lines export for an audit file, and the
+// dead letters (list, inspect, replay after a fix).
+//
+// Exit codes: 0 success, 1 failure (connection, store), 2 usage, 3 the log
+// failed verification, 4 no such complaint.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+const usage = `closeloopctl — replay, verify and operate Closeloop
+
+Usage: closeloopctl [flags] <command> [arguments]
+
+Commands:
+  history <complaint-id>            the full timeline: time, service, actor, event, key fields
+  as-of <complaint-id> <instant>    the complaint's state as recorded at an RFC 3339 instant
+  verify <complaint-id> | --all     check the hash chain of one complaint or of the whole log
+  export <complaint-id>             the history as JSON lines, for an audit file
+  deadletters list                  messages that failed every delivery, with their reasons
+  deadletters show <seq>            one dead letter, decoded
+  deadletters replay <seq>          hand a dead letter back to its consumer after a fix
+
+Flags:
+`
+
+// Exit codes.
+const (
+	exitOK       = 0
+	exitFailure  = 1
+	exitUsage    = 2
+	exitBroken   = 3
+	exitNotFound = 4
+)
+
+// exitError carries an exit code with its message.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageErr(format string, a ...any) error {
+	return &exitError{exitUsage, fmt.Errorf(format, a...)}
+}
+
+type options struct {
+	natsURL string
+	output  string
+	reveal  bool
+	timeout time.Duration
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("closeloopctl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	fs.StringVar(&o.natsURL, "nats", envOr("NATS_URL", "nats://127.0.0.1:4222"), "NATS server URL (env NATS_URL)")
+	fs.StringVar(&o.output, "o", "text", "output format: text or json")
+	fs.BoolVar(&o.reveal, "reveal", false, "show customer personal data (needs access to the PII key store; audited)")
+	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "give up after this long")
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if o.output != "text" && o.output != "json" {
+		fmt.Fprintf(stderr, "closeloopctl: -o %q: must be text or json\n", o.output)
+		return exitUsage
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return exitUsage
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+
+	err := dispatch(ctx, o, fs.Args(), stdout)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "closeloopctl: %v\n", err)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.code == exitUsage {
+			fmt.Fprintln(stderr, "run 'closeloopctl -h' for usage")
+		}
+		return ee.code
+	}
+	return exitFailure
+}
+
+func dispatch(ctx context.Context, o options, args []string, out io.Writer) error {
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "history", "as-of", "export", "verify":
+	case "deadletters":
+	default:
+		return usageErr("unknown command %q", cmd)
+	}
+	conn, err := connect(ctx, o.natsURL)
+	if err != nil {
+		return err
+	}
+	defer conn.close()
+	switch cmd {
+	case "history":
+		if len(rest) != 1 {
+			return usageErr("history takes one complaint id")
+		}
+		return history(ctx, conn, o, rest[0], out)
+	case "as-of":
+		if len(rest) != 2 {
+			return usageErr("as-of takes a complaint id and an RFC 3339 instant")
+		}
+		at, err := time.Parse(time.RFC3339, rest[1])
+		if err != nil {
+			return usageErr("as-of: instant %q: must be RFC 3339, e.g. 2026-03-01T09:30:00+08:00", rest[1])
+		}
+		return asOf(ctx, conn, o, rest[0], at, out)
+	case "export":
+		if len(rest) != 1 {
+			return usageErr("export takes one complaint id")
+		}
+		return export(ctx, conn, rest[0], out)
+	case "verify":
+		if len(rest) != 1 {
+			return usageErr("verify takes a complaint id or --all")
+		}
+		return verify(ctx, conn, o, rest[0], out)
+	default:
+		return deadLetters(ctx, conn, o, rest, out)
+	}
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,79 @@
+package eventlog
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
+)
+
+// LogReport summarises a verification of the whole log.
+type LogReport struct {
+	Events  int
+	Streams int
+	// Broken holds the first broken link of each stream that has one, in the
+	// order they were found.
+	Broken []*BrokenLink
+}
+
+// VerifyLog reads the whole log once, in position order, and checks every
+// stream's chain as VerifyChain does, keeping only each stream's last version
+// and hash in memory. A stream whose chain broke is not checked further.
+func VerifyLog(ctx context.Context, s Store, batch int) (LogReport, error) {
+	if batch <= 0 {
+		batch = 4096
+	}
+	type tip struct {
+		version uint64
+		hash    []byte
+		broken  bool
+	}
+	tips := map[StreamID]*tip{}
+	var rep LogReport
+	var from uint64 = 1
+	for {
+		recs, err := s.ReadAll(ctx, from, batch)
+		if err != nil {
+			return rep, err
+		}
+		if len(recs) == 0 {
+			rep.Streams = len(tips)
+			return rep, nil
+		}
+		for _, r := range recs {
+			from = r.Position + 1
+			rep.Events++
+			var e eventsv1.Envelope
+			if err := proto.Unmarshal(r.Raw, &e); err != nil {
+				rep.Broken = append(rep.Broken, &BrokenLink{Stream: StreamID(r.Event.GetStreamId()), Position: r.Position, Reason: "stored bytes do not decode: " + err.Error()})
+				continue
+			}
+			id := StreamID(e.GetStreamId())
+			t := tips[id]
+			if t == nil {
+				t = &tip{}
+				tips[id] = t
+			}
+			if t.broken {
+				continue
+			}
+			want := t.version + 1
+			var reason string
+			switch {
+			case e.GetVersion() != want:
+				reason = fmt.Sprintf("version %d where %d was expected", e.GetVersion(), want)
+			case !bytes.Equal(e.GetPrevHash(), t.hash):
+				reason = "prev_hash does not match the hash of the previous event: the previous event was altered, or this one was forged"
+			}
+			if reason != "" {
+				t.broken = true
+				rep.Broken = append(rep.Broken, &BrokenLink{Stream: id, Version: want, Position: r.Position, Reason: reason})
+				continue
+			}
+			t.version, t.hash = want, Hash(r.Raw)
+		}
+	}
+}

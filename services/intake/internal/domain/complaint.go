@@ -1,0 +1,225 @@
+// Package domain is intake's model of a complaint: its state rebuilt from
+// intake's own events (Evolve), the rules that turn a command into new
+// events (Decide…), the validation of a submission and the identities
+// (complaint id, problem key) derived from it. No I/O here.
+package domain
+
+import (
+	"errors"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
+)
+
+// Status of a complaint as intake sees it.
+type Status int
+
+const (
+	StatusNone Status = iota
+	StatusReceived
+	StatusAccepted
+	StatusWithdrawn
+)
+
+// Errors of the decide functions; the API maps them to status codes.
+var (
+	ErrNotFound        = errors.New("complaint not found")
+	ErrAlreadyReceived = errors.New("complaint already received")
+	ErrWithdrawn       = errors.New("complaint is withdrawn")
+	ErrErased          = errors.New("customer personal data is erased")
+	ErrTooManyAttach   = errors.New("too many attachments")
+)
+
+// SystemActor accepts a complaint complete on arrival.
+const SystemActor = "system"
+
+// Link is another channel's report of the same problem.
+type Link struct {
+	Channel    eventsv1.Channel
+	ChannelRef string
+	AdapterID  string
+	ReceivedAt time.Time
+}
+
+// State is one complaint rebuilt from its stream.
+type State struct {
+	ID            string
+	Version       uint64
+	Status        Status
+	Received      *eventsv1.ComplaintReceived
+	RecordedAt    time.Time
+	Customer      *eventsv1.Customer
+	Attachments   []*eventsv1.Attachment
+	AcceptedBy    string
+	AcceptedAuto  bool
+	Links         []Link
+	Erased        bool
+	WithdrawnBy   string
+	WithdrawnWhy  string
+	lastAmendedBy string
+}
+
+// Exists reports whether the complaint was received.
+func (s State) Exists() bool { return s.Status != StatusNone }
+
+// Evolve applies one stored event to the state. Events of other services
+// and unknown events only advance the version.
+func Evolve(s State, e *eventsv1.Envelope) State {
+	s.Version = e.GetVersion()
+	if s.ID == "" {
+		s.ID = e.GetComplaintId()
+	}
+	switch p := e.GetPayload().(type) {
+	case *eventsv1.Envelope_ComplaintReceived:
+		r := p.ComplaintReceived
+		s.Status = StatusReceived
+		s.Received = r
+		s.RecordedAt = e.GetRecordedAt().AsTime()
+		s.Customer = proto.Clone(r.GetCustomer()).(*eventsv1.Customer)
+		s.Attachments = append([]*eventsv1.Attachment(nil), r.GetAttachments()...)
+	case *eventsv1.Envelope_ComplaintAccepted:
+		if s.Status == StatusReceived {
+			s.Status = StatusAccepted
+		}
+		s.AcceptedBy = p.ComplaintAccepted.GetAcceptedBy()
+		s.AcceptedAuto = p.ComplaintAccepted.GetAutomatic()
+	case *eventsv1.Envelope_DuplicateLinked:
+		d := p.DuplicateLinked
+		s.Links = append(s.Links, Link{d.GetChannel(), d.GetChannelRef(), d.GetAdapterId(), d.GetReceivedAt().AsTime()})
+	case *eventsv1.Envelope_CustomerDetailsAmended:
+		a := p.CustomerDetailsAmended
+		if s.Customer == nil {
+			s.Customer = &eventsv1.Customer{}
+		}
+		s.Customer.Personal = a.GetPersonal()
+		s.Customer.Organisation = a.GetOrganisation()
+		s.Customer.Tier = a.GetTier()
+		s.Customer.Anonymous = false
+		s.lastAmendedBy = a.GetAmendedBy()
+	case *eventsv1.Envelope_EvidenceAttached:
+		s.Attachments = append(s.Attachments, p.EvidenceAttached.GetAttachments()...)
+	case *eventsv1.Envelope_ComplaintWithdrawn:
+		s.Status = StatusWithdrawn
+		s.WithdrawnBy = p.ComplaintWithdrawn.GetWithdrawnBy()
+		s.WithdrawnWhy = p.ComplaintWithdrawn.GetReason()
+	case *eventsv1.Envelope_CustomerErased:
+		s.Erased = true
+	}
+	return s
+}
+
+// Replay rebuilds a complaint from its events in order.
+func Replay(events []*eventsv1.Envelope) State {
+	var s State
+	for _, e := range events {
+		s = Evolve(s, e)
+	}
+	return s
+}
+
+// Complete reports whether a record can be accepted (受理) without an
+// agent: the customer can be reached (a phone or an email), the product is
+// identified (a model) and the problem is described.
+func Complete(r *eventsv1.ComplaintReceived, contactReachable bool) bool {
+	return contactReachable &&
+		r.GetProduct().GetModel() != "" &&
+		r.GetDescription() != ""
+}
+
+// DecideReceive records a new complaint, accepted at once when complete.
+func DecideReceive(s State, r *eventsv1.ComplaintReceived, contactReachable bool) ([]proto.Message, error) {
+	if s.Exists() {
+		return nil, ErrAlreadyReceived
+	}
+	out := []proto.Message{r}
+	if Complete(r, contactReachable) {
+		out = append(out, &eventsv1.ComplaintAccepted{AcceptedBy: SystemActor, Automatic: true})
+	}
+	return out, nil
+}
+
+// DecideAccept records an agent's acceptance. Accepting an accepted
+// complaint is a no-op (nil events, nil error).
+func DecideAccept(s State, agent string) ([]proto.Message, error) {
+	switch s.Status {
+	case StatusNone:
+		return nil, ErrNotFound
+	case StatusWithdrawn:
+		return nil, ErrWithdrawn
+	case StatusAccepted:
+		return nil, nil
+	}
+	return []proto.Message{&eventsv1.ComplaintAccepted{AcceptedBy: agent}}, nil
+}
+
+// DecideLink records another channel's report of the same problem, once per
+// (channel, channel_ref).
+func DecideLink(s State, d *eventsv1.DuplicateLinked) ([]proto.Message, error) {
+	if !s.Exists() {
+		return nil, ErrNotFound
+	}
+	if s.HasLink(d.GetChannel(), d.GetChannelRef()) {
+		return nil, nil
+	}
+	return []proto.Message{d}, nil
+}
+
+// HasLink reports whether the submission (channel, ref) is linked here.
+func (s State) HasLink(ch eventsv1.Channel, ref string) bool {
+	for _, l := range s.Links {
+		if l.Channel == ch && l.ChannelRef == ref {
+			return true
+		}
+	}
+	return false
+}
+
+// DecideAmend replaces the customer's details.
+func DecideAmend(s State, a *eventsv1.CustomerDetailsAmended) ([]proto.Message, error) {
+	switch {
+	case !s.Exists():
+		return nil, ErrNotFound
+	case s.Status == StatusWithdrawn:
+		return nil, ErrWithdrawn
+	case s.Erased:
+		return nil, ErrErased
+	}
+	return []proto.Message{a}, nil
+}
+
+// DecideAttach adds evidence, within the limit of attachments per complaint.
+func DecideAttach(s State, a *eventsv1.EvidenceAttached, maxAttachments int) ([]proto.Message, error) {
+	switch {
+	case !s.Exists():
+		return nil, ErrNotFound
+	case s.Status == StatusWithdrawn:
+		return nil, ErrWithdrawn
+	case len(s.Attachments)+len(a.GetAttachments()) > maxAttachments:
+		return nil, ErrTooManyAttach
+	}
+	return []proto.Message{a}, nil
+}
+
+// DecideWithdraw records a withdrawal; withdrawing twice is a no-op.
+func DecideWithdraw(s State, w *eventsv1.ComplaintWithdrawn) ([]proto.Message, error) {
+	switch s.Status {
+	case StatusNone:
+		return nil, ErrNotFound
+	case StatusWithdrawn:
+		return nil, nil
+	}
+	return []proto.Message{w}, nil
+}
+
+// DecideErase records that the customer's key was destroyed; once only.
+func DecideErase(s State, e *eventsv1.CustomerErased) ([]proto.Message, error) {
+	switch {
+	case !s.Exists():
+		return nil, ErrNotFound
+	case s.Erased:
+		return nil, nil
+	}
+	return []proto.Message{e}, nil
+}

@@ -1,0 +1,376 @@
+package domain
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
+)
+
+// Policy is the classification policy: data, not code. It is versioned, and
+// every ComplaintClassified names the version it was decided with.
+type Policy struct {
+	Version          string `json:"version"`
+	RepeatWindowDays int    `json:"repeat_window_days"`
+	Default          struct {
+		Category string `json:"category"`
+		Severity string `json:"severity"`
+		Priority string `json:"priority"`
+	} `json:"default"`
+	Rules []Rule `json:"rules"`
+	// Reviews lists, per severity ("L1".."L4"), the review levels a solution
+	// needs before the complaint may be resolved.
+	Reviews map[string][]string `json:"reviews"`
+	// Teams maps a severity to the team that handles it.
+	Teams map[string]string `json:"teams"`
+	// Skills maps a category to the skill an owner should have.
+	Skills map[string]string `json:"skills"`
+
+	defaults Classification
+	rules    []compiledRule
+	reviews  map[eventsv1.Severity][]eventsv1.ReviewLevel
+}
+
+// Rule matches when all of its conditions hold (keywords: any one of them
+// in the description or the request; channels, tiers: any one; repeat: the
+// complaint is a repeat). Its effects: category (the first matching rule that
+// sets one wins), severity and priority as floors (the highest wins), and
+// raise_priority steps added after the floors (capped at urgent).
+type Rule struct {
+	ID            string   `json:"id"`
+	Why           string   `json:"why,omitempty"`
+	Keywords      []string `json:"keywords,omitempty"`
+	Channels      []string `json:"channels,omitempty"`
+	Tiers         []string `json:"tiers,omitempty"`
+	Repeat        bool     `json:"repeat,omitempty"`
+	Category      string   `json:"category,omitempty"`
+	Severity      string   `json:"severity,omitempty"`
+	Priority      string   `json:"priority,omitempty"`
+	RaisePriority int      `json:"raise_priority,omitempty"`
+}
+
+type compiledRule struct {
+	Rule
+	keywords []keyword
+	channels []eventsv1.Channel
+	tiers    []eventsv1.CustomerTier
+	category eventsv1.Category
+	severity eventsv1.Severity
+	priority eventsv1.Priority
+}
+
+// keyword is a lower-cased term. Terms in a script without spaces (Chinese)
+// match anywhere; other terms match whole words, or word prefixes when
+// written with a trailing '*' ("explod*" matches "exploded").
+type keyword struct {
+	term   string
+	prefix bool
+	words  bool
+}
+
+// ClassifyInput is what the policy looks at.
+type ClassifyInput struct {
+	Text    string // description and customer request
+	Channel eventsv1.Channel
+	Tier    eventsv1.CustomerTier
+	Repeat  bool
+}
+
+// Classification is the policy's verdict.
+type Classification struct {
+	Category   eventsv1.Category
+	Severity   eventsv1.Severity
+	Priority   eventsv1.Priority
+	RulesFired []string
+}
+
+// ParsePolicy reads and validates a policy document.
+func ParsePolicy(doc []byte) (*Policy, error) {
+	var p Policy
+	dec := json.NewDecoder(strings.NewReader(string(doc)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	if err := p.compile(); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+func (p *Policy) compile() error {
+	if p.Version == "" {
+		return fmt.Errorf("policy: version: required")
+	}
+	if p.RepeatWindowDays <= 0 {
+		return fmt.Errorf("policy: repeat_window_days: must be positive, got %d", p.RepeatWindowDays)
+	}
+	var err error
+	if p.defaults.Category, err = ParseCategory(p.Default.Category); err != nil {
+		return fmt.Errorf("policy: default.category: %w", err)
+	}
+	if p.defaults.Severity, err = ParseSeverity(p.Default.Severity); err != nil {
+		return fmt.Errorf("policy: default.severity: %w", err)
+	}
+	if p.defaults.Priority, err = ParsePriority(p.Default.Priority); err != nil {
+		return fmt.Errorf("policy: default.priority: %w", err)
+	}
+	seen := map[string]bool{}
+	for i, r := range p.Rules {
+		where := fmt.Sprintf("policy: rules[%d] (%s)", i, r.ID)
+		if r.ID == "" || seen[r.ID] {
+			return fmt.Errorf("%s: id: required and unique", where)
+		}
+		seen[r.ID] = true
+		c := compiledRule{Rule: r}
+		for _, k := range r.Keywords {
+			kw, err := compileKeyword(k)
+			if err != nil {
+				return fmt.Errorf("%s: keywords: %w", where, err)
+			}
+			c.keywords = append(c.keywords, kw)
+		}
+		for _, ch := range r.Channels {
+			v, err := ParseChannel(ch)
+			if err != nil {
+				return fmt.Errorf("%s: channels: %w", where, err)
+			}
+			c.channels = append(c.channels, v)
+		}
+		for _, t := range r.Tiers {
+			v, err := ParseTier(t)
+			if err != nil {
+				return fmt.Errorf("%s: tiers: %w", where, err)
+			}
+			c.tiers = append(c.tiers, v)
+		}
+		if len(c.keywords) == 0 && len(c.channels) == 0 && len(c.tiers) == 0 && !r.Repeat {
+			return fmt.Errorf("%s: needs at least one condition (keywords, channels, tiers, repeat)", where)
+		}
+		if r.Category != "" {
+			if c.category, err = ParseCategory(r.Category); err != nil {
+				return fmt.Errorf("%s: category: %w", where, err)
+			}
+		}
+		if r.Severity != "" {
+			if c.severity, err = ParseSeverity(r.Severity); err != nil {
+				return fmt.Errorf("%s: severity: %w", where, err)
+			}
+		}
+		if r.Priority != "" {
+			if c.priority, err = ParsePriority(r.Priority); err != nil {
+				return fmt.Errorf("%s: priority: %w", where, err)
+			}
+		}
+		if r.RaisePriority < 0 || r.RaisePriority > 2 {
+			return fmt.Errorf("%s: raise_priority: must be 0..2, got %d", where, r.RaisePriority)
+		}
+		p.rules = append(p.rules, c)
+	}
+	p.reviews = map[eventsv1.Severity][]eventsv1.ReviewLevel{}
+	for _, sev := range []eventsv1.Severity{eventsv1.Severity_SEVERITY_L1, eventsv1.Severity_SEVERITY_L2, eventsv1.Severity_SEVERITY_L3, eventsv1.Severity_SEVERITY_L4} {
+		name := SeverityName(sev)
+		levels, ok := p.Reviews[name]
+		if !ok {
+			return fmt.Errorf("policy: reviews.%s: required (may be an empty list)", name)
+		}
+		for _, l := range levels {
+			v, err := ParseReviewLevel(l)
+			if err != nil {
+				return fmt.Errorf("policy: reviews.%s: %w", name, err)
+			}
+			p.reviews[sev] = append(p.reviews[sev], v)
+		}
+		slices.Sort(p.reviews[sev])
+		if p.Teams[name] == "" {
+			return fmt.Errorf("policy: teams.%s: required", name)
+		}
+	}
+	return nil
+}
+
+func compileKeyword(k string) (keyword, error) {
+	k = strings.ToLower(strings.TrimSpace(k))
+	kw := keyword{}
+	if strings.HasSuffix(k, "*") {
+		kw.prefix = true
+		k = strings.TrimSuffix(k, "*")
+	}
+	if k == "" {
+		return kw, fmt.Errorf("empty keyword")
+	}
+	kw.term = k
+	for _, r := range k {
+		if unicode.IsLetter(r) && r < utf8.RuneSelf {
+			kw.words = true
+			break
+		}
+	}
+	return kw, nil
+}
+
+func (k keyword) in(text string) bool {
+	if !k.words {
+		return strings.Contains(text, k.term)
+	}
+	for from := 0; from < len(text); {
+		i := strings.Index(text[from:], k.term)
+		if i < 0 {
+			return false
+		}
+		start, end := from+i, from+i+len(k.term)
+		if isWordBoundary(text, start, true) && (k.prefix || isWordBoundary(text, end, false)) {
+			return true
+		}
+		from = start + 1
+	}
+	return false
+}
+
+// isWordBoundary tells whether the byte offset i of text is at the edge of a
+// Latin word: the rune before (or at) it is not an ASCII letter or digit.
+func isWordBoundary(text string, i int, before bool) bool {
+	if before {
+		if i == 0 {
+			return true
+		}
+		r, _ := utf8.DecodeLastRuneInString(text[:i])
+		return !isASCIIWordRune(r)
+	}
+	if i >= len(text) {
+		return true
+	}
+	r, _ := utf8.DecodeRuneInString(text[i:])
+	return !isASCIIWordRune(r)
+}
+
+func isASCIIWordRune(r rune) bool {
+	return r < utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsDigit(r))
+}
+
+func (c compiledRule) matches(in ClassifyInput, text string) bool {
+	if len(c.keywords) > 0 && !slices.ContainsFunc(c.keywords, func(k keyword) bool { return k.in(text) }) {
+		return false
+	}
+	if len(c.channels) > 0 && !slices.Contains(c.channels, in.Channel) {
+		return false
+	}
+	if len(c.tiers) > 0 && !slices.Contains(c.tiers, in.Tier) {
+		return false
+	}
+	if c.Repeat && !in.Repeat {
+		return false
+	}
+	return true
+}
+
+// Classify applies every rule, in order, to a complaint.
+func (p *Policy) Classify(in ClassifyInput) Classification {
+	text := strings.ToLower(in.Text)
+	out := Classification{Severity: p.defaults.Severity, Priority: p.defaults.Priority}
+	raise := 0
+	for _, r := range p.rules {
+		if !r.matches(in, text) {
+			continue
+		}
+		out.RulesFired = append(out.RulesFired, r.ID)
+		if out.Category == eventsv1.Category_CATEGORY_UNSPECIFIED && r.category != eventsv1.Category_CATEGORY_UNSPECIFIED {
+			out.Category = r.category
+		}
+		out.Severity = max(out.Severity, r.severity)
+		out.Priority = max(out.Priority, r.priority)
+		raise += r.RaisePriority
+	}
+	if out.Category == eventsv1.Category_CATEGORY_UNSPECIFIED {
+		out.Category = p.defaults.Category
+	}
+	out.Priority = RaisePriority(out.Priority, raise)
+	return out
+}
+
+// RaisePriority moves a priority up by steps, capped at urgent.
+func RaisePriority(p eventsv1.Priority, steps int) eventsv1.Priority {
+	return min(p+eventsv1.Priority(steps), eventsv1.Priority_PRIORITY_URGENT)
+}
+
+// RequiredReviews are the review levels a solution for a complaint of this
+// severity needs, in chain order.
+func (p *Policy) RequiredReviews(s eventsv1.Severity) []eventsv1.ReviewLevel {
+	return slices.Clone(p.reviews[s])
+}
+
+// TeamFor is the team that handles a severity.
+func (p *Policy) TeamFor(s eventsv1.Severity) string { return p.Teams[SeverityName(s)] }
+
+// SkillFor is the skill an owner of a complaint of this category should have.
+func (p *Policy) SkillFor(c eventsv1.Category) string { return p.Skills[CategoryName(c)] }
+
+// Names of the enums as the policy file and the API spell them.
+var (
+	categoryNames = map[eventsv1.Category]string{
+		eventsv1.Category_CATEGORY_PRODUCT_QUALITY: "product_quality",
+		eventsv1.Category_CATEGORY_SERVICE:         "service",
+		eventsv1.Category_CATEGORY_DELIVERY:        "delivery",
+		eventsv1.Category_CATEGORY_PRICE_PROMOTION: "price_promotion",
+		eventsv1.Category_CATEGORY_OTHER:           "other",
+	}
+	severityNames = map[eventsv1.Severity]string{
+		eventsv1.Severity_SEVERITY_L1: "L1", eventsv1.Severity_SEVERITY_L2: "L2",
+		eventsv1.Severity_SEVERITY_L3: "L3", eventsv1.Severity_SEVERITY_L4: "L4",
+	}
+	priorityNames = map[eventsv1.Priority]string{
+		eventsv1.Priority_PRIORITY_GENERAL:   "general",
+		eventsv1.Priority_PRIORITY_IMPORTANT: "important",
+		eventsv1.Priority_PRIORITY_URGENT:    "urgent",
+	}
+	reviewNames = map[eventsv1.ReviewLevel]string{
+		eventsv1.ReviewLevel_REVIEW_LEVEL_SUPERVISOR:        "supervisor",
+		eventsv1.ReviewLevel_REVIEW_LEVEL_QUALITY:           "quality",
+		eventsv1.ReviewLevel_REVIEW_LEVEL_SENIOR_MANAGEMENT: "senior_management",
+	}
+	tierNames = map[eventsv1.CustomerTier]string{
+		eventsv1.CustomerTier_CUSTOMER_TIER_REGULAR: "regular",
+		eventsv1.CustomerTier_CUSTOMER_TIER_VIP:     "vip",
+	}
+)
+
+func CategoryName(c eventsv1.Category) string           { return categoryNames[c] }
+func SeverityName(s eventsv1.Severity) string           { return severityNames[s] }
+func PriorityName(p eventsv1.Priority) string           { return priorityNames[p] }
+func ReviewName(r eventsv1.ReviewLevel) string          { return reviewNames[r] }
+func ParseCategory(s string) (eventsv1.Category, error) { return parseName(categoryNames, s) }
+func ParseSeverity(s string) (eventsv1.Severity, error) { return parseName(severityNames, s) }
+func ParsePriority(s string) (eventsv1.Priority, error) { return parseName(priorityNames, s) }
+func ParseReviewLevel(s string) (eventsv1.ReviewLevel, error) {
+	return parseName(reviewNames, s)
+}
+func ParseTier(s string) (eventsv1.CustomerTier, error) { return parseName(tierNames, s) }
+
+// ParseChannel reads a channel as its enum name without the prefix, lower
+// case ("social_media", "press").
+func ParseChannel(s string) (eventsv1.Channel, error) {
+	v, ok := eventsv1.Channel_value["CHANNEL_"+strings.ToUpper(s)]
+	if !ok || v == 0 {
+		return 0, fmt.Errorf("unknown channel %q", s)
+	}
+	return eventsv1.Channel(v), nil
+}
+
+func parseName[E comparable](names map[E]string, s string) (E, error) {
+	for k, v := range names {
+		if v == s {
+			return k, nil
+		}
+	}
+	var zero E
+	known := make([]string, 0, len(names))
+	for _, v := range names {
+		known = append(known, v)
+	}
+	slices.Sort(known)
+	return zero, fmt.Errorf("unknown value %q (one of %s)", s, strings.Join(known, ", "))
+}

@@ -1,0 +1,69 @@
+package domain
+
+import "slices"
+
+// Role of a team member (and of a caller of the API).
+type Role string
+
+const (
+	RoleAgent           Role = "agent"
+	RoleTeamLead        Role = "team_lead"
+	RoleManager         Role = "manager"
+	RoleQualityReviewer Role = "quality_reviewer"
+	RoleSeniorManager   Role = "senior_manager"
+	// RoleSystem is routing itself reacting to events.
+	RoleSystem Role = "system"
+)
+
+// Roles are the roles a person may have.
+var Roles = []Role{RoleAgent, RoleTeamLead, RoleManager, RoleQualityReviewer, RoleSeniorManager}
+
+// ValidRole tells whether r is a person's role.
+func ValidRole(r Role) bool { return slices.Contains(Roles, r) }
+
+// Actor is who issues a command.
+type Actor struct {
+	ID   string
+	Role Role
+}
+
+// SystemActor is routing's own reactions.
+var SystemActor = Actor{ID: "system", Role: RoleSystem}
+
+var supervisors = []Role{RoleTeamLead, RoleManager, RoleSeniorManager}
+
+// allowed lists the roles that may perform each operation.
+var allowed = map[string][]Role{
+	"override the classification": {RoleAgent, RoleTeamLead, RoleManager, RoleSeniorManager},
+	"reassign a complaint":         supervisors,
+	"manage team rosters":          supervisors,
+	"handle a complaint":           {RoleAgent, RoleTeamLead, RoleManager, RoleSeniorManager},
+	"review a solution":            {RoleTeamLead, RoleManager, RoleQualityReviewer, RoleSeniorManager},
+}
+
+// Authorize refuses an operation outside the actor's role.
+func Authorize(a Actor, op string) error {
+	if a.Role == RoleSystem || slices.Contains(allowed[op], a.Role) {
+		return nil
+	}
+	return &PermissionError{Actor: a.ID, Role: string(a.Role), Operation: op, Reason: "not allowed for this role"}
+}
+
+// authorizeOwner lets the owner handle the complaint, and supervisors act
+// for the owner; another agent is refused.
+func authorizeOwner(c *Complaint, a Actor, op string) error {
+	if err := Authorize(a, "handle a complaint"); err != nil {
+		return err
+	}
+	if a.Role == RoleAgent && a.ID != c.Owner {
+		return &PermissionError{Actor: a.ID, Role: string(a.Role), Operation: op, Reason: "only the owner (or a supervisor) may"}
+	}
+	return nil
+}
+
+// reviewerRoles maps a review level to the roles that may give it.
+var reviewerRoles = map[int32][]Role{
+	1: {RoleTeamLead, RoleManager},          // supervisor
+	2: {RoleQualityReviewer},                 // quality
+	3: {RoleSeniorManager},                   // senior management
+}
