@@ -9,19 +9,17 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 )
 
 func main() {
 	var cfg runnerConfig
-	flag.StringVar(&cfg.DataDir, "data", envOr("CLOSELOOP_DATA", "data"), "directory for the embedded JetStream store and dev credentials (env CLOSELOOP_DATA)")
+	flag.StringVar(&cfg.DataDir, "data", envOr("CLOSELOOP_DATA", "data"), "directory for the embedded JetStream store and local secrets (env CLOSELOOP_DATA)")
 	flag.IntVar(&cfg.NATSPort, "nats-port", 4222, "port of the embedded NATS server, for the CLI and external tools (0 = any free port)")
-	flag.BoolVar(&cfg.NoSync, "no-sync", false, "do not fsync each append before acknowledging it (faster, loses acknowledged events on power loss)")
+	flag.BoolVar(&cfg.NoSync, "no-sync", false, "do not fsync each append before acknowledging it (faster; a power cut may lose acknowledged events)")
 	flag.Parse()
 
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
@@ -32,15 +30,8 @@ func main() {
 		logger.Error("closeloop stopped with an error", "error", err)
 		os.Exit(1)
 	}
+	logger.Info("closeloop stopped")
 }
-
-type runnerConfig struct {
-	DataDir  string
-	NATSPort int
-	NoSync   bool
-}
-
-func (c runnerConfig) natsDir() string { return filepath.Join(c.DataDir, "nats") }
 
 func envOr(key, def string) string {
 	if v := os.Getenv(key); v != "" {
@@ -48,5 +39,3 @@ func envOr(key, def string) string {
 	}
 	return def
 }
-
-var errUsage = fmt.Errorf("usage")

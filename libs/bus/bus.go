@@ -63,7 +63,8 @@ type Options struct {
 	// AckWait is how long the server waits for an ack before redelivering
 	// (default 30s). Long handlers are kept alive with InProgress.
 	AckWait time.Duration
-	// DeliverPolicy for a consumer created for the first time (default all).
+	// DeliverPolicy of the consumer (default all). The server refuses to
+	// change it on an existing durable.
 	DeliverPolicy jetstream.DeliverPolicy
 	// Concurrency is the number of messages one instance handles at a time
 	// (default 1: in order, per instance).
@@ -218,10 +219,6 @@ func Subscribe(ctx context.Context, js jetstream.JetStream, opts Options, h Hand
 	if err != nil {
 		return nil, fmt.Errorf("bus: replay consumer for %s: %w", opts.Durable, err)
 	}
-	m, err := newMetrics(opts.MeterProvider)
-	if err != nil {
-		return nil, err
-	}
 	s := &Subscription{
 		opts:     opts,
 		js:       js,
@@ -230,11 +227,12 @@ func Subscribe(ctx context.Context, js jetstream.JetStream, opts Options, h Hand
 		replay:   replay,
 		base:     context.WithoutCancel(ctx),
 		tracer:   opts.TracerProvider.Tracer(instrumentation),
-		m:        m,
 		attrs:    metric.WithAttributeSet(attribute.NewSet(attribute.String("consumer", opts.Durable))),
 		stopped:  make(chan struct{}),
 	}
-	s.m.observeLag(s)
+	if s.m, err = newMetrics(s); err != nil {
+		return nil, err
+	}
 	// A small client buffer: a message waiting there is not kept alive with
 	// InProgress and its ack wait could expire before it is handled.
 	for _, c := range []jetstream.Consumer{cons, replay} {
@@ -271,7 +269,7 @@ func (s *Subscription) Stop() {
 		close(s.stopped)
 	})
 	s.wg.Wait()
-	s.m.unobserve(s)
+	_ = s.m.lag.Unregister()
 }
 
 // Lag is the number of messages matching the consumer not yet delivered to

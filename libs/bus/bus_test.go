@@ -245,6 +245,36 @@ func TestPoisonMessageIsDeadLetteredAfterMaxDeliver(t *testing.T) {
 	}
 }
 
+func TestLastAttemptThatNeverAcksIsDeadLettered(t *testing.T) {
+	e := start(t)
+	var calls atomic.Int32
+	h := func(ctx context.Context, rec eventlog.Record) error { calls.Add(1); return nil }
+	o := bus.Options{MaxDeliver: 1, AckWait: 100 * time.Millisecond}
+	subscribe(t, e, o, h).Stop() // creates the durable consumer
+	_, seq := e.publish(t, context.Background())
+
+	// An instance takes the message on its last allowed delivery and dies
+	// without acking it.
+	cons, err := e.js.Consumer(e.ctx, "EVENTS", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg := <-batch.Messages(); msg == nil {
+		t.Fatalf("fetched nothing: %v", batch.Error())
+	}
+
+	subscribe(t, e, o, h)
+	dl := waitDeadLetters(t, e, "test", 1)[0]
+	if calls.Load() != 0 || dl.StreamSequence != seq || dl.Deliveries != 2 {
+		t.Fatalf("calls %d, dead letter %+v: want the message dead-lettered on its extra delivery", calls.Load(), dl)
+	}
+	waitAllAcked(t, e, "test")
+}
+
 func TestPermanentErrorIsDeadLetteredAtOnce(t *testing.T) {
 	e := start(t)
 	var calls atomic.Int32
@@ -291,10 +321,21 @@ func TestReplayDeadLetterRehandlesOriginal(t *testing.T) {
 		got.Store(rec)
 		return nil
 	})
-	_, seq := e.publish(t, context.Background())
+	subject, seq := e.publish(t, context.Background())
 	dl := waitDeadLetters(t, e, "test", 1)[0]
-	fixed.Store(true)
+
+	// Replayed while still broken: dead-lettered again, still pointing at
+	// the original event.
 	if _, err := bus.Replay(e.ctx, e.js, dl.Seq); err != nil {
+		t.Fatal(err)
+	}
+	again := waitDeadLetters(t, e, "test", 2)[1]
+	if again.Stream != "EVENTS" || again.Subject != subject || again.StreamSequence != seq || again.Reason != "permanent: bug" {
+		t.Fatalf("second dead letter %+v: want EVENTS %s #%d", again, subject, seq)
+	}
+
+	fixed.Store(true)
+	if _, err := bus.Replay(e.ctx, e.js, again.Seq); err != nil {
 		t.Fatal(err)
 	}
 	checkFor(t, 10*time.Second, func() error {
@@ -303,9 +344,9 @@ func TestReplayDeadLetterRehandlesOriginal(t *testing.T) {
 		}
 		return nil
 	})
-	// The replay request is not itself listed as a dead letter.
-	if dls, err := bus.DeadLetters(e.ctx, e.js, ""); err != nil || len(dls) != 1 {
-		t.Fatalf("dead letters = %d, %v; want 1", len(dls), err)
+	// Replay requests are not themselves listed as dead letters.
+	if dls, err := bus.DeadLetters(e.ctx, e.js, ""); err != nil || len(dls) != 2 {
+		t.Fatalf("dead letters = %d, %v; want 2", len(dls), err)
 	}
 }
 
@@ -428,6 +469,9 @@ func TestMetricsCountFailuresAndDeadLetters(t *testing.T) {
 				return fmt.Errorf("%s = %d, want %d", name, v, want)
 			}
 		}
+		if lag, ok := gaugeValue(rm, "bus.consumer.pending"); !ok || lag != 0 {
+			return fmt.Errorf("bus.consumer.pending = %d (reported %v), want 0", lag, ok)
+		}
 		return nil
 	})
 }
@@ -449,6 +493,43 @@ func counterValue(rm metricdata.ResourceMetrics, name string) int64 {
 	return total
 }
 
+func gaugeValue(rm metricdata.ResourceMetrics, name string) (int64, bool) {
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if g, ok := m.Data.(metricdata.Gauge[int64]); ok && m.Name == name && len(g.DataPoints) > 0 {
+				return g.DataPoints[0].Value, true
+			}
+		}
+	}
+	return 0, false
+}
+
+func TestLagCountsUndeliveredMessages(t *testing.T) {
+	e := start(t)
+	release := make(chan struct{})
+	sub := subscribe(t, e, bus.Options{}, func(ctx context.Context, rec eventlog.Record) error {
+		<-release
+		return nil
+	})
+	for range 6 {
+		e.publish(t, context.Background())
+	}
+	// One message in the handler, at most Concurrency+1 = 2 in the client
+	// buffer: at least 3 are still pending on the server.
+	checkFor(t, 5*time.Second, func() error {
+		lag, err := sub.Lag(e.ctx)
+		if err != nil {
+			return err
+		}
+		if lag < 3 {
+			return fmt.Errorf("lag %d, want at least 3", lag)
+		}
+		return nil
+	})
+	close(release)
+	waitAllAcked(t, e, "test")
+}
+
 func TestOptionsAreValidated(t *testing.T) {
 	e := start(t)
 	h := func(context.Context, eventlog.Record) error { return nil }
@@ -465,15 +546,27 @@ func BenchmarkHandle(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer srv.Shutdown()
-	nc, _ := srv.Connect("bench", true)
+	nc, err := srv.Connect("bench", true)
+	if err != nil {
+		b.Fatal(err)
+	}
 	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
 	ctx := context.Background()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "EVENTS", Subjects: []string{"events.>"}}); err != nil {
 		b.Fatal(err)
 	}
-	ev, _ := eventlog.NewEvent(eventlog.Meta{ComplaintID: "c", OccurredAt: time.Unix(0, 0)}, &eventsv1.ComplaintAccepted{})
-	data, _ := proto.Marshal(ev)
+	ev, err := eventlog.NewEvent(eventlog.Meta{ComplaintID: "c", OccurredAt: time.Unix(0, 0)}, &eventsv1.ComplaintAccepted{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	data, err := proto.Marshal(ev)
+	if err != nil {
+		b.Fatal(err)
+	}
 	for range b.N {
 		if _, err := js.PublishAsync("events.complaint.c.ComplaintAccepted", data); err != nil {
 			b.Fatal(err)

@@ -109,7 +109,10 @@ func (s *Subscription) deadLetter(ctx context.Context, log *slog.Logger, msg jet
 		log.Warn("bus: term", "err", err)
 	}
 	s.m.deadLetters.Add(ctx, 1, s.attrs)
-	log.Error("bus: message dead-lettered", "reason", reason, "dead_letter_seq", ack.Sequence, "replay_of", org.replayOf)
+	if org.replayOf != 0 {
+		log = log.With("replay_of", org.replayOf)
+	}
+	log.Error("bus: message dead-lettered", "reason", reason, "dead_letter_seq", ack.Sequence)
 }
 
 // DeadLetter is one entry of the dead-letter stream.

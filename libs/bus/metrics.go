@@ -3,39 +3,26 @@ package bus
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 )
 
-// metrics are shared by the subscriptions of one meter provider; each
-// measurement carries the consumer name.
+// metrics of one subscription; every measurement carries the consumer name.
+// Instruments of the same name on one meter are shared by the SDK, so each
+// subscription can create its own.
 type metrics struct {
 	handled, failures, redeliveries, deadLetters metric.Int64Counter
 	latency                                      metric.Float64Histogram
-	pending                                      metric.Int64ObservableGauge
-
-	mu   sync.Mutex
-	subs map[*Subscription]bool
-	reg  metric.Registration
+	lag                                          metric.Registration
 }
 
-var (
-	metricsMu    sync.Mutex
-	metricsByMP  = map[metric.MeterProvider]*metrics{}
-	lagQueryTime = 2 * time.Second
-)
+// lagQueryTimeout bounds the consumer info request made per collection.
+const lagQueryTimeout = 2 * time.Second
 
-func newMetrics(mp metric.MeterProvider) (*metrics, error) {
-	metricsMu.Lock()
-	defer metricsMu.Unlock()
-	if m, ok := metricsByMP[mp]; ok {
-		return m, nil
-	}
-	meter := mp.Meter(instrumentation)
-	m := &metrics{subs: map[*Subscription]bool{}}
+func newMetrics(s *Subscription) (*metrics, error) {
+	meter := s.opts.MeterProvider.Meter(instrumentation)
+	m := &metrics{}
 	var err error
 	counter := func(name, desc string) metric.Int64Counter {
 		if err != nil {
@@ -57,48 +44,24 @@ func newMetrics(mp metric.MeterProvider) (*metrics, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bus: metrics: %w", err)
 	}
-	m.pending, err = meter.Int64ObservableGauge("bus.consumer.pending",
-		metric.WithDescription("Messages matching the consumer not yet delivered (lag)."))
+	pending, err := meter.Int64ObservableGauge("bus.consumer.pending",
+		metric.WithDescription("Messages matching the consumer not yet delivered to it (lag)."))
 	if err != nil {
 		return nil, fmt.Errorf("bus: metrics: %w", err)
 	}
-	m.reg, err = meter.RegisterCallback(m.observe, m.pending)
-	if err != nil {
-		return nil, fmt.Errorf("bus: metrics: %w", err)
-	}
-	metricsByMP[mp] = m
-	return m, nil
-}
-
-func (m *metrics) observeLag(s *Subscription) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.subs[s] = true
-}
-
-func (m *metrics) unobserve(s *Subscription) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.subs, s)
-}
-
-// observe reports each live subscription's lag (one instance's view of the
-// shared consumer: all instances report the same value).
-func (m *metrics) observe(ctx context.Context, o metric.Observer) error {
-	m.mu.Lock()
-	subs := make([]*Subscription, 0, len(m.subs))
-	for s := range m.subs {
-		subs = append(subs, s)
-	}
-	m.mu.Unlock()
-	for _, s := range subs {
-		qctx, cancel := context.WithTimeout(ctx, lagQueryTime)
+	// Every instance of a service reports the same shared consumer's lag.
+	m.lag, err = meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		qctx, cancel := context.WithTimeout(ctx, lagQueryTimeout)
+		defer cancel()
 		n, err := s.Lag(qctx)
-		cancel()
 		if err != nil {
-			continue
+			return nil // no value this round rather than a failed collection
 		}
-		o.ObserveInt64(m.pending, int64(n), metric.WithAttributes(attribute.String("consumer", s.opts.Durable)))
+		o.ObserveInt64(pending, int64(n), s.attrs)
+		return nil
+	}, pending)
+	if err != nil {
+		return nil, fmt.Errorf("bus: metrics: %w", err)
 	}
-	return nil
+	return m, nil
 }

@@ -113,7 +113,7 @@ func Validate(stream StreamID, e *eventsv1.Envelope) error {
 	if e.GetEventId() == "" {
 		return fmt.Errorf("%w: event_id: required", ErrInvalidEvent)
 	}
-	if err := validStreamID(stream); err != nil {
+	if err := stream.Validate(); err != nil {
 		return err
 	}
 	if stream.Kind() == KindComplaint {
@@ -134,10 +134,11 @@ func Validate(stream StreamID, e *eventsv1.Envelope) error {
 	return nil
 }
 
-// validStreamID checks a stream id is "<kind>-<id>" with both parts made of
+// Validate checks a stream id is "<kind>-<id>" with both parts made of
 // characters that are safe in every backend's naming (a NATS subject token,
-// an EventStoreDB stream name): no '.', '*', '>' or whitespace.
-func validStreamID(stream StreamID) error {
+// an EventStoreDB stream name): no '.', '*', '>' or whitespace. The error
+// wraps ErrInvalidEvent.
+func (stream StreamID) Validate() error {
 	if stream.Kind() == "" || stream.ID() == "" {
 		return fmt.Errorf("%w: stream_id %q: must be <kind>-<id>", ErrInvalidEvent, stream)
 	}

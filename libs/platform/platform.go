@@ -7,6 +7,7 @@ package platform
 import (
 	"context"
 	"log/slog"
+	"net/http"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,6 +23,9 @@ type Deps struct {
 	Log    eventlog.Store
 	Clock  clock.Clock
 	Logger *slog.Logger
+	// Metrics serves the process's metrics in Prometheus format; a service
+	// mounts it at /metrics on its HTTP face (nil: none).
+	Metrics http.Handler
 }
 
 // Service is one of the five services.

@@ -44,4 +44,3 @@ func InjectNATS(ctx context.Context, h nats.Header) { Propagator.Inject(ctx, NAT
 func ExtractNATS(ctx context.Context, h nats.Header) context.Context {
 	return Propagator.Extract(ctx, NATSCarrier(h))
 }
-

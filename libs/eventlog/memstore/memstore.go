@@ -136,6 +136,9 @@ func (s *Store) ReadStream(_ context.Context, stream eventlog.StreamID, fromVers
 
 // ReadAll implements eventlog.Store.
 func (s *Store) ReadAll(_ context.Context, fromPosition uint64, max int) ([]eventlog.Record, error) {
+	if max <= 0 {
+		return nil, fmt.Errorf("memstore: read all: max %d: must be positive", max)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	recs, _ := s.fromLocked(fromPosition, max)

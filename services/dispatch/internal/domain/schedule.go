@@ -17,7 +17,7 @@ type Schedule interface {
 // AlwaysOn is the schedule of a technician with no calendar: always on shift.
 type AlwaysOn struct{}
 
-func (AlwaysOn) OnShift(time.Time) bool                 { return true }
+func (AlwaysOn) OnShift(time.Time) bool               { return true }
 func (AlwaysOn) NextShiftStart(t time.Time) time.Time { return t }
 func (AlwaysOn) Location() *time.Location             { return time.UTC }
 

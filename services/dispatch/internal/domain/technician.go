@@ -3,6 +3,7 @@ package domain
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -27,6 +28,8 @@ type Booking struct {
 	WorkOrderID string
 	ComplaintID string
 	Day         string
+	// At is when the booking was made (reconciliation waits a grace period).
+	At time.Time
 }
 
 // Technician is the state folded from a technician's stream.
@@ -87,8 +90,9 @@ func (t *Technician) Clone() *Technician {
 	return &c
 }
 
-// EvolveTechnician applies one event of the technician's stream.
-func EvolveTechnician(t *Technician, ev proto.Message) *Technician {
+// EvolveTechnician applies one event of the technician's stream, which
+// happened at at.
+func EvolveTechnician(t *Technician, at time.Time, ev proto.Message) *Technician {
 	if t == nil {
 		t = &Technician{}
 	}
@@ -121,7 +125,7 @@ func EvolveTechnician(t *Technician, ev proto.Message) *Technician {
 	case *eventsv1.TechnicianStatusChanged:
 		t.Status = e.GetStatus()
 	case *eventsv1.TechnicianJobBooked:
-		b := Booking{WorkOrderID: e.GetWorkOrderId(), ComplaintID: e.GetComplaintId(), Day: e.GetDay()}
+		b := Booking{WorkOrderID: e.GetWorkOrderId(), ComplaintID: e.GetComplaintId(), Day: e.GetDay(), At: at}
 		t.Open[b.WorkOrderID] = b
 		if t.Daily[b.Day] == nil {
 			t.Daily[b.Day] = map[string]bool{}

@@ -180,23 +180,10 @@ func answerSurvey(s *State, c AnswerSurvey, now time.Time, p Policy) ([]proto.Me
 	if err := vs.err(); err != nil {
 		return nil, err
 	}
+	if err := s.CheckAnswerable(c.SurveyID, now); err != nil {
+		return nil, err
+	}
 	sv := s.Survey(c.SurveyID)
-	if sv == nil {
-		return nil, (violations{{"survey_id", "exists", "no such survey on this complaint"}}).err()
-	}
-	// Single use: an answer already in the stream refuses any other.
-	switch {
-	case sv.Answered:
-		return nil, ErrSurveyAnswered
-	case s.Status == StatusWithdrawn:
-		return nil, ErrWithdrawn
-	case sv != s.CurrentSurvey():
-		return nil, ErrSurveyOverTaken
-	case s.Status != StatusAwaitingAnswer:
-		return nil, ErrSurveyClosed
-	case !now.Before(sv.ExpiresAt):
-		return nil, ErrSurveyExpired
-	}
 	out := []proto.Message{&eventsv1.SurveyAnswered{
 		SurveyId: sv.ID, Satisfaction: c.Satisfaction, Resolved: c.Resolved,
 		Comment: c.Comment, Via: c.Via, RecordedBy: c.RecordedBy,
@@ -216,6 +203,27 @@ func answerSurvey(s *State, c AnswerSurvey, now time.Time, p Policy) ([]proto.Me
 		out = append(out, closing(s, eventsv1.CloseOutcome_CLOSE_OUTCOME_NEUTRAL, sv.ID, c.RecordedBy, now, p)...)
 	}
 	return out, nil
+}
+
+// CheckAnswerable tells whether survey surveyID takes an answer at now.
+// Single use: an answer already in the stream refuses any other.
+func (s *State) CheckAnswerable(surveyID string, now time.Time) error {
+	sv := s.Survey(surveyID)
+	switch {
+	case sv == nil:
+		return (violations{{"survey_id", "exists", "no such survey on this complaint"}}).err()
+	case sv.Answered:
+		return ErrSurveyAnswered
+	case s.Status == StatusWithdrawn:
+		return ErrWithdrawn
+	case sv != s.CurrentSurvey():
+		return ErrSurveyOverTaken
+	case s.Status != StatusAwaitingAnswer:
+		return ErrSurveyClosed
+	case !now.Before(sv.ExpiresAt):
+		return ErrSurveyExpired
+	}
+	return nil
 }
 
 // Judge turns an answer into an outcome: SATISFIED (score ≥ 4 and

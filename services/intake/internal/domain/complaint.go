@@ -45,20 +45,19 @@ type Link struct {
 
 // State is one complaint rebuilt from its stream.
 type State struct {
-	ID            string
-	Version       uint64
-	Status        Status
-	Received      *eventsv1.ComplaintReceived
-	RecordedAt    time.Time
-	Customer      *eventsv1.Customer
-	Attachments   []*eventsv1.Attachment
-	AcceptedBy    string
-	AcceptedAuto  bool
-	Links         []Link
-	Erased        bool
-	WithdrawnBy   string
-	WithdrawnWhy  string
-	lastAmendedBy string
+	ID           string
+	Version      uint64
+	Status       Status
+	Received     *eventsv1.ComplaintReceived
+	RecordedAt   time.Time
+	Customer     *eventsv1.Customer
+	Attachments  []*eventsv1.Attachment
+	AcceptedBy   string
+	AcceptedAuto bool
+	Links        []Link
+	Erased       bool
+	WithdrawnBy  string
+	WithdrawnWhy string
 }
 
 // Exists reports whether the complaint was received.
@@ -97,7 +96,6 @@ func Evolve(s State, e *eventsv1.Envelope) State {
 		s.Customer.Organisation = a.GetOrganisation()
 		s.Customer.Tier = a.GetTier()
 		s.Customer.Anonymous = false
-		s.lastAmendedBy = a.GetAmendedBy()
 	case *eventsv1.Envelope_EvidenceAttached:
 		s.Attachments = append(s.Attachments, p.EvidenceAttached.GetAttachments()...)
 	case *eventsv1.Envelope_ComplaintWithdrawn:

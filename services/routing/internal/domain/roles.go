@@ -1,6 +1,9 @@
 package domain
 
-import "slices"
+import (
+	"slices"
+	"strings"
+)
 
 // Role of a team member (and of a caller of the API).
 type Role string
@@ -21,32 +24,48 @@ var Roles = []Role{RoleAgent, RoleTeamLead, RoleManager, RoleQualityReviewer, Ro
 // ValidRole tells whether r is a person's role.
 func ValidRole(r Role) bool { return slices.Contains(Roles, r) }
 
-// Actor is who issues a command.
+// Actor is who issues a command, with the roles they hold.
 type Actor struct {
-	ID   string
-	Role Role
+	ID    string
+	Roles []Role
+}
+
+// Has tells whether the actor holds one of roles.
+func (a Actor) Has(roles ...Role) bool {
+	return slices.ContainsFunc(roles, func(r Role) bool { return slices.Contains(a.Roles, r) })
+}
+
+// supervisor: may act for the owner.
+func (a Actor) supervisor() bool { return a.Has(supervisors...) }
+
+func (a Actor) roleList() string {
+	s := make([]string, len(a.Roles))
+	for i, r := range a.Roles {
+		s[i] = string(r)
+	}
+	return strings.Join(s, ",")
 }
 
 // SystemActor is routing's own reactions.
-var SystemActor = Actor{ID: "system", Role: RoleSystem}
+var SystemActor = Actor{ID: "system", Roles: []Role{RoleSystem}}
 
 var supervisors = []Role{RoleTeamLead, RoleManager, RoleSeniorManager}
 
 // allowed lists the roles that may perform each operation.
 var allowed = map[string][]Role{
 	"override the classification": {RoleAgent, RoleTeamLead, RoleManager, RoleSeniorManager},
-	"reassign a complaint":         supervisors,
-	"manage team rosters":          supervisors,
-	"handle a complaint":           {RoleAgent, RoleTeamLead, RoleManager, RoleSeniorManager},
-	"review a solution":            {RoleTeamLead, RoleManager, RoleQualityReviewer, RoleSeniorManager},
+	"reassign a complaint":        supervisors,
+	"manage team rosters":         supervisors,
+	"handle a complaint":          {RoleAgent, RoleTeamLead, RoleManager, RoleSeniorManager},
+	"review a solution":           {RoleTeamLead, RoleManager, RoleQualityReviewer, RoleSeniorManager},
 }
 
 // Authorize refuses an operation outside the actor's role.
 func Authorize(a Actor, op string) error {
-	if a.Role == RoleSystem || slices.Contains(allowed[op], a.Role) {
+	if a.Has(RoleSystem) || a.Has(allowed[op]...) {
 		return nil
 	}
-	return &PermissionError{Actor: a.ID, Role: string(a.Role), Operation: op, Reason: "not allowed for this role"}
+	return &PermissionError{Actor: a.ID, Role: a.roleList(), Operation: op, Reason: "needs one of the roles " + roleNames(allowed[op])}
 }
 
 // authorizeOwner lets the owner handle the complaint, and supervisors act
@@ -55,15 +74,23 @@ func authorizeOwner(c *Complaint, a Actor, op string) error {
 	if err := Authorize(a, "handle a complaint"); err != nil {
 		return err
 	}
-	if a.Role == RoleAgent && a.ID != c.Owner {
-		return &PermissionError{Actor: a.ID, Role: string(a.Role), Operation: op, Reason: "only the owner (or a supervisor) may"}
+	if a.ID != c.Owner && !a.supervisor() {
+		return &PermissionError{Actor: a.ID, Role: a.roleList(), Operation: op, Reason: "only the owner (or a supervisor) may"}
 	}
 	return nil
 }
 
 // reviewerRoles maps a review level to the roles that may give it.
 var reviewerRoles = map[int32][]Role{
-	1: {RoleTeamLead, RoleManager},          // supervisor
-	2: {RoleQualityReviewer},                 // quality
-	3: {RoleSeniorManager},                   // senior management
+	1: {RoleTeamLead, RoleManager}, // supervisor
+	2: {RoleQualityReviewer},       // quality
+	3: {RoleSeniorManager},         // senior management
+}
+
+func roleNames(rs []Role) string {
+	s := make([]string, len(rs))
+	for i, r := range rs {
+		s[i] = string(r)
+	}
+	return strings.Join(s, ", ")
 }

@@ -62,6 +62,10 @@ type Envelope struct {
 	// SHA-256 of the stored bytes of the previous event of the stream (empty
 	// for version 1): the tamper-evident chain.
 	PrevHash []byte `protobuf:"bytes,16,opt,name=prev_hash,json=prevHash,proto3" json:"prev_hash,omitempty"`
+	// Field numbers say who may write an event: 100–199 intake, 200–299
+	// routing, 300–399 sla-clock, 400–499 dispatch, 500–599 follow-up.
+	// deploy/ checks the NATS publish permissions against these ranges.
+	//
 	// Types that are valid to be assigned to Payload:
 	//
 	//	*Envelope_ComplaintReceived

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/closeloop/closeloop/libs/clock"
+	"github.com/closeloop/closeloop/libs/natsembed"
+	"github.com/closeloop/closeloop/libs/platform"
+	"github.com/closeloop/closeloop/libs/telemetry"
+	"github.com/closeloop/closeloop/services/dispatch"
+	"github.com/closeloop/closeloop/services/followup"
+	"github.com/closeloop/closeloop/services/intake"
+)
+
+type runnerConfig struct {
+	DataDir  string
+	NATSPort int
+	NoSync   bool
+}
+
+// devTokens are the well-known local credentials of `make run` (hashes only;
+// the tokens are listed in the README). Used only when no credentials are
+// configured.
+//
+//go:embed devtokens.json
+var devTokens string
+
+// builders make the five services, each from its own configuration.
+var builders = []struct {
+	name  string
+	build func(platform.Deps) (platform.Service, error)
+}{
+	{intake.Name, func(d platform.Deps) (platform.Service, error) {
+		cfg, err := intake.ConfigFromEnv()
+		if err != nil {
+			return nil, err
+		}
+		return intake.New(d, cfg)
+	}},
+	{dispatch.Name, func(d platform.Deps) (platform.Service, error) {
+		cfg, err := dispatch.ConfigFromEnv()
+		if err != nil {
+			return nil, err
+		}
+		return dispatch.New(d, cfg)
+	}},
+	{followup.Name, func(d platform.Deps) (platform.Service, error) {
+		cfg, err := followup.ConfigFromEnv()
+		if err != nil {
+			return nil, err
+		}
+		return followup.New(d, cfg)
+	}},
+}
+
+func run(ctx context.Context, cfg runnerConfig, logger *slog.Logger) error {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if err := localDefaults(cfg.DataDir, logger); err != nil {
+		return err
+	}
+	ns, err := natsembed.Start(natsembed.Options{StoreDir: filepath.Join(cfg.DataDir, "nats"), Port: cfg.NATSPort, NoSync: cfg.NoSync})
+	if err != nil {
+		return err
+	}
+	defer ns.Shutdown()
+	logger.Info("embedded NATS JetStream ready", "url", ns.ClientURL(), "store", filepath.Join(cfg.DataDir, "nats"), "sync_every_write", !cfg.NoSync)
+
+	tel, err := telemetry.Setup(ctx, "closeloop")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tel.Shutdown(context.Background()) }()
+
+	services, closeAll, err := startServices(ctx, ns, clock.Real{}, tel)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	return runAll(ctx, services, logger)
+}
+
+// startServices builds every service on its own in-process connection to ns.
+func startServices(ctx context.Context, ns *natsembed.Server, clk clock.Clock, tel *telemetry.Telemetry) ([]platform.Service, func(), error) {
+	var closers []func()
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	var services []platform.Service
+	for _, b := range builders {
+		nc, err := ns.Connect("closeloop-"+b.name, true)
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("%s: connect: %w", b.name, err)
+		}
+		deps, err := platform.NewDeps(ctx, nc, clk, telemetry.NewLogger(b.name, os.Stderr))
+		if err != nil {
+			nc.Close()
+			closeAll()
+			return nil, nil, fmt.Errorf("%s: %w", b.name, err)
+		}
+		if tel != nil {
+			deps.Metrics = tel.MetricsHandler()
+		}
+		closers = append(closers, func() { _ = deps.Log.Close(); nc.Close() })
+		svc, err := b.build(deps)
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("%s: %w", b.name, err)
+		}
+		services = append(services, svc)
+	}
+	return services, closeAll, nil
+}
+
+// runAll runs every service until ctx is done or one of them fails, which
+// stops the others.
+func runAll(ctx context.Context, services []platform.Service, logger *slog.Logger) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, len(services))
+	for i, s := range services {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				errs[i] = fmt.Errorf("%s: %w", s.Name(), err)
+				logger.Error("service failed; stopping the others", "service", s.Name(), "error", err)
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// localDefaults gives `make run` what production configures explicitly: the
+// well-known development credentials, and secrets generated once and kept in
+// the data directory so that survey links and customer references stay valid
+// across restarts.
+func localDefaults(dataDir string, logger *slog.Logger) error {
+	if os.Getenv("CLOSELOOP_TOKENS_FILE") == "" && os.Getenv("CLOSELOOP_TOKENS") == "" && os.Getenv("CLOSELOOP_AUTH") == "" {
+		if err := os.Setenv("CLOSELOOP_TOKENS", devTokens); err != nil {
+			return err
+		}
+		logger.Warn("using the local development credentials (see README); set CLOSELOOP_TOKENS_FILE in any shared deployment")
+	}
+	for _, name := range []string{"INTAKE_PII_SECRET", "FOLLOWUP_SURVEY_SECRET"} {
+		if os.Getenv(name) != "" {
+			continue
+		}
+		secret, err := localSecret(filepath.Join(dataDir, "secrets", name))
+		if err != nil {
+			return err
+		}
+		if err := os.Setenv(name, secret); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// localSecret reads a secret file, creating it with 32 random bytes first.
+func localSecret(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		return string(b), nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", err
+	}
+	buf := make([]byte, 32)
+	if _, err := rand.Read(buf); err != nil {
+		return "", err
+	}
+	s := hex.EncodeToString(buf)
+	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+		return "", err
+	}
+	return s, nil
+}

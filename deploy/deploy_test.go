@@ -1,0 +1,289 @@
+// Package deploy_test checks what can be checked of the deployment files on a
+// machine with no Docker engine or Kubernetes: docker-compose.yml, the
+// Kubernetes manifests and the NATS permissions, against the services' code
+// and the event catalogue.
+package deploy_test
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
+)
+
+// services and their default ports, as the README and the runner give them.
+var services = map[string]struct{ grpc, http int }{
+	"intake":   {7001, 8001},
+	"routing":  {7002, 8002},
+	"slaclock": {7003, 8003},
+	"dispatch": {7004, 8004},
+	"followup": {7005, 8005},
+}
+
+// producerByRange is the envelope's field-number convention (envelope.proto).
+func producerOf(fieldNumber int) string {
+	switch fieldNumber / 100 {
+	case 1:
+		return "intake"
+	case 2:
+		return "routing"
+	case 3:
+		return "slaclock"
+	case 4:
+		return "dispatch"
+	case 5:
+		return "followup"
+	}
+	return ""
+}
+
+// envVarsReadBy collects the environment variable names a module's non-test
+// Go code mentions as string literals (os.Getenv, LookupEnv or a helper):
+// a deployment file that sets a variable no code reads is a typo.
+func envVarsReadBy(t *testing.T, dirs ...string) map[string]bool {
+	t.Helper()
+	name := regexp.MustCompile(`^[A-Z][A-Z0-9_]{2,}$`)
+	vars := map[string]bool{}
+	for _, dir := range dirs {
+		err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") || strings.HasSuffix(path, ".pb.go") {
+				return nil
+			}
+			f, err := parser.ParseFile(token.NewFileSet(), path, nil, 0)
+			if err != nil {
+				return err
+			}
+			ast.Inspect(f, func(n ast.Node) bool {
+				if lit, ok := n.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+					if s, err := strconv.Unquote(lit.Value); err == nil && name.MatchString(s) {
+						vars[s] = true
+					}
+				}
+				return true
+			})
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return vars
+}
+
+type compose struct {
+	Services map[string]struct {
+		Build struct {
+			Dockerfile string            `yaml:"dockerfile"`
+			Args       map[string]string `yaml:"args"`
+		} `yaml:"build"`
+		Environment map[string]string `yaml:"environment"`
+		Command     []string          `yaml:"command"`
+		Profiles    []string          `yaml:"profiles"`
+		Ports       []string          `yaml:"ports"`
+	} `yaml:"services"`
+}
+
+func readYAML(t *testing.T, path string, into any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, into); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+func portOf(addr string) int {
+	_, p, _ := strings.Cut(addr, ":")
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+func TestComposeRunsEveryServiceWithItsOwnConfiguration(t *testing.T) {
+	var c compose
+	readYAML(t, "../docker-compose.yml", &c)
+	for _, n := range []string{"nats-1", "nats-2", "nats-3", "otel-collector", "jaeger", "kurrentdb"} {
+		if _, ok := c.Services[n]; !ok {
+			t.Errorf("docker-compose.yml: service %q missing", n)
+		}
+	}
+	for i := 1; i <= 3; i++ {
+		n := "nats-" + strconv.Itoa(i)
+		want := "/etc/nats/" + n + ".conf"
+		if !slices.Contains(c.Services[n].Command, want) {
+			t.Errorf("%s: command %v does not load %s", n, c.Services[n].Command, want)
+		}
+		if _, err := os.Stat(filepath.Join("nats", n+".conf")); err != nil {
+			t.Errorf("%s: %v", n, err)
+		}
+	}
+	for name, ports := range services {
+		s, ok := c.Services[name]
+		if !ok {
+			t.Errorf("docker-compose.yml: service %q missing", name)
+			continue
+		}
+		if s.Build.Args["SERVICE"] != name {
+			t.Errorf("%s: build arg SERVICE = %q", name, s.Build.Args["SERVICE"])
+		}
+		if _, err := os.Stat(filepath.Join("..", "services", name, "cmd", name, "main.go")); err != nil {
+			t.Errorf("%s: the Dockerfile builds ./services/%s/cmd/%s: %v", name, name, name, err)
+		}
+		known := envVarsReadBy(t, filepath.Join("..", "services", name), filepath.Join("..", "libs"))
+		for k := range s.Environment {
+			if !known[k] {
+				t.Errorf("%s: environment variable %s is read by no code of the service or libs", name, k)
+			}
+		}
+		up := strings.ToUpper(name)
+		if got := portOf(s.Environment[up+"_GRPC_ADDR"]); got != ports.grpc {
+			t.Errorf("%s: %s_GRPC_ADDR port %d, want %d", name, up, got, ports.grpc)
+		}
+		if got := portOf(s.Environment[up+"_HTTP_ADDR"]); got != ports.http {
+			t.Errorf("%s: %s_HTTP_ADDR port %d, want %d", name, up, got, ports.http)
+		}
+		if !strings.Contains(s.Environment["NATS_URL"], "nats://"+name+":") {
+			t.Errorf("%s: NATS_URL does not log in as NATS user %q", name, name)
+		}
+		for _, p := range s.Ports {
+			if !strings.Contains(p, "-") {
+				t.Errorf("%s: published port %q is a single host port: --scale would collide", name, p)
+			}
+		}
+	}
+}
+
+type manifest struct {
+	Kind     string `yaml:"kind"`
+	Metadata struct {
+		Name string `yaml:"name"`
+	} `yaml:"metadata"`
+	Spec struct {
+		Template struct {
+			Spec struct {
+				SecurityContext struct {
+					RunAsNonRoot bool `yaml:"runAsNonRoot"`
+				} `yaml:"securityContext"`
+				Containers []struct {
+					Name  string `yaml:"name"`
+					Ports []struct {
+						Name          string `yaml:"name"`
+						ContainerPort int    `yaml:"containerPort"`
+					} `yaml:"ports"`
+					Env []struct {
+						Name string `yaml:"name"`
+					} `yaml:"env"`
+					ReadinessProbe struct {
+						GRPC struct {
+							Port int `yaml:"port"`
+						} `yaml:"grpc"`
+					} `yaml:"readinessProbe"`
+					LivenessProbe struct {
+						GRPC struct {
+							Port int `yaml:"port"`
+						} `yaml:"grpc"`
+					} `yaml:"livenessProbe"`
+				} `yaml:"containers"`
+			} `yaml:"spec"`
+		} `yaml:"template"`
+	} `yaml:"spec"`
+}
+
+func TestKubernetesDeploymentPerServiceProbesGRPCHealth(t *testing.T) {
+	for name, ports := range services {
+		b, err := os.ReadFile(filepath.Join("k8s", name+".yaml"))
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		kinds := map[string]bool{}
+		for {
+			var m manifest
+			if err := dec.Decode(&m); err != nil {
+				break
+			}
+			kinds[m.Kind] = true
+			if m.Kind != "Deployment" {
+				continue
+			}
+			if m.Metadata.Name != name || len(m.Spec.Template.Spec.Containers) != 1 {
+				t.Errorf("%s: deployment %q with %d containers", name, m.Metadata.Name, len(m.Spec.Template.Spec.Containers))
+				continue
+			}
+			if !m.Spec.Template.Spec.SecurityContext.RunAsNonRoot {
+				t.Errorf("%s: pod may run as root", name)
+			}
+			ctr := m.Spec.Template.Spec.Containers[0]
+			if ctr.ReadinessProbe.GRPC.Port != ports.grpc || ctr.LivenessProbe.GRPC.Port != ports.grpc {
+				t.Errorf("%s: gRPC health probes on %d/%d, want %d", name, ctr.ReadinessProbe.GRPC.Port, ctr.LivenessProbe.GRPC.Port, ports.grpc)
+			}
+			known := envVarsReadBy(t, filepath.Join("..", "services", name), filepath.Join("..", "libs"))
+			for _, e := range ctr.Env {
+				if !known[e.Name] {
+					t.Errorf("%s: env %s is read by no code of the service or libs", name, e.Name)
+				}
+			}
+		}
+		if !kinds["Deployment"] || !kinds["Service"] {
+			t.Errorf("%s: want a Deployment and a Service, got %v", name, kinds)
+		}
+	}
+}
+
+// TestNATSPermissionsFollowTheCatalogue: each service may publish exactly the
+// events the catalogue says it writes, and no one may delete the log.
+func TestNATSPermissionsFollowTheCatalogue(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("nats", "accounts.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := string(b)
+	allowed := map[string][]string{}
+	userRe := regexp.MustCompile(`(?s)user: (\w+)\s+password: \$\{NATS_\w+_PASSWORD\}\s+permissions: \{\s+publish: \{\s+allow: \[(.*?)\]\s+deny: \[(.*?)\]`)
+	for _, m := range userRe.FindAllStringSubmatch(conf, -1) {
+		for _, s := range regexp.MustCompile(`"events\.\w+\.\*\.(\w+)"`).FindAllStringSubmatch(m[2], -1) {
+			allowed[m[1]] = append(allowed[m[1]], s[1])
+		}
+		if !strings.Contains(m[3], "$JS.API.STREAM.DELETE.>") || !strings.Contains(m[3], "$JS.API.STREAM.PURGE.>") {
+			t.Errorf("user %s may delete or purge streams", m[1])
+		}
+	}
+	want := map[string][]string{}
+	oneof := (&eventsv1.Envelope{}).ProtoReflect().Descriptor().Oneofs().ByName("payload")
+	for i := 0; i < oneof.Fields().Len(); i++ {
+		f := oneof.Fields().Get(i)
+		p := producerOf(int(f.Number()))
+		if p == "" {
+			t.Errorf("event %s: field number %d is outside every producer's range", f.Message().Name(), f.Number())
+			continue
+		}
+		want[p] = append(want[p], string(f.Message().Name()))
+	}
+	for svc := range services {
+		got := allowed[svc]
+		sort.Strings(got)
+		sort.Strings(want[svc])
+		if !slices.Equal(got, want[svc]) {
+			t.Errorf("%s may publish %v, the catalogue says it writes %v", svc, got, want[svc])
+		}
+	}
+	if regexp.MustCompile(`user: ops[^}]*allow: \[[^\]]*"events\.`).MatchString(conf) {
+		t.Error("the ops user may publish events")
+	}
+}

@@ -1,0 +1,321 @@
+package jsstore_test
+
+// Benchmarks, all on an embedded server with the same durability as
+// production (SyncAlways: fsync before the ack) unless named NoSync:
+//
+//	cd /work/main && go test -run '^$' -bench . -benchtime 2s ./libs/eventlog/jsstore/
+//
+// BaselineRawPublish is what JetStream itself gives for a concurrency-checked
+// publish; Append64Writers is the store doing the same through its API
+// (validation, sealing, hash chain, tail cache). Replay figures read a log
+// filled once per run (see replayLog).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
+	"github.com/closeloop/closeloop/libs/natsembed"
+	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
+)
+
+const writers = 64
+
+var durabilities = []struct {
+	name   string
+	noSync bool
+}{{"SyncAlways", false}, {"NoSync", true}}
+
+// runWriters runs b.N operations spread over 64 goroutines, each given its
+// own worker index, and reports the rate.
+func runWriters(b *testing.B, op func(worker int) error) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	b.ResetTimer()
+	for w := range writers {
+		wg.Go(func() {
+			for next.Add(1) <= int64(b.N) {
+				if err := op(w); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+func BenchmarkBaselineRawPublish(b *testing.B) {
+	for _, d := range durabilities {
+		b.Run(d.name, func(b *testing.B) {
+			_, js := startServer(b, natsembed.Options{NoSync: d.noSync})
+			newStore(b, js, jsstore.Config{}) // the same stream
+			raw, err := proto.Marshal(response(b, uuid.NewString(), "a typical event"))
+			must(b, err)
+			ctx := testContext(b)
+			type subject struct {
+				subj, filter string
+				seq          uint64
+			}
+			subjects := make([]subject, writers)
+			for i := range subjects {
+				stream := eventlog.ComplaintStream(uuid.NewString())
+				subjects[i] = subject{subj: jsstore.Subject(stream, "ResponseRecorded"), filter: jsstore.StreamSubjects(stream)}
+			}
+			runWriters(b, func(w int) error {
+				s := &subjects[w]
+				ack, err := js.Publish(ctx, s.subj, raw,
+					jetstream.WithMsgID(uuid.NewString()),
+					jetstream.WithExpectLastSequenceForSubject(s.seq, s.filter))
+				if err != nil {
+					return err
+				}
+				s.seq = ack.Sequence
+				return nil
+			})
+		})
+	}
+}
+
+func BenchmarkAppend64Writers(b *testing.B) {
+	for _, d := range durabilities {
+		b.Run(d.name, func(b *testing.B) {
+			_, js := startServer(b, natsembed.Options{NoSync: d.noSync})
+			s := newStore(b, js, jsstore.Config{})
+			ctx := testContext(b)
+			type complaint struct {
+				stream  eventlog.StreamID
+				version uint64
+			}
+			complaints := make([]complaint, writers)
+			for i := range complaints {
+				complaints[i].stream = eventlog.ComplaintStream(uuid.NewString())
+			}
+			runWriters(b, func(w int) error {
+				c := &complaints[w]
+				res, err := s.Append(ctx, c.stream, c.version, response(b, c.stream.ID(), "a typical event"))
+				if err != nil {
+					return err
+				}
+				c.version = res.Version
+				return nil
+			})
+		})
+	}
+}
+
+func BenchmarkReplayOneStream(b *testing.B) {
+	s, long, _ := replayLog(b)
+	ctx := testContext(b)
+	b.ResetTimer()
+	for range b.N {
+		recs, err := s.ReadStream(ctx, long, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(recs) != longStreamEvents {
+			b.Fatalf("read %d events, want %d", len(recs), longStreamEvents)
+		}
+	}
+	b.ReportMetric(float64(b.N*longStreamEvents)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkLoadComplaint is a handler loading one complaint's ten events.
+func BenchmarkLoadComplaint(b *testing.B) {
+	s, _, short := replayLog(b)
+	ctx := testContext(b)
+	b.ResetTimer()
+	for i := range b.N {
+		recs, err := s.ReadStream(ctx, short[i%len(short)], 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(recs) != shortStreamEvents {
+			b.Fatalf("read %d events, want %d", len(recs), shortStreamEvents)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "loads/s")
+}
+
+func BenchmarkReplayAll(b *testing.B) {
+	s, _, _ := replayLog(b)
+	ctx := testContext(b)
+	total := longStreamEvents + shortStreams*shortStreamEvents
+	b.ResetTimer()
+	for range b.N {
+		n, from := 0, uint64(1)
+		for {
+			recs, err := s.ReadAll(ctx, from, 10_000)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(recs) == 0 {
+				break
+			}
+			n += len(recs)
+			from = recs[len(recs)-1].Position + 1
+		}
+		if n != total {
+			b.Fatalf("replayed %d events, want %d", n, total)
+		}
+	}
+	b.ReportMetric(float64(b.N*total)/b.Elapsed().Seconds(), "events/s")
+}
+
+const (
+	longStreamEvents  = 20_000
+	shortStreams      = 10_000
+	shortStreamEvents = 10
+)
+
+var replay struct {
+	once  sync.Once
+	err   error
+	srv   *natsembed.Server
+	dir   string
+	store *jsstore.Store
+	long  eventlog.StreamID
+	short []eventlog.StreamID
+}
+
+// replayLog returns a store on a log of one 20,000-event stream and 10,000
+// ten-event complaints (120,000 events), built once per test binary run. It
+// is filled on a NoSync server for speed, then served by a SyncAlways server
+// on the same directory, like every other benchmark.
+func replayLog(b *testing.B) (*jsstore.Store, eventlog.StreamID, []eventlog.StreamID) {
+	replay.once.Do(func() { replay.err = fillReplayLog() })
+	if replay.err != nil {
+		b.Fatal(replay.err)
+	}
+	return replay.store, replay.long, replay.short
+}
+
+func fillReplayLog() error {
+	dir, err := os.MkdirTemp("", "jsstore-bench-*")
+	if err != nil {
+		return err
+	}
+	replay.dir = dir
+	fill, err := natsembed.Start(natsembed.Options{StoreDir: dir, NoSync: true})
+	if err != nil {
+		return err
+	}
+	s, err := storeOn(fill)
+	if err != nil {
+		fill.Shutdown()
+		return err
+	}
+	replay.long = eventlog.ComplaintStream(uuid.NewString())
+	for i := range shortStreams {
+		replay.short = append(replay.short, eventlog.ComplaintStream(fmt.Sprintf("bench-%05d", i)))
+	}
+	err = fillStreams(s, replay.long, replay.short)
+	fill.Shutdown()
+	if err != nil {
+		return err
+	}
+	if replay.srv, err = natsembed.Start(natsembed.Options{StoreDir: dir}); err != nil {
+		return err
+	}
+	replay.store, err = storeOn(replay.srv)
+	return err
+}
+
+func storeOn(srv *natsembed.Server) (*jsstore.Store, error) {
+	nc, err := srv.Connect("bench", true)
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	return jsstore.New(bg(), js, jsstore.Config{})
+}
+
+// fillStreams appends in batches of up to 100 events, from 64 writers.
+func fillStreams(s *jsstore.Store, long eventlog.StreamID, short []eventlog.StreamID) error {
+	batch := func(stream eventlog.StreamID, n int) []*eventsv1.Envelope {
+		out := make([]*eventsv1.Envelope, n)
+		for i := range out {
+			e, err := eventlog.NewEvent(eventlog.Meta{ComplaintID: stream.ID(), Producer: "bench", Actor: "system"}, &eventsv1.ResponseRecorded{Summary: "a typical event", RespondedBy: "agent-7"})
+			if err != nil {
+				panic(err)
+			}
+			out[i] = e
+		}
+		return out
+	}
+	for v := 0; v < longStreamEvents; v += 100 {
+		if _, err := s.Append(bg(), long, uint64(v), batch(long, 100)...); err != nil {
+			return err
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Go(func() {
+			for i := w; i < len(short); i += writers {
+				if _, err := s.Append(bg(), short[i], 0, batch(short[i], shortStreamEvents)...); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+func bg() context.Context { return context.Background() }
+
+// closeReplayLog stops the replay server and removes its files; TestMain
+// calls it after the run.
+func closeReplayLog() {
+	if replay.srv != nil {
+		replay.srv.Shutdown()
+	}
+	if replay.dir != "" {
+		_ = os.RemoveAll(replay.dir)
+	}
+}
+
+// BenchmarkReplayAllFollow replays the same log through Follow (an ordered
+// consumer: the server sends stored headers as they are, with no rewrite).
+func BenchmarkReplayAllFollow(b *testing.B) {
+	s, _, _ := replayLog(b)
+	total := longStreamEvents + shortStreams*shortStreamEvents
+	errDone := errors.New("replayed")
+	b.ResetTimer()
+	for range b.N {
+		n := 0
+		err := s.Follow(testContext(b), 1, func(eventlog.Record) error {
+			if n++; n == total {
+				return errDone
+			}
+			return nil
+		})
+		if !errors.Is(err, errDone) {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*total)/b.Elapsed().Seconds(), "events/s")
+}

@@ -1,0 +1,242 @@
+// Package jsstore is the event log on NATS JetStream: one stream, EVENTS,
+// holding every entity's events on subjects events.<kind>.<id>.<EventType>.
+//
+// Concurrency is optimistic per entity stream: the caller states the version
+// (event count) it read; JetStream checks the *stream sequence* of the last
+// message on events.<kind>.<id>.* (Nats-Expected-Last-Subject-Sequence). The
+// store keeps the mapping version -> sequence explicit in a bounded cache of
+// each stream's tail (version, sequence, hash of the stored bytes), so the
+// common append is a single publish; a miss or a mismatch is settled by
+// asking the server.
+//
+// Event ids are message ids (Nats-Msg-Id): the server stores an id once within
+// the duplicate window, and a retry whose expected version went stale because
+// its own events were stored is recognised by reading what follows that
+// version, so it reports duplicates rather than a conflict.
+package jsstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/closeloop/closeloop/libs/clock"
+	"github.com/closeloop/closeloop/libs/eventlog"
+)
+
+// Defaults and limits of Config.
+const (
+	DefaultDuplicateWindow = 10 * time.Minute
+	DefaultMaxAge          = 3 * 365 * 24 * time.Hour
+	// MinMaxAge is the shortest retention accepted: complaints must stay
+	// auditable for at least two years.
+	MinMaxAge = 2 * 365 * 24 * time.Hour
+	// KeepForever as Config.MaxAge keeps events with no age limit.
+	KeepForever    time.Duration = -1
+	DefaultTimeout               = 10 * time.Second
+	DefaultTails                 = 100_000
+)
+
+// maxMsgSize is the largest message the stream takes: the largest event plus
+// room for its headers (ids, expectations, trace context). The server's
+// max_payload must be at least this.
+const maxMsgSize = eventlog.MaxEventSize + 16<<10
+
+// Config tunes the store. The zero value is a single-node setup with the
+// defaults below.
+type Config struct {
+	// Replicas of the EVENTS stream: 1 (default) on a single node, 3 on a
+	// cluster.
+	Replicas int
+	// DuplicateWindow within which an event id is stored only once
+	// (default 10 minutes).
+	DuplicateWindow time.Duration
+	// MaxAge of events before JetStream may drop them: 0 means DefaultMaxAge
+	// (3 years), KeepForever means no limit; anything under MinMaxAge (2
+	// years) is refused.
+	MaxAge time.Duration
+	// Clock stamps RecordedAt (default clock.Real).
+	Clock clock.Clock
+	// Timeout bounds each server request when ctx has no deadline
+	// (default 10s).
+	Timeout time.Duration
+	// Tails is how many streams' last (version, sequence, hash) are kept to
+	// make appends a single publish (default 100,000; a miss costs one
+	// extra request).
+	Tails int
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.Replicas < 0 || c.Replicas > 5 {
+		return c, fmt.Errorf("jsstore: config Replicas %d: must be between 1 and 5", c.Replicas)
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = DefaultDuplicateWindow
+	}
+	if c.DuplicateWindow < 0 {
+		return c, fmt.Errorf("jsstore: config DuplicateWindow %s: must be positive", c.DuplicateWindow)
+	}
+	switch {
+	case c.MaxAge == 0:
+		c.MaxAge = DefaultMaxAge
+	case c.MaxAge == KeepForever:
+	case c.MaxAge < MinMaxAge:
+		return c, fmt.Errorf("jsstore: config MaxAge %s: must be at least %s (two years), or KeepForever", c.MaxAge, MinMaxAge)
+	}
+	if c.Clock == nil {
+		c.Clock = clock.Real{}
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Tails <= 0 {
+		c.Tails = DefaultTails
+	}
+	return c, nil
+}
+
+// streamConfig is the EVENTS stream this store needs.
+func (c Config) streamConfig() jetstream.StreamConfig {
+	maxAge := c.MaxAge
+	if maxAge == KeepForever {
+		maxAge = 0 // JetStream: no age limit
+	}
+	return jetstream.StreamConfig{
+		Name:        StreamName,
+		Description: "Closeloop event log: every entity's events, append-only",
+		Subjects:    []string{subjectRoot + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardNew,
+		MaxAge:      maxAge,
+		MaxMsgSize:  maxMsgSize,
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+		Duplicates:  c.DuplicateWindow,
+		DenyDelete:  true,
+		DenyPurge:   true,
+		AllowDirect: true,
+	}
+}
+
+// Store is an eventlog.Store on JetStream. Safe for concurrent use.
+type Store struct {
+	js        jetstream.JetStream
+	stream    jetstream.Stream
+	cfg       Config
+	apiPrefix string
+	tails     *tails
+	replies   *replyMux
+}
+
+var _ eventlog.Store = (*Store)(nil)
+
+// New makes sure the EVENTS stream exists with the configuration the log
+// needs (creating it, or updating what JetStream lets change) and returns a
+// store on it.
+func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	stream, err := ensureStream(ctx, js, cfg.streamConfig())
+	if err != nil {
+		return nil, err
+	}
+	replies, err := newReplyMux(js.Conn())
+	if err != nil {
+		return nil, err
+	}
+	return &Store{
+		js:        js,
+		stream:    stream,
+		cfg:       cfg,
+		apiPrefix: apiPrefix(js.Options()),
+		tails:     newTails(cfg.Tails),
+		replies:   replies,
+	}, nil
+}
+
+// ensureStream creates the stream, or brings an existing one to want. Fields
+// JetStream cannot change (storage, retention policy) fail with an error
+// naming them rather than silently running on a different log.
+func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) (jetstream.Stream, error) {
+	s, err := js.Stream(ctx, want.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = js.CreateStream(ctx, want)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			// Another process created it meanwhile: check it as an existing one.
+			return ensureStream(ctx, js, want)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("jsstore: create stream %s: %w", want.Name, err)
+		}
+		return s, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("jsstore: look up stream %s: %w", want.Name, err)
+	}
+	have := s.CachedInfo().Config
+	var fixed []string
+	if have.Storage != want.Storage {
+		fixed = append(fixed, fmt.Sprintf("storage is %s, want %s", have.Storage, want.Storage))
+	}
+	if have.Retention != want.Retention {
+		fixed = append(fixed, fmt.Sprintf("retention is %s, want %s", have.Retention, want.Retention))
+	}
+	if len(fixed) > 0 {
+		return nil, fmt.Errorf("jsstore: stream %s exists with a configuration that cannot be changed in place: %s", want.Name, strings.Join(fixed, "; "))
+	}
+	if sameManagedConfig(have, want) {
+		return s, nil
+	}
+	upd := have // keep what this store does not manage (metadata, placement…)
+	upd.Description, upd.Subjects, upd.Discard = want.Description, want.Subjects, want.Discard
+	upd.MaxAge, upd.MaxMsgSize, upd.Replicas, upd.Duplicates = want.MaxAge, want.MaxMsgSize, want.Replicas, want.Duplicates
+	upd.DenyDelete, upd.DenyPurge, upd.AllowDirect = want.DenyDelete, want.DenyPurge, want.AllowDirect
+	s, err = js.UpdateStream(ctx, upd)
+	if err != nil {
+		return nil, fmt.Errorf("jsstore: stream %s exists with a different configuration and updating it failed: %w", want.Name, err)
+	}
+	return s, nil
+}
+
+func sameManagedConfig(have, want jetstream.StreamConfig) bool {
+	return slices.Equal(have.Subjects, want.Subjects) && have.Discard == want.Discard &&
+		have.MaxAge == want.MaxAge && have.MaxMsgSize == want.MaxMsgSize &&
+		have.Replicas == want.Replicas && have.Duplicates == want.Duplicates &&
+		have.DenyDelete == want.DenyDelete && have.DenyPurge == want.DenyPurge &&
+		have.AllowDirect == want.AllowDirect && have.Description == want.Description
+}
+
+// apiPrefix is the JetStream API prefix js sends requests to, for the direct
+// get requests the jetstream package has no batched form of.
+func apiPrefix(o jetstream.JetStreamOptions) string {
+	switch {
+	case o.APIPrefix != "":
+		return strings.TrimSuffix(o.APIPrefix, ".") + "."
+	case o.Domain != "":
+		return "$JS." + o.Domain + ".API."
+	default:
+		return jetstream.DefaultAPIPrefix
+	}
+}
+
+// withTimeout bounds ctx by the configured timeout unless it has a deadline.
+func (s *Store) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.cfg.Timeout)
+}
+
+// Close implements eventlog.Store: it stops the store's reply subscription.
+// The connection stays open: it belongs to the caller.
+func (s *Store) Close() error { return s.replies.close() }

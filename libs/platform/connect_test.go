@@ -1,0 +1,44 @@
+package platform
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestStoreConfigFromEnv(t *testing.T) {
+	cases := []struct {
+		name, backend, replicas, window string
+		wantErr                         string
+		wantReplicas                    int
+		wantWindow                      time.Duration
+	}{
+		{name: "defaults"},
+		{name: "cluster", backend: "jetstream", replicas: "3", window: "30m", wantReplicas: 3, wantWindow: 30 * time.Minute},
+		{name: "unknown backend", backend: "kafka", wantErr: "EVENTLOG_BACKEND"},
+		{name: "eventstoredb needs the relay", backend: "eventstoredb", wantErr: "relay"},
+		{name: "replicas not a number", replicas: "three", wantErr: "EVENTLOG_REPLICAS"},
+		{name: "too many replicas", replicas: "7", wantErr: "EVENTLOG_REPLICAS"},
+		{name: "bad window", window: "-1m", wantErr: "EVENTLOG_DUPLICATE_WINDOW"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv(EnvBackend, c.backend)
+			t.Setenv(EnvReplicas, c.replicas)
+			t.Setenv(EnvDuplicateWindow, c.window)
+			cfg, err := StoreConfigFromEnv()
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("err = %v, want one naming %s", err, c.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Replicas != c.wantReplicas || cfg.DuplicateWindow != c.wantWindow {
+				t.Fatalf("got replicas %d window %s", cfg.Replicas, cfg.DuplicateWindow)
+			}
+		})
+	}
+}

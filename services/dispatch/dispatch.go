@@ -1,0 +1,261 @@
+// Package dispatch is the technician-dispatch service: it turns routing's
+// DispatchRequested into work orders on the complaint's stream, matches and
+// books technicians (event-sourced on their own streams, never over
+// capacity), and serves the technician's app through the order's life:
+// accept or decline, contact with an ETA, en route, on site, signed
+// completion, failure with a follow-on order, or remote support.
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/closeloop/closeloop/libs/api"
+	"github.com/closeloop/closeloop/libs/auth"
+	"github.com/closeloop/closeloop/libs/calendar"
+	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/pii"
+	"github.com/closeloop/closeloop/libs/platform"
+	dispatchv1 "github.com/closeloop/closeloop/proto/gen/closeloop/dispatch/v1"
+	"github.com/closeloop/closeloop/services/dispatch/internal/adapters"
+	"github.com/closeloop/closeloop/services/dispatch/internal/app"
+	"github.com/closeloop/closeloop/services/dispatch/internal/ports"
+)
+
+// Name of the service.
+const Name = "dispatch"
+
+// Config of the dispatch service; DefaultConfig has the defaults.
+type Config struct {
+	// GRPCAddr and HTTPAddr to listen on (DISPATCH_GRPC_ADDR, DISPATCH_HTTP_ADDR).
+	GRPCAddr string
+	HTTPAddr string
+	// Authenticator checks bearer tokens (libs/auth: CLOSELOOP_TOKENS_FILE,
+	// CLOSELOOP_TOKENS, or CLOSELOOP_AUTH=off for local development).
+	// Technicians call with role technician and their technician id as id.
+	Authenticator auth.Authenticator
+	// AcceptTimeout before an assignment not accepted is declined and the
+	// order dispatched again (DISPATCH_ACCEPT_TIMEOUT, default 10m).
+	AcceptTimeout time.Duration
+	// TravelTime added to a shift start to estimate arrival on site
+	// (DISPATCH_TRAVEL_TIME, default 2h).
+	TravelTime time.Duration
+	// ReconcileEvery: how often bookings left without an assignment are
+	// repaired (DISPATCH_RECONCILE_EVERY, default 1m); ReconcileGrace is how
+	// old such a booking must be (DISPATCH_RECONCILE_GRACE, default 1m).
+	ReconcileEvery time.Duration
+	ReconcileGrace time.Duration
+	// KVReplicas of the PII key bucket (DISPATCH_KV_REPLICAS, default 1).
+	KVReplicas int
+	// Calendars technicians' calendar ids refer to (default: libs/calendar's shipped set).
+	Calendars *calendar.Set
+	// App holds the remaining use-case settings (match weights, checklists, follow-on windows).
+	App app.Config
+}
+
+// DefaultConfig returns the defaults (no authenticator: set one).
+func DefaultConfig() Config {
+	return Config{
+		GRPCAddr: ":7004", HTTPAddr: ":8004", AcceptTimeout: 10 * time.Minute, TravelTime: 2 * time.Hour,
+		ReconcileEvery: time.Minute, ReconcileGrace: time.Minute, KVReplicas: 1, App: app.DefaultConfig(),
+	}
+}
+
+// ConfigFromEnv reads the configuration from the environment over the
+// defaults, naming the variable of any bad value.
+func ConfigFromEnv() (Config, error) {
+	c := DefaultConfig()
+	var errs []error
+	str := func(name string, dst *string) {
+		if v := os.Getenv(name); v != "" {
+			*dst = v
+		}
+	}
+	dur := func(name string, dst *time.Duration) {
+		if v := os.Getenv(name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				errs = append(errs, fmt.Errorf("%s: %q is not a positive duration like 10m or 2h", name, v))
+				return
+			}
+			*dst = d
+		}
+	}
+	str("DISPATCH_GRPC_ADDR", &c.GRPCAddr)
+	str("DISPATCH_HTTP_ADDR", &c.HTTPAddr)
+	dur("DISPATCH_ACCEPT_TIMEOUT", &c.AcceptTimeout)
+	dur("DISPATCH_TRAVEL_TIME", &c.TravelTime)
+	dur("DISPATCH_RECONCILE_EVERY", &c.ReconcileEvery)
+	dur("DISPATCH_RECONCILE_GRACE", &c.ReconcileGrace)
+	if v := os.Getenv("DISPATCH_KV_REPLICAS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			errs = append(errs, fmt.Errorf("DISPATCH_KV_REPLICAS: %q is not an integer >= 1", v))
+		} else {
+			c.KVReplicas = n
+		}
+	}
+	a, err := auth.FromEnv()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	c.Authenticator = a
+	if err := errors.Join(errs...); err != nil {
+		return c, err
+	}
+	return c, c.validate()
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.Authenticator == nil:
+		return errors.New("dispatch: config Authenticator: required (set CLOSELOOP_TOKENS_FILE)")
+	case c.AcceptTimeout <= 0:
+		return errors.New("dispatch: DISPATCH_ACCEPT_TIMEOUT: must be positive")
+	case c.TravelTime < 0:
+		return errors.New("dispatch: DISPATCH_TRAVEL_TIME: must not be negative")
+	case c.ReconcileEvery <= 0:
+		return errors.New("dispatch: DISPATCH_RECONCILE_EVERY: must be positive")
+	case c.ReconcileGrace <= 0:
+		return errors.New("dispatch: DISPATCH_RECONCILE_GRACE: must be positive")
+	}
+	return nil
+}
+
+// Service is the running dispatch service.
+type Service struct {
+	deps platform.Deps
+	cfg  Config
+	app  *app.App
+	view *app.View
+	srv  *api.Server
+}
+
+var _ platform.Service = (*Service)(nil)
+
+// New builds the service and opens the PII key bucket (to seal the name of
+// the customer who signs a completed work sheet).
+func New(deps platform.Deps, cfg Config) (*Service, error) {
+	if deps.JS == nil || deps.Log == nil || deps.Clock == nil {
+		return nil, errors.New("dispatch: deps JS, Log and Clock are required")
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	logger := deps.Logger.With("service", Name)
+	if cfg.Calendars == nil {
+		set, err := calendar.Default()
+		if err != nil {
+			return nil, fmt.Errorf("dispatch: calendars: %w", err)
+		}
+		cfg.Calendars = set
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	keys, err := pii.New(ctx, deps.JS, pii.Config{Replicas: cfg.KVReplicas})
+	if err != nil {
+		return nil, fmt.Errorf("dispatch: pii keystore: %w", err)
+	}
+	appCfg := cfg.App
+	appCfg.AcceptTimeout = cfg.AcceptTimeout
+	appCfg.ReconcileGrace = cfg.ReconcileGrace
+	appCfg.Policy.TravelTime = cfg.TravelTime
+	view := app.NewView(adapters.NewCalendarSchedules(cfg.Calendars), logger)
+	a, err := app.New(deps.Log, deps.Clock, view, keys, appCfg, logger, func() string { return uuid.Must(uuid.NewV7()).String() })
+	if err != nil {
+		return nil, fmt.Errorf("dispatch: %w", err)
+	}
+	srv := api.NewServer(api.Options{Name: Name, GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, Logger: logger, Authenticator: cfg.Authenticator})
+	dispatchv1.RegisterDispatchServiceServer(srv.GRPC(), ports.NewGRPC(a, logger))
+	return &Service{deps: deps, cfg: cfg, app: a, view: view, srv: srv}, nil
+}
+
+// Name implements platform.Service.
+func (s *Service) Name() string { return Name }
+
+// API is the service's API server (its listening addresses once running).
+func (s *Service) API() *api.Server { return s.srv }
+
+// App gives tests and the standalone runner the use cases.
+func (s *Service) App() *app.App { return s.app }
+
+// Run catches the view up with the log, repairs what a crash may have left
+// (Reconcile), then follows the log, consumes complaint events, fires
+// accept timeouts and serves the API until ctx is done.
+func (s *Service) Run(ctx context.Context) error {
+	log := s.deps.Logger.With("service", Name)
+	from, err := catchUp(ctx, s.deps.Log, s.view)
+	if err != nil {
+		return fmt.Errorf("dispatch: catch up with the log: %w", err)
+	}
+	if err := s.app.Reconcile(ctx); err != nil {
+		log.Warn("reconcile at start", "err", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		err := s.deps.Log.Follow(ctx, from, func(r eventlog.Record) error { s.view.Apply(r); return nil })
+		if ctx.Err() == nil {
+			errc <- fmt.Errorf("dispatch: follow the log: %w", err)
+		}
+	}()
+	sub, err := ports.SubscribeComplaintEvents(ctx, s.deps.JS, s.app, log)
+	if err != nil {
+		return fmt.Errorf("dispatch: subscribe: %w", err)
+	}
+	defer sub.Stop()
+	go func() { _ = s.app.RunAcceptTimeouts(ctx) }()
+	go s.reconcileLoop(ctx, log)
+	served := make(chan error, 1)
+	go func() { served <- s.srv.Run(ctx) }()
+	select {
+	case err := <-served: // after ctx is done, nil once in-flight calls finished
+		return err
+	case err := <-errc:
+		cancel()
+		<-served
+		return err
+	}
+}
+
+// catchUp applies the whole log to the view and returns the next position.
+func catchUp(ctx context.Context, log eventlog.Store, view *app.View) (uint64, error) {
+	next := uint64(1)
+	for {
+		recs, err := log.ReadAll(ctx, next, 1000)
+		if err != nil {
+			return 0, err
+		}
+		if len(recs) == 0 {
+			return next, nil
+		}
+		for _, r := range recs {
+			view.Apply(r)
+			next = r.Position + 1
+		}
+	}
+}
+
+func (s *Service) reconcileLoop(ctx context.Context, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.deps.Clock.After(s.cfg.ReconcileEvery):
+			if err := s.app.Reconcile(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("reconcile", "err", err)
+			}
+		}
+	}
+}

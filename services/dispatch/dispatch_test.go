@@ -1,0 +1,202 @@
+package dispatch_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/closeloop/closeloop/libs/auth"
+	"github.com/closeloop/closeloop/libs/clock"
+	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
+	"github.com/closeloop/closeloop/libs/natsembed"
+	"github.com/closeloop/closeloop/libs/pii"
+	"github.com/closeloop/closeloop/libs/platform"
+	dispatchv1 "github.com/closeloop/closeloop/proto/gen/closeloop/dispatch/v1"
+	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
+	"github.com/closeloop/closeloop/services/dispatch"
+)
+
+func principalTokens(t *testing.T) auth.Authenticator {
+	t.Helper()
+	entry := func(token, id string, roles ...string) auth.TokenEntry {
+		return auth.TokenEntry{TokenSHA256: auth.HashToken(token), Principal: auth.Principal{ID: id, Kind: auth.KindUser, Roles: roles}}
+	}
+	a, err := auth.NewStaticTokens([]auth.TokenEntry{
+		entry("admin-token", "boss", auth.RoleAdmin),
+		entry("ann-token", "ann", auth.RoleTechnician),
+		entry("bob-token", "bob", auth.RoleTechnician),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func as(ctx context.Context, token string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+}
+
+// The service wired end to end: routing's DispatchRequested arrives through
+// the bus, the technician works the job through gRPC and the HTTP/JSON face,
+// and the API refuses the wrong caller and the wrong state with their codes.
+func TestServiceDispatchesFromTheBusAndServesTechnicians(t *testing.T) {
+	srv, err := natsembed.Start(natsembed.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	nc, err := srv.Connect("dispatch-service-test", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	fake := clock.NewFake(time.Date(2026, 3, 10, 2, 0, 0, 0, time.UTC))
+	store, err := jsstore.New(ctx, js, jsstore.Config{Clock: fake})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := dispatch.DefaultConfig()
+	cfg.GRPCAddr, cfg.HTTPAddr, cfg.Authenticator = "127.0.0.1:0", "127.0.0.1:0", principalTokens(t)
+	svc, err := dispatch.New(platform.Deps{NC: nc, JS: js, Log: store, Clock: fake}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(runCtx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	checkFor(t, 10*time.Second, func() error {
+		if svc.API().GRPCAddr() == "" || svc.API().HTTPAddr() == "" {
+			return fmt.Errorf("not listening yet")
+		}
+		return nil
+	})
+	conn, err := grpc.NewClient(svc.API().GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := dispatchv1.NewDispatchServiceClient(conn)
+
+	profile := &dispatchv1.TechnicianProfile{
+		DisplayName: "Ann", ProductLines: []string{"chiller"}, Services: []eventsv1.ServiceType{eventsv1.ServiceType_SERVICE_TYPE_REPAIR},
+		ServiceCentre: "sc-east", Region: "east", CalendarId: "always", MaxConcurrentJobs: 2, MaxDailyJobs: 4,
+	}
+	if _, err := client.RegisterTechnician(as(ctx, "ann-token"), &dispatchv1.RegisterTechnicianRequest{TechnicianId: "ann", Profile: profile}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("a technician registering: %v", err)
+	}
+	bad := &dispatchv1.TechnicianProfile{DisplayName: "X", CalendarId: "nope"}
+	if _, err := client.RegisterTechnician(as(ctx, "admin-token"), &dispatchv1.RegisterTechnicianRequest{TechnicianId: "x", Profile: bad}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("bad profile: %v", err)
+	}
+	if _, err := client.RegisterTechnician(as(ctx, "admin-token"), &dispatchv1.RegisterTechnicianRequest{TechnicianId: "ann", Profile: profile}); err != nil {
+		t.Fatal(err)
+	}
+
+	keys, err := pii.New(ctx, js, pii.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	site, err := keys.Seal(ctx, "cr_abc", &eventsv1.PersonalData{Address: "1 Harbour Rd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := eventlog.NewEvent(eventlog.Meta{ComplaintID: "c1", Producer: "routing", OccurredAt: fake.Now()}, &eventsv1.DispatchRequested{
+		WorkOrderId: "wo1", Spec: &eventsv1.WorkOrderSpec{
+			SiteContact: site, Region: "east", ServiceType: eventsv1.ServiceType_SERVICE_TYPE_REPAIR, ProductLine: "chiller",
+			Mode: eventsv1.ServiceMode_SERVICE_MODE_ON_SITE, RequiredBy: timestamppb.New(fake.Now().Add(24 * time.Hour)),
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Append(ctx, eventlog.ComplaintStream("c1"), 0, req); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 10*time.Second, func() error {
+		jobs, err := client.ListMyJobs(as(ctx, "ann-token"), &dispatchv1.ListMyJobsRequest{})
+		if err != nil {
+			return err
+		}
+		if len(jobs.GetJobs()) != 1 || jobs.GetJobs()[0].GetStatus() != dispatchv1.WorkOrderStatus_WORK_ORDER_STATUS_ASSIGNED {
+			return fmt.Errorf("ann's jobs: %v", jobs.GetJobs())
+		}
+		return nil
+	})
+
+	if _, err := client.Accept(as(ctx, "bob-token"), &dispatchv1.AcceptRequest{WorkOrderId: "wo1"}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("bob accepting ann's job: %v", err)
+	}
+	if _, err := client.ReportArrived(as(ctx, "ann-token"), &dispatchv1.ReportArrivedRequest{WorkOrderId: "wo1"}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("arriving before accepting: %v", err)
+	}
+	// The HTTP/JSON face, as the mobile app calls it.
+	httpReq, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+svc.API().HTTPAddr()+"/v1/closeloop.dispatch.v1.DispatchService/Accept",
+		bytes.NewBufferString(`{"workOrderId":"wo1"}`))
+	httpReq.Header.Set("Authorization", "Bearer ann-token")
+	httpReq.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(httpReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("HTTP accept: %d", resp.StatusCode)
+	}
+	got, err := client.GetWorkOrder(as(ctx, "admin-token"), &dispatchv1.GetWorkOrderRequest{WorkOrderId: "wo1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetJob().GetStatus() != dispatchv1.WorkOrderStatus_WORK_ORDER_STATUS_ACCEPTED || got.GetJob().GetTechnicianId() != "ann" {
+		t.Fatalf("work order %v", got.GetJob())
+	}
+}
+
+func checkFor(t *testing.T, d time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestConfigFromEnvNamesTheVariable(t *testing.T) {
+	t.Setenv("CLOSELOOP_AUTH", "off")
+	t.Setenv("DISPATCH_ACCEPT_TIMEOUT", "soon")
+	_, err := dispatch.ConfigFromEnv()
+	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("DISPATCH_ACCEPT_TIMEOUT")) {
+		t.Fatalf("err %v", err)
+	}
+	t.Setenv("DISPATCH_ACCEPT_TIMEOUT", "5m")
+	cfg, err := dispatch.ConfigFromEnv()
+	if err != nil || cfg.AcceptTimeout != 5*time.Minute || cfg.GRPCAddr != ":7004" || cfg.HTTPAddr != ":8004" {
+		t.Fatalf("cfg %+v err %v", cfg, err)
+	}
+}

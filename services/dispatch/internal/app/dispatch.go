@@ -1,0 +1,249 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
+	"github.com/closeloop/closeloop/services/dispatch/internal/domain"
+)
+
+// Outcome says what dispatching an order came to.
+type Outcome struct {
+	TechnicianID string // set when assigned
+	Unassignable bool
+	Reason       string
+}
+
+// OpenWorkOrder opens the order routing asked for (idempotent by id).
+func (a *App) OpenWorkOrder(ctx context.Context, complaintID, workOrderID string, spec *eventsv1.WorkOrderSpec, by Cause) error {
+	_, err := a.onComplaint(ctx, complaintID, by, func(c *domain.Complaint, _ time.Time) ([]proto.Message, error) {
+		return domain.OpenWorkOrder(c, workOrderID, spec, "")
+	})
+	return err
+}
+
+// Dispatch finds, books and assigns a technician for an unassigned order,
+// or marks it unassignable. It is idempotent: an order already assigned is
+// left alone, and a booking left by a dispatcher that crashed before
+// assigning is completed into the assignment rather than duplicated.
+func (a *App) Dispatch(ctx context.Context, complaintID, workOrderID string, by Cause) (Outcome, error) {
+	c, err := a.loadComplaint(ctx, complaintID)
+	if err != nil {
+		return Outcome{}, err
+	}
+	o := c.Order(workOrderID)
+	if o == nil {
+		return Outcome{}, fmt.Errorf("work order %s: %w", workOrderID, domain.ErrNotFound)
+	}
+	if !o.Status.Unassigned() {
+		return Outcome{TechnicianID: o.TechnicianID}, nil
+	}
+	now := a.clock.Now()
+	res := a.view.Match(a.cfg.Policy, domain.MatchRequest{Spec: o.Spec, Exclude: o.Declined, Now: now})
+	// A booking already held for this order (a crash between the two
+	// appends) goes first: completing it is cheaper than booking again.
+	if held := a.heldFor(workOrderID, o.Declined); held != "" {
+		res.Ranked = append([]domain.Scored{{TechnicianID: held, Eligible: true, Day: domain.Day(nil, now), Arrival: now}}, res.Ranked...)
+	}
+	for _, s := range res.Ranked {
+		ok, err := a.book(ctx, s.TechnicianID, workOrderID, complaintID, s.Day, by)
+		if err != nil {
+			return Outcome{}, err
+		}
+		if !ok {
+			continue
+		}
+		out, err := a.assign(ctx, complaintID, workOrderID, s, res, by)
+		if err != nil || !out.retry {
+			return out.Outcome, err
+		}
+	}
+	reason := res.WhyNone()
+	_, err = a.onComplaint(ctx, complaintID, by, func(c *domain.Complaint, _ time.Time) ([]proto.Message, error) {
+		return domain.MarkUnassignable(c, workOrderID, reason, res.Explain(a.cfg.Policy.MaxExplained))
+	})
+	if errors.Is(err, domain.ErrWrongState) {
+		return a.currentOutcome(workOrderID), nil // another dispatcher assigned it meanwhile
+	}
+	if err != nil {
+		return Outcome{}, err
+	}
+	return Outcome{Unassignable: true, Reason: reason}, nil
+}
+
+func (a *App) currentOutcome(workOrderID string) Outcome {
+	o := a.view.Order(workOrderID)
+	if o == nil {
+		return Outcome{}
+	}
+	return Outcome{TechnicianID: o.TechnicianID, Unassignable: o.Status == domain.StatusUnassignable}
+}
+
+// heldFor returns a technician (per the view) holding a booking for the
+// order who did not decline it.
+func (a *App) heldFor(workOrderID string, declined []string) string {
+	for _, t := range a.view.Technicians() {
+		if _, ok := t.Open[workOrderID]; ok {
+			for _, d := range declined {
+				if d == t.ID {
+					return ""
+				}
+			}
+			return t.ID
+		}
+	}
+	return ""
+}
+
+// book takes a slot on the technician's stream with the version just read;
+// on a conflict it re-reads and re-decides, so two dispatchers can never
+// both take the last slot. It reports false when the technician is full.
+func (a *App) book(ctx context.Context, technicianID, workOrderID, complaintID, day string, by Cause) (bool, error) {
+	_, err := a.onTechnician(ctx, technicianID, by, func(t *domain.Technician) ([]proto.Message, error) {
+		return domain.BookJob(t, workOrderID, complaintID, day)
+	})
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, domain.ErrNoCapacity), errors.Is(err, domain.ErrWrongState), errors.Is(err, domain.ErrNotFound):
+		return false, nil
+	default:
+		return false, err
+	}
+}
+
+// assign records the assignment of a booked technician. If the order was
+// taken meanwhile (another instance assigned it, or it was cancelled), the
+// booking is released.
+func (a *App) assign(ctx context.Context, complaintID, workOrderID string, s domain.Scored, res domain.MatchResult, by Cause) (assigned, error) {
+	acceptBy := a.clock.Now().Add(a.cfg.AcceptTimeout)
+	c, err := a.onComplaint(ctx, complaintID, by, func(c *domain.Complaint, _ time.Time) ([]proto.Message, error) {
+		return domain.Assign(c, workOrderID, s.TechnicianID, res.Explain(a.cfg.Policy.MaxExplained), res.WhyChosen(s), acceptBy)
+	})
+	if err != nil && !errors.Is(err, domain.ErrWrongState) {
+		return assigned{}, err
+	}
+	o := c.Order(workOrderID)
+	if o.Status.Holding() && o.TechnicianID == s.TechnicianID {
+		return assigned{Outcome: Outcome{TechnicianID: s.TechnicianID}}, nil
+	}
+	if err := a.release(ctx, s.TechnicianID, workOrderID, domain.ReleaseReassigned, by); err != nil {
+		return assigned{}, err
+	}
+	return assigned{
+		Outcome: Outcome{TechnicianID: o.TechnicianID, Unassignable: o.Status == domain.StatusUnassignable},
+		retry:   o.Status == domain.StatusOpen, // this technician may not take it: try the next
+	}, nil
+}
+
+type assigned struct {
+	Outcome
+	retry bool
+}
+
+// release gives a work order's slot back (nothing if it holds none).
+func (a *App) release(ctx context.Context, technicianID, workOrderID, reason string, by Cause) error {
+	_, err := a.onTechnician(ctx, technicianID, by, func(t *domain.Technician) ([]proto.Message, error) {
+		return domain.ReleaseJob(t, workOrderID, reason), nil
+	})
+	return err
+}
+
+// releaseReason is why a booking for an order in status s is released; ""
+// when the holder should keep it.
+func releaseReason(s domain.Status) string {
+	switch s {
+	case domain.StatusCompleted:
+		return domain.ReleaseCompleted
+	case domain.StatusFailed:
+		return domain.ReleaseFailed
+	case domain.StatusCancelled:
+		return domain.ReleaseCancelled
+	case domain.StatusResolvedRemotely:
+		return domain.ReleaseResolved
+	case domain.StatusEscalated:
+		return domain.ReleaseEscalated
+	}
+	return ""
+}
+
+// Settle brings the bookings of one order in line with the order after
+// any change of it: an open order is dispatched, a finished order releases
+// its technician's slot, a decliner's or a stale booking is released.
+// Idempotent; the bus calls it for every dispatch event, commands at once.
+func (a *App) Settle(ctx context.Context, complaintID, workOrderID string, by Cause) error {
+	// The order is read fresh, not from the view: a lagging view would keep
+	// a finished order's booking.
+	c, err := a.loadComplaint(ctx, complaintID)
+	if err != nil {
+		return err
+	}
+	o := c.Order(workOrderID)
+	if o == nil {
+		return fmt.Errorf("work order %s: %w", workOrderID, domain.ErrNotFound)
+	}
+	if o.Status == domain.StatusOpen {
+		if _, err := a.Dispatch(ctx, complaintID, workOrderID, by); err != nil {
+			return err
+		}
+		if o = a.view.Order(workOrderID); o == nil {
+			return fmt.Errorf("work order %s: %w", workOrderID, domain.ErrNotFound)
+		}
+	}
+	now := a.clock.Now()
+	for _, t := range a.view.Technicians() {
+		b, ok := t.Open[workOrderID]
+		if !ok {
+			continue
+		}
+		reason := releaseReason(o.Status)
+		switch {
+		case reason != "":
+		case o.Status.Holding() && t.ID == o.TechnicianID:
+			continue // the holder keeps it
+		case o.Status.Holding():
+			reason = domain.ReleaseReassigned
+		case slices.Contains(o.Declined, t.ID):
+			reason = domain.ReleaseDeclined
+		case now.Sub(b.At) >= a.cfg.ReconcileGrace:
+			reason = domain.ReleaseReconciled
+		default:
+			continue // a live dispatcher may be about to assign it
+		}
+		if err := a.release(ctx, t.ID, workOrderID, reason, by); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Reconcile repairs what a crash between the two appends of a dispatch can
+// leave: a booking whose order has no assignment to that technician. Once a
+// booking is older than the grace period (so no live dispatcher is still
+// between the appends) an open order is completed into the assignment and
+// any other booking is released. Run at start and periodically.
+func (a *App) Reconcile(ctx context.Context) error {
+	now := a.clock.Now()
+	var errs []error
+	for _, t := range a.view.Technicians() {
+		for _, b := range t.Open {
+			if now.Sub(b.At) < a.cfg.ReconcileGrace {
+				continue
+			}
+			o := a.view.Order(b.WorkOrderID)
+			if o != nil && o.Status.Holding() && o.TechnicianID == t.ID {
+				continue
+			}
+			if err := a.Settle(ctx, b.ComplaintID, b.WorkOrderID, ByActor("system")); err != nil {
+				errs = append(errs, fmt.Errorf("reconcile work order %s: %w", b.WorkOrderID, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

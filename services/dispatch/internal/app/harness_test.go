@@ -1,0 +1,215 @@
+package app_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/closeloop/closeloop/libs/calendar"
+	"github.com/closeloop/closeloop/libs/clock"
+	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
+	"github.com/closeloop/closeloop/libs/natsembed"
+	"github.com/closeloop/closeloop/libs/pii"
+	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
+	"github.com/closeloop/closeloop/services/dispatch/internal/adapters"
+	"github.com/closeloop/closeloop/services/dispatch/internal/app"
+	"github.com/closeloop/closeloop/services/dispatch/internal/domain"
+)
+
+// start is a Tuesday, 10:00 in Shanghai (a working day of cn-field).
+var start = time.Date(2026, 3, 10, 2, 0, 0, 0, time.UTC)
+
+const customerRef = "cr_0123456789abcdef0123456789abcdef"
+
+// harness is a real embedded NATS with the JetStream event log and the PII
+// key store, on a fake clock.
+type harness struct {
+	t     *testing.T
+	ctx   context.Context
+	js    jetstream.JetStream
+	store *jsstore.Store
+	keys  *pii.Keystore
+	clock *clock.Fake
+	cals  *calendar.Set
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	srv, err := natsembed.Start(natsembed.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect("dispatch-test", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	fake := clock.NewFake(start)
+	store, err := jsstore.New(ctx, js, jsstore.Config{Clock: fake})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := pii.New(ctx, js, pii.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cals, err := calendar.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &harness{t: t, ctx: ctx, js: js, store: store, keys: keys, clock: fake, cals: cals}
+}
+
+// newApp starts one dispatch instance: its own view following the log.
+func (h *harness) newApp(mod ...func(*app.Config)) *app.App {
+	h.t.Helper()
+	cfg := app.DefaultConfig()
+	for _, m := range mod {
+		m(&cfg)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	view := app.NewView(adapters.NewCalendarSchedules(h.cals), logger)
+	a, err := app.New(h.store, h.clock, view, h.keys, cfg, logger, func() string { return uuid.Must(uuid.NewV7()).String() })
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	go func() { _ = h.store.Follow(h.ctx, 1, func(r eventlog.Record) error { view.Apply(r); return nil }) }()
+	return a
+}
+
+type techOpt func(*domain.TechnicianProfile)
+
+func (h *harness) register(a *app.App, id, region string, opts ...techOpt) {
+	h.t.Helper()
+	p := domain.TechnicianProfile{
+		DisplayName: id, ProductLines: []string{"chiller"}, Services: []eventsv1.ServiceType{eventsv1.ServiceType_SERVICE_TYPE_REPAIR},
+		ServiceCentre: "sc-" + region, Region: region, CalendarID: "always", MaxConcurrent: 2, MaxDaily: 6,
+	}
+	for _, o := range opts {
+		o(&p)
+	}
+	if _, err := a.RegisterTechnician(h.ctx, "admin", id, p); err != nil {
+		h.t.Fatalf("register %s: %v", id, err)
+	}
+}
+
+// sealedSite seals a site contact the way intake does.
+func (h *harness) sealedSite() *eventsv1.SealedPersonalData {
+	h.t.Helper()
+	s, err := h.keys.Seal(h.ctx, customerRef, &eventsv1.PersonalData{Name: "Li Wei", Phone: "13800138000", Address: "1 Harbour Rd"})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return s
+}
+
+func (h *harness) onSiteSpec(region string) *eventsv1.WorkOrderSpec {
+	return &eventsv1.WorkOrderSpec{
+		CustomerOrganisation: "Harbour Foods", SiteContact: h.sealedSite(), Region: region, EquipmentModel: "CH-200",
+		Quantity: 1, SerialNumbers: []string{"SN-1"}, ServiceType: eventsv1.ServiceType_SERVICE_TYPE_REPAIR,
+		Mode: eventsv1.ServiceMode_SERVICE_MODE_ON_SITE, RequiredBy: timestamppb.New(start.Add(24 * time.Hour)), ProductLine: "chiller",
+	}
+}
+
+// requestDispatch appends routing's DispatchRequested and returns it as stored.
+func (h *harness) requestDispatch(complaintID, workOrderID string, spec *eventsv1.WorkOrderSpec) eventlog.Record {
+	h.t.Helper()
+	stream := eventlog.ComplaintStream(complaintID)
+	recs, err := h.store.ReadStream(h.ctx, stream, 1)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	e, err := eventlog.NewEvent(eventlog.Meta{ComplaintID: complaintID, Producer: "routing", Actor: "agent-1", OccurredAt: h.clock.Now()},
+		&eventsv1.DispatchRequested{WorkOrderId: workOrderID, Spec: spec, RequestedBy: "agent-1"})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if _, err := h.store.Append(h.ctx, stream, uint64(len(recs)), e); err != nil {
+		h.t.Fatal(err)
+	}
+	all, err := h.store.ReadStream(h.ctx, stream, uint64(len(recs))+1)
+	if err != nil || len(all) == 0 {
+		h.t.Fatalf("read back DispatchRequested: %v", err)
+	}
+	return all[0]
+}
+
+// complaintEvents returns the payloads of a complaint's stream, by type.
+func (h *harness) complaintEvents(complaintID string) []eventlog.Record {
+	h.t.Helper()
+	recs, err := h.store.ReadStream(h.ctx, eventlog.ComplaintStream(complaintID), 1)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return recs
+}
+
+// order folds the complaint stream and returns the work order.
+func (h *harness) order(complaintID, workOrderID string) *domain.WorkOrder {
+	h.t.Helper()
+	var c *domain.Complaint
+	for _, r := range h.complaintEvents(complaintID) {
+		c = domain.EvolveComplaint(c, complaintID, r.Event.GetVersion(), r.Event.GetOccurredAt().AsTime(), eventlog.Payload(r.Event))
+	}
+	o := c.Order(workOrderID)
+	if o == nil {
+		h.t.Fatalf("work order %s not on complaint %s", workOrderID, complaintID)
+	}
+	return o
+}
+
+// technician folds a technician's stream, failing the test if any prefix of
+// it holds more open jobs than the capacity.
+func (h *harness) technician(id string) *domain.Technician {
+	h.t.Helper()
+	recs, err := h.store.ReadStream(h.ctx, eventlog.Stream(eventlog.KindTechnician, id), 1)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var t *domain.Technician
+	for _, r := range recs {
+		t = domain.EvolveTechnician(t, r.Event.GetOccurredAt().AsTime(), eventlog.Payload(r.Event))
+		if uint32(t.OpenJobs()) > t.MaxConcurrent {
+			h.t.Fatalf("technician %s over capacity at version %d: %d open jobs, capacity %d", id, t.Version, t.OpenJobs(), t.MaxConcurrent)
+		}
+	}
+	return t
+}
+
+// checkFor polls cond until it holds or the deadline passes.
+func checkFor(t *testing.T, d time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func typesOf(recs []eventlog.Record) []string {
+	out := make([]string, len(recs))
+	for i, r := range recs {
+		out[i] = r.Event.GetType()
+	}
+	return out
+}

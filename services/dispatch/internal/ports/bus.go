@@ -1,0 +1,35 @@
+package ports
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/closeloop/closeloop/libs/bus"
+	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
+	"github.com/closeloop/closeloop/services/dispatch/internal/app"
+)
+
+// Durable is the name of dispatch's consumer of complaint events; every
+// instance shares it, so each event is handled by one of them.
+const Durable = "dispatch"
+
+// SubscribeComplaintEvents feeds complaint events to the app: routing's
+// DispatchRequested, and dispatch's own events (to settle bookings and
+// dispatch follow-on orders even after a crash).
+func SubscribeComplaintEvents(ctx context.Context, js jetstream.JetStream, a *app.App, logger *slog.Logger) (*bus.Subscription, error) {
+	return bus.Subscribe(ctx, js, bus.Options{
+		Durable:  Durable,
+		Subjects: []string{jsstore.KindSubjects(eventlog.KindComplaint)},
+		Logger:   logger,
+	}, func(ctx context.Context, rec eventlog.Record) error {
+		err := a.HandleComplaintEvent(ctx, rec)
+		if errors.Is(err, app.ErrUnusable) {
+			return bus.Permanent(err)
+		}
+		return err
+	})
+}

@@ -1,0 +1,310 @@
+// Package followup is the follow-up service: after a complaint is resolved
+// it schedules the customer feedback (24 h, 72 h) and sends the satisfaction
+// survey, closes or reopens the complaint on the answer (or closes it
+// NO_RESPONSE when none comes), schedules return visits for serious
+// complaints, and serves the KPI read model.
+package followup
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+	_ "time/tzdata" // the KPI time zone must load on hosts without a zoneinfo database
+
+	"github.com/closeloop/closeloop/libs/api"
+	"github.com/closeloop/closeloop/libs/auth"
+	"github.com/closeloop/closeloop/libs/bus"
+	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
+	"github.com/closeloop/closeloop/libs/platform"
+	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
+	followupv1 "github.com/closeloop/closeloop/proto/gen/closeloop/followup/v1"
+	"github.com/closeloop/closeloop/services/followup/internal/app"
+	"github.com/closeloop/closeloop/services/followup/internal/domain"
+	"github.com/closeloop/closeloop/services/followup/internal/kpi"
+	"github.com/closeloop/closeloop/services/followup/internal/ports"
+	"github.com/closeloop/closeloop/services/followup/internal/survey"
+)
+
+// Name is the service's name.
+const Name = "followup"
+
+// Durable is the bus consumer that reacts to resolutions.
+const Durable = "followup"
+
+// Config configures the service. DefaultConfig holds the defaults.
+type Config struct {
+	GRPCAddr string // FOLLOWUP_GRPC_ADDR, default ":7005"
+	HTTPAddr string // FOLLOWUP_HTTP_ADDR, default ":8005" (JSON face, survey pages, CSV export)
+	// SurveySecret signs survey links (FOLLOWUP_SURVEY_SECRET, at least 32
+	// bytes). Empty: a random one per process, and links die on restart.
+	SurveySecret string
+	// SurveyBaseURL is where customers reach the HTTP face
+	// (FOLLOWUP_SURVEY_BASE_URL, default "http://localhost:8005").
+	SurveyBaseURL string
+	// Policy: FOLLOWUP_FIRST_FEEDBACK_WITHIN (24h), FOLLOWUP_SECOND_FEEDBACK_WITHIN
+	// (72h), FOLLOWUP_NO_RESPONSE_AFTER (168h), FOLLOWUP_RETURN_VISIT_AFTER (720h),
+	// FOLLOWUP_RETURN_VISIT_FROM (L3; L1–L4, or "none").
+	Policy domain.Policy
+	// KPITimeZone cuts KPI days, weeks and months (FOLLOWUP_KPI_TIMEZONE,
+	// default "Asia/Shanghai").
+	KPITimeZone string
+	// Auth checks API callers (auth.FromEnv: CLOSELOOP_TOKENS_FILE,
+	// CLOSELOOP_TOKENS or CLOSELOOP_AUTH=off). nil refuses every call.
+	Auth auth.Authenticator
+}
+
+// DefaultConfig returns the defaults (without an authenticator).
+func DefaultConfig() Config {
+	return Config{
+		GRPCAddr:      ":7005",
+		HTTPAddr:      ":8005",
+		SurveyBaseURL: "http://localhost:8005",
+		Policy:        domain.DefaultPolicy(),
+		KPITimeZone:   "Asia/Shanghai",
+	}
+}
+
+// ConfigFromEnv reads the environment over the defaults and validates it.
+func ConfigFromEnv() (Config, error) {
+	c := DefaultConfig()
+	str := func(name string, dst *string) {
+		if v, ok := os.LookupEnv(name); ok {
+			*dst = v
+		}
+	}
+	str("FOLLOWUP_GRPC_ADDR", &c.GRPCAddr)
+	str("FOLLOWUP_HTTP_ADDR", &c.HTTPAddr)
+	str("FOLLOWUP_SURVEY_SECRET", &c.SurveySecret)
+	str("FOLLOWUP_SURVEY_BASE_URL", &c.SurveyBaseURL)
+	str("FOLLOWUP_KPI_TIMEZONE", &c.KPITimeZone)
+	for _, d := range []struct {
+		name string
+		dst  *time.Duration
+	}{
+		{"FOLLOWUP_FIRST_FEEDBACK_WITHIN", &c.Policy.FirstFeedbackWithin},
+		{"FOLLOWUP_SECOND_FEEDBACK_WITHIN", &c.Policy.SecondFeedbackWithin},
+		{"FOLLOWUP_NO_RESPONSE_AFTER", &c.Policy.NoResponseAfter},
+		{"FOLLOWUP_RETURN_VISIT_AFTER", &c.Policy.ReturnVisitAfter},
+	} {
+		if v, ok := os.LookupEnv(d.name); ok {
+			parsed, err := time.ParseDuration(v)
+			if err != nil {
+				return Config{}, fmt.Errorf("%s: must be a Go duration such as 72h, got %q", d.name, v)
+			}
+			*d.dst = parsed
+		}
+	}
+	if v, ok := os.LookupEnv("FOLLOWUP_RETURN_VISIT_FROM"); ok {
+		switch s := strings.ToUpper(v); s {
+		case "NONE":
+			c.Policy.ReturnVisitFrom = eventsv1.Severity_SEVERITY_UNSPECIFIED
+		case "L1", "L2", "L3", "L4":
+			c.Policy.ReturnVisitFrom = eventsv1.Severity(eventsv1.Severity_value["SEVERITY_"+s])
+		default:
+			return Config{}, fmt.Errorf("FOLLOWUP_RETURN_VISIT_FROM: must be L1, L2, L3, L4 or none, got %q", v)
+		}
+	}
+	a, err := auth.FromEnv()
+	if err != nil {
+		return Config{}, err
+	}
+	c.Auth = a
+	return c, c.Validate()
+}
+
+// Validate checks the configuration; errors name the environment variable.
+func (c Config) Validate() error {
+	var errs []error
+	if c.GRPCAddr == "" {
+		errs = append(errs, errors.New("FOLLOWUP_GRPC_ADDR: required"))
+	}
+	if c.HTTPAddr == "" {
+		errs = append(errs, errors.New("FOLLOWUP_HTTP_ADDR: required (it serves the survey pages)"))
+	}
+	if c.SurveySecret != "" && len(c.SurveySecret) < survey.MinSecretLen {
+		errs = append(errs, fmt.Errorf("FOLLOWUP_SURVEY_SECRET: must be at least %d bytes", survey.MinSecretLen))
+	}
+	if !strings.HasPrefix(c.SurveyBaseURL, "http://") && !strings.HasPrefix(c.SurveyBaseURL, "https://") {
+		errs = append(errs, errors.New("FOLLOWUP_SURVEY_BASE_URL: must be an http(s) URL"))
+	}
+	p := c.Policy
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"FOLLOWUP_FIRST_FEEDBACK_WITHIN", p.FirstFeedbackWithin},
+		{"FOLLOWUP_SECOND_FEEDBACK_WITHIN", p.SecondFeedbackWithin},
+		{"FOLLOWUP_NO_RESPONSE_AFTER", p.NoResponseAfter},
+		{"FOLLOWUP_RETURN_VISIT_AFTER", p.ReturnVisitAfter},
+	} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s: must be positive, got %s", d.name, d.v))
+		}
+	}
+	if p.SecondFeedbackWithin < p.FirstFeedbackWithin {
+		errs = append(errs, errors.New("FOLLOWUP_SECOND_FEEDBACK_WITHIN: must not be before FOLLOWUP_FIRST_FEEDBACK_WITHIN"))
+	}
+	if _, err := time.LoadLocation(c.KPITimeZone); err != nil {
+		errs = append(errs, fmt.Errorf("FOLLOWUP_KPI_TIMEZONE: unknown time zone %q", c.KPITimeZone))
+	}
+	return errors.Join(errs...)
+}
+
+// Service is the running follow-up service.
+type Service struct {
+	deps    platform.Deps
+	cfg     Config
+	log     *slog.Logger
+	app     *app.App
+	tracker *app.Tracker
+	kpi     *kpi.Model
+	api     *api.Server
+	http    *http.Server
+	httpLis net.Listener
+
+	ready     chan struct{}
+	readyOnce sync.Once
+}
+
+// New builds the service; Run starts it.
+func New(deps platform.Deps, cfg Config) (*Service, error) {
+	if deps.Log == nil || deps.JS == nil || deps.Clock == nil {
+		return nil, errors.New("followup: deps: Log, JS and Clock are required")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	logger := deps.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	logger = logger.With("service", Name)
+	secret := []byte(cfg.SurveySecret)
+	if len(secret) == 0 {
+		secret = make([]byte, survey.MinSecretLen)
+		_, _ = rand.Read(secret)
+		logger.Warn("FOLLOWUP_SURVEY_SECRET is not set: using a random secret; survey links stop working when the process restarts")
+	}
+	signer, err := survey.NewSigner(secret)
+	if err != nil {
+		return nil, err
+	}
+	loc, _ := time.LoadLocation(cfg.KPITimeZone)
+	tracker := app.NewTracker()
+	a, err := app.New(app.Options{Log: deps.Log, Clock: deps.Clock, Signer: signer, Policy: cfg.Policy, BaseURL: cfg.SurveyBaseURL, Logger: logger, Tracker: tracker})
+	if err != nil {
+		return nil, err
+	}
+	model := kpi.New()
+	apiSrv := api.NewServer(api.Options{Name: Name, GRPCAddr: cfg.GRPCAddr, Logger: logger, Authenticator: cfg.Auth})
+	g := &ports.GRPC{App: a, KPI: model, KPILocation: loc, Logger: logger}
+	followupv1.RegisterFollowupServiceServer(apiSrv.GRPC(), g)
+	followupv1.RegisterKpiServiceServer(apiSrv.GRPC(), g)
+
+	mux := http.NewServeMux()
+	(&ports.HTTP{GRPC: g, Auth: cfg.Auth}).Register(mux)
+	mux.Handle("/", apiSrv.HTTPHandler())
+
+	return &Service{
+		deps: deps, cfg: cfg, log: logger, app: a, tracker: tracker, kpi: model, api: apiSrv,
+		http:  &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
+		ready: make(chan struct{}),
+	}, nil
+}
+
+// Name implements platform.Service.
+func (s *Service) Name() string { return Name }
+
+// Ready is closed once the service listens and consumes.
+func (s *Service) Ready() <-chan struct{} { return s.ready }
+
+// GRPCAddr and HTTPAddr are the bound addresses (after Ready).
+func (s *Service) GRPCAddr() string { return s.api.GRPCAddr() }
+func (s *Service) HTTPAddr() string { return s.httpLis.Addr().String() }
+
+// KPIPosition is the log position the KPI read model has applied up to.
+func (s *Service) KPIPosition() uint64 { return s.kpi.Position() }
+
+// Run implements platform.Service: it rebuilds the tracker and the KPI
+// model from the whole log and keeps following it, reacts to resolutions
+// through the bus, fires the no-response timers, and serves the API.
+func (s *Service) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := s.api.Listen(); err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", s.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("followup: listen HTTP on %s: %w", s.cfg.HTTPAddr, err)
+	}
+	s.httpLis = lis
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	// One fold of the log feeds both read models: the timers' tracker and
+	// the KPIs. Follow reads what is stored, then waits for what comes.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		err := s.deps.Log.Follow(ctx, 1, func(rec eventlog.Record) error {
+			s.tracker.Apply(rec)
+			s.kpi.Apply(rec)
+			return nil
+		})
+		if err != nil && ctx.Err() == nil {
+			errc <- fmt.Errorf("followup: follow the log: %w", err)
+		}
+	}()
+
+	sub, err := bus.Subscribe(ctx, s.deps.JS, bus.Options{
+		Durable:  Durable,
+		Subjects: []string{strings.TrimSuffix(jsstore.KindSubjects(eventlog.KindComplaint), ">") + "*.ComplaintResolved"},
+		Logger:   s.log,
+	}, s.app.ScheduleFollowUpOnResolved)
+	if err != nil {
+		cancel()
+		wg.Wait()
+		lis.Close()
+		return fmt.Errorf("followup: subscribe: %w", err)
+	}
+
+	wg.Add(3)
+	go func() { defer wg.Done(); s.app.RunNoResponseTimers(ctx) }()
+	go func() {
+		defer wg.Done()
+		if err := s.api.Run(ctx); err != nil {
+			errc <- err
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := s.http.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("followup: serve HTTP: %w", err)
+		}
+	}()
+	s.readyOnce.Do(func() { close(s.ready) })
+	s.log.Info("followup: running", "grpc", s.GRPCAddr(), "http", s.HTTPAddr())
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	cancel()
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer scancel()
+	_ = s.http.Shutdown(sctx)
+	sub.Stop()
+	wg.Wait()
+	return runErr
+}

@@ -1,0 +1,132 @@
+// Package app runs follow-up's use cases: each command loads the complaint's
+// stream, lets the domain decide, and appends the result with the version it
+// read, so two instances (or a redelivery and a timer) never both act.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/closeloop/closeloop/libs/clock"
+	"github.com/closeloop/closeloop/libs/eventlog"
+	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
+	"github.com/closeloop/closeloop/services/followup/internal/domain"
+	"github.com/closeloop/closeloop/services/followup/internal/survey"
+)
+
+// Producer is the envelope's producer of every event follow-up writes.
+const Producer = "followup"
+
+// ErrNotFound: the complaint has no events.
+var ErrNotFound = errors.New("complaint not found")
+
+// maxConflictRetries bounds re-read/re-decide rounds on a concurrency conflict.
+const maxConflictRetries = 5
+
+// App is follow-up's application layer.
+type App struct {
+	log     eventlog.Store
+	clock   clock.Clock
+	signer  *survey.Signer
+	policy  domain.Policy
+	baseURL string
+	logger  *slog.Logger
+	tracker *Tracker
+}
+
+// Options are App's dependencies.
+type Options struct {
+	Log     eventlog.Store
+	Clock   clock.Clock
+	Signer  *survey.Signer
+	Policy  domain.Policy
+	BaseURL string // survey links: <BaseURL>/survey/<complaint id>?t=<token>
+	Logger  *slog.Logger
+	Tracker *Tracker // the in-memory view of open follow-ups (due tasks)
+}
+
+// New refuses missing dependencies.
+func New(o Options) (*App, error) {
+	switch {
+	case o.Log == nil:
+		return nil, errors.New("app: event log: required")
+	case o.Clock == nil:
+		return nil, errors.New("app: clock: required")
+	case o.Signer == nil:
+		return nil, errors.New("app: survey signer: required")
+	case o.Tracker == nil:
+		return nil, errors.New("app: tracker: required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &App{log: o.Log, clock: o.Clock, signer: o.Signer, policy: o.Policy, baseURL: o.BaseURL, logger: o.Logger, tracker: o.Tracker}, nil
+}
+
+// Cause is who or what a command comes from, for the envelopes it writes.
+type Cause struct {
+	Actor         string
+	CorrelationID string
+	CausationID   string
+	Traceparent   string
+}
+
+// load folds the complaint's stream.
+func (a *App) load(ctx context.Context, complaintID string) (*domain.State, error) {
+	recs, err := a.log.ReadStream(ctx, eventlog.ComplaintStream(complaintID), 1)
+	if err != nil {
+		return nil, fmt.Errorf("read complaint stream: %w", err)
+	}
+	if len(recs) == 0 {
+		return nil, ErrNotFound
+	}
+	s := &domain.State{ComplaintID: complaintID}
+	for _, r := range recs {
+		domain.Evolve(s, r.Event)
+	}
+	return s, nil
+}
+
+// execute loads, decides and appends with the version read; on a conflict
+// it starts over from a fresh read. It returns the events written (none
+// when the decision was that nothing is left to do) and the stream's version
+// after them.
+func (a *App) execute(ctx context.Context, complaintID string, cmd domain.Command, c Cause) ([]proto.Message, uint64, error) {
+	for attempt := 0; ; attempt++ {
+		s, err := a.load(ctx, complaintID)
+		if err != nil {
+			return nil, 0, err
+		}
+		now := a.clock.Now()
+		msgs, err := domain.Decide(s, cmd, now, a.policy)
+		if err != nil {
+			return nil, 0, err
+		}
+		if len(msgs) == 0 {
+			return nil, s.Version, nil
+		}
+		envs := make([]*eventsv1.Envelope, 0, len(msgs))
+		for _, m := range msgs {
+			e, err := eventlog.NewEvent(eventlog.Meta{
+				ComplaintID: complaintID, Producer: Producer, Actor: c.Actor,
+				CorrelationID: c.CorrelationID, CausationID: c.CausationID, Traceparent: c.Traceparent,
+				OccurredAt: now,
+			}, m)
+			if err != nil {
+				return nil, 0, err
+			}
+			envs = append(envs, e)
+		}
+		res, err := a.log.Append(ctx, eventlog.ComplaintStream(complaintID), s.Version, envs...)
+		if err == nil {
+			return msgs, res.Version, nil
+		}
+		if !errors.Is(err, eventlog.ErrConflict) || attempt >= maxConflictRetries {
+			return nil, 0, fmt.Errorf("append follow-up events: %w", err)
+		}
+	}
+}

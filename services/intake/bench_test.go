@@ -1,0 +1,120 @@
+package intake_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
+
+	"github.com/closeloop/closeloop/libs/clock"
+	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
+)
+
+// latencies collects per-operation durations from parallel workers.
+type latencies struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (l *latencies) add(d time.Duration) { l.mu.Lock(); l.d = append(l.d, d); l.mu.Unlock() }
+
+func (l *latencies) report(b *testing.B, elapsed time.Duration) float64 {
+	slices.Sort(l.d)
+	if len(l.d) == 0 {
+		return 0
+	}
+	p := func(q float64) float64 { return float64(l.d[int(q*float64(len(l.d)-1))].Microseconds()) / 1000 }
+	perSec := float64(len(l.d)) / elapsed.Seconds()
+	b.ReportMetric(perSec, "ops/s")
+	b.ReportMetric(p(0.50), "p50-ms")
+	b.ReportMetric(p(0.99), "p99-ms")
+	return perSec
+}
+
+const benchParallelism = 16 // x GOMAXPROCS concurrent callers
+
+// BenchmarkSubmit measures sustained submissions through the gRPC API into
+// the durable log (embedded NATS, fsync on every write), next to the raw
+// baseline (js.Publish with the expected-subject-sequence header, one new
+// subject per publish) at the same durability and concurrency, then the
+// API's latency at half its maximum rate. Each submission is a new customer
+// (a new data key) and a new problem (a new duplicate-index entry).
+//
+//	go test -run '^$' -bench BenchmarkSubmit -benchtime 3s ./services/intake/
+func BenchmarkSubmit(b *testing.B) {
+	e := newEnv(b, true)
+	var seq atomic.Int64
+	var maxRate float64
+
+	b.Run("raw_js_publish", func(b *testing.B) {
+		var lat latencies
+		payload := make([]byte, 600)
+		b.SetParallelism(benchParallelism)
+		start := time.Now()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				subj := fmt.Sprintf("events.complaint.raw-%d.ComplaintReceived", seq.Add(1))
+				t0 := time.Now()
+				if _, err := e.js.Publish(context.Background(), subj, payload, jetstream.WithExpectLastSequenceForSubject(0, subj)); err != nil {
+					b.Error(err)
+					return
+				}
+				lat.add(time.Since(t0))
+			}
+		})
+		lat.report(b, time.Since(start))
+	})
+
+	cfg := testConfig(b)
+	e.clock = clock.NewFake(e.now) // received_at stays in the past
+	r := e.start(b, cfg, nil)
+	submit := func(b *testing.B, lat *latencies) {
+		n := seq.Add(1)
+		req := e.phoneSubmission("BENCH-" + strconv.FormatInt(n, 10))
+		req.Customer.Phone = fmt.Sprintf("139%08d", n)
+		req.Product.SerialNumber = "SN-" + strconv.FormatInt(n, 10)
+		req.Channel = eventsv1.Channel_CHANNEL_PHONE
+		t0 := time.Now()
+		if _, err := r.client.SubmitComplaint(as(tokPhone), req); err != nil {
+			b.Error(err)
+			return
+		}
+		lat.add(time.Since(t0))
+	}
+
+	b.Run("grpc_submit", func(b *testing.B) {
+		var lat latencies
+		b.SetParallelism(benchParallelism)
+		start := time.Now()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				submit(b, &lat)
+			}
+		})
+		maxRate = lat.report(b, time.Since(start))
+	})
+
+	b.Run("grpc_submit_half_rate", func(b *testing.B) {
+		if maxRate == 0 {
+			b.Skip("no maximum rate measured")
+		}
+		var lat latencies
+		lim := rate.NewLimiter(rate.Limit(maxRate/2), 1)
+		b.SetParallelism(benchParallelism)
+		start := time.Now()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				_ = lim.Wait(context.Background())
+				submit(b, &lat)
+			}
+		})
+		lat.report(b, time.Since(start))
+	})
+}

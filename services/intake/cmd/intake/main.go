@@ -1,0 +1,41 @@
+// Command intake runs the intake service against an external NATS server
+// (NATS_URL, default nats://127.0.0.1:4222; EVENTLOG_* for the event log)
+// until SIGINT or SIGTERM. Its own settings are listed in the service's README.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/closeloop/closeloop/libs/platform"
+	"github.com/closeloop/closeloop/services/intake"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "intake:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	cfg, err := intake.ConfigFromEnv()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	rt, err := platform.Connect(ctx, intake.Name)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	svc, err := intake.New(rt.Deps, cfg)
+	if err != nil {
+		return err
+	}
+	return svc.Run(ctx)
+}

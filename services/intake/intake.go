@@ -1,0 +1,330 @@
+// Package intake is the front door of every channel: adapters submit
+// complaints (gRPC, HTTP/JSON, or a NATS request), each recorded once per
+// channel reference, validated field by field, with the customer's personal
+// data sealed under a per-customer key; agents accept, amend, attach
+// evidence and withdraw. Intake reads only its own events.
+package intake
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/closeloop/closeloop/libs/auth"
+	"github.com/closeloop/closeloop/libs/pii"
+	"github.com/closeloop/closeloop/libs/platform"
+	intakev1 "github.com/closeloop/closeloop/proto/gen/closeloop/intake/v1"
+	"github.com/closeloop/closeloop/services/intake/internal/adapters"
+	"github.com/closeloop/closeloop/services/intake/internal/app"
+	"github.com/closeloop/closeloop/services/intake/internal/domain"
+	"github.com/closeloop/closeloop/services/intake/internal/ports"
+)
+
+// Name of the service.
+const Name = "intake"
+
+// SubmitSubject is the NATS request subject for submissions (see README).
+const SubmitSubject = ports.SubmitSubject
+
+// Config of the intake service; DefaultConfig has the defaults.
+type Config struct {
+	// GRPCAddr and HTTPAddr to listen on (INTAKE_GRPC_ADDR, INTAKE_HTTP_ADDR).
+	GRPCAddr string
+	HTTPAddr string
+	// Authenticator checks bearer tokens (libs/auth: CLOSELOOP_TOKENS_FILE,
+	// CLOSELOOP_TOKENS, or CLOSELOOP_AUTH=off for local development).
+	Authenticator auth.Authenticator
+	// Secret keys the customer reference and problem fingerprint
+	// (INTAKE_PII_SECRET, at least 16 bytes). Empty: a random secret is
+	// created once and kept in the INTAKE_SECRETS bucket, so every instance
+	// and restart shares it; production should set it and keep it apart
+	// from the data.
+	Secret []byte
+	// DuplicateWindow: the same customer and problem through another
+	// channel within it is linked to the first complaint
+	// (INTAKE_DUPLICATE_WINDOW, default 72h).
+	DuplicateWindow time.Duration
+	// ClockSkew allowed on received_at (INTAKE_CLOCK_SKEW, default 5m).
+	ClockSkew time.Duration
+	// MaxDescription in characters (INTAKE_MAX_DESCRIPTION, default 5000).
+	MaxDescription int
+	// MaxAttachments per complaint (INTAKE_MAX_ATTACHMENTS, default 20).
+	MaxAttachments int
+	// RatePerSecond and RateBurst of each caller's token bucket
+	// (INTAKE_RATE, INTAKE_BURST; default 200/s, burst 400; rate 0 = off).
+	RatePerSecond float64
+	RateBurst     int
+	// ClaimGrace before a duplicate-index claim whose complaint was never
+	// written is taken over (INTAKE_CLAIM_GRACE, default 30s).
+	ClaimGrace time.Duration
+	// KVReplicas of intake's key-value buckets (INTAKE_KV_REPLICAS, default 1).
+	KVReplicas int
+	// NATSConcurrency bounds submissions handled at once from the NATS
+	// subject (INTAKE_NATS_CONCURRENCY, default 64).
+	NATSConcurrency int
+}
+
+// DefaultConfig returns the defaults (no authenticator: set one).
+func DefaultConfig() Config {
+	return Config{
+		GRPCAddr:        ":7001",
+		HTTPAddr:        ":8001",
+		DuplicateWindow: 72 * time.Hour,
+		ClockSkew:       domain.DefaultLimits.ClockSkew,
+		MaxDescription:  domain.DefaultLimits.MaxDescription,
+		MaxAttachments:  domain.DefaultLimits.MaxAttachments,
+		RatePerSecond:   200,
+		RateBurst:       400,
+		ClaimGrace:      30 * time.Second,
+		KVReplicas:      1,
+		NATSConcurrency: 64,
+	}
+}
+
+// ConfigFromEnv reads the configuration from the environment over the
+// defaults, naming the variable of any bad value.
+func ConfigFromEnv() (Config, error) {
+	c := DefaultConfig()
+	var errs []error
+	str := func(name string, dst *string) {
+		if v := os.Getenv(name); v != "" {
+			*dst = v
+		}
+	}
+	dur := func(name string, dst *time.Duration) {
+		if v := os.Getenv(name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				errs = append(errs, fmt.Errorf("%s: %q is not a positive duration like 72h or 5m", name, v))
+				return
+			}
+			*dst = d
+		}
+	}
+	num := func(name string, dst *int, min int) {
+		if v := os.Getenv(name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < min {
+				errs = append(errs, fmt.Errorf("%s: %q is not an integer >= %d", name, v, min))
+				return
+			}
+			*dst = n
+		}
+	}
+	str("INTAKE_GRPC_ADDR", &c.GRPCAddr)
+	str("INTAKE_HTTP_ADDR", &c.HTTPAddr)
+	if v := os.Getenv("INTAKE_PII_SECRET"); v != "" {
+		c.Secret = []byte(v)
+	}
+	dur("INTAKE_DUPLICATE_WINDOW", &c.DuplicateWindow)
+	dur("INTAKE_CLOCK_SKEW", &c.ClockSkew)
+	dur("INTAKE_CLAIM_GRACE", &c.ClaimGrace)
+	num("INTAKE_MAX_DESCRIPTION", &c.MaxDescription, 1)
+	num("INTAKE_MAX_ATTACHMENTS", &c.MaxAttachments, 0)
+	num("INTAKE_BURST", &c.RateBurst, 1)
+	num("INTAKE_KV_REPLICAS", &c.KVReplicas, 1)
+	num("INTAKE_NATS_CONCURRENCY", &c.NATSConcurrency, 1)
+	if v := os.Getenv("INTAKE_RATE"); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 0 {
+			errs = append(errs, fmt.Errorf("INTAKE_RATE: %q is not a number >= 0 (requests per second per caller)", v))
+		} else {
+			c.RatePerSecond = f
+		}
+	}
+	a, err := auth.FromEnv()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	c.Authenticator = a
+	if err := errors.Join(errs...); err != nil {
+		return c, err
+	}
+	return c, c.validate()
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.Authenticator == nil:
+		return errors.New("intake: config Authenticator: required (set CLOSELOOP_TOKENS_FILE)")
+	case c.Secret != nil && len(c.Secret) < 16:
+		return errors.New("intake: INTAKE_PII_SECRET: must be at least 16 bytes")
+	case c.DuplicateWindow <= 0:
+		return errors.New("intake: INTAKE_DUPLICATE_WINDOW: must be positive")
+	case c.MaxDescription <= 0:
+		return errors.New("intake: INTAKE_MAX_DESCRIPTION: must be positive")
+	case c.RateBurst < 1 && c.RatePerSecond > 0:
+		return errors.New("intake: INTAKE_BURST: must be at least 1")
+	}
+	return nil
+}
+
+// Service is the running intake service.
+type Service struct {
+	deps platform.Deps
+	cfg  Config
+	app  *app.App
+	srv  *ports.Server
+	rl   *ports.RateLimiter
+
+	mu       sync.Mutex
+	grpcAddr net.Addr
+	httpAddr net.Addr
+	ready    chan struct{}
+}
+
+var _ platform.Service = (*Service)(nil)
+
+// New builds the service: opens its key-value buckets (PII_KEYS,
+// INTAKE_DUPLICATES, INTAKE_LINKS, and INTAKE_SECRETS when no secret is set).
+func New(deps platform.Deps, cfg Config) (*Service, error) {
+	if deps.JS == nil || deps.NC == nil || deps.Log == nil || deps.Clock == nil {
+		return nil, errors.New("intake: deps NC, JS, Log and Clock are required")
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if len(cfg.Secret) == 0 {
+		s, err := sharedSecret(ctx, deps.JS, cfg.KVReplicas)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Secret = s
+	}
+	keys, err := pii.New(ctx, deps.JS, pii.Config{Replicas: cfg.KVReplicas})
+	if err != nil {
+		return nil, fmt.Errorf("intake: %w", err)
+	}
+	index, err := adapters.NewKVIndex(ctx, deps.JS, cfg.DuplicateWindow, cfg.KVReplicas)
+	if err != nil {
+		return nil, fmt.Errorf("intake: %w", err)
+	}
+	a, err := app.New(deps.Log, keys, index, deps.Clock, app.Config{
+		Limits:     domain.Limits{ClockSkew: cfg.ClockSkew, MaxDescription: cfg.MaxDescription, MaxAttachments: cfg.MaxAttachments},
+		Secret:     cfg.Secret,
+		ClaimGrace: cfg.ClaimGrace,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("intake: %w", err)
+	}
+	return &Service{
+		deps: deps, cfg: cfg, app: a,
+		srv:   ports.NewServer(a, deps.Logger),
+		rl:    ports.NewRateLimiter(cfg.RatePerSecond, cfg.RateBurst, deps.Clock),
+		ready: make(chan struct{}),
+	}, nil
+}
+
+// sharedSecret returns the deployment's generated secret, creating it once.
+func sharedSecret(ctx context.Context, js jetstream.JetStream, replicas int) ([]byte, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "INTAKE_SECRETS", History: 1, Storage: jetstream.FileStorage, Replicas: replicas})
+	if err != nil {
+		return nil, fmt.Errorf("intake: secrets bucket: %w", err)
+	}
+	s := make([]byte, 32)
+	if _, err := rand.Read(s); err != nil {
+		return nil, err
+	}
+	if _, err := kv.Create(ctx, "pii_hmac", s); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return nil, fmt.Errorf("intake: store generated secret: %w", err)
+	}
+	e, err := kv.Get(ctx, "pii_hmac")
+	if err != nil {
+		return nil, fmt.Errorf("intake: read generated secret: %w", err)
+	}
+	return e.Value(), nil
+}
+
+// Name implements platform.Service.
+func (s *Service) Name() string { return Name }
+
+// Run serves gRPC, HTTP/JSON and the NATS submit subject until ctx is done,
+// then stops taking requests and finishes those in flight.
+func (s *Service) Run(ctx context.Context) error {
+	log := s.deps.Logger.With("service", Name)
+	ics := ports.Interceptors(s.cfg.Authenticator, s.rl)
+	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(ics...))
+	intakev1.RegisterIntakeServiceServer(gs, s.srv)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	hs.SetServingStatus(intakev1.IntakeService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	reflection.Register(gs)
+
+	gl, err := net.Listen("tcp", s.cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("intake: listen gRPC %s: %w", s.cfg.GRPCAddr, err)
+	}
+	hl, err := net.Listen("tcp", s.cfg.HTTPAddr)
+	if err != nil {
+		gl.Close()
+		return fmt.Errorf("intake: listen HTTP %s: %w", s.cfg.HTTPAddr, err)
+	}
+	disp := ports.NewDispatcher(s.srv, ics...)
+	httpSrv := &http.Server{Handler: ports.HTTPHandler(disp), ReadHeaderTimeout: 10 * time.Second}
+	nr, err := ports.ServeNATS(ctx, s.deps.NC, disp, s.cfg.NATSConcurrency)
+	if err != nil {
+		gl.Close()
+		hl.Close()
+		return fmt.Errorf("intake: %w", err)
+	}
+
+	errc := make(chan error, 2)
+	go func() { errc <- gs.Serve(gl) }()
+	go func() {
+		if err := httpSrv.Serve(hl); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	s.mu.Lock()
+	s.grpcAddr, s.httpAddr = gl.Addr(), hl.Addr()
+	s.mu.Unlock()
+	close(s.ready)
+	log.Info("intake serving", "grpc", gl.Addr().String(), "http", hl.Addr().String(), "nats", ports.SubmitSubject)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		runErr = fmt.Errorf("intake: server stopped: %w", err)
+	}
+	hs.Shutdown()
+	nr.Stop()
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = httpSrv.Shutdown(shutCtx)
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-shutCtx.Done():
+		gs.Stop()
+	}
+	log.Info("intake stopped")
+	return runErr
+}
+
+// Ready is closed once the listeners are bound.
+func (s *Service) Ready() <-chan struct{} { return s.ready }
+
+// GRPCAddr and HTTPAddr are the bound addresses (after Ready).
+func (s *Service) GRPCAddr() string { s.mu.Lock(); defer s.mu.Unlock(); return s.grpcAddr.String() }
+func (s *Service) HTTPAddr() string { s.mu.Lock(); defer s.mu.Unlock(); return s.httpAddr.String() }

@@ -1,0 +1,195 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/closeloop/closeloop/libs/auth"
+	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/pii"
+	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
+	intakev1 "github.com/closeloop/closeloop/proto/gen/closeloop/intake/v1"
+	"github.com/closeloop/closeloop/services/intake/internal/domain"
+)
+
+// SubmitResult tells the adapter which complaint its submission is.
+type SubmitResult struct {
+	ComplaintID string
+	Created     bool // recorded by this call
+	Linked      bool // joined an earlier complaint from another channel
+	Accepted    bool
+}
+
+// Submit records a complaint from a channel adapter, exactly once per
+// (channel, channel_ref), and links a second channel's report of the same
+// customer and problem to the first complaint.
+//
+// Crash safety, step by step (a retry is the adapter resending the same
+// request after a lost reply):
+//  1. The complaint id is derived from (channel, channel_ref); no write.
+//  2. A submission already linked elsewhere is found in the link index; the
+//     DuplicateLinked event is (re)appended if a crash lost it.
+//  3. The problem fingerprint is claimed in the duplicate index (KV Create).
+//     A crash after the claim leaves an entry owned by this id: the retry
+//     finds its own claim and carries on; if no retry ever comes, a later
+//     submission of the same problem takes the stale claim over after
+//     ClaimGrace. Nothing is lost, nothing is opened twice.
+//  4. ComplaintReceived is appended with expected version 0: one writer wins
+//     however many run at once; the rest read the complaint back.
+//  5. A duplicate first records the link (KV Create, first writer wins),
+//     then appends DuplicateLinked on the first complaint, once per
+//     (channel, channel_ref).
+func (a *App) Submit(ctx context.Context, p auth.Principal, req *intakev1.SubmitComplaintRequest) (SubmitResult, error) {
+	now := a.clock.Now()
+	if err := invalid(domain.ValidateSubmission(req, now, a.cfg.Limits)); err != nil {
+		return SubmitResult{}, err
+	}
+	if !adapterFor(p, req.GetChannel()) {
+		return SubmitResult{}, fmt.Errorf("%w: %s may not submit for %s", ErrPermission, p.ID, req.GetChannel())
+	}
+	id := domain.ComplaintID(req.GetChannel(), req.GetChannelRef())
+	link := &eventsv1.DuplicateLinked{Channel: req.GetChannel(), ChannelRef: req.GetChannelRef(), AdapterId: p.ID, ReceivedAt: req.GetReceivedAt()}
+
+	first, linked, err := a.index.LinkedTo(ctx, id)
+	if err != nil {
+		return SubmitResult{}, fmt.Errorf("read link index: %w", err)
+	}
+	if linked {
+		return a.joinFirst(ctx, p, first, link)
+	}
+
+	ci := req.GetCustomer()
+	ref := pii.CustomerRef(a.cfg.Secret, ci.GetPhone(), ci.GetEmail())
+	reachable := ref != ""
+	if !reachable {
+		// No contact to recognise the customer by: a key of its own.
+		ref = "cx_" + pii.KeyedHash(a.cfg.Secret, "complaint:"+id)
+	}
+	fp := pii.KeyedHash(a.cfg.Secret, ref+"|"+domain.ProblemKey(req.GetProduct(), req.GetDescription()))
+	if reachable {
+		first, err := a.claim(ctx, fp, id, now)
+		if err != nil {
+			return SubmitResult{}, err
+		}
+		if first != id {
+			first, err = a.index.Link(ctx, id, first)
+			if err != nil {
+				return SubmitResult{}, fmt.Errorf("write link index: %w", err)
+			}
+			return a.joinFirst(ctx, p, first, link)
+		}
+	}
+
+	received, err := a.received(ctx, p, req, ref, fp)
+	if err != nil {
+		return SubmitResult{}, err
+	}
+	msgs, err := domain.DecideReceive(domain.State{}, received, reachable)
+	if err != nil {
+		return SubmitResult{}, err
+	}
+	envs, err := a.envelopes(id, p.ID, msgs)
+	if err != nil {
+		return SubmitResult{}, err
+	}
+	_, err = a.store.Append(ctx, eventlog.ComplaintStream(id), 0, envs...)
+	if errors.Is(err, eventlog.ErrConflict) {
+		s, err := a.load(ctx, id)
+		if err != nil {
+			return SubmitResult{}, err
+		}
+		return SubmitResult{ComplaintID: id, Accepted: s.Status == domain.StatusAccepted}, nil
+	}
+	if err != nil {
+		return SubmitResult{}, fmt.Errorf("append: %w", err)
+	}
+	return SubmitResult{ComplaintID: id, Created: true, Accepted: len(msgs) > 1}, nil
+}
+
+// claim returns the complaint that owns the fingerprint: id itself when this
+// submission is the first (or its own earlier attempt claimed it).
+func (a *App) claim(ctx context.Context, fp, id string, now time.Time) (string, error) {
+	for range 5 {
+		owner, created, err := a.index.Claim(ctx, fp, id, now)
+		if err != nil {
+			return "", fmt.Errorf("claim in duplicate index: %w", err)
+		}
+		if created || owner.ComplaintID == id {
+			return id, nil
+		}
+		s, err := a.load(ctx, owner.ComplaintID)
+		if err != nil {
+			return "", err
+		}
+		if s.Exists() {
+			return owner.ComplaintID, nil
+		}
+		// The owner claimed but never wrote its complaint. Moments ago: it
+		// is probably appending now. Long ago: it crashed and was never
+		// retried; take the claim over (CAS on the revision).
+		if now.Sub(owner.ClaimedAt) < a.cfg.ClaimGrace {
+			return "", ErrRetryLater
+		}
+		if err := a.index.Takeover(ctx, fp, id, now, owner.Revision); err == nil {
+			return id, nil
+		}
+	}
+	return "", ErrRetryLater
+}
+
+// joinFirst appends DuplicateLinked on the first complaint (once).
+func (a *App) joinFirst(ctx context.Context, p auth.Principal, first string, link *eventsv1.DuplicateLinked) (SubmitResult, error) {
+	s, err := a.update(ctx, first, p.ID, func(s domain.State) ([]proto.Message, error) {
+		return domain.DecideLink(s, link)
+	})
+	if err != nil {
+		return SubmitResult{}, fmt.Errorf("link to first complaint: %w", err)
+	}
+	return SubmitResult{ComplaintID: first, Linked: true, Accepted: s.Status == domain.StatusAccepted}, nil
+}
+
+// received builds the event, sealing the personal data.
+func (a *App) received(ctx context.Context, p auth.Principal, req *intakev1.SubmitComplaintRequest, ref, fp string) (*eventsv1.ComplaintReceived, error) {
+	ci := req.GetCustomer()
+	cust := &eventsv1.Customer{CustomerRef: ref, Tier: ci.GetTier(), Organisation: ci.GetOrganisation(), Anonymous: ci.GetAnonymous()}
+	if cust.Tier == eventsv1.CustomerTier_CUSTOMER_TIER_UNSPECIFIED {
+		cust.Tier = eventsv1.CustomerTier_CUSTOMER_TIER_REGULAR
+	}
+	sealed, err := a.seal(ctx, ref, ci)
+	if err != nil {
+		return nil, err
+	}
+	cust.Personal = sealed
+	return &eventsv1.ComplaintReceived{
+		Channel:            req.GetChannel(),
+		ChannelRef:         req.GetChannelRef(),
+		AdapterId:          p.ID,
+		ReceivedAt:         req.GetReceivedAt(),
+		Customer:           cust,
+		Product:            req.GetProduct(),
+		Place:              req.GetPlace(),
+		Description:        req.GetDescription(),
+		Emotion:            req.GetEmotion(),
+		CustomerRequest:    req.GetCustomerRequest(),
+		Attachments:        req.GetAttachments(),
+		FirstReceiver:      req.GetFirstReceiver(),
+		ProblemFingerprint: fp,
+	}, nil
+}
+
+// seal encrypts the customer's personal fields; nil when there are none.
+func (a *App) seal(ctx context.Context, ref string, ci *intakev1.CustomerInput) (*eventsv1.SealedPersonalData, error) {
+	pd := &eventsv1.PersonalData{Name: ci.GetName(), Phone: ci.GetPhone(), Email: ci.GetEmail(), Address: ci.GetAddress()}
+	if pd.Name == "" && pd.Phone == "" && pd.Email == "" && pd.Address == "" {
+		return nil, nil
+	}
+	sealed, err := a.keys.Seal(ctx, ref, pd)
+	if err != nil {
+		return nil, fmt.Errorf("seal personal data: %w", err)
+	}
+	return sealed, nil
+}

@@ -1,0 +1,120 @@
+package ports
+
+import (
+	"context"
+	"log/slog"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/closeloop/closeloop/libs/auth"
+	intakev1 "github.com/closeloop/closeloop/proto/gen/closeloop/intake/v1"
+	"github.com/closeloop/closeloop/services/intake/internal/app"
+)
+
+// Server implements intakev1.IntakeServiceServer on the use cases.
+type Server struct {
+	intakev1.UnimplementedIntakeServiceServer
+	app *app.App
+	log *slog.Logger
+}
+
+// NewServer builds the gRPC service.
+func NewServer(a *app.App, log *slog.Logger) *Server { return &Server{app: a, log: log} }
+
+// Interceptors are what every call goes through, on every face: bearer
+// authentication (libs/auth), then the per-caller rate limit.
+func Interceptors(authn auth.Authenticator, rl *RateLimiter) []grpc.UnaryServerInterceptor {
+	return []grpc.UnaryServerInterceptor{auth.UnaryServerInterceptor(authn), rl.Unary}
+}
+
+func (s *Server) caller(ctx context.Context) (auth.Principal, error) {
+	p, ok := auth.FromContext(ctx)
+	if !ok {
+		return p, status.Error(codes.Unauthenticated, "not authenticated")
+	}
+	return p, nil
+}
+
+func (s *Server) SubmitComplaint(ctx context.Context, req *intakev1.SubmitComplaintRequest) (*intakev1.SubmitComplaintResponse, error) {
+	p, err := s.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.app.Submit(ctx, p, req)
+	if err != nil {
+		return nil, toStatus(ctx, s.log, "SubmitComplaint", err)
+	}
+	return &intakev1.SubmitComplaintResponse{ComplaintId: r.ComplaintID, Created: r.Created, Linked: r.Linked, Accepted: r.Accepted}, nil
+}
+
+func (s *Server) AcceptComplaint(ctx context.Context, req *intakev1.AcceptComplaintRequest) (*intakev1.AcceptComplaintResponse, error) {
+	p, err := s.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.app.Accept(ctx, p, req.GetComplaintId())
+	if err != nil {
+		return nil, toStatus(ctx, s.log, "AcceptComplaint", err)
+	}
+	return &intakev1.AcceptComplaintResponse{ComplaintId: req.GetComplaintId(), AcceptedBy: st.AcceptedBy, Automatic: st.AcceptedAuto}, nil
+}
+
+func (s *Server) AmendCustomerDetails(ctx context.Context, req *intakev1.AmendCustomerDetailsRequest) (*intakev1.AmendCustomerDetailsResponse, error) {
+	p, err := s.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.app.AmendCustomer(ctx, p, req.GetComplaintId(), req.GetCustomer()); err != nil {
+		return nil, toStatus(ctx, s.log, "AmendCustomerDetails", err)
+	}
+	return &intakev1.AmendCustomerDetailsResponse{ComplaintId: req.GetComplaintId()}, nil
+}
+
+func (s *Server) AttachEvidence(ctx context.Context, req *intakev1.AttachEvidenceRequest) (*intakev1.AttachEvidenceResponse, error) {
+	p, err := s.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.app.AttachEvidence(ctx, p, req.GetComplaintId(), req.GetAttachments())
+	if err != nil {
+		return nil, toStatus(ctx, s.log, "AttachEvidence", err)
+	}
+	return &intakev1.AttachEvidenceResponse{ComplaintId: req.GetComplaintId(), AttachmentCount: int32(len(st.Attachments))}, nil
+}
+
+func (s *Server) WithdrawComplaint(ctx context.Context, req *intakev1.WithdrawComplaintRequest) (*intakev1.WithdrawComplaintResponse, error) {
+	p, err := s.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.app.Withdraw(ctx, p, req.GetComplaintId(), req.GetReason()); err != nil {
+		return nil, toStatus(ctx, s.log, "WithdrawComplaint", err)
+	}
+	return &intakev1.WithdrawComplaintResponse{ComplaintId: req.GetComplaintId()}, nil
+}
+
+func (s *Server) GetComplaint(ctx context.Context, req *intakev1.GetComplaintRequest) (*intakev1.GetComplaintResponse, error) {
+	p, err := s.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.app.Get(ctx, p, req.GetComplaintId())
+	if err != nil {
+		return nil, toStatus(ctx, s.log, "GetComplaint", err)
+	}
+	return &intakev1.GetComplaintResponse{Complaint: c}, nil
+}
+
+func (s *Server) EraseCustomer(ctx context.Context, req *intakev1.EraseCustomerRequest) (*intakev1.EraseCustomerResponse, error) {
+	p, err := s.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ref, err := s.app.EraseCustomer(ctx, p, req.GetComplaintId(), req.GetLegalBasis())
+	if err != nil {
+		return nil, toStatus(ctx, s.log, "EraseCustomer", err)
+	}
+	return &intakev1.EraseCustomerResponse{CustomerRef: ref, ComplaintIds: []string{req.GetComplaintId()}}, nil
+}

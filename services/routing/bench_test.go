@@ -1,0 +1,142 @@
+package routing
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/closeloop/closeloop/libs/eventlog"
+	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
+)
+
+// maxRate is what the "max" run sustained, for the "half" run to pace at.
+var maxRate float64
+
+// BenchmarkAcceptedToAssigned measures ComplaintAccepted appended →
+// ComplaintAssigned stored, through one routing instance on an embedded
+// NATS (JetStream event log, durable bus consumer). "max" writes complaints
+// from 8 writers as fast as they go and reports the sustained rate; "half"
+// paces writes at half that rate. Both report p50 and p99 latency.
+//
+//	go test -run '^$' -bench AcceptedToAssigned -benchtime 2000x ./services/routing/
+func BenchmarkAcceptedToAssigned(b *testing.B) {
+	b.Run("max", func(b *testing.B) { maxRate = benchAssign(b, 0) })
+	b.Run("half", func(b *testing.B) {
+		if maxRate == 0 {
+			b.Skip("needs the max run first")
+		}
+		benchAssign(b, maxRate/2)
+	})
+}
+
+func benchAssign(b *testing.B, rate float64) float64 {
+	e := newEnv(b)
+	svc := e.start(b, "routing")
+	roster(b, e.ctx, client(b, svc))
+
+	// Observe assignments as they are stored.
+	nc, err := nats.Connect(e.natsURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	var (
+		mu       sync.Mutex
+		started  = map[string]time.Time{}
+		lat      []time.Duration
+		assigned atomic.Int64
+		all      = make(chan struct{})
+	)
+	sub, err := nc.Subscribe("events.complaint.*.ComplaintAssigned", func(m *nats.Msg) {
+		id := eventlog.StreamID("complaint-" + tokenAt(m.Subject, 2)).ID()
+		mu.Lock()
+		if t, ok := started[id]; ok {
+			lat = append(lat, time.Since(t))
+			delete(started, id)
+		}
+		mu.Unlock()
+		if assigned.Add(1) == int64(b.N) {
+			close(all)
+		}
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+
+	texts := texts[:2] // L1 and L2: no escalation on arrival, just assignment
+	b.ResetTimer()
+	begin := time.Now()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	writers := 8
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(b.N) {
+					return
+				}
+				if rate > 0 {
+					if d := time.Until(begin.Add(time.Duration(float64(i) / rate * float64(time.Second)))); d > 0 {
+						time.Sleep(d)
+					}
+				}
+				id := fmt.Sprintf("b%07d", i)
+				mu.Lock()
+				started[id] = time.Now()
+				mu.Unlock()
+				e.write(b, id, &eventsv1.ComplaintReceived{
+					Channel: eventsv1.Channel_CHANNEL_PHONE, ChannelRef: id, Description: texts[i%2], FirstReceiver: "hotline-7",
+					Customer: &eventsv1.Customer{CustomerRef: id, Tier: eventsv1.CustomerTier_CUSTOMER_TIER_REGULAR},
+				}, &eventsv1.ComplaintAccepted{AcceptedBy: "system", Automatic: true})
+			}
+		}()
+	}
+	wg.Wait()
+	select {
+	case <-all:
+	case <-time.After(2 * time.Minute):
+		b.Fatalf("only %d of %d complaints assigned", assigned.Load(), b.N)
+	}
+	elapsed := time.Since(begin)
+	b.StopTimer()
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(lat)
+	got := float64(b.N) / elapsed.Seconds()
+	b.ReportMetric(got, "complaints/s")
+	if rate > 0 {
+		b.ReportMetric(rate, "target/s")
+	}
+	if len(lat) > 0 {
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	}
+	return got
+}
+
+// tokenAt returns the i-th dot-separated token of a subject.
+func tokenAt(subject string, i int) string {
+	for n := 0; n < i; n++ {
+		for j := 0; j < len(subject); j++ {
+			if subject[j] == '.' {
+				subject = subject[j+1:]
+				break
+			}
+		}
+	}
+	for j := 0; j < len(subject); j++ {
+		if subject[j] == '.' {
+			return subject[:j]
+		}
+	}
+	return subject
+}

@@ -1,0 +1,420 @@
+package routing
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/closeloop/closeloop/libs/auth"
+	"github.com/closeloop/closeloop/libs/clock"
+	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
+	"github.com/closeloop/closeloop/libs/natsembed"
+	"github.com/closeloop/closeloop/libs/platform"
+	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
+	routingv1 "github.com/closeloop/closeloop/proto/gen/closeloop/routing/v1"
+)
+
+// Tokens of the test callers.
+var tokens = map[string]auth.Principal{
+	"admin-token": {ID: "admin", Kind: auth.KindUser, Roles: []string{auth.RoleManager, auth.RoleTeamLead}},
+	"agent-token": {ID: "cs-1", Kind: auth.KindUser, Roles: []string{auth.RoleAgent}},
+	"qa-token":    {ID: "qa-1", Kind: auth.KindUser, Roles: []string{auth.RoleQualityReviewer}},
+}
+
+func authenticator(t testing.TB) auth.Authenticator {
+	var entries []auth.TokenEntry
+	for tok, p := range tokens {
+		entries = append(entries, auth.TokenEntry{TokenSHA256: auth.HashToken(tok), Principal: p})
+	}
+	a, err := auth.NewStaticTokens(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// env is an embedded NATS with the event log on it.
+type env struct {
+	ctx     context.Context
+	natsURL string
+	js      jetstream.JetStream
+	store   *jsstore.Store
+	clock   clock.Clock
+}
+
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ns, err := natsembed.Start(natsembed.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	nc, err := ns.Connect("routing-test", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := jsstore.New(ctx, js, jsstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{ctx: ctx, natsURL: ns.ClientURL(), js: js, store: store, clock: clock.Real{}}
+}
+
+// start runs one routing instance with its own store on the shared log.
+func (e *env) start(t testing.TB, durable string) *Service {
+	t.Helper()
+	store, err := jsstore.New(e.ctx, e.js, jsstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.GRPCAddr, cfg.HTTPAddr, cfg.Durable, cfg.Authenticator = "127.0.0.1:0", "127.0.0.1:0", durable, authenticator(t)
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	svc, err := New(platform.Deps{JS: e.js, Log: store, Clock: e.clock, Logger: quiet}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(e.ctx)
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("routing %s stopped with %v", durable, err)
+		}
+	})
+	select {
+	case <-svc.Ready():
+	case err := <-done:
+		t.Fatalf("routing %s did not start: %v", durable, err)
+	}
+	return svc
+}
+
+func client(t testing.TB, svc *Service) routingv1.RoutingServiceClient {
+	conn, err := grpc.NewClient(svc.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return routingv1.NewRoutingServiceClient(conn)
+}
+
+func as(ctx context.Context, token string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+}
+
+// roster puts one agent on shift in every team, and a lead in each.
+func roster(t testing.TB, ctx context.Context, c routingv1.RoutingServiceClient) {
+	t.Helper()
+	for _, m := range []*routingv1.AddTeamMemberRequest{
+		{Team: "customer-service", MemberId: "cs-1", Skills: []string{"service", "logistics", "billing", "general", "product"}, Role: "agent", OnShift: true},
+		{Team: "customer-service", MemberId: "cs-2", Skills: []string{"service", "logistics", "billing", "general", "product"}, Role: "agent", OnShift: true},
+		{Team: "customer-service", MemberId: "lead-1", Role: "team_lead"},
+		{Team: "technical-support", MemberId: "tech-1", Skills: []string{"product"}, Role: "agent", OnShift: true},
+		{Team: "management-coordination", MemberId: "mgr-1", Skills: []string{"general", "product"}, Role: "manager", OnShift: true},
+		{Team: "emergency-response", MemberId: "er-1", Skills: []string{"product"}, Role: "agent", OnShift: true},
+	} {
+		if _, err := c.AddTeamMember(as(ctx, "admin-token"), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+var texts = []string{
+	"客服态度很差，说话不耐烦", "冰箱买了一个月就不制冷了", "I will sue your company for the damage.",
+	"The charger started to smoke while charging.", "快递一直没收到", "There is a scratch on the screen bezel.",
+}
+
+// intake appends what intake writes for a new complaint.
+func (e *env) intake(t testing.TB, id, text, customer string) {
+	t.Helper()
+	e.write(t, id, &eventsv1.ComplaintReceived{
+		Channel: eventsv1.Channel_CHANNEL_PHONE, ChannelRef: "ref-" + id, Description: text, FirstReceiver: "hotline-7",
+		Customer: &eventsv1.Customer{CustomerRef: customer, Tier: eventsv1.CustomerTier_CUSTOMER_TIER_REGULAR},
+		Product:  &eventsv1.Product{Model: "M-" + customer},
+	}, &eventsv1.ComplaintAccepted{AcceptedBy: "system", Automatic: true})
+}
+
+// write appends events to a complaint as another service would.
+func (e *env) write(t testing.TB, id string, msgs ...proto.Message) []*eventsv1.Envelope {
+	t.Helper()
+	stream := eventlog.ComplaintStream(id)
+	for {
+		recs, err := e.store.ReadStream(e.ctx, stream, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var envs []*eventsv1.Envelope
+		for _, m := range msgs {
+			env, err := eventlog.NewEvent(eventlog.Meta{ComplaintID: id, Producer: "test", Actor: "system", OccurredAt: e.clock.Now()}, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			envs = append(envs, env)
+		}
+		_, err = e.store.Append(e.ctx, stream, uint64(len(recs)), envs...)
+		if err == nil {
+			return envs
+		}
+		if !errorsIsConflict(err) {
+			t.Fatal(err)
+		}
+	}
+}
+
+func errorsIsConflict(err error) bool { return err != nil && isConflict(err) }
+
+// count returns how many events of each type a complaint's stream holds.
+func (e *env) count(t testing.TB, id string) map[string]int {
+	t.Helper()
+	recs, err := e.store.ReadStream(e.ctx, eventlog.ComplaintStream(id), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, r := range recs {
+		out[r.Event.GetType()]++
+	}
+	return out
+}
+
+// checkFor polls until fn returns nil or the deadline passes.
+func checkFor(t testing.TB, total time.Duration, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(total)
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// consumersIdle: every message of both durables is handled and acked.
+func (e *env) consumersIdle(durables ...string) error {
+	for _, d := range durables {
+		c, err := e.js.Consumer(e.ctx, "EVENTS", d)
+		if err != nil {
+			return err
+		}
+		info, err := c.Info(e.ctx)
+		if err != nil {
+			return err
+		}
+		if info.NumPending != 0 || info.NumAckPending != 0 {
+			return fmt.Errorf("consumer %s: %d pending, %d unacked", d, info.NumPending, info.NumAckPending)
+		}
+	}
+	return nil
+}
+
+// TestTwoInstancesDecideEachThingOnce: two routing instances, each on its
+// own durable consumer, both see every event and decide concurrently; the
+// optimistic append on the complaint's stream lets exactly one of them
+// assign, escalate and notify for each cause.
+func TestTwoInstancesDecideEachThingOnce(t *testing.T) {
+	for _, durables := range [][2]string{{"routing-a", "routing-b"}, {"routing", "routing"}} {
+		t.Run(durables[0]+"+"+durables[1], func(t *testing.T) { twoInstances(t, durables) })
+	}
+}
+
+// twoInstances: with their own durables both instances handle every event;
+// sharing one they split the work (and a redelivery may still race).
+func twoInstances(t *testing.T, durables [2]string) {
+	e := newEnv(t)
+	a := e.start(t, durables[0])
+	e.start(t, durables[1])
+	roster(t, e.ctx, client(t, a))
+
+	const n = 24
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.intake(t, fmt.Sprintf("c-%02d", i), texts[i%len(texts)], fmt.Sprintf("cust-%d", i))
+		}()
+	}
+	wg.Wait()
+	checkFor(t, 20*time.Second, func() error {
+		for i := range n {
+			if got := e.count(t, fmt.Sprintf("c-%02d", i))["ComplaintAssigned"]; got == 0 {
+				return fmt.Errorf("c-%02d not assigned yet", i)
+			}
+		}
+		return nil
+	})
+	breaches := map[string]string{}
+	for i := range n {
+		id := fmt.Sprintf("c-%02d", i)
+		breaches[id] = e.write(t, id, &eventsv1.SlaBreached{ClockId: "k", Target: eventsv1.SlaTarget_SLA_TARGET_FIRST_RESPONSE})[0].GetEventId()
+		e.write(t, id, &eventsv1.SlaWarning{ClockId: "k2", Target: eventsv1.SlaTarget_SLA_TARGET_RESOLUTION, ThresholdPercent: 50})
+	}
+	checkFor(t, 20*time.Second, func() error { return e.consumersIdle(durables[0], durables[1]) })
+
+	for i := range n {
+		id := fmt.Sprintf("c-%02d", i)
+		got := e.count(t, id)
+		wantEsc := 1 // the breach
+		if i%len(texts) == 3 {
+			wantEsc = 2 // L4: emergency response on arrival, then the breach
+		}
+		if got["ComplaintClassified"] != 1 || got["ComplaintAssigned"] != 1 || got["ComplaintEscalated"] != wantEsc || got["StakeholdersNotified"] != 1 {
+			t.Errorf("%s: %v; want one classification, one assignment, %d escalation(s), one notification", id, got, wantEsc)
+		}
+		recs, _ := e.store.ReadStream(e.ctx, eventlog.ComplaintStream(id), 1)
+		if broken := eventlog.VerifyChain(eventlog.ComplaintStream(id), recs); broken != nil {
+			t.Errorf("%s: %v", id, broken)
+		}
+		var byBreach int
+		for _, r := range recs {
+			if x := r.Event.GetComplaintEscalated(); x != nil && x.GetCauseEventId() == breaches[id] {
+				byBreach++
+			}
+		}
+		if byBreach != 1 {
+			t.Errorf("%s: %d escalations caused by the breach, want 1", id, byBreach)
+		}
+	}
+}
+
+// TestAPI drives the gRPC and HTTP faces: roles, error codes, and a
+// complaint through to resolution.
+func TestAPI(t *testing.T) {
+	e := newEnv(t)
+	svc := e.start(t, "routing")
+	c := client(t, svc)
+	roster(t, e.ctx, c)
+	e.intake(t, "c-api", "快递一直没收到，物流信息三天没更新", "api")
+
+	var got *routingv1.Complaint
+	checkFor(t, 10*time.Second, func() error {
+		r, err := c.GetComplaint(as(e.ctx, "agent-token"), &routingv1.GetComplaintRequest{ComplaintId: "c-api"})
+		if err != nil {
+			return err
+		}
+		if got = r.GetComplaint(); got.GetOwner() == "" {
+			return fmt.Errorf("not assigned yet: %v", got)
+		}
+		return nil
+	})
+	if got.GetCategory() != eventsv1.Category_CATEGORY_DELIVERY || got.GetTeam() != "customer-service" || got.GetPolicyVersion() != "classification.v1" {
+		t.Fatalf("complaint %v", got)
+	}
+	owner := got.GetOwner()
+	ownerToken := "agent-token"
+	if owner != "cs-1" {
+		ownerToken = "admin-token" // supervisors act for the owner
+	}
+	codeOf := func(err error) codes.Code { return status.Code(err) }
+	// Errors: unauthenticated, wrong role, unknown complaint, unknown team, stale version.
+	if _, err := c.GetComplaint(e.ctx, &routingv1.GetComplaintRequest{ComplaintId: "c-api"}); codeOf(err) != codes.Unauthenticated {
+		t.Errorf("no token: %v", err)
+	}
+	if _, err := c.Reassign(as(e.ctx, "agent-token"), &routingv1.ReassignRequest{ComplaintId: "c-api", Reason: "x"}); codeOf(err) != codes.PermissionDenied {
+		t.Errorf("agent reassigns: %v", err)
+	}
+	if _, err := c.Resolve(as(e.ctx, "qa-token"), &routingv1.ResolveRequest{ComplaintId: "c-api", ResolutionCode: "X", Summary: "y"}); codeOf(err) != codes.PermissionDenied {
+		t.Errorf("quality reviewer resolves: %v", err)
+	}
+	if _, err := c.Resolve(as(e.ctx, ownerToken), &routingv1.ResolveRequest{ComplaintId: "c-nope", ResolutionCode: "X", Summary: "y"}); codeOf(err) != codes.NotFound {
+		t.Errorf("unknown complaint: %v", err)
+	}
+	if _, err := c.Reassign(as(e.ctx, "admin-token"), &routingv1.ReassignRequest{ComplaintId: "c-api", Team: "nobody", Reason: "x"}); codeOf(err) != codes.NotFound {
+		t.Errorf("unknown team: %v", err)
+	}
+	if _, err := c.RecordResponse(as(e.ctx, ownerToken), &routingv1.RecordResponseRequest{ComplaintId: "c-api", ExpectedVersion: 1, Channel: eventsv1.Channel_CHANNEL_PHONE, Summary: "called"}); codeOf(err) != codes.Aborted {
+		t.Errorf("stale version: %v", err)
+	}
+	if _, err := c.RecordResponse(as(e.ctx, ownerToken), &routingv1.RecordResponseRequest{ComplaintId: "c-api"}); codeOf(err) != codes.InvalidArgument {
+		t.Errorf("empty response: %v", err)
+	}
+
+	// HTTP/JSON face: a response then the resolution.
+	post := func(method, token string, body any) (int, map[string]any) {
+		b, _ := json.Marshal(body)
+		req, _ := http.NewRequestWithContext(e.ctx, http.MethodPost, "http://"+svc.HTTPAddr()+"/v1/closeloop.routing.v1.RoutingService/"+method, bytes.NewReader(b))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	if code, body := post("RecordResponse", ownerToken, map[string]any{"complaintId": "c-api", "channel": "CHANNEL_PHONE", "summary": "parcel located"}); code != http.StatusOK {
+		t.Fatalf("HTTP RecordResponse: %d %v", code, body)
+	}
+	if code, body := post("RecordRootCause", ownerToken, map[string]any{"complaintId": "c-api", "what": "x"}); code != http.StatusBadRequest || body["violations"] == nil {
+		t.Fatalf("HTTP bad root cause: %d %v", code, body)
+	}
+	if code, body := post("Resolve", ownerToken, map[string]any{"complaintId": "c-api", "resolutionCode": "DELIVERED", "summary": "parcel delivered"}); code != http.StatusOK {
+		t.Fatalf("HTTP Resolve: %d %v", code, body)
+	}
+	r, err := c.GetComplaint(as(e.ctx, "agent-token"), &routingv1.GetComplaintRequest{ComplaintId: "c-api"})
+	if err != nil || r.GetComplaint().GetStatus() != "resolved" {
+		t.Fatalf("after resolve: %v %v", r, err)
+	}
+	team, err := c.GetTeam(as(e.ctx, "agent-token"), &routingv1.GetTeamRequest{Team: "customer-service"})
+	if err != nil || len(team.GetMembers()) != 3 {
+		t.Fatalf("team: %v %v", team, err)
+	}
+}
+
+func isConflict(err error) bool { return errors.Is(err, eventlog.ErrConflict) }
+
+func TestConfigFromEnvNamesTheBadVariable(t *testing.T) {
+	t.Setenv("CLOSELOOP_AUTH", "off")
+	if c, err := ConfigFromEnv(); err != nil || c.GRPCAddr != ":7002" || c.HTTPAddr != ":8002" || c.Concurrency != 4 {
+		t.Fatalf("defaults: %+v %v", c, err)
+	}
+	for name, value := range map[string]string{"ROUTING_CONCURRENCY": "lots", "ROUTING_POLICY_FILE": "/nonexistent/policy.json"} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv(name, value)
+			if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), name) {
+				t.Fatalf("err %v, want it to name %s", err, name)
+			}
+		})
+	}
+	bad := t.TempDir() + "/policy.json"
+	if err := os.WriteFile(bad, []byte(`{"version": "x"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("ROUTING_POLICY_FILE", bad)
+	if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), "repeat_window_days") {
+		t.Fatalf("bad policy file: %v", err)
+	}
+}

@@ -1,0 +1,297 @@
+// Package app runs the SLA clocks: it rebuilds the schedule of open clocks
+// from the event log at start, follows the log for triggers, and fires due
+// warnings and breaches. Every decision is taken from the complaint's own
+// stream and appended with the version read, so two instances never write
+// the same event twice: the loser of a race re-reads and finds nothing left
+// to do.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/closeloop/closeloop/libs/calendar"
+	"github.com/closeloop/closeloop/libs/clock"
+	"github.com/closeloop/closeloop/libs/eventlog"
+	ev "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
+	"github.com/closeloop/closeloop/services/slaclock/internal/domain"
+	"github.com/closeloop/closeloop/services/slaclock/internal/policy"
+	"github.com/closeloop/closeloop/services/slaclock/internal/timers"
+)
+
+// PolicyStream holds the SlaPolicyPublished events.
+const PolicyStream = eventlog.StreamID("policy-sla")
+
+// Partition says which complaints an instance owns: those whose id hashes
+// to Index modulo Count.
+type Partition struct{ Index, Count int }
+
+// Owns reports whether the complaint belongs to this partition.
+func (p Partition) Owns(complaintID string) bool {
+	if p.Count <= 1 {
+		return true
+	}
+	h := fnv.New32a()
+	h.Write([]byte(complaintID))
+	return int(h.Sum32()%uint32(p.Count)) == p.Index
+}
+
+// App is one instance of the sla-clock.
+type App struct {
+	store     eventlog.Store
+	clk       clock.Clock
+	log       *slog.Logger
+	policies  *policy.Book
+	calendars *calendar.Set
+	part      Partition
+	idx       *timers.Index
+
+	stripes [64]sync.Mutex // one decision at a time per complaint
+	pos     uint64         // next log position to read
+	fired   func(*ev.Envelope)
+	rebuilt chan struct{}
+}
+
+// New builds an instance; call Rebuild, then Run.
+func New(store eventlog.Store, clk clock.Clock, log *slog.Logger, policies *policy.Book, cals *calendar.Set, part Partition) (*App, error) {
+	if store == nil || clk == nil || policies == nil || cals == nil {
+		return nil, errors.New("app: store, clock, policies and calendars are required")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	a := &App{store: store, clk: clk, log: log, policies: policies, calendars: cals, part: part, pos: 1, rebuilt: make(chan struct{})}
+	a.idx = timers.New(a.env(time.Time{}).CalendarOf)
+	return a, nil
+}
+
+// OnAppended registers a hook called with every event this instance appends
+// (metrics, tests).
+func (a *App) OnAppended(f func(*ev.Envelope)) { a.fired = f }
+
+// Index is the schedule (for queries and measurements).
+func (a *App) Index() *timers.Index { return a.idx }
+
+func (a *App) env(now time.Time) domain.Env {
+	return domain.Env{Now: now, Policies: a.policies, Calendars: a.calendars}
+}
+
+func (a *App) lock(id string) func() {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	m := &a.stripes[h.Sum32()%uint32(len(a.stripes))]
+	m.Lock()
+	return m.Unlock
+}
+
+// Rebuild reads the whole log: it folds this service's own events into the
+// schedule, learns published policies, and then decides every owned
+// complaint with triggers not yet handled (the service stopped before it
+// got to them). Warnings and breaches that fell due meanwhile fire as soon
+// as Run starts, marked late.
+func (a *App) Rebuild(ctx context.Context) error {
+	dirty := map[string]uint64{} // complaint -> version of its last unhandled trigger
+	for {
+		recs, err := a.store.ReadAll(ctx, a.pos, 10_000)
+		if err != nil {
+			return fmt.Errorf("app: rebuild: %w", err)
+		}
+		if len(recs) == 0 {
+			break
+		}
+		for _, r := range recs {
+			a.pos = r.Position + 1
+			id, trigger := a.apply(r.Event)
+			switch {
+			case trigger:
+				dirty[id] = r.Event.GetVersion()
+			case id != "" && r.Event.GetProducer() == domain.Producer:
+				delete(dirty, id)
+			}
+		}
+	}
+	for id := range dirty {
+		if err := a.Handle(ctx, id); err != nil {
+			return err
+		}
+	}
+	a.log.Info("slaclock: rebuilt", "open_clocks", a.idx.Open(), "complaints", a.idx.Complaints(), "reconciled", len(dirty), "position", a.pos)
+	close(a.rebuilt)
+	return nil
+}
+
+// Rebuilt is closed once Rebuild has finished.
+func (a *App) Rebuilt() <-chan struct{} { return a.rebuilt }
+
+// apply folds one record into the schedule; for a trigger on an owned
+// complaint it returns the complaint id and true.
+func (a *App) apply(e *ev.Envelope) (string, bool) {
+	stream := eventlog.StreamID(e.GetStreamId())
+	if stream == PolicyStream {
+		if p := e.GetSlaPolicyPublished(); p != nil {
+			pol, err := policy.Parse(p.GetDocument())
+			if err != nil {
+				a.log.Error("slaclock: published policy does not parse; ignored", "version", p.GetPolicyVersion(), "err", err)
+				return "", false
+			}
+			a.policies.Publish(pol)
+		}
+		return "", false
+	}
+	if stream.Kind() != eventlog.KindComplaint || !a.part.Owns(stream.ID()) {
+		return "", false
+	}
+	if e.GetProducer() == domain.Producer {
+		a.idx.Apply(e)
+		return stream.ID(), false
+	}
+	return stream.ID(), domain.IsTrigger(e.GetType())
+}
+
+// Run fires due clocks and follows the log for new triggers until ctx is done.
+func (a *App) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.idx.Run(ctx, a.clk, a.fire)
+	}()
+	err := a.store.Follow(ctx, a.pos, func(r eventlog.Record) error {
+		a.pos = r.Position + 1
+		if id, trigger := a.apply(r.Event); trigger {
+			if err := a.Handle(ctx, id); err != nil && ctx.Err() == nil {
+				a.log.Error("slaclock: trigger not handled; retried at the next event or restart", "complaint", id, "err", err)
+			}
+		}
+		return nil
+	})
+	wg.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func (a *App) fire(ctx context.Context, due []timers.Due) {
+	for _, d := range due {
+		if err := a.Handle(ctx, d.ComplaintID); err != nil && ctx.Err() == nil {
+			a.log.Error("slaclock: firing failed; retrying in 1s", "complaint", d.ComplaintID, "err", err)
+			a.idx.Retry(d.ComplaintID, a.clk.Now().Add(time.Second))
+		}
+	}
+}
+
+// Handle decides one complaint from its stream at the current time and
+// appends what is missing; on a conflict it re-reads and decides again.
+func (a *App) Handle(ctx context.Context, complaintID string) error {
+	return a.decideAndAppend(ctx, complaintID, func(st domain.State, env domain.Env) []*ev.Envelope {
+		return domain.Decide(st, env)
+	})
+}
+
+// Reapply moves a complaint's open clocks to the current policy version.
+func (a *App) Reapply(ctx context.Context, complaintID, reason string) ([]string, error) {
+	var replaced []string
+	err := a.decideAndAppend(ctx, complaintID, func(st domain.State, env domain.Env) []*ev.Envelope {
+		replaced = replaced[:0]
+		out := domain.DecideReapply(st, env, reason)
+		for _, e := range out {
+			if c := e.GetSlaClockCancelled(); c != nil {
+				replaced = append(replaced, c.GetClockId())
+			}
+		}
+		return out
+	})
+	return replaced, err
+}
+
+func (a *App) decideAndAppend(ctx context.Context, complaintID string, decide func(domain.State, domain.Env) []*ev.Envelope) error {
+	defer a.lock(complaintID)()
+	stream := eventlog.ComplaintStream(complaintID)
+	for attempt := 0; ; attempt++ {
+		st, err := a.load(ctx, complaintID, time.Time{})
+		if err != nil {
+			return err
+		}
+		out := decide(st, a.env(a.clk.Now()))
+		if len(out) == 0 {
+			if a.part.Owns(complaintID) {
+				a.idx.Set(&st)
+			}
+			return nil
+		}
+		if err := a.stamp(out, st); err != nil {
+			return err
+		}
+		_, err = a.store.Append(ctx, stream, st.Version, out...)
+		if errors.Is(err, eventlog.ErrConflict) && attempt < 10 {
+			continue // another writer (maybe another instance) got there first: decide again
+		}
+		if err != nil {
+			return fmt.Errorf("app: append to %s: %w", stream, err)
+		}
+		for i, e := range out {
+			e.Version = st.Version + uint64(i) + 1
+			st = domain.Evolve(st, e)
+			if a.fired != nil {
+				a.fired(e)
+			}
+		}
+		if a.part.Owns(complaintID) {
+			a.idx.Set(&st)
+		}
+		return nil
+	}
+}
+
+// stamp gives decided events their ids, and the correlation id of the
+// trigger that caused them (a timer's event starts its own correlation).
+func (a *App) stamp(out []*ev.Envelope, st domain.State) error {
+	corr := map[string]string{}
+	for _, p := range st.Pending {
+		corr[p.GetEventId()] = p.GetCorrelationId()
+	}
+	for _, e := range out {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return fmt.Errorf("app: event id: %w", err)
+		}
+		e.EventId = id.String()
+		e.CorrelationId = corr[e.GetCausationId()]
+		if e.CorrelationId == "" {
+			e.CorrelationId = e.EventId
+		}
+	}
+	return nil
+}
+
+// load folds a complaint's stream; a non-zero asOf stops at the events
+// recorded after it.
+func (a *App) load(ctx context.Context, complaintID string, asOf time.Time) (domain.State, error) {
+	recs, err := a.store.ReadStream(ctx, eventlog.ComplaintStream(complaintID), 1)
+	if err != nil {
+		return domain.State{}, fmt.Errorf("app: read complaint %s: %w", complaintID, err)
+	}
+	st := domain.State{ComplaintID: complaintID}
+	for _, r := range recs {
+		if !asOf.IsZero() && recordedAt(r.Event).After(asOf) {
+			break
+		}
+		st = domain.Evolve(st, r.Event)
+	}
+	return st, nil
+}
+
+func recordedAt(e *ev.Envelope) time.Time {
+	if e.GetRecordedAt() != nil {
+		return e.GetRecordedAt().AsTime()
+	}
+	return e.GetOccurredAt().AsTime()
+}

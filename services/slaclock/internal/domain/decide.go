@@ -1,0 +1,364 @@
+package domain
+
+import (
+	"slices"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/closeloop/closeloop/libs/calendar"
+	"github.com/closeloop/closeloop/libs/eventlog"
+	ev "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
+	"github.com/closeloop/closeloop/services/slaclock/internal/policy"
+)
+
+// Calendars resolves calendar ids and owners' calendars (a *calendar.Set).
+type Calendars interface {
+	Calendar(id string) (*calendar.Calendar, error)
+	For(owner string) (*calendar.Calendar, bool)
+}
+
+// Env is what a decision needs besides the state.
+type Env struct {
+	Now       time.Time
+	Policies  *policy.Book
+	Calendars Calendars
+}
+
+// CalendarOf is the calendar a clock counts in: calendar time unless the
+// clock is in business time; an unknown calendar id falls back to the default.
+func (env Env) CalendarOf(business bool, id string) *calendar.Calendar {
+	if !business {
+		return calendar.Continuous()
+	}
+	if c, err := env.Calendars.Calendar(id); err == nil {
+		return c
+	}
+	c, _ := env.Calendars.Calendar("")
+	return c
+}
+
+// Decide returns the clock events the state is missing at env.Now: it
+// handles the pending triggers in stream order (firing, before each, what
+// fell due before it happened), then fires every warning and breach due by
+// now. Events fired after their due instant carry late_by. The envelopes
+// have ComplaintId, Type, OccurredAt, Producer, CausationId and the policy
+// and calendar versions set; the caller adds ids and appends them.
+func Decide(s State, env Env) []*ev.Envelope {
+	d := &decider{s: clone(s), env: env}
+	for _, trig := range s.Pending {
+		at := triggerTime(trig)
+		if at.After(env.Now) {
+			at = env.Now
+		}
+		d.fireDue(at)
+		d.on(trig, at)
+	}
+	d.fireDue(env.Now)
+	return d.out
+}
+
+// DecideReapply moves every open clock to the current policy version (the
+// ReapplyPolicy operation): each is cancelled and restarted with the budget
+// it has used carried over. Pending triggers and due timers are handled first.
+func DecideReapply(s State, env Env, reason string) []*ev.Envelope {
+	d := &decider{s: clone(s), env: env}
+	d.out = Decide(s, env)
+	for _, e := range d.out {
+		d.s = Evolve(d.s, e)
+	}
+	cur := env.Policies.Current()
+	for i := range d.s.Clocks {
+		if d.s.Clocks[i].Open() {
+			d.retarget(i, cur, env.Now, "", "policy re-applied: "+reason, true)
+		}
+	}
+	return d.out
+}
+
+func clone(s State) State {
+	s.Clocks = slices.Clone(s.Clocks)
+	for i := range s.Clocks {
+		s.Clocks[i].Warned = slices.Clone(s.Clocks[i].Warned)
+	}
+	s.Pending = nil
+	return s
+}
+
+// triggerTime is when the fact happened: the customer's report time for a
+// complaint received, else the event's occurred_at.
+func triggerTime(e *ev.Envelope) time.Time {
+	at := e.GetOccurredAt().AsTime()
+	if r := e.GetComplaintReceived(); r != nil && r.GetReceivedAt() != nil && r.GetReceivedAt().AsTime().Before(at) {
+		return r.GetReceivedAt().AsTime()
+	}
+	return at
+}
+
+type decider struct {
+	s   State
+	env Env
+	out []*ev.Envelope
+}
+
+func (d *decider) emit(payload proto.Message, at time.Time, policyVersion, calendarVersion, cause string) {
+	e := &ev.Envelope{
+		ComplaintId:     d.s.ComplaintID,
+		OccurredAt:      timestamppb.New(at),
+		Producer:        Producer,
+		Actor:           "system",
+		CausationId:     cause,
+		PolicyVersion:   policyVersion,
+		CalendarVersion: calendarVersion,
+	}
+	if err := eventlog.SetPayload(e, payload); err != nil {
+		panic(err) // every payload here is a catalogue event
+	}
+	d.out = append(d.out, e)
+	d.s = Evolve(d.s, e)
+}
+
+func (d *decider) cal(c *Clock) *calendar.Calendar { return d.env.CalendarOf(c.Business, c.CalendarID) }
+
+func (d *decider) emitFor(c *Clock, payload proto.Message, at time.Time, cause string) {
+	d.emit(payload, at, c.PolicyVersion, d.cal(c).Version(), cause)
+}
+
+func late(now, due time.Time) *durationpb.Duration {
+	if now.After(due) {
+		return durationpb.New(now.Sub(due))
+	}
+	return durationpb.New(0)
+}
+
+// fireDue fires, in time order, every warning and breach due at or before until.
+func (d *decider) fireDue(until time.Time) {
+	for {
+		best, bestDue, bestP := -1, time.Time{}, uint32(0)
+		for i := range d.s.Clocks {
+			c := &d.s.Clocks[i]
+			due, p, ok := c.NextDue(d.cal(c))
+			if ok && !due.After(until) && (best < 0 || due.Before(bestDue)) {
+				best, bestDue, bestP = i, due, p
+			}
+		}
+		if best < 0 {
+			return
+		}
+		c := &d.s.Clocks[best]
+		ts, dl := timestamppb.New(bestDue), timestamppb.New(c.Deadline)
+		if bestP > 0 {
+			d.emitFor(c, &ev.SlaWarning{ClockId: c.ID, Target: c.Target, ThresholdPercent: bestP, DueAt: ts, Deadline: dl, LateBy: late(d.env.Now, bestDue)}, bestDue, "")
+		} else {
+			d.emitFor(c, &ev.SlaBreached{ClockId: c.ID, Target: c.Target, Deadline: dl, LateBy: late(d.env.Now, bestDue)}, bestDue, "")
+		}
+	}
+}
+
+const (
+	acceptance        = ev.SlaTarget_SLA_TARGET_ACCEPTANCE
+	firstResponse     = ev.SlaTarget_SLA_TARGET_FIRST_RESPONSE
+	technicianContact = ev.SlaTarget_SLA_TARGET_TECHNICIAN_CONTACT
+	onsiteArrival     = ev.SlaTarget_SLA_TARGET_ONSITE_ARRIVAL
+	remoteSupport     = ev.SlaTarget_SLA_TARGET_REMOTE_SUPPORT
+	resolution        = ev.SlaTarget_SLA_TARGET_RESOLUTION
+	firstFeedback     = ev.SlaTarget_SLA_TARGET_FIRST_FEEDBACK
+	secondFeedback    = ev.SlaTarget_SLA_TARGET_SECOND_FEEDBACK
+)
+
+func (d *decider) on(e *ev.Envelope, at time.Time) {
+	cause := e.GetEventId()
+	switch p := eventlog.Payload(e).(type) {
+	case *ev.ComplaintReceived:
+		for _, t := range []ev.SlaTarget{acceptance, firstResponse, resolution} {
+			if d.count(t) == 0 {
+				d.start(t, "", "", at, cause)
+			}
+		}
+	case *ev.ComplaintAccepted:
+		d.met(acceptance, "", at, cause)
+	case *ev.ResponseRecorded:
+		d.met(firstResponse, "", at, cause)
+	case *ev.ComplaintClassified:
+		for i := range d.s.Clocks {
+			if c := d.s.Clocks[i]; c.Open() {
+				d.retarget(i, d.env.Policies.Version(c.PolicyVersion), at, cause, "reclassified", false)
+			}
+		}
+	case *ev.ComplaintPutOnHold:
+		for i := range d.s.Clocks {
+			c := &d.s.Clocks[i]
+			if c.Status != Running {
+				continue
+			}
+			terms, _ := d.env.Policies.Version(c.PolicyVersion).Terms(c.Target, d.s.Facts.Facts)
+			if terms.Pauses(p.GetReason()) {
+				d.emitFor(c, &ev.SlaClockPaused{ClockId: c.ID, Target: c.Target, PausedAt: timestamppb.New(at),
+					Remaining: durationpb.New(d.cal(c).Between(at, c.Deadline)), Reason: p.GetReason().String()}, at, cause)
+			}
+		}
+	case *ev.ComplaintTakenOffHold:
+		for i := range d.s.Clocks {
+			if c := &d.s.Clocks[i]; c.Status == Paused {
+				d.emitFor(c, &ev.SlaClockResumed{ClockId: c.ID, Target: c.Target, ResumedAt: timestamppb.New(at),
+					NewDeadline: timestamppb.New(d.cal(c).Add(at, c.Remaining))}, at, cause)
+			}
+		}
+	case *ev.ComplaintResolved:
+		d.met(resolution, "", at, cause)
+		d.start(firstFeedback, "", "", at, cause)
+		d.start(secondFeedback, "", "", at, cause)
+	case *ev.FeedbackDelivered:
+		switch p.GetRound() {
+		case ev.FeedbackRound_FEEDBACK_ROUND_FIRST:
+			d.met(firstFeedback, "", at, cause)
+		case ev.FeedbackRound_FEEDBACK_ROUND_SECOND:
+			d.met(secondFeedback, "", at, cause)
+		}
+	case *ev.ComplaintReopened:
+		d.cancel(func(c *Clock) bool { return c.Target == firstFeedback || c.Target == secondFeedback }, at, cause, "reopened")
+		d.start(resolution, "", "", at, cause)
+	case *ev.ComplaintWithdrawn:
+		d.cancel(func(*Clock) bool { return true }, at, cause, "withdrawn")
+	case *ev.ComplaintClosed:
+		d.cancel(func(*Clock) bool { return true }, at, cause, "closed")
+	case *ev.WorkOrderOpened:
+		remote := p.GetSpec().GetMode() == ev.ServiceMode_SERVICE_MODE_REMOTE ||
+			(p.GetSpec().GetMode() == ev.ServiceMode_SERVICE_MODE_UNSPECIFIED && d.s.Facts.Software)
+		t := onsiteArrival
+		if remote {
+			t = remoteSupport
+		}
+		d.start(t, p.GetWorkOrderId(), "", at, cause)
+	case *ev.TechnicianAssigned:
+		wo := p.GetWorkOrderId()
+		d.cancel(func(c *Clock) bool { return c.Target == technicianContact && c.Subject == wo }, at, cause, "reassigned")
+		d.start(technicianContact, wo, "technician-"+p.GetTechnicianId(), at, cause)
+	case *ev.TechnicianDeclined:
+		wo := p.GetWorkOrderId()
+		d.cancel(func(c *Clock) bool { return c.Target == technicianContact && c.Subject == wo }, at, cause, "declined")
+	case *ev.CustomerContacted:
+		d.met(technicianContact, p.GetWorkOrderId(), at, cause)
+	case *ev.TechnicianArrived:
+		d.met(onsiteArrival, p.GetWorkOrderId(), at, cause)
+	case *ev.RemoteSessionStarted:
+		d.met(remoteSupport, p.GetWorkOrderId(), at, cause)
+	case *ev.RemoteResolved:
+		d.met(remoteSupport, p.GetWorkOrderId(), at, cause)
+	case *ev.WorkOrderCancelled:
+		d.cancelWorkOrder(p.GetWorkOrderId(), at, cause, "work order cancelled")
+	case *ev.WorkOrderFailed:
+		d.cancelWorkOrder(p.GetWorkOrderId(), at, cause, "work order failed")
+	case *ev.EscalatedToOnSite:
+		d.cancelWorkOrder(p.GetWorkOrderId(), at, cause, "escalated to on-site")
+	}
+}
+
+func (d *decider) count(t ev.SlaTarget) int {
+	n := 0
+	for _, c := range d.s.Clocks {
+		if c.Target == t {
+			n++
+		}
+	}
+	return n
+}
+
+// calendarFor picks a business-time clock's calendar: the owner's (the
+// technician, else the complaint's team) when one is assigned, else the policy's.
+func (d *decider) calendarFor(terms policy.Terms, owner string) *calendar.Calendar {
+	if terms.Business {
+		for _, o := range []string{owner, "team-" + d.s.Facts.Team} {
+			if o == "" || o == "team-" {
+				continue
+			}
+			if c, ok := d.env.Calendars.For(o); ok {
+				return c
+			}
+		}
+	}
+	return d.env.CalendarOf(terms.Business, terms.CalendarID)
+}
+
+func (d *decider) start(t ev.SlaTarget, subject, owner string, at time.Time, cause string) {
+	pol := d.env.Policies.Current()
+	terms, ok := pol.Terms(t, d.s.Facts.Facts)
+	if !ok {
+		return
+	}
+	cal := d.calendarFor(terms, owner)
+	calID := ""
+	if terms.Business {
+		calID = cal.ID()
+	}
+	d.emit(&ev.SlaClockStarted{
+		ClockId: ClockID(t, d.count(t)+1), Target: t, StartedAt: timestamppb.New(at),
+		Deadline: timestamppb.New(cal.Add(at, terms.Budget)), Budget: durationpb.New(terms.Budget),
+		BusinessTime: terms.Business, CalendarId: calID, WarnPercents: terms.WarnPercents, SubjectId: subject,
+	}, at, pol.Version, cal.Version(), cause)
+}
+
+func (d *decider) met(t ev.SlaTarget, subject string, at time.Time, cause string) {
+	for i := range d.s.Clocks {
+		c := &d.s.Clocks[i]
+		if c.Target != t || c.Subject != subject || !(c.Open() || c.Status == Breached) {
+			continue
+		}
+		margin := d.cal(c).Between(at, c.Deadline)
+		if c.Status == Paused {
+			margin = c.Remaining
+		}
+		d.emitFor(c, &ev.SlaMet{ClockId: c.ID, Target: t, MetAt: timestamppb.New(at),
+			Deadline: timestamppb.New(c.Deadline), Margin: durationpb.New(margin)}, at, cause)
+	}
+}
+
+func (d *decider) cancel(match func(*Clock) bool, at time.Time, cause, reason string) {
+	for i := range d.s.Clocks {
+		if c := &d.s.Clocks[i]; c.Open() && match(c) {
+			d.emitFor(c, &ev.SlaClockCancelled{ClockId: c.ID, Target: c.Target, Reason: reason}, at, cause)
+		}
+	}
+}
+
+func (d *decider) cancelWorkOrder(wo string, at time.Time, cause, reason string) {
+	d.cancel(func(c *Clock) bool { return c.Subject == wo && wo != "" }, at, cause, reason)
+}
+
+// retarget replaces clock i when its terms under pol differ (or always when
+// force): the old clock is cancelled and a new one started with the budget
+// already used carried over, paused again if the old one was paused.
+func (d *decider) retarget(i int, pol *policy.Policy, at time.Time, cause, reason string, force bool) {
+	old := d.s.Clocks[i]
+	terms, ok := pol.Terms(old.Target, d.s.Facts.Facts)
+	if !ok {
+		d.emitFor(&old, &ev.SlaClockCancelled{ClockId: old.ID, Target: old.Target, Reason: reason + ": target disabled"}, at, cause)
+		return
+	}
+	newCal := d.calendarFor(terms, "")
+	if !force && terms.Budget == old.Budget && terms.Business == old.Business && slices.Equal(terms.WarnPercents, old.WarnPercents) {
+		return
+	}
+	used := old.Budget - old.Remaining
+	if old.Status == Running {
+		used = old.Budget - d.cal(&old).Between(at, old.Deadline)
+	}
+	remaining := terms.Budget - used
+	d.emitFor(&old, &ev.SlaClockCancelled{ClockId: old.ID, Target: old.Target, Reason: reason}, at, cause)
+	calID := ""
+	if terms.Business {
+		calID = newCal.ID()
+	}
+	id := ClockID(old.Target, d.count(old.Target)+1)
+	d.emit(&ev.SlaClockStarted{
+		ClockId: id, Target: old.Target, StartedAt: timestamppb.New(old.StartedAt),
+		Deadline: timestamppb.New(newCal.Add(at, remaining)), Budget: durationpb.New(terms.Budget),
+		BusinessTime: terms.Business, CalendarId: calID, WarnPercents: terms.WarnPercents, SubjectId: old.Subject,
+	}, at, pol.Version, newCal.Version(), cause)
+	if old.Status == Paused {
+		d.emit(&ev.SlaClockPaused{ClockId: id, Target: old.Target, PausedAt: timestamppb.New(at),
+			Remaining: durationpb.New(remaining), Reason: "carried over from " + old.ID}, at, pol.Version, newCal.Version(), cause)
+	}
+}
