@@ -19,6 +19,7 @@ import (
 	"github.com/closeloop/closeloop/services/dispatch"
 	"github.com/closeloop/closeloop/services/followup"
 	"github.com/closeloop/closeloop/services/intake"
+	"github.com/closeloop/closeloop/services/slaclock"
 )
 
 type runnerConfig struct {
@@ -45,6 +46,13 @@ var builders = []struct {
 			return nil, err
 		}
 		return intake.New(d, cfg)
+	}},
+	{slaclock.Name, func(d platform.Deps) (platform.Service, error) {
+		cfg, err := slaclock.ConfigFromEnv()
+		if err != nil {
+			return nil, err
+		}
+		return slaclock.New(d, cfg)
 	}},
 	{dispatch.Name, func(d platform.Deps) (platform.Service, error) {
 		cfg, err := dispatch.ConfigFromEnv()

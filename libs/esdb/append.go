@@ -102,7 +102,12 @@ func (s *Store) Append(ctx context.Context, stream eventlog.StreamID, expectedVe
 			return eventlog.AppendResult{}, err
 		}
 	}
-	_, err = s.db.AppendToStream(ctx, s.ns.StreamName(stream), kurrent.AppendToStreamOptions{ExpectedRevision: ExpectedRevision(current)}, data...)
+	db, err := s.conn.client()
+	if err != nil {
+		return res, err
+	}
+	_, err = db.AppendToStream(ctx, s.ns.StreamName(stream), kurrent.AppendToStreamOptions{ExpectedRevision: ExpectedRevision(current)}, data...)
+	s.conn.check(db, err)
 	if IsWrongExpectedVersion(err) {
 		return res, conflict(stream, expectedVersion, "another writer appended first")
 	}

@@ -19,7 +19,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"sync"
 	"time"
 
@@ -45,7 +44,7 @@ type Config struct {
 
 // Store is an eventlog.Store on KurrentDB. Safe for concurrent use.
 type Store struct {
-	db        *kurrent.Client
+	conn      *Conn
 	ns        Namespace
 	clock     clock.Clock
 	timeout   time.Duration
@@ -54,10 +53,10 @@ type Store struct {
 
 var _ eventlog.Store = (*Store)(nil)
 
-// New returns a store on an open client; Close does not close the client.
-func New(db *kurrent.Client, cfg Config) (*Store, error) {
-	if db == nil {
-		return nil, fmt.Errorf("esdb: client: required")
+// New returns a store on a connection (see Dial); Close does not close it.
+func New(conn *Conn, cfg Config) (*Store, error) {
+	if conn == nil {
+		return nil, fmt.Errorf("esdb: connection: required")
 	}
 	if err := cfg.Namespace.Validate(); err != nil {
 		return nil, err
@@ -68,40 +67,7 @@ func New(db *kurrent.Client, cfg Config) (*Store, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
-	return &Store{db: db, ns: cfg.Namespace, clock: cfg.Clock, timeout: cfg.Timeout, positions: newPositions(4096)}, nil
-}
-
-// Dial opens a client on a connection string such as
-// "esdb://localhost:2113?tls=false" (see the README). The client's own log
-// lines go to logger (discarded when nil). Errors never repeat the string:
-// it may hold a password.
-func Dial(connectionString string, logger *slog.Logger) (*kurrent.Client, error) {
-	conf, err := ParseURL(connectionString)
-	if err != nil {
-		return nil, err
-	}
-	conf.Logger = clientLogger(logger)
-	db, err := kurrent.NewClient(conf)
-	if err != nil {
-		return nil, fmt.Errorf("esdb: client: %w", err)
-	}
-	return db, nil
-}
-
-// ParseURL parses a KurrentDB connection string with the client's own
-// parser, keeping the string (which may hold a password) out of the error.
-func ParseURL(connectionString string) (*kurrent.Configuration, error) {
-	if connectionString == "" {
-		return nil, fmt.Errorf("esdb: connection string: required (e.g. esdb://localhost:2113?tls=false)")
-	}
-	conf, err := kurrent.ParseConnectionString(connectionString)
-	if err != nil {
-		if ue, ok := err.(*url.Error); ok { // url.Error repeats the whole URL
-			err = ue.Err
-		}
-		return nil, fmt.Errorf("esdb: connection string: not valid (want esdb://host:port?tls=false or esdb+discover://…): %w", err)
-	}
-	return conf, nil
+	return &Store{conn: conn, ns: cfg.Namespace, clock: cfg.Clock, timeout: cfg.Timeout, positions: newPositions(4096)}, nil
 }
 
 // clientLogger forwards the client's warnings and errors to logger.
@@ -131,8 +97,8 @@ func (s *Store) withTimeout(ctx context.Context) (context.Context, context.Cance
 	return context.WithTimeout(ctx, s.timeout)
 }
 
-// Close implements eventlog.Store. The client stays open: it belongs to the
-// caller.
+// Close implements eventlog.Store. The connection stays open: it belongs to
+// the caller.
 func (s *Store) Close() error { return nil }
 
 // positions remembers the full $all position (commit, prepare) of events

@@ -21,14 +21,14 @@ const howToRunLive = `EVENTSTORE_URL is not set, so there is no KurrentDB to run
 // storeOn returns a factory of stores on the KurrentDB at url, each in a
 // namespace of its own (so each test sees an empty log on a shared server).
 func storeOn(t *testing.T, url string) func(t *testing.T) eventlog.Store {
-	db, err := esdb.Dial(url, nil)
+	conn, err := esdb.Dial(url, nil)
 	if err != nil {
 		t.Fatalf("EVENTSTORE_URL: %v", err)
 	}
-	t.Cleanup(func() { _ = db.Close() })
+	t.Cleanup(func() { _ = conn.Close() })
 	return func(t *testing.T) eventlog.Store {
 		ns := esdb.Namespace("conformance-" + strings.ReplaceAll(uuid.NewString(), "-", "")[:12])
-		s, err := esdb.New(db, esdb.Config{Namespace: ns})
+		s, err := esdb.New(conn, esdb.Config{Namespace: ns})
 		if err != nil {
 			t.Fatal(err)
 		}

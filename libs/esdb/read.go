@@ -55,7 +55,12 @@ func (s *Store) read(ctx context.Context, stream eventlog.StreamID, opts kurrent
 	case kurrent.End:
 		from = "the end backwards"
 	}
-	rs, err := s.db.ReadStream(ctx, s.ns.StreamName(stream), opts, limit)
+	db, err := s.conn.client()
+	if err != nil {
+		return nil, err
+	}
+	rs, err := db.ReadStream(ctx, s.ns.StreamName(stream), opts, limit)
+	s.conn.check(db, err)
 	if isStreamNotFound(err) {
 		return []eventlog.Record{}, nil
 	}
@@ -108,7 +113,12 @@ func (s *Store) ReadAll(ctx context.Context, fromPosition uint64, maxEvents int)
 	from := max(fromPosition, 1)
 	start := s.positions.before(from)
 	for {
-		rs, err := s.db.ReadAll(ctx, kurrent.ReadAllOptions{Direction: kurrent.Forwards, From: start}, readPage)
+		db, err := s.conn.client()
+		if err != nil {
+			return nil, err
+		}
+		rs, err := db.ReadAll(ctx, kurrent.ReadAllOptions{Direction: kurrent.Forwards, From: start}, readPage)
+		s.conn.check(db, err)
 		if err != nil {
 			return nil, fmt.Errorf("esdb: read $all from position %d: %w", from, err)
 		}
@@ -157,10 +167,15 @@ func (s *Store) collect(rs *kurrent.ReadStream, from uint64, maxEvents int, out 
 // from the position after the last event it got.
 func (s *Store) Follow(ctx context.Context, fromPosition uint64, fn func(eventlog.Record) error) error {
 	from := max(fromPosition, 1)
-	sub, err := s.db.SubscribeToAll(ctx, kurrent.SubscribeToAllOptions{
+	db, err := s.conn.client()
+	if err != nil {
+		return err
+	}
+	sub, err := db.SubscribeToAll(ctx, kurrent.SubscribeToAllOptions{
 		From:   s.positions.before(from),
 		Filter: &kurrent.SubscriptionFilter{Type: kurrent.StreamFilterType, Prefixes: s.ns.Prefixes()},
 	})
+	s.conn.check(db, err)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()

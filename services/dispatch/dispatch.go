@@ -175,7 +175,7 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dispatch: %w", err)
 	}
-	srv := api.NewServer(api.Options{Name: Name, GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, Logger: logger, Authenticator: cfg.Authenticator})
+	srv := api.NewServer(api.Options{Name: Name, Metrics: deps.Metrics, GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, Logger: logger, Authenticator: cfg.Authenticator})
 	dispatchv1.RegisterDispatchServiceServer(srv.GRPC(), ports.NewGRPC(a, logger))
 	return &Service{deps: deps, cfg: cfg, app: a, view: view, srv: srv}, nil
 }

@@ -205,7 +205,7 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	model := kpi.New()
-	apiSrv := api.NewServer(api.Options{Name: Name, GRPCAddr: cfg.GRPCAddr, Logger: logger, Authenticator: cfg.Auth})
+	apiSrv := api.NewServer(api.Options{Name: Name, Metrics: deps.Metrics, GRPCAddr: cfg.GRPCAddr, Logger: logger, Authenticator: cfg.Auth})
 	g := &ports.GRPC{App: a, KPI: model, KPILocation: loc, Logger: logger}
 	followupv1.RegisterFollowupServiceServer(apiSrv.GRPC(), g)
 	followupv1.RegisterKpiServiceServer(apiSrv.GRPC(), g)

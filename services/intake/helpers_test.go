@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"sync"
 	"testing"
@@ -61,6 +62,10 @@ type env struct {
 	store eventlog.Store
 	clock *clock.Fake
 	now   time.Time
+	// logOut receives the service's log (default: discarded); metrics is
+	// platform.Deps.Metrics (default: none).
+	logOut  io.Writer
+	metrics http.Handler
 }
 
 func newEnv(t testing.TB, sync bool) *env {
@@ -109,7 +114,11 @@ func (e *env) start(t testing.TB, cfg intake.Config, store eventlog.Store) *runn
 	if store == nil {
 		store = e.store
 	}
-	svc, err := intake.New(platform.Deps{NC: e.nc, JS: e.js, Log: store, Clock: e.clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, cfg)
+	out := e.logOut
+	if out == nil {
+		out = io.Discard
+	}
+	svc, err := intake.New(platform.Deps{NC: e.nc, JS: e.js, Log: store, Clock: e.clock, Logger: slog.New(slog.NewJSONHandler(out, nil)), Metrics: e.metrics}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"sync"
@@ -20,10 +18,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/reflection"
 
+	"github.com/closeloop/closeloop/libs/api"
 	"github.com/closeloop/closeloop/libs/auth"
 	"github.com/closeloop/closeloop/libs/pii"
 	"github.com/closeloop/closeloop/libs/platform"
@@ -177,20 +173,18 @@ func (c Config) validate() error {
 type Service struct {
 	deps platform.Deps
 	cfg  Config
-	app  *app.App
-	srv  *ports.Server
-	rl   *ports.RateLimiter
+	srv  *api.Server
 
-	mu       sync.Mutex
-	grpcAddr net.Addr
-	httpAddr net.Addr
-	ready    chan struct{}
+	ready     chan struct{}
+	readyOnce sync.Once
 }
 
 var _ platform.Service = (*Service)(nil)
 
 // New builds the service: opens its key-value buckets (PII_KEYS,
-// INTAKE_DUPLICATES, INTAKE_LINKS, and INTAKE_SECRETS when no secret is set).
+// INTAKE_DUPLICATES, INTAKE_LINKS, and INTAKE_SECRETS when no secret is set)
+// and its libs/api server (gRPC with health and reflection, the HTTP/JSON
+// face, /metrics from deps.Metrics).
 func New(deps platform.Deps, cfg Config) (*Service, error) {
 	if deps.JS == nil || deps.NC == nil || deps.Log == nil || deps.Clock == nil {
 		return nil, errors.New("intake: deps NC, JS, Log and Clock are required")
@@ -226,13 +220,24 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("intake: %w", err)
 	}
-	return &Service{
-		deps: deps, cfg: cfg, app: a,
-		srv:   ports.NewServer(a, deps.Logger),
-		rl:    ports.NewRateLimiter(cfg.RatePerSecond, cfg.RateBurst, deps.Clock),
-		ready: make(chan struct{}),
-	}, nil
+	rl := ports.NewRateLimiter(cfg.RatePerSecond, cfg.RateBurst, deps.Clock)
+	srv := api.NewServer(api.Options{
+		Name:              Name,
+		GRPCAddr:          cfg.GRPCAddr,
+		HTTPAddr:          cfg.HTTPAddr,
+		Logger:            deps.Logger,
+		Authenticator:     cfg.Authenticator,
+		Metrics:           deps.Metrics,
+		UnaryInterceptors: []grpc.UnaryServerInterceptor{rl.Unary},
+		MaxBodyBytes:      maxBodyBytes,
+	})
+	intakev1.RegisterIntakeServiceServer(srv.GRPC(), ports.NewServer(a, deps.Logger))
+	return &Service{deps: deps, cfg: cfg, srv: srv, ready: make(chan struct{})}, nil
 }
+
+// maxBodyBytes bounds an HTTP request body, as NATS bounds a message (1 MiB
+// by default): a complaint with its attachment references is far smaller.
+const maxBodyBytes = 1 << 20
 
 // sharedSecret returns the deployment's generated secret, creating it once.
 func sharedSecret(ctx context.Context, js jetstream.JetStream, replicas int) ([]byte, error) {
@@ -258,73 +263,37 @@ func sharedSecret(ctx context.Context, js jetstream.JetStream, replicas int) ([]
 func (s *Service) Name() string { return Name }
 
 // Run serves gRPC, HTTP/JSON and the NATS submit subject until ctx is done,
-// then stops taking requests and finishes those in flight.
+// then stops taking requests and finishes those in flight: the NATS
+// subject first (its requests run through the server), then the server.
 func (s *Service) Run(ctx context.Context) error {
-	log := s.deps.Logger.With("service", Name)
-	ics := ports.Interceptors(s.cfg.Authenticator, s.rl)
-	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(ics...))
-	intakev1.RegisterIntakeServiceServer(gs, s.srv)
-	hs := health.NewServer()
-	healthpb.RegisterHealthServer(gs, hs)
-	hs.SetServingStatus(intakev1.IntakeService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	reflection.Register(gs)
-
-	gl, err := net.Listen("tcp", s.cfg.GRPCAddr)
-	if err != nil {
-		return fmt.Errorf("intake: listen gRPC %s: %w", s.cfg.GRPCAddr, err)
-	}
-	hl, err := net.Listen("tcp", s.cfg.HTTPAddr)
-	if err != nil {
-		gl.Close()
-		return fmt.Errorf("intake: listen HTTP %s: %w", s.cfg.HTTPAddr, err)
-	}
-	disp := ports.NewDispatcher(s.srv, ics...)
-	httpSrv := &http.Server{Handler: ports.HTTPHandler(disp), ReadHeaderTimeout: 10 * time.Second}
-	nr, err := ports.ServeNATS(ctx, s.deps.NC, disp, s.cfg.NATSConcurrency)
-	if err != nil {
-		gl.Close()
-		hl.Close()
+	if err := s.srv.Listen(); err != nil {
 		return fmt.Errorf("intake: %w", err)
 	}
+	nr, err := ports.ServeNATS(ctx, s.deps.NC, s.srv.HTTPHandler(), s.cfg.NATSConcurrency)
+	if err != nil {
+		return fmt.Errorf("intake: %w", err)
+	}
+	srvCtx, stopSrv := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSrv()
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- s.srv.Run(srvCtx) }()
+	s.readyOnce.Do(func() { close(s.ready) })
+	s.deps.Logger.InfoContext(ctx, "intake: serving", "grpc", s.srv.GRPCAddr(), "http", s.srv.HTTPAddr(), "nats", ports.SubmitSubject)
 
-	errc := make(chan error, 2)
-	go func() { errc <- gs.Serve(gl) }()
-	go func() {
-		if err := httpSrv.Serve(hl); !errors.Is(err, http.ErrServerClosed) {
-			errc <- err
-		}
-	}()
-	s.mu.Lock()
-	s.grpcAddr, s.httpAddr = gl.Addr(), hl.Addr()
-	s.mu.Unlock()
-	close(s.ready)
-	log.Info("intake serving", "grpc", gl.Addr().String(), "http", hl.Addr().String(), "nats", ports.SubmitSubject)
-
-	var runErr error
 	select {
 	case <-ctx.Done():
-	case err := <-errc:
-		runErr = fmt.Errorf("intake: server stopped: %w", err)
+		nr.Stop()
+		stopSrv()
+		return <-srvErr
+	case err := <-srvErr:
+		nr.Stop()
+		return err
 	}
-	hs.Shutdown()
-	nr.Stop()
-	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_ = httpSrv.Shutdown(shutCtx)
-	stopped := make(chan struct{})
-	go func() { gs.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-shutCtx.Done():
-		gs.Stop()
-	}
-	log.Info("intake stopped")
-	return runErr
 }
 
 // Ready is closed once the listeners are bound.
 func (s *Service) Ready() <-chan struct{} { return s.ready }
 
 // GRPCAddr and HTTPAddr are the bound addresses (after Ready).
-func (s *Service) GRPCAddr() string { s.mu.Lock(); defer s.mu.Unlock(); return s.grpcAddr.String() }
-func (s *Service) HTTPAddr() string { s.mu.Lock(); defer s.mu.Unlock(); return s.httpAddr.String() }
+func (s *Service) GRPCAddr() string { return s.srv.GRPCAddr() }
+func (s *Service) HTTPAddr() string { return s.srv.HTTPAddr() }

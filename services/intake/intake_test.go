@@ -24,6 +24,9 @@ import (
 	"github.com/closeloop/closeloop/services/intake"
 )
 
+// submitPath is SubmitComplaint on libs/api's HTTP/JSON face.
+const submitPath = "/v1/closeloop.intake.v1.IntakeService/SubmitComplaint"
+
 func TestHundredConcurrentIdenticalSubmissionsMakeOneComplaint(t *testing.T) {
 	e := newEnv(t, false)
 	r := e.start(t, testConfig(t), nil)
@@ -388,21 +391,26 @@ func TestInvalidSubmissionStoresNothingAndNamesFieldAndRule(t *testing.T) {
 
 	// The HTTP face: 400 with a JSON list of field, rule, message.
 	body, _ := protojson.Marshal(bad)
-	hreq, _ := http.NewRequest(http.MethodPost, "http://"+r.svc.HTTPAddr()+"/v1/intake/SubmitComplaint", bytes.NewReader(body))
+	hreq, _ := http.NewRequest(http.MethodPost, "http://"+r.svc.HTTPAddr()+submitPath, bytes.NewReader(body))
 	hreq.Header.Set("Authorization", "Bearer "+tokPhone)
 	hresp, err := http.DefaultClient.Do(hreq)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer hresp.Body.Close()
-	var eb struct {
+	var eb struct { // libs/api's error body, by its JSON names
 		Code       string `json:"code"`
-		Violations []struct{ Field, Rule, Message string }
+		Message    string `json:"message"`
+		Violations []struct {
+			Field   string `json:"field"`
+			Rule    string `json:"rule"`
+			Message string `json:"message"`
+		} `json:"violations"`
 	}
 	if err := json.NewDecoder(hresp.Body).Decode(&eb); err != nil {
 		t.Fatal(err)
 	}
-	if hresp.StatusCode != http.StatusBadRequest || eb.Code != "INVALID_ARGUMENT" || len(eb.Violations) != 2 ||
+	if hresp.StatusCode != http.StatusBadRequest || eb.Code != "InvalidArgument" || eb.Message == "" || len(eb.Violations) != 2 ||
 		eb.Violations[0].Field != "customer.phone" || eb.Violations[0].Rule != "phone_format" || eb.Violations[0].Message == "" {
 		t.Fatalf("HTTP %d %+v", hresp.StatusCode, eb)
 	}
@@ -416,7 +424,7 @@ func TestHTTPAndNATSFaces(t *testing.T) {
 	r := e.start(t, testConfig(t), nil)
 	body, _ := protojson.Marshal(e.phoneSubmission("HOT-HTTP"))
 	post := func(tok string) (*http.Response, []byte) {
-		req, _ := http.NewRequest(http.MethodPost, "http://"+r.svc.HTTPAddr()+"/v1/intake/SubmitComplaint", bytes.NewReader(body))
+		req, _ := http.NewRequest(http.MethodPost, "http://"+r.svc.HTTPAddr()+submitPath, bytes.NewReader(body))
 		if tok != "" {
 			req.Header.Set("Authorization", "Bearer "+tok)
 		}
@@ -452,7 +460,7 @@ func TestHTTPAndNATSFaces(t *testing.T) {
 	}
 	msg.Header.Set("Authorization", "Bearer "+tokEmail)
 	rep, err = e.nc.RequestMsg(msg, 5*time.Second)
-	if err != nil || rep.Header.Get("Closeloop-Error") != "PERMISSION_DENIED" {
+	if err != nil || rep.Header.Get("Closeloop-Error") != "PermissionDenied" {
 		t.Fatalf("NATS with another channel's token: %v %v %s", err, rep.Header, rep.Data)
 	}
 }
@@ -486,15 +494,27 @@ func TestRateLimitPerAdapter(t *testing.T) {
 	}
 	// HTTP: 429 with Retry-After.
 	body, _ := protojson.Marshal(e.phoneSubmission("HOT-R"))
-	req, _ := http.NewRequest(http.MethodPost, "http://"+r.svc.HTTPAddr()+"/v1/intake/SubmitComplaint", bytes.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, "http://"+r.svc.HTTPAddr()+submitPath, bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+tokPhone)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var eb struct {
+		Code string `json:"code"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&eb)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("HTTP %d Retry-After=%q, want 429 with a hint", resp.StatusCode, resp.Header.Get("Retry-After"))
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || eb.Code != "ResourceExhausted" {
+		t.Fatalf("HTTP %d Retry-After=%q code=%q, want 429 with a hint", resp.StatusCode, resp.Header.Get("Retry-After"), eb.Code)
+	}
+	// NATS: the same interceptor, the same hint.
+	msg := nats.NewMsg(intake.SubmitSubject)
+	msg.Header.Set("Authorization", "Bearer "+tokPhone)
+	msg.Data = body
+	rep, err := e.nc.RequestMsg(msg, 5*time.Second)
+	if err != nil || rep.Header.Get("Closeloop-Error") != "ResourceExhausted" || rep.Header.Get("Retry-After") == "" {
+		t.Fatalf("NATS over the rate: %v %v %s", err, rep.Header, rep.Data)
 	}
 	// The bucket refills with time (the fake clock).
 	e.clock.Advance(2 * time.Second)

@@ -157,7 +157,7 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv := api.NewServer(api.Options{Name: Name, GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, Logger: log, Authenticator: cfg.Authenticator})
+	srv := api.NewServer(api.Options{Name: Name, Metrics: deps.Metrics, GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, Logger: log, Authenticator: cfg.Authenticator})
 	routingv1.RegisterRoutingServiceServer(srv.GRPC(), g)
 	return &Service{deps: deps, cfg: cfg, app: a, view: view, srv: srv, ready: make(chan struct{})}, nil
 }
@@ -178,16 +178,19 @@ func (s *Service) PolicyVersion() string { return s.app.Policy().Version }
 // Run follows the log into the view, consumes events.complaint.> and
 // events.team.> on the durable consumer, and serves the API until ctx is
 // done; then it drains the consumer and stops the server.
-func (s *Service) Run(parent context.Context) error {
-	ctx, cancel := context.WithCancel(parent)
-	defer cancel()
+func (s *Service) Run(ctx context.Context) error {
 	if err := s.srv.Listen(); err != nil {
 		return err
 	}
+	// The view outlives the consumer: handlers being drained still wait on it.
+	viewCtx, stopView := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopView()
 	viewErr := make(chan error, 1)
-	go func() { viewErr <- s.view.Run(ctx, s.deps.Log) }()
+	go func() { viewErr <- s.view.Run(viewCtx, s.deps.Log) }()
 
-	sub, err := bus.Subscribe(ctx, s.deps.JS, bus.Options{
+	subCtx, stopSub := context.WithCancel(ctx)
+	defer stopSub()
+	sub, err := bus.Subscribe(subCtx, s.deps.JS, bus.Options{
 		Durable:     s.cfg.Durable,
 		Subjects:    []string{jsstore.KindSubjects(eventlog.KindComplaint), jsstore.KindSubjects(eventlog.KindTeam)},
 		Concurrency: s.cfg.Concurrency,
@@ -196,27 +199,32 @@ func (s *Service) Run(parent context.Context) error {
 	if err != nil {
 		return fmt.Errorf("routing: subscribe: %w", err)
 	}
-	defer sub.Stop()
 
+	srvCtx, stopSrv := context.WithCancel(ctx)
+	defer stopSrv()
 	srvErr := make(chan error, 1)
-	go func() { srvErr <- s.srv.Run(ctx) }()
+	go func() { srvErr <- s.srv.Run(srvCtx) }()
 	s.readyOnce.Do(func() { close(s.ready) })
 
+	var runErr error
 	select {
 	case <-ctx.Done():
-		sub.Stop()
-		return <-srvErr
 	case err := <-viewErr:
-		cancel()
-		sub.Stop()
-		<-srvErr
-		if parent.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("routing: view stopped following the log: %w", err)
+		viewErr <- err
+		runErr = fmt.Errorf("routing: view stopped following the log: %w", err)
 	case err := <-srvErr:
-		return err
+		srvErr <- err
+		runErr = err
 	}
+	stopSrv()
+	stopSub()
+	sub.Stop()
+	stopView()
+	<-viewErr
+	if err := <-srvErr; err != nil && runErr == nil {
+		runErr = err
+	}
+	return runErr
 }
 
 // handle is the bus handler: an event about a complaint routing cannot

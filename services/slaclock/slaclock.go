@@ -25,6 +25,9 @@ import (
 	policydata "github.com/closeloop/closeloop/services/slaclock/policy"
 )
 
+// Name is the service's name (logs, metrics, its NATS consumer).
+const Name = "slaclock"
+
 // Config of the service; DefaultConfig has the defaults.
 type Config struct {
 	// GRPCAddr (SLACLOCK_GRPC_ADDR, default ":7003") and HTTPAddr
@@ -145,13 +148,13 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv := api.NewServer(api.Options{Name: "slaclock", GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, Logger: logger, Authenticator: cfg.Authenticator})
+	srv := api.NewServer(api.Options{Name: Name, Metrics: deps.Metrics, GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, Logger: logger, Authenticator: cfg.Authenticator})
 	slaclockv1.RegisterSlaClockServiceServer(srv.GRPC(), ports.NewServer(a))
 	return &Service{app: a, api: srv}, nil
 }
 
 // Name implements platform.Service.
-func (s *Service) Name() string { return "slaclock" }
+func (s *Service) Name() string { return Name }
 
 // App is the running instance (queries in tests and the standalone runner).
 func (s *Service) App() *app.App { return s.app }

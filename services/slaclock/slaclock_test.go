@@ -177,9 +177,22 @@ func TestServiceOnJetStream(t *testing.T) {
 	if code != 200 || !maps.Equal(running, want) {
 		t.Fatalf("GetClocks: %d running %v, want %v", code, running, want)
 	}
-	code, body = post(t, svc.API().HTTPAddr(), "GetClocks", `{}`)
-	if code != 400 || !strings.Contains(toJSON(body), "complaint_id") {
-		t.Fatalf("bad request: %d %v", code, body)
+	for _, bad := range []struct{ method, body, field string }{
+		{"GetClocks", `{}`, "complaint_id"},
+		{"ListDueWithin", `{"limit": 5000}`, "window"},
+		{"ListDueWithin", `{"window": "3600s", "limit": 5000}`, "limit"},
+		{"WhatIf", `{"from": "2026-02-13T00:00:00Z", "to": "2026-02-12T00:00:00Z"}`, "to"},
+		{"ReapplyPolicy", `{"complaintId": "x"}`, "reason"},
+		{"PublishPolicy", `{"document": "e30=", "publishedBy": "m"}`, "document"},
+	} {
+		code, body := post(t, svc.API().HTTPAddr(), bad.method, bad.body)
+		if code != 400 || !strings.Contains(toJSON(body), `"`+bad.field) {
+			t.Errorf("%s %s: %d %v, want 400 naming %s", bad.method, bad.body, code, body, bad.field)
+		}
+	}
+	code, body = post(t, svc.API().HTTPAddr(), "ListDueWithin", `{"window": "90000s"}`)
+	if code != 200 || len(body["clocks"].([]any)) != 1 {
+		t.Fatalf("ListDueWithin 25h: %d %v", code, body)
 	}
 
 	stop()

@@ -96,16 +96,16 @@ func Open(ctx context.Context, cfg Config, js jetstream.JetStream, jscfg jsstore
 	}
 	switch cfg.Backend {
 	case EventStoreDB:
-		db, err := esdb.Dial(cfg.EventStoreURL, logger)
+		conn, err := esdb.Dial(cfg.EventStoreURL, logger)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", EnvURL, err)
 		}
-		s, err := esdb.New(db, escfg)
+		s, err := esdb.New(conn, escfg)
 		if err != nil {
-			_ = db.Close()
+			_ = conn.Close()
 			return nil, nil, err
 		}
-		return s, db.Close, nil
+		return s, conn.Close, nil
 	default:
 		if js == nil {
 			return nil, nil, fmt.Errorf("backend %s: a JetStream client is required", JetStream)

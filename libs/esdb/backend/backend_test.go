@@ -5,12 +5,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/closeloop/closeloop/libs/esdb"
+	"github.com/closeloop/closeloop/libs/esdb/internal/fakekurrent"
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
 	"github.com/closeloop/closeloop/libs/natsembed"
+	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
 func env(kv map[string]string) func(string) (string, bool) {
@@ -65,6 +68,38 @@ func TestParseRefusesBadSettingsNamingTheVariable(t *testing.T) {
 		if strings.Contains(msg, "s3cret") {
 			t.Errorf("%s: error repeats the password: %q", tt.name, msg)
 		}
+	}
+}
+
+func TestOpenEventStoreDBGivesAWorkingLog(t *testing.T) {
+	srv, err := fakekurrent.Start() // the stand-in for KurrentDB's gRPC API
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	ctx := context.Background()
+	cfg, err := Parse(env(map[string]string{EnvBackend: "eventstoredb", EnvURL: srv.URL()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, closeFn, err := Open(ctx, cfg, nil, jsstore.Config{}, esdb.Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = closeFn() }()
+	if _, ok := log.(*esdb.Store); !ok {
+		t.Fatalf("Open(eventstoredb) = %T, want *esdb.Store", log)
+	}
+	id := uuid.NewString()
+	e, err := eventlog.NewEvent(eventlog.Meta{ComplaintID: id}, &eventsv1.ComplaintAccepted{AcceptedBy: "system"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := log.Append(ctx, eventlog.ComplaintStream(id), 0, e); err != nil || res.Version != 1 {
+		t.Fatalf("Append = %+v, %v; want version 1", res, err)
+	}
+	if recs, err := log.ReadStream(ctx, eventlog.ComplaintStream(id), 1); err != nil || len(recs) != 1 {
+		t.Fatalf("ReadStream = %d records, %v; want 1", len(recs), err)
 	}
 }
 

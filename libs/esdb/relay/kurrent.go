@@ -14,7 +14,7 @@ import (
 // filtered on the server to the closeloop streams of a namespace (the
 // default one in production, see esdb.Namespace).
 type KurrentSource struct {
-	DB        *kurrent.Client
+	Conn      *esdb.Conn
 	Namespace esdb.Namespace
 }
 
@@ -27,7 +27,7 @@ func (s KurrentSource) Subscribe(ctx context.Context, from *Position, fn func(Ev
 	if from != nil {
 		start = kurrentPosition(*from)
 	}
-	sub, err := s.DB.SubscribeToAll(ctx, kurrent.SubscribeToAllOptions{
+	sub, err := s.Conn.SubscribeToAll(ctx, kurrent.SubscribeToAllOptions{
 		From:   start,
 		Filter: &kurrent.SubscriptionFilter{Type: kurrent.StreamFilterType, Prefixes: s.Namespace.Prefixes()},
 	})

@@ -87,7 +87,7 @@ func relayFromKurrentDB(t *testing.T, url string, noise func()) {
 	appendSome(3)
 	noise()
 	run := func(wantMsgs int) {
-		r, err := New(KurrentSource{DB: db, Namespace: ns}, newSink(t, js), Options{})
+		r, err := New(KurrentSource{Conn: db, Namespace: ns}, newSink(t, js), Options{Logger: quiet})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,7 +150,7 @@ func TestKurrentSourceStopsWhenTheServerGoes(t *testing.T) {
 	t.Cleanup(func() { _ = db.Close() })
 	done := make(chan error, 1)
 	go func() {
-		done <- KurrentSource{DB: db}.Subscribe(context.Background(), nil, func(Event) error { return nil })
+		done <- KurrentSource{Conn: db}.Subscribe(context.Background(), nil, func(Event) error { return nil })
 	}()
 	checkFor(t, 10*time.Second, func() error {
 		if srv.Subscriptions() != 1 {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +25,9 @@ import (
 )
 
 var errCrash = errors.New("stand-in: subscription crashed")
+
+// quiet keeps the relay's progress lines out of the test output.
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // standIn is an in-process stand-in for the KurrentDB subscription: a log
 // of events with positions that can grow, crash mid-stream, and replay from
@@ -298,7 +303,7 @@ func TestRelayPublishesEveryEventOnceInLogOrder(t *testing.T) {
 	_, js := startNATS(t, t.TempDir())
 	events := someEvents(t, 9)
 	src := newStandIn(events[:6])
-	r, err := New(src, newSink(t, js), Options{})
+	r, err := New(src, newSink(t, js), Options{Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +323,7 @@ func TestRelayResumesAfterACrashWithNoGapAndNoDuplicate(t *testing.T) {
 	events := someEvents(t, 10)
 	src := newStandIn(events)
 	src.crashAfter = []int{4}
-	r, err := New(src, newSink(t, js), Options{})
+	r, err := New(src, newSink(t, js), Options{Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +347,7 @@ func TestRelayResumesAfterACrashWithNoGapAndNoDuplicate(t *testing.T) {
 	_, js = startNATS(t, dir)
 	src.ignoreFrom = true // and the source replays from the start
 	counted := &countingSink{Sink: newSink(t, js)}
-	r, err = New(src, counted, Options{})
+	r, err = New(src, counted, Options{Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +373,7 @@ func TestServeRestartsFromTheCheckpointAfterTheBackoff(t *testing.T) {
 	src := newStandIn(events)
 	src.crashAfter = []int{3}
 	fake := clock.NewFake(committed)
-	r, err := New(src, newSink(t, js), Options{Clock: fake, Backoff: 5 * time.Second})
+	r, err := New(src, newSink(t, js), Options{Clock: fake, Backoff: 5 * time.Second, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -458,7 +463,7 @@ func TestCheckpointRefusesAStreamWrittenByAnotherWriter(t *testing.T) {
 	if _, err := log.Append(ctx, eventlog.ComplaintStream(id), 0, e); err != nil {
 		t.Fatal(err)
 	}
-	r, err := New(newStandIn(nil), newSink(t, js), Options{})
+	r, err := New(newStandIn(nil), newSink(t, js), Options{Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -474,7 +479,7 @@ func TestRelayRecordsItsLag(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	meter := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)).Meter("test")
 	fake := clock.NewFake(committed.Add(2 * time.Second))
-	r, err := New(newStandIn(events), newSink(t, js), Options{Clock: fake, Meter: meter})
+	r, err := New(newStandIn(events), newSink(t, js), Options{Clock: fake, Meter: meter, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -528,10 +533,10 @@ func TestPositionOrderAndHeaderForm(t *testing.T) {
 }
 
 func TestNewRefusesAMissingSourceOrSink(t *testing.T) {
-	if _, err := New(nil, &JetStreamSink{}, Options{}); err == nil {
+	if _, err := New(nil, &JetStreamSink{}, Options{Logger: quiet}); err == nil {
 		t.Error("New(nil source) accepted")
 	}
-	if _, err := New(newStandIn(nil), nil, Options{}); err == nil {
+	if _, err := New(newStandIn(nil), nil, Options{Logger: quiet}); err == nil {
 		t.Error("New(nil sink) accepted")
 	}
 }

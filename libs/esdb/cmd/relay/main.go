@@ -77,7 +77,7 @@ func run() error {
 		return fmt.Errorf("EVENTSTORE_URL: %w", err)
 	}
 	defer db.Close()
-	r, err := relay.New(relay.KurrentSource{DB: db}, sink, relay.Options{Logger: logger})
+	r, err := relay.New(relay.KurrentSource{Conn: db}, sink, relay.Options{Logger: logger})
 	if err != nil {
 		return err
 	}

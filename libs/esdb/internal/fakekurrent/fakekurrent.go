@@ -58,8 +58,12 @@ type Server struct {
 
 // Start serves on a free loopback port. The log begins with a few system
 // records and another application's stream, as a real database's does.
-func Start() (*Server, error) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+func Start() (*Server, error) { return StartOn("127.0.0.1:0") }
+
+// StartOn serves on addr (host:port), e.g. to come back where a stopped
+// server was; the new server's log is a fresh one.
+func StartOn(addr string) (*Server, error) {
+	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("fakekurrent: listen: %w", err)
 	}
@@ -73,6 +77,9 @@ func Start() (*Server, error) {
 
 // URL is the connection string of the stand-in.
 func (s *Server) URL() string { return "esdb://" + s.addr + "?tls=false" }
+
+// Addr is the host:port the stand-in listens on.
+func (s *Server) Addr() string { return s.addr }
 
 // Stop stops serving, ending open subscriptions.
 func (s *Server) Stop() { s.grpc.Stop() }

@@ -1,6 +1,6 @@
-// Package ports exposes intake's use cases: the gRPC service, its HTTP/JSON
-// face and the NATS request subject, all three through the same
-// interceptors (authentication, rate limit) and the same error mapping.
+// Package ports exposes intake's use cases: the gRPC service (served with
+// its HTTP/JSON face by libs/api), the NATS request subject, which goes
+// through that same face, and the per-caller rate limit interceptor.
 package ports
 
 import (
@@ -14,32 +14,10 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/closeloop/closeloop/libs/api"
 	"github.com/closeloop/closeloop/services/intake/internal/app"
 	"github.com/closeloop/closeloop/services/intake/internal/domain"
 )
-
-// InvalidArgument is codes.InvalidArgument with one BadRequest field
-// violation per broken rule (Reason = the rule).
-func InvalidArgument(v []domain.Violation) error {
-	br := &errdetails.BadRequest{}
-	for _, x := range v {
-		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: x.Field, Description: x.Message, Reason: x.Rule})
-	}
-	st, err := status.New(codes.InvalidArgument, (&app.ValidationError{Violations: v}).Error()).WithDetails(br)
-	if err != nil {
-		return status.Error(codes.InvalidArgument, "invalid request")
-	}
-	return st.Err()
-}
-
-// ResourceExhausted is codes.ResourceExhausted with a RetryInfo hint.
-func ResourceExhausted(msg string, retry time.Duration) error {
-	st, err := status.New(codes.ResourceExhausted, msg).WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(retry)})
-	if err != nil {
-		return status.Error(codes.ResourceExhausted, msg)
-	}
-	return st.Err()
-}
 
 // toStatus maps a use case's error to a gRPC status. Messages of our errors
 // carry field names, rules, ids and channels, never personal data; anything
@@ -54,7 +32,7 @@ func toStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 	var ve *app.ValidationError
 	switch {
 	case errors.As(err, &ve):
-		return InvalidArgument(ve.Violations)
+		return api.InvalidArgument(ve.Error(), violations(ve.Violations)...)
 	case errors.Is(err, app.ErrPermission):
 		return status.Error(codes.PermissionDenied, err.Error())
 	case errors.Is(err, domain.ErrNotFound):
@@ -62,7 +40,12 @@ func toStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 	case errors.Is(err, domain.ErrWithdrawn), errors.Is(err, domain.ErrErased):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, app.ErrRetryLater):
-		st, _ := status.New(codes.Unavailable, err.Error()).WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
+		// Another submission of the same problem is being recorded: the
+		// caller retries in a moment (HTTP 503 with Retry-After).
+		st, derr := status.New(codes.Unavailable, err.Error()).WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
+		if derr != nil {
+			return status.Error(codes.Unavailable, err.Error())
+		}
 		return st.Err()
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "request canceled")
@@ -71,4 +54,12 @@ func toStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 	}
 	log.ErrorContext(ctx, "intake request failed", "method", method, "err", err)
 	return status.Error(codes.Internal, "internal error")
+}
+
+func violations(vs []domain.Violation) []api.Violation {
+	out := make([]api.Violation, len(vs))
+	for i, v := range vs {
+		out[i] = api.Violation{Field: v.Field, Rule: v.Rule, Message: v.Message}
+	}
+	return out
 }

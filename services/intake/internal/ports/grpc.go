@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -20,14 +19,9 @@ type Server struct {
 	log *slog.Logger
 }
 
-// NewServer builds the gRPC service.
+// NewServer builds the gRPC service. It expects the libs/api server's
+// authentication to have put the caller in the context.
 func NewServer(a *app.App, log *slog.Logger) *Server { return &Server{app: a, log: log} }
-
-// Interceptors are what every call goes through, on every face: bearer
-// authentication (libs/auth), then the per-caller rate limit.
-func Interceptors(authn auth.Authenticator, rl *RateLimiter) []grpc.UnaryServerInterceptor {
-	return []grpc.UnaryServerInterceptor{auth.UnaryServerInterceptor(authn), rl.Unary}
-}
 
 func (s *Server) caller(ctx context.Context) (auth.Principal, error) {
 	p, ok := auth.FromContext(ctx)

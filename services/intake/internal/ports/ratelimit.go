@@ -2,13 +2,13 @@ package ports
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 
+	"github.com/closeloop/closeloop/libs/api"
 	"github.com/closeloop/closeloop/libs/auth"
 	"github.com/closeloop/closeloop/libs/clock"
 )
@@ -54,11 +54,12 @@ func (r *RateLimiter) Allow(caller string) (bool, time.Duration) {
 	return true, 0
 }
 
-// Unary is the interceptor; it runs after authentication.
+// Unary is the interceptor (api.Options.UnaryInterceptors): it runs after
+// authentication, so the bucket is the authenticated caller's.
 func (r *RateLimiter) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if p, ok := auth.FromContext(ctx); ok {
 		if ok, wait := r.Allow(p.ID); !ok {
-			return nil, ResourceExhausted(fmt.Sprintf("rate limit of %s exceeded: retry in %s", p.ID, wait.Round(time.Millisecond)), wait)
+			return nil, api.ResourceExhausted(wait)
 		}
 	}
 	return handler(ctx, req)

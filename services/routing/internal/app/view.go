@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"slices"
 	"sync"
@@ -23,6 +24,8 @@ type View struct {
 	mu         sync.RWMutex
 	position   uint64
 	advanced   chan struct{} // closed and replaced whenever position moves
+	stopped    chan struct{} // closed when Run returns
+	stopOnce   sync.Once
 	teams      map[string]*domain.Team
 	complaints map[string]*tracked
 	byCustomer map[string][]string
@@ -45,16 +48,20 @@ type tracked struct {
 // NewView returns an empty view.
 func NewView(p *domain.Policy) *View {
 	return &View{
-		policy: p, advanced: make(chan struct{}),
+		policy: p, advanced: make(chan struct{}), stopped: make(chan struct{}),
 		teams: map[string]*domain.Team{}, complaints: map[string]*tracked{},
 		byCustomer: map[string][]string{}, load: map[string]int{}, lastGiven: map[string]time.Time{},
 	}
 }
 
-// Run follows the log from the start until ctx is done.
+// Run follows the log from the start until ctx is done. A view runs once.
 func (v *View) Run(ctx context.Context, store eventlog.Store) error {
+	defer v.stopOnce.Do(func() { close(v.stopped) })
 	return store.Follow(ctx, v.Position()+1, func(r eventlog.Record) error { v.Apply(r); return nil })
 }
+
+// ErrViewStopped: the view no longer follows the log.
+var ErrViewStopped = errors.New("routing view stopped following the log")
 
 // Position is the log position of the last event applied.
 func (v *View) Position() uint64 {
@@ -75,6 +82,8 @@ func (v *View) WaitFor(ctx context.Context, pos uint64) error {
 		}
 		select {
 		case <-ch:
+		case <-v.stopped:
+			return ErrViewStopped
 		case <-ctx.Done():
 			return ctx.Err()
 		}

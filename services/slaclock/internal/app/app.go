@@ -123,7 +123,11 @@ func (a *App) Rebuild(ctx context.Context) error {
 		}
 	}
 	a.log.Info("slaclock: rebuilt", "open_clocks", a.idx.Open(), "complaints", a.idx.Complaints(), "reconciled", len(dirty), "position", a.pos)
-	close(a.rebuilt)
+	select {
+	case <-a.rebuilt:
+	default:
+		close(a.rebuilt)
+	}
 	return nil
 }
 

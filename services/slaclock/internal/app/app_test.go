@@ -410,6 +410,7 @@ func TestWhatIfChangesNothing(t *testing.T) {
 	}
 	clk.Set(t0.Add(40 * time.Hour))
 	waitFor(t, "c2 breach", has(t, store, "c2", "SlaBreached acceptance-1"))
+	in.stop() // nothing else writes from here on; WhatIf needs no running loop
 	before, _ := store.ReadAll(context.Background(), 1, 1000)
 
 	stricter := strings.NewReplacer(`"version": "sla.v1"`, `"version": "strict"`, `"acceptance":         {"limit": "24h"`, `"acceptance":         {"limit": "8h"`).Replace(string(policydata.Default))

@@ -59,7 +59,7 @@ func (a *App) DueWithin(window time.Duration, limit int) []timers.Upcoming {
 func (a *App) PublishPolicy(ctx context.Context, doc []byte, by string) (string, error) {
 	p, err := policy.Parse(doc)
 	if err != nil {
-		return "", fmt.Errorf("%w: document: %w", ErrInvalid, err)
+		return "", invalid("document", err)
 	}
 	for attempt := 0; ; attempt++ {
 		recs, err := a.store.ReadStream(ctx, PolicyStream, 1)
@@ -68,7 +68,7 @@ func (a *App) PublishPolicy(ctx context.Context, doc []byte, by string) (string,
 		}
 		for _, r := range recs {
 			if r.Event.GetSlaPolicyPublished().GetPolicyVersion() == p.Version {
-				return "", fmt.Errorf("%w: policy version %q is already published; a changed policy needs a new version", ErrInvalid, p.Version)
+				return "", invalid("document", fmt.Errorf("policy version %q is already published; a changed policy needs a new version", p.Version))
 			}
 		}
 		e, err := eventlog.NewEvent(eventlog.Meta{Producer: domain.Producer, Actor: by, OccurredAt: a.clk.Now(), PolicyVersion: p.Version},
@@ -89,8 +89,19 @@ func (a *App) PublishPolicy(ctx context.Context, doc []byte, by string) (string,
 	}
 }
 
-// ErrInvalid marks a request that is refused as it stands.
+// ErrInvalid marks a request that is refused as it stands; the error is a
+// *FieldError naming the field.
 var ErrInvalid = errors.New("invalid request")
+
+// FieldError is a refused request: the field and what is wrong with it.
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string         { return fmt.Sprintf("%s: %s: %v", ErrInvalid, e.Field, e.Err) }
+func (e *FieldError) Unwrap() []error       { return []error{ErrInvalid, e.Err} }
+func invalid(field string, err error) error { return &FieldError{Field: field, Err: err} }
 
 // WhatIfReport is the result of a what-if replay.
 type WhatIfReport struct {
@@ -110,7 +121,7 @@ func (a *App) WhatIf(ctx context.Context, doc []byte, calendarID string, from, t
 	if len(doc) > 0 {
 		p, err := policy.Parse(doc)
 		if err != nil {
-			return rep, fmt.Errorf("%w: policy_document: %w", ErrInvalid, err)
+			return rep, invalid("policy_document", err)
 		}
 		candidate.Policies = policy.NewBook(p)
 		rep.CandidateVersion = p.Version
@@ -118,7 +129,7 @@ func (a *App) WhatIf(ctx context.Context, doc []byte, calendarID string, from, t
 	if calendarID != "" {
 		c, err := a.calendars.Calendar(calendarID)
 		if err != nil {
-			return rep, fmt.Errorf("%w: calendar_id: %w", ErrInvalid, err)
+			return rep, invalid("calendar_id", err)
 		}
 		candidate.Calendars = only{c}
 	}

@@ -44,9 +44,10 @@ func required(field, v string) error {
 	return nil
 }
 
+// appError maps an app error to a status; a refused request names its field.
 func appError(err error) error {
-	if errors.Is(err, app.ErrInvalid) {
-		return api.InvalidArgument(err.Error())
+	if fe := (*app.FieldError)(nil); errors.As(err, &fe) {
+		return api.InvalidArgument("invalid request", api.Violation{Field: fe.Field, Rule: "valid", Message: fe.Err.Error()})
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return status.FromContextError(err).Err()

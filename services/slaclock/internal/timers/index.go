@@ -251,19 +251,25 @@ func (x *Index) Set(st *domain.State) {
 		if !c.Open() {
 			continue
 		}
-		calID := ""
-		if c.Business {
-			calID = c.CalendarID
-			if calID == "" {
-				calID = "-" // business time in the default calendar (CalendarOf falls back to it); "" is calendar time
-			}
-		}
-		ci, wi := x.intern(calID, c.WarnPercents)
+		ci, wi := x.intern(calKey(c.Business, c.CalendarID), c.WarnPercents)
 		s.clocks = append(s.clocks, toSched(c, ci, wi, c.WarnPercents))
 	}
 	x.open += len(s.clocks)
 	s.next = -1 // force a push
 	x.rearm(i)
+}
+
+// calKey is the interned calendar of a clock: "" is calendar time, so
+// business time without a calendar id is "-" (CalendarOf falls back to the
+// default calendar for it).
+func calKey(business bool, id string) string {
+	switch {
+	case !business:
+		return ""
+	case id == "":
+		return "-"
+	}
+	return id
 }
 
 // Apply folds one event this service wrote into the schedule: how the index
@@ -277,11 +283,7 @@ func (x *Index) Apply(e *ev.Envelope) {
 		if !x.fresh(i, e) {
 			return
 		}
-		calID := ""
-		if p.GetBusinessTime() {
-			calID = p.GetCalendarId()
-		}
-		ci, wi := x.intern(calID, p.GetWarnPercents())
+		ci, wi := x.intern(calKey(p.GetBusinessTime(), p.GetCalendarId()), p.GetWarnPercents())
 		c := domain.Clock{ID: p.GetClockId(), Target: p.GetTarget(), Status: domain.Running, Deadline: p.GetDeadline().AsTime(), Budget: p.GetBudget().AsDuration()}
 		s := &x.slots[i]
 		s.clocks = append(s.clocks, toSched(&c, ci, wi, nil))
