@@ -7,6 +7,7 @@ require (
 	github.com/closeloop/closeloop/services/dispatch v0.0.0
 	github.com/closeloop/closeloop/services/followup v0.0.0
 	github.com/closeloop/closeloop/services/intake v0.0.0
+	github.com/closeloop/closeloop/services/routing v0.0.0-00010101000000-000000000000
 	github.com/closeloop/closeloop/services/slaclock v0.0.0-00010101000000-000000000000
 )
 

@@ -19,6 +19,7 @@ import (
 	"github.com/closeloop/closeloop/services/dispatch"
 	"github.com/closeloop/closeloop/services/followup"
 	"github.com/closeloop/closeloop/services/intake"
+	"github.com/closeloop/closeloop/services/routing"
 	"github.com/closeloop/closeloop/services/slaclock"
 )
 
@@ -46,6 +47,13 @@ var builders = []struct {
 			return nil, err
 		}
 		return intake.New(d, cfg)
+	}},
+	{routing.Name, func(d platform.Deps) (platform.Service, error) {
+		cfg, err := routing.ConfigFromEnv()
+		if err != nil {
+			return nil, err
+		}
+		return routing.New(d, cfg)
 	}},
 	{slaclock.Name, func(d platform.Deps) (platform.Service, error) {
 		cfg, err := slaclock.ConfigFromEnv()

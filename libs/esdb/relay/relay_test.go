@@ -100,7 +100,7 @@ var committed = time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
 // log (so they are properly sealed and chained) and returns them as the
 // relay sees them, in log order. Pairs of events share a commit position, as
 // the events of one KurrentDB append do.
-func someEvents(t *testing.T, n int) []Event {
+func someEvents(t testing.TB, n int) []Event {
 	t.Helper()
 	ctx := context.Background()
 	log := memstore.New(clock.NewFake(committed))
@@ -141,7 +141,7 @@ func someEvents(t *testing.T, n int) []Event {
 
 // startNATS starts an embedded server storing in dir and returns a
 // JetStream client on it.
-func startNATS(t *testing.T, dir string) (*natsembed.Server, jetstream.JetStream) {
+func startNATS(t testing.TB, dir string) (*natsembed.Server, jetstream.JetStream) {
 	t.Helper()
 	s, err := natsembed.Start(natsembed.Options{StoreDir: dir, NoSync: true})
 	if err != nil {
@@ -160,7 +160,7 @@ func startNATS(t *testing.T, dir string) (*natsembed.Server, jetstream.JetStream
 	return s, js
 }
 
-func newSink(t *testing.T, js jetstream.JetStream) *JetStreamSink {
+func newSink(t testing.TB, js jetstream.JetStream) *JetStreamSink {
 	t.Helper()
 	sink, err := NewJetStreamSink(context.Background(), js, jsstore.Config{})
 	if err != nil {

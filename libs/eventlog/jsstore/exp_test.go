@@ -4,6 +4,7 @@ package jsstore_test
 
 import (
 	"encoding/json"
+	"syscall"
 	"fmt"
 	"strconv"
 	"strings"
@@ -99,6 +100,8 @@ func BenchmarkExpRawPull(b *testing.B) {
 			b.Run(fmt.Sprintf("inproc=%v/decode=%v", inProc, decode), func(b *testing.B) {
 				nc, js := expConn(b, inProc)
 				b.ResetTimer()
+				c0 := cpuNow()
+				defer func() { b.ReportMetric(float64((cpuNow()-c0).Microseconds())/float64(b.N*total), "cpu-us/event") }()
 				for range b.N {
 					if n := rawPull(b, nc, js, 10_000, decode); n != total {
 						b.Fatalf("got %d", n)
@@ -150,6 +153,8 @@ func BenchmarkExpRawDirect(b *testing.B) {
 		b.Run(fmt.Sprintf("nohdr=%v", noHdr), func(b *testing.B) {
 			nc, _ := expConn(b, true)
 			b.ResetTimer()
+			c0 := cpuNow()
+			defer func() { b.ReportMetric(float64((cpuNow()-c0).Microseconds())/float64(b.N*total), "cpu-us/event") }()
 			for range b.N {
 				if n := rawDirect(b, nc, noHdr); n != total {
 					b.Fatalf("got %d", n)
@@ -158,4 +163,10 @@ func BenchmarkExpRawDirect(b *testing.B) {
 			b.ReportMetric(float64(b.N*total)/b.Elapsed().Seconds(), "events/s")
 		})
 	}
+}
+
+func cpuNow() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

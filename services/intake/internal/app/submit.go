@@ -33,7 +33,9 @@ type SubmitResult struct {
 //  1. The complaint id is derived from (channel, channel_ref); no write.
 //  2. A submission already linked elsewhere is found in the link index; the
 //     DuplicateLinked event is (re)appended if a crash lost it.
-//  3. The problem fingerprint is claimed in the duplicate index (KV Create).
+//  3. The problem fingerprint is claimed in the duplicate index (KV Create),
+//     while the personal data is sealed (KV Create of a new customer's data
+//     key): two independent writes at once, see claimAndSeal.
 //     A crash after the claim leaves an entry owned by this id: the retry
 //     finds its own claim and carries on; if no retry ever comes, a later
 //     submission of the same problem takes the stale claim over after
@@ -70,8 +72,10 @@ func (a *App) Submit(ctx context.Context, p auth.Principal, req *intakev1.Submit
 		ref = "cx_" + pii.KeyedHash(a.cfg.Secret, "complaint:"+id)
 	}
 	fp := pii.KeyedHash(a.cfg.Secret, ref+"|"+domain.ProblemKey(req.GetProduct(), req.GetDescription()))
+	var received *eventsv1.ComplaintReceived
 	if reachable {
-		first, err := a.claim(ctx, fp, id, now)
+		var first string
+		received, first, err = a.claimAndSeal(ctx, p, req, ref, fp, id, now)
 		if err != nil {
 			return SubmitResult{}, err
 		}
@@ -82,10 +86,7 @@ func (a *App) Submit(ctx context.Context, p auth.Principal, req *intakev1.Submit
 			}
 			return a.joinFirst(ctx, p, first, link)
 		}
-	}
-
-	received, err := a.received(ctx, p, req, ref, fp)
-	if err != nil {
+	} else if received, err = a.received(ctx, p, req, ref, fp); err != nil {
 		return SubmitResult{}, err
 	}
 	msgs, err := domain.DecideReceive(domain.State{}, received, reachable)
@@ -139,6 +140,43 @@ func (a *App) claim(ctx context.Context, fp, id string, now time.Time) (string, 
 		}
 	}
 	return "", ErrRetryLater
+}
+
+// claimAndSeal claims the fingerprint (claim) while building the event
+// (received), which seals the personal data and so, for a new customer,
+// creates the data key. The two writes are independent — different keys in
+// different buckets, neither reads the other — so they run at once and the
+// submission waits for one fsync instead of two. Crash safety is that of
+// running them one after the other: both are durable before the append,
+// and a crash between or during them leaves either a claim (the retry finds
+// its own claim; see Submit) or a data key (read back and reused by the
+// retry; a key with nothing sealed under it holds no personal data).
+//
+// It returns the event when this submission owns the fingerprint, else the
+// owner's id. The owner's complaint is of the same customer (the
+// fingerprint covers the customer reference), whose key therefore exists:
+// the sealing done for nothing only read it.
+func (a *App) claimAndSeal(ctx context.Context, p auth.Principal, req *intakev1.SubmitComplaintRequest, ref, fp, id string, now time.Time) (*eventsv1.ComplaintReceived, string, error) {
+	type sealed struct {
+		ev  *eventsv1.ComplaintReceived
+		err error
+	}
+	done := make(chan sealed, 1)
+	go func() {
+		ev, err := a.received(ctx, p, req, ref, fp)
+		done <- sealed{ev, err}
+	}()
+	first, err := a.claim(ctx, fp, id, now)
+	s := <-done
+	switch {
+	case err != nil:
+		return nil, "", err
+	case first != id:
+		return nil, first, nil
+	case s.err != nil:
+		return nil, "", s.err
+	}
+	return s.ev, id, nil
 }
 
 // joinFirst appends DuplicateLinked on the first complaint (once).

@@ -1,20 +1,15 @@
 // Command routing runs the routing service against an external NATS server
-// (NATS_URL, default nats://127.0.0.1:4222). Configuration: see the README.
+// (NATS_URL, default nats://127.0.0.1:4222; EVENTLOG_* for the event log)
+// until SIGINT or SIGTERM. Its own settings are listed in the service's README.
 package main
 
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/closeloop/closeloop/libs/clock"
-	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
 	"github.com/closeloop/closeloop/libs/platform"
 	"github.com/closeloop/closeloop/services/routing"
 )
@@ -27,36 +22,20 @@ func main() {
 }
 
 func run() error {
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	cfg, err := routing.ConfigFromEnv()
 	if err != nil {
 		return err
 	}
-	url := os.Getenv("NATS_URL")
-	if url == "" {
-		url = nats.DefaultURL
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-
-	nc, err := nats.Connect(url, nats.Name("closeloop-routing"), nats.MaxReconnects(-1))
-	if err != nil {
-		return fmt.Errorf("NATS_URL %s: %w", url, err)
-	}
-	defer nc.Drain()
-	js, err := jetstream.New(nc)
+	rt, err := platform.Connect(ctx, routing.Name)
 	if err != nil {
 		return err
 	}
-	store, err := jsstore.New(ctx, js, jsstore.Config{})
+	defer rt.Close()
+	svc, err := routing.New(rt.Deps, cfg)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	svc, err := routing.New(platform.Deps{NC: nc, JS: js, Log: store, Clock: clock.Real{}, Logger: logger}, cfg)
-	if err != nil {
-		return err
-	}
-	logger.Info("routing: starting", "policy_version", svc.PolicyVersion(), "grpc", cfg.GRPCAddr, "http", cfg.HTTPAddr)
 	return svc.Run(ctx)
 }
