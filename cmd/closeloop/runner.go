@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -98,7 +99,7 @@ func run(ctx context.Context, cfg runnerConfig, logger *slog.Logger) error {
 	}
 	defer func() { _ = tel.Shutdown(context.Background()) }()
 
-	services, closeAll, err := startServices(ctx, ns, clock.Real{}, tel)
+	services, closeAll, err := startServices(ctx, ns, clock.Real{}, tel, os.Stderr)
 	if err != nil {
 		return err
 	}
@@ -106,8 +107,10 @@ func run(ctx context.Context, cfg runnerConfig, logger *slog.Logger) error {
 	return runAll(ctx, services, logger)
 }
 
-// startServices builds every service on its own in-process connection to ns.
-func startServices(ctx context.Context, ns *natsembed.Server, clk clock.Clock, tel *telemetry.Telemetry) ([]platform.Service, func(), error) {
+// startServices builds every service on its own in-process connection to ns,
+// on clock clk, logging to logOut (the end-to-end test passes a fake clock and
+// captures the logs).
+func startServices(ctx context.Context, ns *natsembed.Server, clk clock.Clock, tel *telemetry.Telemetry, logOut io.Writer) ([]platform.Service, func(), error) {
 	var closers []func()
 	closeAll := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -121,7 +124,7 @@ func startServices(ctx context.Context, ns *natsembed.Server, clk clock.Clock, t
 			closeAll()
 			return nil, nil, fmt.Errorf("%s: connect: %w", b.name, err)
 		}
-		deps, err := platform.NewDeps(ctx, nc, clk, telemetry.NewLogger(b.name, os.Stderr))
+		deps, err := platform.NewDeps(ctx, nc, clk, telemetry.NewLogger(b.name, logOut))
 		if err != nil {
 			nc.Close()
 			closeAll()

@@ -187,10 +187,10 @@ func export(ctx context.Context, c *conn, id string, out io.Writer) error {
 }
 
 type verifyResult struct {
-	Scope   string                `json:"scope"`
-	Events  int                   `json:"events"`
-	Streams int                   `json:"streams"`
-	OK      bool                  `json:"ok"`
+	Scope   string                 `json:"scope"`
+	Events  int                    `json:"events"`
+	Streams int                    `json:"streams"`
+	OK      bool                   `json:"ok"`
 	Broken  []*eventlog.BrokenLink `json:"broken,omitempty"`
 }
 

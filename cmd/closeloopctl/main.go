@@ -24,6 +24,10 @@ const usage = `closeloopctl — replay, verify and operate Closeloop
 Usage: closeloopctl [flags] <command> [arguments]
 
 Commands:
+  submit [--channel C] [--ref R] [--description D]
+                                    submit a test complaint through intake (an adapter's token)
+  show <complaint-id>               the complaint as each service sees it (its own projection)
+  seed-demo                         one on-shift member per team and a technician, for a fresh make run
   history <complaint-id>            the full timeline: time, service, actor, event, key fields
   as-of <complaint-id> <instant>    the complaint's state as recorded at an RFC 3339 instant
   verify <complaint-id> | --all     check the hash chain of one complaint or of the whole log
@@ -59,6 +63,8 @@ func usageErr(format string, a ...any) error {
 
 type options struct {
 	natsURL string
+	api     string
+	token   string
 	output  string
 	reveal  bool
 	timeout time.Duration
@@ -75,6 +81,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var o options
 	fs.StringVar(&o.natsURL, "nats", envOr("NATS_URL", "nats://127.0.0.1:4222"), "NATS server URL (env NATS_URL)")
+	fs.StringVar(&o.api, "api", envOr("CLOSELOOP_API", "http://127.0.0.1"), "scheme and host of the services' HTTP faces (ports 8001–8005) (env CLOSELOOP_API)")
+	fs.StringVar(&o.token, "token", os.Getenv("CLOSELOOP_TOKEN"), "bearer token for the services' APIs (env CLOSELOOP_TOKEN)")
 	fs.StringVar(&o.output, "o", "text", "output format: text or json")
 	fs.BoolVar(&o.reveal, "reveal", false, "show customer personal data (needs access to the PII key store; audited)")
 	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "give up after this long")
@@ -111,8 +119,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func dispatch(ctx context.Context, o options, args []string, out io.Writer) error {
 	cmd, rest := args[0], args[1:]
 	switch cmd {
-	case "history", "as-of", "export", "verify":
-	case "deadletters":
+	case "submit":
+		return submit(ctx, o, rest, out)
+	case "show":
+		if len(rest) != 1 {
+			return usageErr("show takes one complaint id")
+		}
+		return show(ctx, o, rest[0], out)
+	case "seed-demo":
+		return seedDemo(ctx, o, out)
+	case "history", "as-of", "export", "verify", "deadletters":
 	default:
 		return usageErr("unknown command %q", cmd)
 	}
@@ -149,6 +165,12 @@ func dispatch(ctx context.Context, o options, args []string, out io.Writer) erro
 	default:
 		return deadLetters(ctx, conn, o, rest, out)
 	}
+}
+
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
 }
 
 func envOr(key, def string) string {

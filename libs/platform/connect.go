@@ -6,12 +6,15 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/closeloop/closeloop/libs/clock"
+	"github.com/closeloop/closeloop/libs/clock/natsclock"
+	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
 	"github.com/closeloop/closeloop/libs/telemetry"
 )
@@ -22,24 +25,19 @@ const (
 	EnvBackend         = "EVENTLOG_BACKEND"
 	EnvReplicas        = "EVENTLOG_REPLICAS"
 	EnvDuplicateWindow = "EVENTLOG_DUPLICATE_WINDOW"
+	// EnvClock is a test facility: "nats-kv:<bucket>" runs the service on
+	// the time a test harness publishes in that KV bucket (libs/clock/natsclock)
+	// instead of the wall clock. Unset (the production default) means clock.Real.
+	EnvClock = "CLOSELOOP_CLOCK"
 )
 
 // DefaultNATSURL is where a service looks for NATS when NATS_URL is unset.
 const DefaultNATSURL = "nats://127.0.0.1:4222"
 
-// StoreConfigFromEnv reads the event-log settings: the backend (only
-// "jetstream" is linked into the service binaries; see libs/esdb for
-// KurrentDB), the EVENTS stream's replicas (3 on a cluster) and the
-// duplicate window.
+// StoreConfigFromEnv reads the JetStream settings of the event log and the
+// bus: the EVENTS stream's replicas (3 on a cluster) and the duplicate window.
 func StoreConfigFromEnv() (jsstore.Config, error) {
 	var cfg jsstore.Config
-	switch b := os.Getenv(EnvBackend); b {
-	case "", "jetstream":
-	case "eventstoredb":
-		return cfg, fmt.Errorf("%s=eventstoredb: services keep appending to JetStream; run the KurrentDB relay (libs/esdb) beside them — see libs/esdb/README.md", EnvBackend)
-	default:
-		return cfg, fmt.Errorf("%s=%q: must be jetstream or eventstoredb", EnvBackend, b)
-	}
 	if v := os.Getenv(EnvReplicas); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 5 {
@@ -67,10 +65,30 @@ type Runtime struct {
 // Close releases the event log, the connection (draining it) and telemetry.
 func (r *Runtime) Close() { r.close() }
 
+// StoreOpener opens the event log. The JetStream client js is always there:
+// it is the bus, and with the default backend the log too. The returned
+// close releases what the opener opened.
+type StoreOpener func(ctx context.Context, js jetstream.JetStream, cfg jsstore.Config, logger *slog.Logger) (eventlog.Store, func() error, error)
+
+// OpenJetStream is the default StoreOpener: the log is the EVENTS stream.
+// It refuses EVENTLOG_BACKEND values it cannot serve, so a binary built
+// without another backend never silently writes to the wrong place.
+func OpenJetStream(ctx context.Context, js jetstream.JetStream, cfg jsstore.Config, _ *slog.Logger) (eventlog.Store, func() error, error) {
+	if b := os.Getenv(EnvBackend); b != "" && b != "jetstream" {
+		return nil, nil, fmt.Errorf("%s=%q: this binary has only the jetstream backend (see libs/esdb for eventstoredb)", EnvBackend, b)
+	}
+	s, err := jsstore.New(ctx, js, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, s.Close, nil
+}
+
 // Connect sets up a service binary: telemetry, a logger, a connection to the
-// NATS at NATS_URL and the event log on it. The standalone runner does the
-// same against its embedded server (see NewDeps).
-func Connect(ctx context.Context, service string) (*Runtime, error) {
+// NATS at NATS_URL and the event log, opened by open (OpenJetStream when
+// nil). The standalone runner does the same against its embedded server
+// (see NewDeps).
+func Connect(ctx context.Context, service string, open StoreOpener) (*Runtime, error) {
 	tel, err := telemetry.Setup(ctx, service)
 	if err != nil {
 		return nil, err
@@ -86,15 +104,23 @@ func Connect(ctx context.Context, service string) (*Runtime, error) {
 		// The URL may carry a password: name the variable, not its value.
 		return nil, fmt.Errorf("connect to NATS (%s): %w", EnvNATSURL, err)
 	}
-	deps, err := NewDeps(ctx, nc, clock.Real{}, logger)
+	clk, stopClock, err := clockFromEnv(ctx, nc)
 	if err != nil {
+		nc.Close()
+		_ = tel.Shutdown(context.Background())
+		return nil, err
+	}
+	deps, closeStore, err := newDeps(ctx, nc, clk, logger, open)
+	if err != nil {
+		stopClock()
 		nc.Close()
 		_ = tel.Shutdown(context.Background())
 		return nil, err
 	}
 	deps.Metrics = tel.MetricsHandler()
 	return &Runtime{Deps: deps, Telemetry: tel, close: func() {
-		_ = deps.Log.Close()
+		stopClock()
+		_ = closeStore()
 		_ = nc.Drain()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -102,21 +128,52 @@ func Connect(ctx context.Context, service string) (*Runtime, error) {
 	}}, nil
 }
 
-// NewDeps builds a service's dependencies on an open connection: the
-// JetStream context and the event log configured from the environment.
-func NewDeps(ctx context.Context, nc *nats.Conn, clk clock.Clock, logger *slog.Logger) (Deps, error) {
+// clockFromEnv picks the service's clock: clock.Real unless CLOSELOOP_CLOCK
+// names a test clock.
+func clockFromEnv(ctx context.Context, nc *nats.Conn) (clock.Clock, func(), error) {
+	v := os.Getenv(EnvClock)
+	if v == "" {
+		return clock.Real{}, func() {}, nil
+	}
+	bucket, ok := strings.CutPrefix(v, "nats-kv:")
+	if !ok || bucket == "" {
+		return nil, nil, fmt.Errorf("%s=%q: must be empty (wall clock) or nats-kv:<bucket> (a test clock)", EnvClock, v)
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return Deps{}, fmt.Errorf("jetstream: %w", err)
+		return nil, nil, fmt.Errorf("%s: jetstream: %w", EnvClock, err)
+	}
+	c, err := natsclock.New(ctx, js, bucket)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", EnvClock, err)
+	}
+	return c, c.Stop, nil
+}
+
+// NewDeps builds a service's dependencies on an open connection: the
+// JetStream context and the event log on the EVENTS stream, configured from
+// the environment. Close the log (Deps.Log.Close) when done.
+func NewDeps(ctx context.Context, nc *nats.Conn, clk clock.Clock, logger *slog.Logger) (Deps, error) {
+	deps, _, err := newDeps(ctx, nc, clk, logger, nil)
+	return deps, err
+}
+
+func newDeps(ctx context.Context, nc *nats.Conn, clk clock.Clock, logger *slog.Logger, open StoreOpener) (Deps, func() error, error) {
+	if open == nil {
+		open = OpenJetStream
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return Deps{}, nil, fmt.Errorf("jetstream: %w", err)
 	}
 	cfg, err := StoreConfigFromEnv()
 	if err != nil {
-		return Deps{}, err
+		return Deps{}, nil, err
 	}
 	cfg.Clock = clk
-	store, err := jsstore.New(ctx, js, cfg)
+	store, closeStore, err := open(ctx, js, cfg, logger)
 	if err != nil {
-		return Deps{}, fmt.Errorf("open the event log: %w", err)
+		return Deps{}, nil, fmt.Errorf("open the event log: %w", err)
 	}
-	return Deps{NC: nc, JS: js, Log: store, Clock: clk, Logger: logger}, nil
+	return Deps{NC: nc, JS: js, Log: store, Clock: clk, Logger: logger}, closeStore, nil
 }

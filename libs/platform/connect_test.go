@@ -1,6 +1,7 @@
 package platform
 
 import (
+	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
 	"strings"
 	"testing"
 	"time"
@@ -15,8 +16,6 @@ func TestStoreConfigFromEnv(t *testing.T) {
 	}{
 		{name: "defaults"},
 		{name: "cluster", backend: "jetstream", replicas: "3", window: "30m", wantReplicas: 3, wantWindow: 30 * time.Minute},
-		{name: "unknown backend", backend: "kafka", wantErr: "EVENTLOG_BACKEND"},
-		{name: "eventstoredb needs the relay", backend: "eventstoredb", wantErr: "relay"},
 		{name: "replicas not a number", replicas: "three", wantErr: "EVENTLOG_REPLICAS"},
 		{name: "too many replicas", replicas: "7", wantErr: "EVENTLOG_REPLICAS"},
 		{name: "bad window", window: "-1m", wantErr: "EVENTLOG_DUPLICATE_WINDOW"},
@@ -41,4 +40,20 @@ func TestStoreConfigFromEnv(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestOpenJetStreamRefusesABackendItDoesNotHave(t *testing.T) {
+	t.Setenv(EnvBackend, "eventstoredb")
+	if _, _, err := OpenJetStream(t.Context(), nil, StoreConfigFromEnvMust(t), nil); err == nil || !strings.Contains(err.Error(), EnvBackend) {
+		t.Fatalf("err = %v, want a refusal naming %s", err, EnvBackend)
+	}
+}
+
+func StoreConfigFromEnvMust(t *testing.T) jsstore.Config {
+	t.Helper()
+	cfg, err := StoreConfigFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }

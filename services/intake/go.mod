@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/closeloop/closeloop/libs v0.0.0
+	github.com/closeloop/closeloop/libs/esdb v0.0.0
 	github.com/closeloop/closeloop/proto v0.0.0
 	github.com/google/uuid v1.6.0
 	github.com/nats-io/nats.go v1.55.0
@@ -14,6 +15,7 @@ require (
 )
 
 require (
+	github.com/EventStore/EventStore-Client-Go/v4 v4.2.0 // indirect
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
@@ -47,5 +49,6 @@ require (
 
 replace (
 	github.com/closeloop/closeloop/libs => ../../libs
+	github.com/closeloop/closeloop/libs/esdb => ../../libs/esdb
 	github.com/closeloop/closeloop/proto => ../../proto
 )

@@ -117,3 +117,14 @@ func Open(ctx context.Context, cfg Config, js jetstream.JetStream, jscfg jsstore
 		return s, s.Close, nil
 	}
 }
+
+// Opener is a platform.StoreOpener: the service binaries pass it to
+// platform.Connect so that EVENTLOG_BACKEND and EVENTSTORE_URL alone choose
+// where the log is kept.
+func Opener(ctx context.Context, js jetstream.JetStream, jscfg jsstore.Config, logger *slog.Logger) (eventlog.Store, func() error, error) {
+	cfg, err := ConfigFromEnv()
+	if err != nil {
+		return nil, nil, err
+	}
+	return Open(ctx, cfg, js, jscfg, esdb.Config{Clock: jscfg.Clock}, logger)
+}

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"github.com/closeloop/closeloop/libs/platform"
 	"strings"
 	"testing"
 
@@ -136,3 +137,6 @@ func TestOpenJetStreamGivesAWorkingLog(t *testing.T) {
 	}
 	var _ eventlog.Store = log
 }
+
+// The service binaries hand Opener to platform.Connect.
+var _ platform.StoreOpener = Opener

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
@@ -121,29 +122,54 @@ func BenchmarkAppend64Writers(b *testing.B) {
 	}
 }
 
-func BenchmarkReplayOneStream(b *testing.B) {
-	s, long, _ := replayLog(b)
-	ctx := testContext(b)
-	b.ResetTimer()
-	for range b.N {
-		recs, err := s.ReadStream(ctx, long, 1)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if len(recs) != longStreamEvents {
-			b.Fatalf("read %d events, want %d", len(recs), longStreamEvents)
-		}
+// conns are the two ways a store reaches the server: the embedded server's
+// in-process pipe (make run, tests) and TCP on loopback (the services in
+// production connect to NATS_URL). The replay benchmarks run on both.
+var conns = []struct {
+	name      string
+	inProcess bool
+}{{"InProcess", true}, {"TCP", false}}
+
+// forConns runs bench on a store of the replay log over each connection.
+func forConns(b *testing.B, bench func(b *testing.B, s *jsstore.Store)) {
+	for _, c := range conns {
+		b.Run(c.name, func(b *testing.B) {
+			for _, d := range []bool{true, false} { // TEMP A/B
+				b.Run(fmt.Sprintf("direct=%v", d), func(b *testing.B) {
+					jsstore.ExpForceDirect = d
+					defer func() { jsstore.ExpForceDirect = false }()
+					bench(b, replayStore(b, c.inProcess))
+				})
+			}
+		})
 	}
-	b.ReportMetric(float64(b.N*longStreamEvents)/b.Elapsed().Seconds(), "events/s")
+}
+
+func BenchmarkReplayOneStream(b *testing.B) {
+	forConns(b, func(b *testing.B, s *jsstore.Store) {
+		ctx := testContext(b)
+		b.ResetTimer()
+		cpu := cpuTime()
+		for range b.N {
+			recs, err := s.ReadStream(ctx, replay.long, 1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(recs) != longStreamEvents {
+				b.Fatalf("read %d events, want %d", len(recs), longStreamEvents)
+			}
+		}
+		reportEvents(b, cpu, b.N*longStreamEvents)
+	})
 }
 
 // BenchmarkLoadComplaint is a handler loading one complaint's ten events.
 func BenchmarkLoadComplaint(b *testing.B) {
-	s, _, short := replayLog(b)
+	s := replayStore(b, true)
 	ctx := testContext(b)
 	b.ResetTimer()
 	for i := range b.N {
-		recs, err := s.ReadStream(ctx, short[i%len(short)], 1)
+		recs, err := s.ReadStream(ctx, replay.short[i%len(replay.short)], 1)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -155,34 +181,66 @@ func BenchmarkLoadComplaint(b *testing.B) {
 }
 
 func BenchmarkReplayAll(b *testing.B) {
-	s, _, _ := replayLog(b)
-	ctx := testContext(b)
-	total := longStreamEvents + shortStreams*shortStreamEvents
-	b.ResetTimer()
-	for range b.N {
-		n, from := 0, uint64(1)
-		for {
-			recs, err := s.ReadAll(ctx, from, 10_000)
-			if err != nil {
+	forConns(b, func(b *testing.B, s *jsstore.Store) {
+		ctx := testContext(b)
+		b.ResetTimer()
+		cpu := cpuTime()
+		for range b.N {
+			n, from := 0, uint64(1)
+			for {
+				recs, err := s.ReadAll(ctx, from, 10_000)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(recs) == 0 {
+					break
+				}
+				n += len(recs)
+				from = recs[len(recs)-1].Position + 1
+			}
+			if n != replayEvents {
+				b.Fatalf("replayed %d events, want %d", n, replayEvents)
+			}
+		}
+		reportEvents(b, cpu, b.N*replayEvents)
+	})
+}
+
+// BenchmarkReplayAllFollow replays the same log through Follow.
+func BenchmarkReplayAllFollow(b *testing.B) {
+	errDone := errors.New("replayed")
+	forConns(b, func(b *testing.B, s *jsstore.Store) {
+		b.ResetTimer()
+		cpu := cpuTime()
+		for range b.N {
+			n := 0
+			err := s.Follow(testContext(b), 1, func(eventlog.Record) error {
+				if n++; n == replayEvents {
+					return errDone
+				}
+				return nil
+			})
+			if !errors.Is(err, errDone) {
 				b.Fatal(err)
 			}
-			if len(recs) == 0 {
-				break
-			}
-			n += len(recs)
-			from = recs[len(recs)-1].Position + 1
 		}
-		if n != total {
-			b.Fatalf("replayed %d events, want %d", n, total)
-		}
-	}
-	b.ReportMetric(float64(b.N*total)/b.Elapsed().Seconds(), "events/s")
+		reportEvents(b, cpu, b.N*replayEvents)
+	})
+}
+
+// reportEvents reports the rate of events read since the timer started, and
+// the process's CPU time per event (client and embedded server together)
+// since cpu: on a shared machine, the steadier figure of the two.
+func reportEvents(b *testing.B, cpu time.Duration, events int) {
+	b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64((cpuTime()-cpu).Nanoseconds())/1e3/float64(events), "cpu-µs/event")
 }
 
 const (
 	longStreamEvents  = 20_000
 	shortStreams      = 10_000
 	shortStreamEvents = 10
+	replayEvents      = longStreamEvents + shortStreams*shortStreamEvents
 )
 
 var replay struct {
@@ -190,21 +248,22 @@ var replay struct {
 	err   error
 	srv   *natsembed.Server
 	dir   string
-	store *jsstore.Store
+	store map[bool]*jsstore.Store // by inProcess
 	long  eventlog.StreamID
 	short []eventlog.StreamID
 }
 
-// replayLog returns a store on a log of one 20,000-event stream and 10,000
-// ten-event complaints (120,000 events), built once per test binary run. It
-// is filled on a NoSync server for speed, then served by a SyncAlways server
-// on the same directory, like every other benchmark.
-func replayLog(b *testing.B) (*jsstore.Store, eventlog.StreamID, []eventlog.StreamID) {
+// replayStore returns a store, connected in process or by TCP, on a log of
+// one 20,000-event stream (replay.long) and 10,000 ten-event complaints
+// (replay.short): 120,000 events, built once per test binary run. It is
+// filled on a NoSync server for speed, then served by a SyncAlways server on
+// the same directory, like every other benchmark.
+func replayStore(b *testing.B, inProcess bool) *jsstore.Store {
 	replay.once.Do(func() { replay.err = fillReplayLog() })
 	if replay.err != nil {
 		b.Fatal(replay.err)
 	}
-	return replay.store, replay.long, replay.short
+	return replay.store[inProcess]
 }
 
 func fillReplayLog() error {
@@ -217,7 +276,7 @@ func fillReplayLog() error {
 	if err != nil {
 		return err
 	}
-	s, err := storeOn(fill)
+	s, err := storeOn(fill, true)
 	if err != nil {
 		fill.Shutdown()
 		return err
@@ -234,12 +293,17 @@ func fillReplayLog() error {
 	if replay.srv, err = natsembed.Start(natsembed.Options{StoreDir: dir}); err != nil {
 		return err
 	}
-	replay.store, err = storeOn(replay.srv)
-	return err
+	replay.store = map[bool]*jsstore.Store{}
+	for _, c := range conns {
+		if replay.store[c.inProcess], err = storeOn(replay.srv, c.inProcess); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-func storeOn(srv *natsembed.Server) (*jsstore.Store, error) {
-	nc, err := srv.Connect("bench", true)
+func storeOn(srv *natsembed.Server, inProcess bool) (*jsstore.Store, error) {
+	nc, err := srv.Connect("bench", inProcess)
 	if err != nil {
 		return nil, err
 	}
@@ -296,26 +360,4 @@ func closeReplayLog() {
 	if replay.dir != "" {
 		_ = os.RemoveAll(replay.dir)
 	}
-}
-
-// BenchmarkReplayAllFollow replays the same log through Follow (an ordered
-// consumer: the server sends stored headers as they are, with no rewrite).
-func BenchmarkReplayAllFollow(b *testing.B) {
-	s, _, _ := replayLog(b)
-	total := longStreamEvents + shortStreams*shortStreamEvents
-	errDone := errors.New("replayed")
-	b.ResetTimer()
-	for range b.N {
-		n := 0
-		err := s.Follow(testContext(b), 1, func(eventlog.Record) error {
-			if n++; n == total {
-				return errDone
-			}
-			return nil
-		})
-		if !errors.Is(err, errDone) {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.N*total)/b.Elapsed().Seconds(), "events/s")
 }

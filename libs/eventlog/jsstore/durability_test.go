@@ -98,7 +98,7 @@ func durabilityChild(dir string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	s, err := storeOn(srv)
+	s, err := storeOn(srv, true)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2

@@ -4,10 +4,10 @@ package jsstore_test
 
 import (
 	"encoding/json"
-	"syscall"
 	"fmt"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,7 +20,7 @@ import (
 )
 
 func expConn(b *testing.B, inProc bool) (*nats.Conn, jetstream.JetStream) {
-	replayLog(b)
+	replayStore(b, true)
 	nc, err := replay.srv.Connect("exp", inProc)
 	must(b, err)
 	b.Cleanup(nc.Close)

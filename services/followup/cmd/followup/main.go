@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/closeloop/closeloop/libs/esdb/backend"
 	"github.com/closeloop/closeloop/libs/platform"
 	"github.com/closeloop/closeloop/services/followup"
 )
@@ -29,7 +30,7 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	rt, err := platform.Connect(ctx, followup.Name)
+	rt, err := platform.Connect(ctx, followup.Name, backend.Opener)
 	if err != nil {
 		return err
 	}

@@ -1,5 +1,6 @@
 // Command slaclock runs the sla-clock service against an external NATS server
-// (NATS_URL, default nats://127.0.0.1:4222; EVENTLOG_* for the event log)
+// (NATS_URL, default nats://127.0.0.1:4222; EVENTLOG_BACKEND and EVENTSTORE_URL
+// choose where the event log is kept: JetStream, or KurrentDB with the relay)
 // until SIGINT or SIGTERM. Its own settings are listed in the service's README.
 package main
 
@@ -10,6 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/closeloop/closeloop/libs/esdb/backend"
 	"github.com/closeloop/closeloop/libs/platform"
 	"github.com/closeloop/closeloop/services/slaclock"
 )
@@ -28,7 +30,7 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	rt, err := platform.Connect(ctx, slaclock.Name)
+	rt, err := platform.Connect(ctx, slaclock.Name, backend.Opener)
 	if err != nil {
 		return err
 	}
