@@ -172,10 +172,10 @@ func (d *driver) submit(ctx context.Context, it *item) error {
 			Name:  fmt.Sprintf("Customer %d", it.n),
 			Phone: fmt.Sprintf("+86 138%08d", it.n),
 		},
-		Product:        &eventsv1.Product{Model: "AC-3000", SerialNumber: fmt.Sprintf("SN-%06d", it.n)},
-		Place:          &eventsv1.Place{Region: "North", City: "Beijing"},
-		Description:    fmt.Sprintf("%s (case %d)", descriptions[it.script], it.n),
-		FirstReceiver:  "chaos-hotline",
+		Product:         &eventsv1.Product{Model: "AC-3000", SerialNumber: fmt.Sprintf("SN-%06d", it.n)},
+		Place:           &eventsv1.Place{Region: "North", City: "Beijing"},
+		Description:     fmt.Sprintf("%s (case %d)", descriptions[it.script], it.n),
+		FirstReceiver:   "chaos-hotline",
 		CustomerRequest: "please fix it",
 	}
 	for ctx.Err() == nil {

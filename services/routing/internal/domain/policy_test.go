@@ -51,6 +51,7 @@ func TestPolicyClassifiesRealisticComplaints(t *testing.T) {
 		{"热水器漏电，洗澡时被电了一下", web, regular, false, pq, l4, urg, []string{"safety.fire_smoke_shock"}},
 		{"The charger started to smoke while my phone was charging overnight.", email, regular, false, pq, l4, urg, []string{"safety.fire_smoke_shock"}},
 		{"Microwave caught fire after two minutes. Kitchen is full of smoke!", phone, regular, false, pq, l4, urg, []string{"safety.fire_smoke_shock"}},
+		{"The outdoor unit smokes and smells of burning.", web, regular, false, pq, l4, urg, []string{"safety.fire_smoke_shock"}},
 		{"I got an electric shock touching the fridge door handle.", chat, regular, false, pq, l4, urg, []string{"safety.fire_smoke_shock"}},
 		{"The battery pack exploded in the garage.", email, regular, false, pq, l4, urg, []string{"safety.fire_smoke_shock"}},
 		{"电饭煲外壳烫伤了孩子的手，不工作了", phone, regular, false, pq, l4, urg, []string{"safety.fire_smoke_shock", "quality.core_function"}},
