@@ -9,10 +9,10 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
 # Every module of the workspace, for test, vet and bench.
-MODULES := libs proto services/intake services/routing services/slaclock services/dispatch services/followup cmd/closeloop
+MODULES := libs libs/esdb proto services/intake services/routing services/slaclock services/dispatch services/followup cmd/closeloop cmd/closeloopctl deploy
 PKGS := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 
-.PHONY: run test test-short bench proto proto-tools lint fmt build
+.PHONY: run test test-short fuzz-smoke bench proto proto-tools lint fmt build
 
 run: ## all five services on an embedded NATS JetStream (data in ./data)
 	$(GO) run ./cmd/closeloop
@@ -22,6 +22,11 @@ build:
 
 test: ## the whole suite, with the race detector
 	$(GO) test -race -count=1 -timeout 40m $(PKGS)
+
+# A short run of each fuzz target (CI runs it after the tests).
+FUZZTIME ?= 10s
+fuzz-smoke:
+	$(GO) test -run '^$$' -fuzz FuzzValidateSubmission -fuzztime $(FUZZTIME) ./services/intake/internal/domain/
 
 test-short:
 	$(GO) test -short -count=1 $(PKGS)

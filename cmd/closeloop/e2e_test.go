@@ -170,7 +170,7 @@ func startE2E(t *testing.T) *e2e {
 		}
 		closeAll()
 		if t.Failed() {
-			t.Logf("service logs (last 8 kB):\n%s", tail(e.logs.String(), 8<<10))
+			t.Logf("service warnings and errors:\n%s", problems(e.logs.String()))
 		}
 	})
 
@@ -254,11 +254,15 @@ func (e *e2e) grpcAddr(t *testing.T, s platform.Service, done <-chan error) stri
 	return addr
 }
 
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
+// problems keeps the log lines above INFO.
+func problems(logs string) string {
+	var out []string
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, `"level":"WARN"`) || strings.Contains(l, `"level":"ERROR"`) {
+			out = append(out, l)
+		}
 	}
-	return s[len(s)-n:]
+	return strings.Join(out, "\n")
 }
 
 // as calls with a bearer token.

@@ -78,10 +78,6 @@ func history(ctx context.Context, c *conn, o options, id string, out io.Writer) 
 	if err != nil {
 		return err
 	}
-	reveal, err := revealer(o)
-	if err != nil {
-		return err
-	}
 	lines := make([]historyLine, len(recs))
 	for i, r := range recs {
 		e := r.Event
@@ -89,7 +85,7 @@ func history(ctx context.Context, c *conn, o options, id string, out io.Writer) 
 			Version: e.GetVersion(), Position: r.Position,
 			OccurredAt: e.GetOccurredAt().AsTime(), RecordedAt: e.GetRecordedAt().AsTime(),
 			Service: e.GetProducer(), Actor: e.GetActor(), Event: e.GetType(),
-			Fields: keyFields(e, reveal),
+			Fields: keyFields(e),
 		}
 	}
 	if o.output == "json" {
@@ -101,16 +97,6 @@ func history(ctx context.Context, c *conn, o options, id string, out io.Writer) 
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", l.Version, l.OccurredAt.Format("2006-01-02 15:04:05"), l.Service, l.Actor, l.Event, l.Fields)
 	}
 	return tw.Flush()
-}
-
-// revealer returns nil (personal data stays masked) unless --reveal was
-// given. Opening sealed data needs the key store, which this build of the CLI
-// does not reach: say so rather than print ciphertext.
-func revealer(o options) (func(*eventsv1.SealedPersonalData) string, error) {
-	if !o.reveal {
-		return nil, nil
-	}
-	return nil, usageErr("--reveal: reading personal data goes through the intake API (GetComplaint with an auditor's credentials), not the raw log")
 }
 
 func asOf(ctx context.Context, c *conn, o options, id string, at time.Time, out io.Writer) error {
@@ -175,7 +161,7 @@ func export(ctx context.Context, c *conn, id string, out io.Writer) error {
 	}
 	enc := json.NewEncoder(out)
 	for _, r := range recs {
-		body, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(clone(r.Event))
+		body, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(r.Event)
 		if err != nil {
 			return err
 		}
@@ -280,7 +266,7 @@ func deadLetters(ctx context.Context, c *conn, o options, args []string, out io.
 		v := viewOf(d)
 		var e eventsv1.Envelope
 		if err := proto.Unmarshal(d.Data, &e); err == nil && eventlog.TypeOf(&e) != "" {
-			v.Event, v.Fields = e.GetType(), keyFields(&e, nil)
+			v.Event, v.Fields = e.GetType(), keyFields(&e)
 			v.ComplaintID, v.Version = e.GetComplaintId(), e.GetVersion()
 		} else {
 			v.Event = "(payload does not decode as an event)"

@@ -66,7 +66,6 @@ type options struct {
 	api     string
 	token   string
 	output  string
-	reveal  bool
 	timeout time.Duration
 }
 
@@ -84,7 +83,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.api, "api", envOr("CLOSELOOP_API", "http://127.0.0.1"), "scheme and host of the services' HTTP faces (ports 8001–8005) (env CLOSELOOP_API)")
 	fs.StringVar(&o.token, "token", os.Getenv("CLOSELOOP_TOKEN"), "bearer token for the services' APIs (env CLOSELOOP_TOKEN)")
 	fs.StringVar(&o.output, "o", "text", "output format: text or json")
-	fs.BoolVar(&o.reveal, "reveal", false, "show customer personal data (needs access to the PII key store; audited)")
 	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "give up after this long")
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
 	if err := fs.Parse(args); err != nil {

@@ -6,31 +6,31 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/closeloop/closeloop/libs/eventlog"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
-// sealedName is the message that holds personal data; it is never printed
-// unless the caller may and asks to (--reveal).
+// sealedName is the message that holds personal data. The raw log only has
+// it sealed; the clear text is for intake's GetComplaint to give to those
+// allowed to read it (see "show").
 const sealedName = "closeloop.events.v1.SealedPersonalData"
 
 // keyFields renders an event's payload as "field=value" pairs: scalars,
 // enums, timestamps and durations, nested messages flattened with dots.
-// Personal data is shown as "[personal data]" (or opened by reveal).
-func keyFields(e *eventsv1.Envelope, reveal func(*eventsv1.SealedPersonalData) string) string {
+// Personal data is shown as "[personal data]".
+func keyFields(e *eventsv1.Envelope) string {
 	p := eventlog.Payload(e)
 	if p == nil {
 		return ""
 	}
 	var parts []string
-	walk(p.ProtoReflect(), "", reveal, &parts)
+	walk(p.ProtoReflect(), "", &parts)
 	return strings.Join(parts, " ")
 }
 
-func walk(m protoreflect.Message, prefix string, reveal func(*eventsv1.SealedPersonalData) string, out *[]string) {
+func walk(m protoreflect.Message, prefix string, out *[]string) {
 	type kv struct {
 		fd protoreflect.FieldDescriptor
 		v  protoreflect.Value
@@ -61,11 +61,7 @@ func walk(m protoreflect.Message, prefix string, reveal func(*eventsv1.SealedPer
 			msg := f.v.Message()
 			switch f.fd.Message().FullName() {
 			case sealedName:
-				s := "[personal data]"
-				if reveal != nil {
-					s = reveal(msg.Interface().(*eventsv1.SealedPersonalData))
-				}
-				*out = append(*out, name+"="+s)
+				*out = append(*out, name+"=[personal data]")
 			case "google.protobuf.Timestamp":
 				t := time.Unix(msg.Get(msg.Descriptor().Fields().ByName("seconds")).Int(), msg.Get(msg.Descriptor().Fields().ByName("nanos")).Int()).UTC()
 				*out = append(*out, name+"="+t.Format(time.RFC3339))
@@ -73,7 +69,7 @@ func walk(m protoreflect.Message, prefix string, reveal func(*eventsv1.SealedPer
 				d := time.Duration(msg.Get(msg.Descriptor().Fields().ByName("seconds")).Int())*time.Second + time.Duration(msg.Get(msg.Descriptor().Fields().ByName("nanos")).Int())
 				*out = append(*out, name+"="+d.String())
 			default:
-				walk(msg, name+".", reveal, out)
+				walk(msg, name+".", out)
 			}
 		default:
 			*out = append(*out, name+"="+scalar(f.fd, f.v))
@@ -112,6 +108,3 @@ func shortEnum(enum, value string) string {
 	}
 	return strings.TrimPrefix(value, strings.ToUpper(b.String())+"_")
 }
-
-// clone keeps callers from mutating records they were handed.
-func clone(e *eventsv1.Envelope) *eventsv1.Envelope { return proto.Clone(e).(*eventsv1.Envelope) }

@@ -179,6 +179,9 @@ func DeadLetters(ctx context.Context, js jetstream.JetStream, durable string) ([
 		filter = DeadLetterSubject(durable)
 	}
 	cons, err := js.OrderedConsumer(ctx, DeadLetterStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil // no consumer ever dead-lettered anything
+	}
 	if err != nil {
 		return nil, fmt.Errorf("bus: read dead letters: %w", err)
 	}
