@@ -26,13 +26,23 @@ type want struct {
 	typ   string
 	desc  string
 	check func(*eventsv1.Envelope) error
+	// after names an event of another lane of the same step that must come
+	// first (the cause of this one).
+	after string
 }
 
+// afterEvent adds a cross-lane causal constraint.
+func (w want) afterEvent(typ string) want { w.after = typ; return w }
+
 func (w want) String() string {
-	if w.desc == "" {
-		return w.typ
+	s := w.typ
+	if w.desc != "" {
+		s += "{" + w.desc + "}"
 	}
-	return w.typ + "{" + w.desc + "}"
+	if w.after != "" {
+		s += " (after " + w.after + ")"
+	}
+	return s
 }
 
 func (w want) match(e *eventsv1.Envelope) error {
@@ -106,19 +116,22 @@ func (s step) String() string {
 
 // interleaves reports whether evs is an interleaving of the lanes that keeps
 // each lane's order (backtracking: two lanes may expect the same type).
-func interleaves(lanes [][]want, evs []*eventsv1.Envelope) bool {
+func interleaves(lanes [][]want, evs []*eventsv1.Envelope, seen map[string]bool) bool {
 	if len(evs) == 0 {
 		return true
 	}
 	for i, l := range lanes {
-		if len(l) == 0 || l[0].match(evs[0]) != nil {
+		if len(l) == 0 || l[0].match(evs[0]) != nil || (l[0].after != "" && !seen[l[0].after]) {
 			continue
 		}
 		rest := slices.Clone(lanes)
 		rest[i] = l[1:]
-		if interleaves(rest, evs[1:]) {
+		was := seen[l[0].typ]
+		seen[l[0].typ] = true
+		if interleaves(rest, evs[1:], seen) {
 			return true
 		}
+		seen[l[0].typ] = was
 	}
 	return false
 }
@@ -140,7 +153,7 @@ func matchHistory(steps []step, recs []eventlog.Record) error {
 			if err := s[0][0].match(got[0]); err != nil {
 				return fmt.Errorf("version %d: %w (step %d: %v)", at+1, err, i+1, s)
 			}
-		} else if !interleaves(s, got) {
+		} else if !interleaves(s, got, map[string]bool{}) {
 			return fmt.Errorf("versions %d–%d are not an interleaving of step %d: %v", at+1, at+n, i+1, s)
 		}
 		at += n

@@ -224,11 +224,23 @@ func TestChaos(t *testing.T) {
 			}
 		}()
 	}
+	progressDone := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-progressDone:
+				return
+			case <-time.After(15 * time.Second):
+			}
+			t.Logf("progress after %v: %d/%d complaints parked, %d kills", time.Since(began).Round(time.Second), d.parked.Load(), len(items), kills.Load())
+		}
+	}()
 	for _, it := range items {
 		work <- it
 	}
 	close(work)
 	wg.Wait()
+	close(progressDone)
 	mainDone.Store(true)
 	clk.stopTicking()
 	t.Logf("all %d complaints driven after %v; %d kills so far", len(items), time.Since(began).Round(time.Millisecond), kills.Load())

@@ -7,8 +7,12 @@ package jsstore_test
 //
 // BaselineRawPublish is what JetStream itself gives for a concurrency-checked
 // publish; Append64Writers is the store doing the same through its API
-// (validation, sealing, hash chain, tail cache). Replay figures read a log
-// filled once per run (see replayLog).
+// (validation, sealing, hash chain, tail cache). Replay benchmarks read a log
+// filled once per run (see replayStore), over the in-process pipe and over
+// TCP, and report cpu-µs/event (client and embedded server together) besides
+// events/s: on a shared machine the wall-clock rate follows the load, the CPU
+// per event much less. ReplayAllRawConsumer is the ceiling of the read path
+// (a bare consumer, no decoding). Findings and figures: README.md.
 
 import (
 	"context"
@@ -21,6 +25,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
@@ -133,15 +138,7 @@ var conns = []struct {
 // forConns runs bench on a store of the replay log over each connection.
 func forConns(b *testing.B, bench func(b *testing.B, s *jsstore.Store)) {
 	for _, c := range conns {
-		b.Run(c.name, func(b *testing.B) {
-			for _, d := range []bool{true, false} { // TEMP A/B
-				b.Run(fmt.Sprintf("direct=%v", d), func(b *testing.B) {
-					jsstore.ExpForceDirect = d
-					defer func() { jsstore.ExpForceDirect = false }()
-					bench(b, replayStore(b, c.inProcess))
-				})
-			}
-		})
+		b.Run(c.name, func(b *testing.B) { bench(b, replayStore(b, c.inProcess)) })
 	}
 }
 
@@ -359,5 +356,56 @@ func closeReplayLog() {
 	}
 	if replay.dir != "" {
 		_ = os.RemoveAll(replay.dir)
+	}
+}
+
+// BenchmarkReplayAllRawConsumer is the ceiling of the consumer read path: the
+// whole log through one acknowledgement-free pull consumer, counting the
+// messages nats.go hands over without decoding them or building records.
+func BenchmarkReplayAllRawConsumer(b *testing.B) {
+	for _, c := range conns {
+		b.Run(c.name, func(b *testing.B) {
+			replayStore(b, c.inProcess)
+			nc, err := replay.srv.Connect("bench-raw", c.inProcess)
+			must(b, err)
+			b.Cleanup(nc.Close)
+			js, err := jetstream.New(nc)
+			must(b, err)
+			stream, err := js.Stream(testContext(b), jsstore.StreamName)
+			must(b, err)
+			b.ResetTimer()
+			cpu := cpuTime()
+			for range b.N {
+				if n := rawConsume(b, nc, stream); n != replayEvents {
+					b.Fatalf("consumed %d events, want %d", n, replayEvents)
+				}
+			}
+			reportEvents(b, cpu, b.N*replayEvents)
+		})
+	}
+}
+
+// rawConsume counts the stream's messages through a new pull consumer.
+func rawConsume(b *testing.B, nc *nats.Conn, stream jetstream.Stream) int {
+	ctx := testContext(b)
+	cons, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true})
+	must(b, err)
+	name := cons.CachedInfo().Name
+	defer func() { must(b, stream.DeleteConsumer(ctx, name)) }()
+	const batch = 4096
+	msgs := make(chan *nats.Msg, batch+1)
+	inbox := nc.NewInbox()
+	sub, err := nc.ChanSubscribe(inbox, msgs)
+	must(b, err)
+	defer func() { must(b, sub.Unsubscribe()) }()
+	n := 0
+	for {
+		must(b, nc.PublishRequest("$JS.API.CONSUMER.MSG.NEXT."+jsstore.StreamName+"."+name, inbox, fmt.Appendf(nil, `{"batch":%d,"no_wait":true}`, batch)))
+		for range batch {
+			if m := <-msgs; len(m.Data) == 0 {
+				return n // 404: no more messages
+			}
+			n++
+		}
 	}
 }

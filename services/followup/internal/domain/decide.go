@@ -109,25 +109,30 @@ func scheduleFollowUp(s *State, c ScheduleFollowUp, now time.Time, p Policy) ([]
 	if c.ResolutionEventID == "" || c.ResolutionEventID != s.Resolution || s.Status != StatusResolved {
 		return nil, nil
 	}
-	for _, sv := range s.Surveys {
-		if sv.ResolutionID == c.ResolutionEventID {
-			return nil, nil
-		}
-	}
+	// Only what is missing: the log may have stored the first part of an
+	// earlier attempt's append when another service appended in between.
 	res := c.ResolutionEventID
-	return []proto.Message{
-		&eventsv1.FeedbackTaskScheduled{
+	var out []proto.Message
+	if s.Task("fb1-"+res) == nil {
+		out = append(out, &eventsv1.FeedbackTaskScheduled{
 			TaskId: "fb1-" + res, Round: eventsv1.FeedbackRound_FEEDBACK_ROUND_FIRST,
 			DueAt: timestamppb.New(s.ResolvedAt.Add(p.FirstFeedbackWithin)), ResolutionEventId: res,
-		},
-		&eventsv1.FeedbackTaskScheduled{
+		})
+	}
+	if s.Task("fb2-"+res) == nil {
+		out = append(out, &eventsv1.FeedbackTaskScheduled{
 			TaskId: "fb2-" + res, Round: eventsv1.FeedbackRound_FEEDBACK_ROUND_SECOND,
 			DueAt: timestamppb.New(s.ResolvedAt.Add(p.SecondFeedbackWithin)), ResolutionEventId: res,
-		},
-		&eventsv1.SurveySent{
-			SurveyId: "sv-" + res, ExpiresAt: timestamppb.New(now.Add(p.NoResponseAfter)), ResolutionEventId: res,
-		},
-	}, nil
+		})
+	}
+	for _, sv := range s.Surveys {
+		if sv.ResolutionID == res {
+			return out, nil
+		}
+	}
+	return append(out, &eventsv1.SurveySent{
+		SurveyId: "sv-" + res, ExpiresAt: timestamppb.New(now.Add(p.NoResponseAfter)), ResolutionEventId: res,
+	}), nil
 }
 
 func deliverFeedback(s *State, c DeliverFeedback) ([]proto.Message, error) {

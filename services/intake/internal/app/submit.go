@@ -99,16 +99,50 @@ func (a *App) Submit(ctx context.Context, p auth.Principal, req *intakev1.Submit
 	}
 	_, err = a.store.Append(ctx, eventlog.ComplaintStream(id), 0, envs...)
 	if errors.Is(err, eventlog.ErrConflict) {
-		s, err := a.load(ctx, id)
-		if err != nil {
-			return SubmitResult{}, err
-		}
-		return SubmitResult{ComplaintID: id, Accepted: s.Status == domain.StatusAccepted}, nil
+		return a.finishReceive(ctx, id, envs)
 	}
 	if err != nil {
 		return SubmitResult{}, fmt.Errorf("append: %w", err)
 	}
 	return SubmitResult{ComplaintID: id, Created: true, Accepted: len(msgs) > 1}, nil
+}
+
+// finishReceive settles a submission whose append conflicted: usually an
+// earlier attempt stored the complaint. But the log stores a batch one event
+// at a time, so another service reacting to this very ComplaintReceived may
+// have appended before its ComplaintAccepted: the acceptance then follows.
+func (a *App) finishReceive(ctx context.Context, id string, envs []*eventsv1.Envelope) (SubmitResult, error) {
+	stream := eventlog.ComplaintStream(id)
+	for attempt := 0; ; attempt++ {
+		recs, err := a.store.ReadStream(ctx, stream, 1)
+		if err != nil {
+			return SubmitResult{}, fmt.Errorf("read complaint: %w", err)
+		}
+		var s domain.State
+		stored := map[string]bool{}
+		for _, r := range recs {
+			s = domain.Evolve(s, r.Event)
+			stored[r.Event.GetEventId()] = true
+		}
+		ours := len(recs) > 0 && recs[0].Event.GetEventId() == envs[0].GetEventId()
+		var rest []*eventsv1.Envelope
+		for _, e := range envs[1:] {
+			if !stored[e.GetEventId()] {
+				rest = append(rest, e)
+			}
+		}
+		if !ours || len(rest) == 0 || s.Status != domain.StatusReceived {
+			return SubmitResult{ComplaintID: id, Created: ours, Accepted: s.Status == domain.StatusAccepted}, nil
+		}
+		_, err = a.store.Append(ctx, stream, s.Version, rest...)
+		if errors.Is(err, eventlog.ErrConflict) && attempt < 10 {
+			continue
+		}
+		if err != nil {
+			return SubmitResult{}, fmt.Errorf("append: %w", err)
+		}
+		return SubmitResult{ComplaintID: id, Created: true, Accepted: true}, nil
+	}
 }
 
 // claim returns the complaint that owns the fingerprint: id itself when this

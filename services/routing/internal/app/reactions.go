@@ -87,11 +87,10 @@ func (a *Application) escalate(ctx context.Context, complaintID string, by cause
 }
 
 // onAccepted classifies (flagging a repeat), assigns and escalates what
-// must be, in one append.
+// must be, in one append. Each part is decided only if still missing: the
+// log may store the first part of that append and refuse the rest when
+// another service appends in between, and the retry must finish it.
 func (a *Application) onAccepted(c *domain.Complaint, acceptedPos uint64) []proto.Message {
-	if c.Classified {
-		return nil
-	}
 	now := a.clock.Now()
 	window := time.Duration(a.policy.RepeatWindowDays) * 24 * time.Hour
 	out := domain.Classify(c, a.policy, a.view.Earlier(c, acceptedPos, window))

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -219,24 +220,45 @@ func (a *App) Reapply(ctx context.Context, complaintID, reason string) ([]string
 func (a *App) decideAndAppend(ctx context.Context, complaintID string, decide func(domain.State, domain.Env) []*ev.Envelope) error {
 	defer a.lock(complaintID)()
 	stream := eventlog.ComplaintStream(complaintID)
+	// carry is the unstored rest of a batch that another writer cut in two
+	// (the log stores a batch one event at a time).
+	var carry []*ev.Envelope
 	for attempt := 0; ; attempt++ {
 		st, err := a.load(ctx, complaintID, time.Time{})
 		if err != nil {
 			return err
 		}
-		out := decide(st, a.env(a.clk.Now()))
+		// The stored part of a cut batch makes the triggers it handled look
+		// handled: append the rest first, then decide only the triggers the
+		// other writer added.
+		dst := st
+		dst.Clocks = slices.Clone(st.Clocks)
+		for i := range dst.Clocks {
+			dst.Clocks[i].Warned = slices.Clone(dst.Clocks[i].Warned)
+		}
+		for _, e := range carry {
+			dst = domain.Evolve(dst, e)
+		}
+		dst.Version, dst.Pending = st.Version, st.Pending
+		fresh := decide(dst, a.env(a.clk.Now()))
+		out := append(slices.Clone(carry), fresh...)
 		if len(out) == 0 {
 			if a.part.Owns(complaintID) {
 				a.idx.Set(&st)
 			}
 			return nil
 		}
-		if err := a.stamp(out, st); err != nil {
+		if err := a.stamp(fresh, st); err != nil {
 			return err
 		}
 		_, err = a.store.Append(ctx, stream, st.Version, out...)
 		if errors.Is(err, eventlog.ErrConflict) && attempt < 10 {
-			continue // another writer (maybe another instance) got there first: decide again
+			// Another writer (maybe another instance) got there first:
+			// decide again, after finishing what of ours got in.
+			if carry, err = a.unstored(ctx, stream, st.Version, out); err != nil {
+				return err
+			}
+			continue
 		}
 		if err != nil {
 			return fmt.Errorf("app: append to %s: %w", stream, err)
@@ -253,6 +275,29 @@ func (a *App) decideAndAppend(ctx context.Context, complaintID string, decide fu
 		}
 		return nil
 	}
+}
+
+// unstored returns the events of out missing after version from when
+// some of them were stored (a batch cut by another writer), else nil.
+func (a *App) unstored(ctx context.Context, stream eventlog.StreamID, from uint64, out []*ev.Envelope) ([]*ev.Envelope, error) {
+	recs, err := a.store.ReadStream(ctx, stream, from+1)
+	if err != nil {
+		return nil, fmt.Errorf("app: read %s: %w", stream, err)
+	}
+	stored := map[string]bool{}
+	for _, r := range recs {
+		stored[r.Event.GetEventId()] = true
+	}
+	var rest []*ev.Envelope
+	for _, e := range out {
+		if !stored[e.GetEventId()] {
+			rest = append(rest, e)
+		}
+	}
+	if len(rest) == len(out) {
+		return nil, nil
+	}
+	return rest, nil
 }
 
 // stamp gives decided events their ids, and the correlation id of the
