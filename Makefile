@@ -28,6 +28,9 @@ FUZZTIME ?= 10s
 fuzz-smoke:
 	$(GO) test -run '^$$' -fuzz FuzzValidateSubmission -fuzztime $(FUZZTIME) ./services/intake/internal/domain/
 
+chaos: ## the fault-injection harness, long form (>= 5,000 complaints, >= 100 kills); replay with CHAOS_SEED=<seed>
+	CHAOS_LONG=1 $(GO) test -count=1 -timeout 90m -run '^TestChaos$$' -v ./cmd/closeloop/chaos/
+
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
 

@@ -2,12 +2,14 @@ package main
 
 import (
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	dispatchv1 "github.com/closeloop/closeloop/proto/gen/closeloop/dispatch/v1"
@@ -220,16 +222,11 @@ func (e *e2e) hardwareFault(t *testing.T) *history {
 	}
 	h.expect(t, seq(ev("ResponseRecorded"), slaMet(firstResponse)))
 
-	// On-site repair. The work sheet's site contact is the customer's
-	// contact as intake sealed it (see the report: routing has no way to
-	// fill it in itself).
-	site := recs[0].Event.GetComplaintReceived().GetCustomer().GetPersonal()
-	if site == nil {
-		t.Fatal("ComplaintReceived carries no sealed customer contact")
-	}
+	// On-site repair. The work sheet names no site contact, model, serial
+	// number or region: routing fills them in from the complaint (the
+	// contact as intake sealed it, the product, the place).
 	d, err := e.routing.RequestDispatch(e.as(tokTS1), &routingv1.RequestDispatchRequest{ComplaintId: id, Spec: &eventsv1.WorkOrderSpec{
-		SiteContact: site, Region: serviceArea, EquipmentModel: "AC-3000", Quantity: 1, SerialNumbers: []string{"SN-778899"},
-		ServiceType: eventsv1.ServiceType_SERVICE_TYPE_REPAIR, Mode: eventsv1.ServiceMode_SERVICE_MODE_ON_SITE,
+		Quantity: 1, ServiceType: eventsv1.ServiceType_SERVICE_TYPE_REPAIR, Mode: eventsv1.ServiceMode_SERVICE_MODE_ON_SITE,
 		RequiredBy: ts(e.clk.Now().Add(24 * time.Hour)), ProductLine: "air-conditioner",
 	}})
 	if err != nil {
@@ -239,9 +236,19 @@ func (e *e2e) hardwareFault(t *testing.T) *history {
 	// Dispatch opens the order and books the technician (two appends); the
 	// sla-clock starts the arrival clock on the opening and the contact
 	// clock on the assignment.
-	h.expect(t, seq(ev("DispatchRequested")),
+	all := h.expect(t, seq(ev("DispatchRequested")),
 		par(lane(ev("WorkOrderOpened"), technicianAssigned(wo, techID)), lane(slaStarted(onsiteArrival))),
 		seq(slaStarted(techContact)))
+	site := recs[0].Event.GetComplaintReceived().GetCustomer().GetPersonal()
+	for _, r := range all {
+		if dr := r.Event.GetDispatchRequested(); dr != nil {
+			if sp := dr.GetSpec(); site == nil || !proto.Equal(sp.GetSiteContact(), site) || sp.GetRegion() != serviceArea ||
+				sp.GetEquipmentModel() != "AC-3000" || !slices.Equal(sp.GetSerialNumbers(), []string{"SN-778899"}) {
+				t.Fatalf("work sheet not filled in from the complaint: region %q model %q serials %v contact sealed under %q",
+					sp.GetRegion(), sp.GetEquipmentModel(), sp.GetSerialNumbers(), sp.GetSiteContact().GetKeyId())
+			}
+		}
+	}
 
 	jobs, err := e.dispatch.ListMyJobs(e.as(tokTech), &dispatchv1.ListMyJobsRequest{})
 	if err != nil || len(jobs.GetJobs()) != 1 || jobs.GetJobs()[0].GetWorkOrderId() != wo {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
@@ -18,7 +19,12 @@ func TestBadInputChangesNothing(t *testing.T) {
 	h := newHarness(t)
 	id := "c-bad"
 	h.intake(id, complaintSpec{text: "冰箱买了一个月就不制冷了", customer: "bad"})
+	anon := "c-bad-anon"
+	h.intake(anon, complaintSpec{text: "冰箱买了一个月就不制冷了", customer: "anon", anonymous: true})
 	owner := agentOf("tech-1")
+	if c := h.complaint(anon); c.Owner != owner.ID {
+		t.Fatalf("anonymous complaint owned by %q", c.Owner)
+	}
 	_, sol, _, err := h.app.ProposeSolution(h.ctx, Target{ComplaintID: id}, owner, "replace compressor")
 	if err != nil {
 		t.Fatal(err)
@@ -103,6 +109,12 @@ func TestBadInputChangesNothing(t *testing.T) {
 				EquipmentModel: "BCD-520", Quantity: 1, Region: "east", RequiredBy: timestamppb.New(t0.Add(-time.Hour))})
 			return err
 		}, invalid, "spec.required_by"},
+		{"on-site order for an anonymous customer without contact", func() error {
+			_, _, err := h.app.RequestDispatch(h.ctx, Target{ComplaintID: anon}, owner, &eventsv1.WorkOrderSpec{
+				Mode: eventsv1.ServiceMode_SERVICE_MODE_ON_SITE, ServiceType: eventsv1.ServiceType_SERVICE_TYPE_REPAIR,
+				EquipmentModel: "BCD-520", Quantity: 1, Region: "east", RequiredBy: timestamppb.New(t0.Add(time.Hour))})
+			return err
+		}, invalid, "spec.site_contact: an on-site order needs the sealed site address and contact, and the customer is anonymous"},
 		{"override without reason", func() error {
 			_, err := h.app.OverrideClassification(h.ctx, Target{ComplaintID: id}, owner, eventsv1.Category_CATEGORY_SERVICE, eventsv1.Severity_SEVERITY_L1, eventsv1.Priority_PRIORITY_GENERAL, "")
 			return err
@@ -148,6 +160,7 @@ func TestHoldAndDispatch(t *testing.T) {
 	if c := h.complaint(id); c.Status != domain.StatusInProgress {
 		t.Fatalf("status %s after hold", c.Status)
 	}
+	// No site contact: the customer's, as intake sealed it, is used.
 	spec := &eventsv1.WorkOrderSpec{Mode: eventsv1.ServiceMode_SERVICE_MODE_ON_SITE, ServiceType: eventsv1.ServiceType_SERVICE_TYPE_REPAIR,
 		EquipmentModel: "DW-60", Quantity: 1, SerialNumbers: []string{"SN1"}, Region: "east", RequiredBy: timestamppb.New(t0.Add(24 * time.Hour))}
 	_, wo, err := h.app.RequestDispatch(h.ctx, Target{ComplaintID: id}, owner, spec)
@@ -157,6 +170,10 @@ func TestHoldAndDispatch(t *testing.T) {
 	d := events[*eventsv1.DispatchRequested](h, id)
 	if len(d) != 1 || d[0].GetWorkOrderId() != wo || d[0].GetSpec().GetEquipmentModel() != "DW-60" || d[0].GetRequestedBy() != "tech-1" {
 		t.Fatalf("dispatch requests %v", d)
+	}
+	received := events[*eventsv1.ComplaintReceived](h, id)[0].GetCustomer().GetPersonal()
+	if got := d[0].GetSpec().GetSiteContact(); received == nil || !proto.Equal(got, received) {
+		t.Fatalf("site contact %v, want the customer's sealed contact %v", got, received)
 	}
 }
 

@@ -122,6 +122,9 @@ type complaintSpec struct {
 	text, customer, model, fingerprint string
 	channel                            eventsv1.Channel
 	tier                               eventsv1.CustomerTier
+	// anonymous: the customer left no contact (else intake sealed one,
+	// under the key id "key-<customer>").
+	anonymous bool
 }
 
 // intake appends what intake writes for a new complaint and pumps.
@@ -133,9 +136,13 @@ func (h *harness) intake(id string, s complaintSpec) {
 	if s.tier == 0 {
 		s.tier = eventsv1.CustomerTier_CUSTOMER_TIER_REGULAR
 	}
+	cust := &eventsv1.Customer{CustomerRef: s.customer, Tier: s.tier, Anonymous: s.anonymous}
+	if !s.anonymous {
+		cust.Personal = &eventsv1.SealedPersonalData{KeyId: "key-" + s.customer, Nonce: []byte("nonce"), Ciphertext: []byte("sealed")}
+	}
 	h.append(id, "intake", &eventsv1.ComplaintReceived{
 		Channel: s.channel, ChannelRef: "ref-" + id, Description: s.text, FirstReceiver: "hotline-7",
-		Customer:           &eventsv1.Customer{CustomerRef: s.customer, Tier: s.tier},
+		Customer:           cust,
 		Product:            &eventsv1.Product{Model: s.model},
 		ProblemFingerprint: s.fingerprint,
 	}, &eventsv1.ComplaintAccepted{AcceptedBy: "system", Automatic: true})

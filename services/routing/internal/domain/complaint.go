@@ -41,7 +41,9 @@ type Review struct {
 }
 
 // Complaint is routing's state of one complaint, rebuilt from its stream.
-// It keeps no personal data: the description is only read to classify.
+// It keeps no personal data in the clear: the description is only read to
+// classify, and the customer's contact only as intake sealed it (Contact),
+// to fill in a work order's site contact.
 type Complaint struct {
 	ID      string
 	Version uint64
@@ -54,6 +56,16 @@ type Complaint struct {
 	Fingerprint   string
 	Text          string
 	FirstReceiver string
+
+	// What a work order defaults to (see WorkOrderDefaults). Contact is
+	// ciphertext under the customer's data key: never opened, never logged;
+	// nil when the customer left no contact or was erased.
+	Contact      *eventsv1.SealedPersonalData
+	Anonymous    bool
+	Erased       bool
+	Organisation string
+	SerialNumber string
+	Region       string
 
 	AcceptedAt      time.Time
 	AcceptedEventID string
@@ -137,14 +149,25 @@ func (c *Complaint) Evolve(e *eventsv1.Envelope) {
 		c.Fingerprint = r.GetProblemFingerprint()
 		c.Text = strings.TrimSpace(r.GetDescription() + "\n" + r.GetCustomerRequest())
 		c.FirstReceiver = r.GetFirstReceiver()
+		c.Contact = r.GetCustomer().GetPersonal()
+		c.Anonymous = r.GetCustomer().GetAnonymous()
+		c.Organisation = r.GetCustomer().GetOrganisation()
+		c.SerialNumber = r.GetProduct().GetSerialNumber()
+		c.Region = r.GetPlace().GetRegion()
 	case *eventsv1.Envelope_ComplaintAccepted:
 		c.Status = StatusAccepted
 		c.AcceptedAt = at
 		c.AcceptedEventID = e.GetEventId()
 	case *eventsv1.Envelope_CustomerDetailsAmended:
-		if t := p.CustomerDetailsAmended.GetTier(); t != eventsv1.CustomerTier_CUSTOMER_TIER_UNSPECIFIED {
+		// An amendment replaces the customer's details, as in intake.
+		x := p.CustomerDetailsAmended
+		if t := x.GetTier(); t != eventsv1.CustomerTier_CUSTOMER_TIER_UNSPECIFIED {
 			c.Tier = t
 		}
+		c.Contact, c.Organisation, c.Anonymous = x.GetPersonal(), x.GetOrganisation(), false
+	case *eventsv1.Envelope_CustomerErased:
+		// The data key is gone: the sealed contact can no longer be read.
+		c.Contact, c.Erased = nil, true
 	case *eventsv1.Envelope_ComplaintWithdrawn:
 		c.Status = StatusWithdrawn
 	case *eventsv1.Envelope_ComplaintClassified:

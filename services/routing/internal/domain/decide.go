@@ -341,29 +341,63 @@ func ReviewSolution(c *Complaint, a Actor, solutionID string, level eventsv1.Rev
 	return []proto.Message{&eventsv1.SolutionReviewed{SolutionId: solutionID, Level: level, Approved: approved, Comment: comment, ReviewedBy: a.ID}}, nil
 }
 
-// RequestDispatch asks dispatch for a technician (on site or remote).
-func RequestDispatch(c *Complaint, a Actor, workOrderID string, spec *eventsv1.WorkOrderSpec, now time.Time) ([]proto.Message, error) {
-	var vs []Violation
-	if spec == nil {
-		spec = &eventsv1.WorkOrderSpec{}
+// WorkOrderDefaults returns a copy of spec with what the caller left empty
+// taken from the complaint: the site contact from the customer's sealed
+// personal data, the organisation from the customer record, the equipment
+// model and serial number from the product, the region from the place.
+// The caller's values always win; spec itself is not changed.
+func WorkOrderDefaults(c *Complaint, spec *eventsv1.WorkOrderSpec) *eventsv1.WorkOrderSpec {
+	out := &eventsv1.WorkOrderSpec{}
+	if spec != nil {
+		out = proto.Clone(spec).(*eventsv1.WorkOrderSpec)
 	}
-	if spec.GetMode() != eventsv1.ServiceMode_SERVICE_MODE_ON_SITE && spec.GetMode() != eventsv1.ServiceMode_SERVICE_MODE_REMOTE {
+	if out.GetSiteContact() == nil && c.Contact != nil {
+		out.SiteContact = proto.Clone(c.Contact).(*eventsv1.SealedPersonalData)
+	}
+	if strings.TrimSpace(out.GetCustomerOrganisation()) == "" {
+		out.CustomerOrganisation = c.Organisation
+	}
+	if strings.TrimSpace(out.GetEquipmentModel()) == "" {
+		out.EquipmentModel = c.ProductModel
+	}
+	if len(out.GetSerialNumbers()) == 0 && c.SerialNumber != "" {
+		out.SerialNumbers = []string{c.SerialNumber}
+	}
+	if strings.TrimSpace(out.GetRegion()) == "" {
+		out.Region = c.Region
+	}
+	return out
+}
+
+// RequestDispatch asks dispatch for a technician (on site or remote). Empty
+// fields of the work sheet are filled in from the complaint first
+// (WorkOrderDefaults); what is still missing is refused, naming the field.
+func RequestDispatch(c *Complaint, a Actor, workOrderID string, spec *eventsv1.WorkOrderSpec, now time.Time) ([]proto.Message, error) {
+	spec = WorkOrderDefaults(c, spec)
+	var vs []Violation
+	onSite := spec.GetMode() == eventsv1.ServiceMode_SERVICE_MODE_ON_SITE
+	if !onSite && spec.GetMode() != eventsv1.ServiceMode_SERVICE_MODE_REMOTE {
 		vs = append(vs, Violation{"spec.mode", "enum", "must be on-site or remote"})
 	}
 	if _, ok := eventsv1.ServiceType_name[int32(spec.GetServiceType())]; !ok || spec.GetServiceType() == eventsv1.ServiceType_SERVICE_TYPE_UNSPECIFIED {
 		vs = append(vs, Violation{"spec.service_type", "enum", "must be installation, commissioning, repair, maintenance or remote support"})
 	}
 	if strings.TrimSpace(spec.GetEquipmentModel()) == "" {
-		vs = append(vs, Violation{"spec.equipment_model", "required", "must name the equipment model"})
+		vs = append(vs, Violation{"spec.equipment_model", "required", "must name the equipment model (the complaint's product names none)"})
 	}
 	if spec.GetQuantity() == 0 {
 		vs = append(vs, Violation{"spec.quantity", "positive", "must be at least 1"})
 	}
 	if strings.TrimSpace(spec.GetRegion()) == "" {
-		vs = append(vs, Violation{"spec.region", "required", "must name the region (picks the service centre)"})
+		vs = append(vs, Violation{"spec.region", "required", "must name the region, which picks the service centre (the complaint's place names none)"})
 	}
 	if spec.GetRequiredBy() == nil || !spec.GetRequiredBy().AsTime().After(now) {
 		vs = append(vs, Violation{"spec.required_by", "future", "must be a time in the future"})
+	}
+	if sc := spec.GetSiteContact(); sc != nil && (sc.GetKeyId() == "" || len(sc.GetCiphertext()) == 0) {
+		vs = append(vs, Violation{"spec.site_contact", "sealed", "must be sealed personal data with a key id and ciphertext"})
+	} else if sc == nil && onSite {
+		vs = append(vs, Violation{"spec.site_contact", "required", "an on-site order needs the sealed site address and contact, and " + noContact(c)})
 	}
 	if len(vs) > 0 {
 		return nil, &InvalidError{vs}
@@ -372,6 +406,17 @@ func RequestDispatch(c *Complaint, a Actor, workOrderID string, spec *eventsv1.W
 		return nil, err
 	}
 	return []proto.Message{&eventsv1.DispatchRequested{WorkOrderId: workOrderID, Spec: spec, RequestedBy: a.ID}}, nil
+}
+
+// noContact says why the complaint has no contact to default to.
+func noContact(c *Complaint) string {
+	switch {
+	case c.Erased:
+		return "the customer's personal data was erased"
+	case c.Anonymous:
+		return "the customer is anonymous and left no contact"
+	}
+	return "the customer left no contact"
 }
 
 // RootCause is a 5W1H analysis.

@@ -291,3 +291,110 @@ func TestRequestDispatchValidatesTheWorkOrder(t *testing.T) {
 		t.Fatalf("good spec: %v %v", out, err)
 	}
 }
+
+// TestRequestDispatchDefaultsFromTheComplaint: what the caller leaves empty
+// comes from the complaint (the latest sealed contact, organisation,
+// product, place); the caller's values win; what cannot be filled in is
+// refused naming the field and the rule.
+func TestRequestDispatchDefaultsFromTheComplaint(t *testing.T) {
+	sealed := func(key string) *eventsv1.SealedPersonalData {
+		return &eventsv1.SealedPersonalData{KeyId: key, Nonce: []byte("n-" + key), Ciphertext: []byte("ct-" + key)}
+	}
+	rich := func(c *eventsv1.Customer) *eventsv1.ComplaintReceived {
+		r := received("x")
+		c.CustomerRef, c.Tier = "cu", eventsv1.CustomerTier_CUSTOMER_TIER_REGULAR
+		r.Customer = c
+		r.Product = &eventsv1.Product{Model: "AC-3000", SerialNumber: "SN-1"}
+		r.Place = &eventsv1.Place{Region: "east", City: "Shanghai"}
+		return r
+	}
+	known := rich(&eventsv1.Customer{Organisation: "ACME", Personal: sealed("k1")})
+	anonymous := rich(&eventsv1.Customer{Anonymous: true})
+	handled := []proto.Message{accepted, classified(l2), assigned}
+	onSite := func() *eventsv1.WorkOrderSpec {
+		return &eventsv1.WorkOrderSpec{Mode: eventsv1.ServiceMode_SERVICE_MODE_ON_SITE, ServiceType: eventsv1.ServiceType_SERVICE_TYPE_REPAIR,
+			Quantity: 1, RequiredBy: timestamppb.New(now.Add(time.Hour))}
+	}
+	remote := func() *eventsv1.WorkOrderSpec {
+		s := onSite()
+		s.Mode, s.ServiceType = eventsv1.ServiceMode_SERVICE_MODE_REMOTE, eventsv1.ServiceType_SERVICE_TYPE_REMOTE_SUPPORT
+		return s
+	}
+	type want struct {
+		contact, org, model, region string // contact: the sealed key id, "" for none
+		serials                     []string
+	}
+	for _, tc := range []struct {
+		name    string
+		history []proto.Message
+		spec    func() *eventsv1.WorkOrderSpec
+		want    want
+		field   string // a refusal: the violation's field, rule and a word of its message
+		rule    string
+		mention string
+	}{
+		{name: "everything from the complaint", history: append([]proto.Message{known}, handled...), spec: onSite,
+			want: want{contact: "k1", org: "ACME", model: "AC-3000", region: "east", serials: []string{"SN-1"}}},
+		{name: "the caller's values win", history: append([]proto.Message{known}, handled...), spec: func() *eventsv1.WorkOrderSpec {
+			s := onSite()
+			s.SiteContact, s.CustomerOrganisation, s.EquipmentModel, s.Region, s.SerialNumbers = sealed("site"), "Other Ltd", "AC-9", "west", []string{"A", "B"}
+			return s
+		}, want: want{contact: "site", org: "Other Ltd", model: "AC-9", region: "west", serials: []string{"A", "B"}}},
+		{name: "the latest amendment", history: append([]proto.Message{known, &eventsv1.CustomerDetailsAmended{Personal: sealed("k2"), Organisation: "ACME East"}}, handled...), spec: onSite,
+			want: want{contact: "k2", org: "ACME East", model: "AC-3000", region: "east", serials: []string{"SN-1"}}},
+		{name: "anonymous with a phone", history: append([]proto.Message{rich(&eventsv1.Customer{Anonymous: true, Personal: sealed("k3")})}, handled...), spec: onSite,
+			want: want{contact: "k3", model: "AC-3000", region: "east", serials: []string{"SN-1"}}},
+		{name: "remote needs no contact", history: append([]proto.Message{anonymous}, handled...), spec: remote,
+			want: want{model: "AC-3000", region: "east", serials: []string{"SN-1"}}},
+		{name: "anonymous without contact, on site", history: append([]proto.Message{anonymous}, handled...), spec: onSite,
+			field: "spec.site_contact", rule: "required", mention: "anonymous"},
+		{name: "erased", history: append([]proto.Message{known, &eventsv1.CustomerErased{KeyId: "cu", ErasedBy: "dpo"}}, handled...), spec: onSite,
+			field: "spec.site_contact", rule: "required", mention: "erased"},
+		{name: "contact that is not sealed", history: append([]proto.Message{known}, handled...), spec: func() *eventsv1.WorkOrderSpec {
+			s := onSite()
+			s.SiteContact = &eventsv1.SealedPersonalData{KeyId: "k1"}
+			return s
+		}, field: "spec.site_contact", rule: "sealed", mention: "ciphertext"},
+		{name: "no place, no region", history: append([]proto.Message{received("x")}, handled...), spec: func() *eventsv1.WorkOrderSpec {
+			s := remote()
+			s.EquipmentModel = "AC-3000"
+			return s
+		}, field: "spec.region", rule: "required", mention: "place"},
+		{name: "no product, no model", history: append([]proto.Message{received("x")}, handled...), spec: func() *eventsv1.WorkOrderSpec {
+			s := remote()
+			s.Region = "east"
+			return s
+		}, field: "spec.equipment_model", rule: "required", mention: "product"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := given(t, tc.history...)
+			spec := tc.spec()
+			before := proto.Clone(spec)
+			out, err := RequestDispatch(c, owner, "wo", spec, now)
+			if !proto.Equal(spec, before) {
+				t.Fatalf("the caller's spec was changed: %v", spec)
+			}
+			if tc.field != "" {
+				var inv *InvalidError
+				if !errors.As(err, &inv) || len(inv.Violations) != 1 || out != nil {
+					t.Fatalf("want one violation of %s, got %v %v", tc.field, out, err)
+				}
+				if v := inv.Violations[0]; v.Field != tc.field || v.Rule != tc.rule || !strings.Contains(v.Message, tc.mention) {
+					t.Fatalf("violation %+v: want %s/%s mentioning %q", v, tc.field, tc.rule, tc.mention)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := out[0].(*eventsv1.DispatchRequested).GetSpec()
+			if got.GetSiteContact().GetKeyId() != tc.want.contact || got.GetCustomerOrganisation() != tc.want.org || got.GetEquipmentModel() != tc.want.model ||
+				got.GetRegion() != tc.want.region || !slices.Equal(got.GetSerialNumbers(), tc.want.serials) {
+				t.Fatalf("spec %v, want %+v", got, tc.want)
+			}
+			if tc.want.contact != "" && (string(got.GetSiteContact().GetCiphertext()) != "ct-"+tc.want.contact || string(got.GetSiteContact().GetNonce()) != "n-"+tc.want.contact) {
+				t.Fatalf("site contact not the sealed blob as stored: %v", got.GetSiteContact())
+			}
+		})
+	}
+}

@@ -1301,9 +1301,13 @@ type RequestDispatchRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	ComplaintId     string                 `protobuf:"bytes,1,opt,name=complaint_id,json=complaintId,proto3" json:"complaint_id,omitempty"`
 	ExpectedVersion uint64                 `protobuf:"varint,2,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
-	Spec            *v1.WorkOrderSpec      `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The work sheet. Left empty, site_contact (the customer's sealed contact),
+	// customer_organisation, equipment_model, serial_numbers and region are
+	// filled in from the complaint; mode, service_type, quantity and
+	// required_by always come from the caller.
+	Spec          *v1.WorkOrderSpec `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RequestDispatchRequest) Reset() {
