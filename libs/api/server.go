@@ -95,7 +95,7 @@ func NewServer(o Options) *Server {
 	if o.MaxBodyBytes == 0 {
 		o.MaxBodyBytes = 4 << 20
 	}
-	s := &Server{opts: o, log: o.Logger.With("component", "api", "service", o.Name)}
+	s := &Server{opts: o, log: o.Logger.With("component", "api")}
 	if o.Authenticator == nil {
 		s.log.Warn("api: no authenticator configured: every call but health and reflection is refused")
 	}

@@ -323,6 +323,11 @@ func decode(data []byte, pos uint64) (eventlog.Record, error) {
 	if env.GetEventId() == "" {
 		return eventlog.Record{}, errors.New("not an event envelope: event_id missing")
 	}
+	// Other messages decode as an envelope too (their field 1 reads as the
+	// event id); without a payload it is no event any handler can use.
+	if env.GetPayload() == nil {
+		return eventlog.Record{}, errors.New("not an event envelope: payload missing")
+	}
 	return eventlog.Record{Event: env, Raw: data, Position: pos}, nil
 }
 

@@ -43,7 +43,7 @@ func TestConformance(t *testing.T) {
 	if os.Getenv("EVENTSTORE_URL") == "" {
 		t.Skip(howToRunLive)
 	}
-	conformance.Run(t, storeOn(t, os.Getenv("EVENTSTORE_URL")))
+	conformance.Run(t, storeOn(t, os.Getenv("EVENTSTORE_URL")), conformance.AtomicBatches())
 }
 
 // TestConformanceOnTheStandIn runs the same suite through the real client
@@ -57,5 +57,5 @@ func TestConformanceOnTheStandIn(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Stop)
-	conformance.Run(t, storeOn(t, srv.URL()))
+	conformance.Run(t, storeOn(t, srv.URL()), conformance.AtomicBatches())
 }

@@ -83,10 +83,17 @@ type AppendResult struct {
 // Store is the event log. Implementations are safe for concurrent use.
 type Store interface {
 	// Append stores events at the end of stream, provided its last version
-	// is expectedVersion (0: the stream must be empty). The store sets each
-	// event's StreamID, Version, RecordedAt and PrevHash. A stale
-	// expectedVersion returns an error wrapping ErrConflict; an event that is
-	// not well formed returns one wrapping ErrInvalidEvent and nothing is stored.
+	// is expectedVersion (0: the stream must be empty). What a batch leaves
+	// stored is always a contiguous prefix of it, and all of it when Append
+	// succeeds; whether a concurrent writer can cut a batch (storing a
+	// prefix and returning ErrConflict) depends on the backend (jsstore:
+	// unless Config.AtomicBatches), so a writer that gets ErrConflict
+	// re-reads the stream and re-decides from what is there. The store sets
+	// each event's StreamID, Version, RecordedAt and PrevHash. A stale
+	// expectedVersion returns an error wrapping ErrConflict; an event that
+	// is not well formed returns one wrapping ErrInvalidEvent and nothing is
+	// stored. Events whose id is already stored (a retry) are counted in
+	// Duplicates and not stored again.
 	Append(ctx context.Context, stream StreamID, expectedVersion uint64, events ...*eventsv1.Envelope) (AppendResult, error)
 	// ReadStream returns the stream's events with version >= fromVersion, in
 	// order. A stream with no events returns an empty slice and no error.
@@ -207,7 +214,9 @@ func Seal(ctx context.Context, stream StreamID, lastVersion uint64, lastHash []b
 }
 
 // RetriedPrefix tells an idempotent retry from a conflict when a stream has
-// moved past the writer's expected version. storedAfter are the event ids
+// moved past the writer's expected version. A retry may find its batch
+// whole or a prefix of it (a crash or a lost reply mid-batch), which is
+// then completed. storedAfter are the event ids
 // stored after that version, in order. It returns how many leading events of
 // the batch are among them; ok is false when the stream holds an event that is
 // not part of this batch before the batch is complete (a real conflict). With

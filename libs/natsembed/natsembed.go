@@ -72,19 +72,28 @@ func Start(o Options) (*Server, error) {
 		// Room for the largest event plus headers.
 		MaxPayload: 2 << 20,
 	}
-	ns, err := server.NewServer(opts)
+	ns, err := startServer(opts)
 	if err != nil {
 		s.cleanup()
+		return nil, err
+	}
+	s.Server = ns
+	return s, nil
+}
+
+// startServer starts a server with opts and waits until it accepts
+// connections.
+func startServer(opts *server.Options) (*server.Server, error) {
+	ns, err := server.NewServer(opts)
+	if err != nil {
 		return nil, fmt.Errorf("natsembed: new server: %w", err)
 	}
 	go ns.Start()
 	if !ns.ReadyForConnections(30 * time.Second) {
 		ns.Shutdown()
-		s.cleanup()
 		return nil, errors.New("natsembed: server not ready after 30s")
 	}
-	s.Server = ns
-	return s, nil
+	return ns, nil
 }
 
 // Connect opens a client connection to the server. In-process connections

@@ -175,5 +175,10 @@ func newDeps(ctx context.Context, nc *nats.Conn, clk clock.Clock, logger *slog.L
 	if err != nil {
 		return Deps{}, nil, fmt.Errorf("open the event log: %w", err)
 	}
-	return Deps{NC: nc, JS: js, Log: store, Clock: clk, Logger: logger}, closeStore, nil
+	counted, err := eventlog.Instrument(store, nil)
+	if err != nil {
+		_ = closeStore()
+		return Deps{}, nil, err
+	}
+	return Deps{NC: nc, JS: js, Log: counted, Clock: clk, Logger: logger}, closeStore, nil
 }

@@ -152,7 +152,7 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}
-	logger := deps.Logger.With("service", Name)
+	logger := deps.Logger
 	if cfg.Calendars == nil {
 		set, err := calendar.Default()
 		if err != nil {
@@ -193,7 +193,7 @@ func (s *Service) App() *app.App { return s.app }
 // (Reconcile), then follows the log, consumes complaint events, fires
 // accept timeouts and serves the API until ctx is done.
 func (s *Service) Run(ctx context.Context) error {
-	log := s.deps.Logger.With("service", Name)
+	log := s.deps.Logger
 	from, err := catchUp(ctx, s.deps.Log, s.view)
 	if err != nil {
 		return fmt.Errorf("dispatch: catch up with the log: %w", err)

@@ -187,7 +187,6 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	logger = logger.With("service", Name)
 	secret := []byte(cfg.SurveySecret)
 	if len(secret) == 0 {
 		secret = make([]byte, survey.MinSecretLen)

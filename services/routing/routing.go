@@ -147,7 +147,7 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	log := deps.Logger.With("service", Name)
+	log := deps.Logger
 	view := app.NewView(p)
 	a, err := app.New(deps.Log, deps.Clock, p, view, log)
 	if err != nil {

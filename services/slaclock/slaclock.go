@@ -148,6 +148,11 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	m, err := newSLAMetrics(nil)
+	if err != nil {
+		return nil, err
+	}
+	a.OnAppended(m.record)
 	srv := api.NewServer(api.Options{Name: Name, Metrics: deps.Metrics, GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, Logger: logger, Authenticator: cfg.Authenticator})
 	slaclockv1.RegisterSlaClockServiceServer(srv.GRPC(), ports.NewServer(a))
 	return &Service{app: a, api: srv}, nil

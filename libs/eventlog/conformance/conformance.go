@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,9 +23,25 @@ import (
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
+// Option tells the suite what the backend promises beyond the contract.
+type Option func(*options)
+
+type options struct{ atomicBatches bool }
+
+// AtomicBatches says no concurrent writer can cut a batch: a failed Append
+// stored nothing (memstore, KurrentDB, jsstore with Config.AtomicBatches).
+// Without it the suite checks the weaker promise every backend keeps: what a
+// batch leaves stored is a contiguous prefix of it.
+func AtomicBatches() Option { return func(o *options) { o.atomicBatches = true } }
+
 // Run runs the suite. newStore returns a fresh, empty store for each subtest
 // (and is responsible for cleaning it up, e.g. with t.Cleanup).
-func Run(t *testing.T, newStore func(t *testing.T) eventlog.Store) {
+func Run(t *testing.T, newStore func(t *testing.T) eventlog.Store, opts ...Option) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	writerReadingMidBatch := func(t *testing.T, s eventlog.Store) { writerReadingMidBatch(t, s, o.atomicBatches) }
 	for _, tc := range []struct {
 		name string
 		run  func(t *testing.T, s eventlog.Store)
@@ -38,6 +55,10 @@ func Run(t *testing.T, newStore func(t *testing.T) eventlog.Store) {
 		{"FiftyConcurrentWritersExactlyOneWins", concurrentWritersOneWins},
 		{"RetryOfSameEventIDStoresOnce", retryStoresOnce},
 		{"RetryOfPartlyStoredBatchCompletesIt", retryCompletesPartialBatch},
+		{"RetryOfStoredBatchIsAllDuplicates", retryOfStoredBatch},
+		{"BatchSkipsEventIDsStoredEarlier", batchSkipsStoredIDs},
+		{"BatchAgainstConcurrentWriterIsAllOrNothing", batchAgainstConcurrentWriter},
+		{"WriterReadingMidBatchNeverSplitsIt", writerReadingMidBatch},
 		{"BadInputRefusedAndNothingStored", badInputRefused},
 		{"NonComplaintStreamNeedsNoComplaintID", nonComplaintStream},
 		{"HashChainVerifies", hashChainVerifies},
@@ -276,6 +297,158 @@ func retryCompletesPartialBatch(t *testing.T, s eventlog.Store) {
 		t.Fatalf("stream = %v, want [a b]", ids(recs))
 	}
 	mustVerify(t, s, stream, 2)
+}
+
+func retryOfStoredBatch(t *testing.T, s eventlog.Store) {
+	ctx := testContext(t)
+	stream, id := newComplaint()
+	batch := []*eventsv1.Envelope{accepted(t, id), response(t, id, "b"), response(t, id, "c")}
+	first, err := s.Append(ctx, stream, 0, cloneAll(batch)...)
+	mustNot(t, err)
+
+	// The writer did not see the ack and retries with what it knew then.
+	res, err := s.Append(ctx, stream, 0, cloneAll(batch)...)
+	if err != nil {
+		t.Fatalf("retry of a stored batch: %v, want duplicates", err)
+	}
+	if res.Duplicates != 3 || res.Version != 3 || res.Position != first.Position {
+		t.Fatalf("retry result %+v, want 3 duplicates at version 3 position %d", res, first.Position)
+	}
+	// The same batch again at the current version is all duplicates too.
+	res, err = s.Append(ctx, stream, 3, cloneAll(batch)...)
+	mustNot(t, err)
+	if res.Duplicates != 3 || res.Version != 3 {
+		t.Fatalf("re-append at the current version: %+v, want 3 duplicates, version 3", res)
+	}
+	if n := len(readStream(t, s, stream, 1)); n != 3 {
+		t.Fatalf("stream has %d events, want the batch stored once", n)
+	}
+	mustVerify(t, s, stream, 3)
+}
+
+func batchSkipsStoredIDs(t *testing.T, s eventlog.Store) {
+	ctx := testContext(t)
+	stream, id := newComplaint()
+	a, b := accepted(t, id), response(t, id, "b")
+	_, err := s.Append(ctx, stream, 0, a, b)
+	mustNot(t, err)
+	c := response(t, id, "c")
+
+	// b is stored already (an earlier decision replayed): only c is new.
+	res, err := s.Append(ctx, stream, 2, proto.Clone(b).(*eventsv1.Envelope), c)
+	mustNot(t, err)
+	if res.Duplicates != 1 || res.Version != 3 {
+		t.Fatalf("append result %+v, want 1 duplicate and version 3", res)
+	}
+	if got := ids(readStream(t, s, stream, 1)); len(got) != 3 || got[2] != c.GetEventId() {
+		t.Fatalf("stream = %v, want [a b c]", got)
+	}
+	mustVerify(t, s, stream, 3)
+}
+
+// concurrencyRounds is how many races the all-or-nothing scenarios run.
+const concurrencyRounds = 25
+
+// A batch of three and a single event race for the same expected version:
+// exactly one wins, and the stream then holds exactly the winner's events.
+func batchAgainstConcurrentWriter(t *testing.T, s eventlog.Store) {
+	ctx := testContext(t)
+	stream, id := newComplaint()
+	_, err := s.Append(ctx, stream, 0, accepted(t, id))
+	mustNot(t, err)
+	version := uint64(1)
+	for round := range concurrencyRounds {
+		batch := []*eventsv1.Envelope{response(t, id, "batch 1"), response(t, id, "batch 2"), response(t, id, "batch 3")}
+		single := response(t, id, "single")
+		batchIDs, singleIDs := idsOf(batch), idsOf([]*eventsv1.Envelope{single})
+		var batchErr, singleErr error
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() { <-start; _, batchErr = s.Append(ctx, stream, version, batch...) })
+		wg.Go(func() { <-start; _, singleErr = s.Append(ctx, stream, version, single) })
+		close(start)
+		wg.Wait()
+
+		var want []string
+		switch {
+		case batchErr == nil && errors.Is(singleErr, eventlog.ErrConflict):
+			want = batchIDs
+		case singleErr == nil && errors.Is(batchErr, eventlog.ErrConflict):
+			want = singleIDs
+		default:
+			t.Fatalf("round %d: batch %v, single %v; want exactly one to win and the other to conflict", round, batchErr, singleErr)
+		}
+		if got := ids(readStream(t, s, stream, version+1)); !slices.Equal(got, want) {
+			t.Fatalf("round %d: stream after version %d holds %v, want exactly the winner's %v", round, version, got, want)
+		}
+		version += uint64(len(want))
+	}
+	mustVerify(t, s, stream, int(version))
+}
+
+// A writer that reads the stream while a batch is being appended appends at
+// the version it saw. With atomic batches it never lands inside the batch;
+// without, it may cut the batch, but what the batch left stored is a
+// contiguous prefix of it, all of it exactly when Append succeeded.
+func writerReadingMidBatch(t *testing.T, s eventlog.Store, atomic bool) {
+	ctx := testContext(t)
+	stream, id := newComplaint()
+	_, err := s.Append(ctx, stream, 0, accepted(t, id))
+	mustNot(t, err)
+	version := uint64(1)
+	for round := range concurrencyRounds {
+		batch := []*eventsv1.Envelope{response(t, id, "batch 1"), response(t, id, "batch 2"), response(t, id, "batch 3")}
+		batchIDs := idsOf(batch)
+		var batchErr error
+		var wg sync.WaitGroup
+		done := make(chan struct{})
+		wg.Go(func() { defer close(done); _, batchErr = s.Append(ctx, stream, version, batch...) })
+		wg.Go(func() {
+			// Read and append at what was read, until the batch is done.
+			for i := 0; ; i++ {
+				recs, err := s.ReadStream(ctx, stream, 1)
+				if err != nil {
+					t.Errorf("round %d: read: %v", round, err)
+					return
+				}
+				_, err = s.Append(ctx, stream, uint64(len(recs)), response(t, id, fmt.Sprintf("reader %d", i)))
+				if err != nil && !errors.Is(err, eventlog.ErrConflict) {
+					t.Errorf("round %d: reader append: %v", round, err)
+					return
+				}
+				select {
+				case <-done:
+					return
+				default:
+				}
+			}
+		})
+		wg.Wait()
+		if batchErr != nil && !errors.Is(batchErr, eventlog.ErrConflict) {
+			t.Fatalf("round %d: batch: %v, want success or a conflict", round, batchErr)
+		}
+
+		got := ids(readStream(t, s, stream, version+1))
+		stored := 0
+		for _, bid := range batchIDs {
+			if slices.Contains(got, bid) {
+				stored++
+			}
+		}
+		switch {
+		case batchErr == nil && stored != len(batchIDs):
+			t.Fatalf("round %d: batch succeeded but %d of its %d events are stored: %v", round, stored, len(batchIDs), got)
+		case batchErr != nil && atomic && stored != 0:
+			t.Fatalf("round %d: batch failed (%v) but %d of its events are stored: %v", round, batchErr, stored, got)
+		case batchErr != nil && stored == len(batchIDs):
+			t.Fatalf("round %d: batch failed (%v) but all of it is stored: %v", round, batchErr, got)
+		}
+		if at := slices.Index(got, batchIDs[0]); stored > 0 && (at < 0 || at+stored > len(got) || !slices.Equal(got[at:at+stored], batchIDs[:stored])) {
+			t.Fatalf("round %d: the batch's stored events %v are not a contiguous prefix of it in %v", round, batchIDs[:stored], got)
+		}
+		version += uint64(len(got))
+	}
+	mustVerify(t, s, stream, int(version))
 }
 
 func badInputRefused(t *testing.T, s eventlog.Store) {
@@ -631,6 +804,14 @@ func ids(recs []eventlog.Record) []string {
 	out := make([]string, len(recs))
 	for i, r := range recs {
 		out[i] = r.Event.GetEventId()
+	}
+	return out
+}
+
+func idsOf(es []*eventsv1.Envelope) []string {
+	out := make([]string, len(es))
+	for i, e := range es {
+		out[i] = e.GetEventId()
 	}
 	return out
 }

@@ -7,7 +7,8 @@ package jsstore_test
 //
 // BaselineRawPublish is what JetStream itself gives for a concurrency-checked
 // publish; Append64Writers is the store doing the same through its API
-// (validation, sealing, hash chain, tail cache). Replay benchmarks read a log
+// (validation, sealing, hash chain, tail cache); AppendBatch2 appends two
+// events at a time (one atomic batch). Replay benchmarks read a log
 // filled once per run (see replayStore), over the in-process pipe and over
 // TCP, and report cpu-µs/event (client and embedded server together) besides
 // events/s: on a shared machine the wall-clock rate follows the load, the CPU
@@ -124,6 +125,44 @@ func BenchmarkAppend64Writers(b *testing.B) {
 				return nil
 			})
 		})
+	}
+}
+
+// BenchmarkAppendBatch2 is Append64Writers with two events per append, one
+// publish per event (the default) and as one atomic batch; events/s counts
+// events, not appends.
+func BenchmarkAppendBatch2(b *testing.B) {
+	for _, d := range durabilities {
+		for _, atomic := range []bool{false, true} {
+			name := d.name + "/OnePublishPerEvent"
+			if atomic {
+				name = d.name + "/AtomicBatch"
+			}
+			b.Run(name, func(b *testing.B) {
+				_, js := startServer(b, natsembed.Options{NoSync: d.noSync})
+				s := newStore(b, js, jsstore.Config{AtomicBatches: atomic})
+				ctx := testContext(b)
+				type complaint struct {
+					stream  eventlog.StreamID
+					version uint64
+				}
+				complaints := make([]complaint, writers)
+				for i := range complaints {
+					complaints[i].stream = eventlog.ComplaintStream(uuid.NewString())
+				}
+				runWriters(b, func(w int) error {
+					c := &complaints[w]
+					id := c.stream.ID()
+					res, err := s.Append(ctx, c.stream, c.version, response(b, id, "a typical event"), response(b, id, "and its follow-up"))
+					if err != nil {
+						return err
+					}
+					c.version = res.Version
+					return nil
+				})
+				b.ReportMetric(2*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+			})
+		}
 	}
 }
 

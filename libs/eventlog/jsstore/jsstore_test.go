@@ -2,7 +2,9 @@ package jsstore_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +28,13 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestConformanceWithAtomicBatches(t *testing.T) {
+	conformance.Run(t, func(t *testing.T) eventlog.Store {
+		_, js := startServer(t, natsembed.Options{})
+		return newStore(t, js, jsstore.Config{AtomicBatches: true})
+	}, conformance.AtomicBatches())
+}
+
 func TestNewCreatesTheEventsStreamAppendOnly(t *testing.T) {
 	_, js := startServer(t, natsembed.Options{})
 	ctx := testContext(t)
@@ -35,8 +44,8 @@ func TestNewCreatesTheEventsStreamAppendOnly(t *testing.T) {
 	st, err := js.Stream(ctx, jsstore.StreamName)
 	must(t, err)
 	cfg := st.CachedInfo().Config
-	if !cfg.DenyDelete || !cfg.DenyPurge || !cfg.AllowDirect || cfg.Storage != jetstream.FileStorage {
-		t.Errorf("deny delete %v, deny purge %v, allow direct %v, storage %s; want true, true, true, file", cfg.DenyDelete, cfg.DenyPurge, cfg.AllowDirect, cfg.Storage)
+	if !cfg.DenyDelete || !cfg.DenyPurge || !cfg.AllowDirect || !cfg.AllowAtomicPublish || cfg.Storage != jetstream.FileStorage {
+		t.Errorf("deny delete %v, deny purge %v, allow direct %v, allow atomic %v, storage %s; want true, true, true, true, file", cfg.DenyDelete, cfg.DenyPurge, cfg.AllowDirect, cfg.AllowAtomicPublish, cfg.Storage)
 	}
 	if cfg.MaxAge != jsstore.DefaultMaxAge || cfg.Duplicates != 10*time.Minute || cfg.Replicas != 1 {
 		t.Errorf("max age %s, duplicate window %s, replicas %d; want 3 years, 10m, 1", cfg.MaxAge, cfg.Duplicates, cfg.Replicas)
@@ -84,7 +93,7 @@ func TestNewUpdatesWhatItCanOfAnExistingStream(t *testing.T) {
 	st, err := js.Stream(ctx, jsstore.StreamName)
 	must(t, err)
 	cfg := st.CachedInfo().Config
-	if cfg.Duplicates != 30*time.Minute || !cfg.DenyDelete || !cfg.DenyPurge || !cfg.AllowDirect {
+	if cfg.Duplicates != 30*time.Minute || !cfg.DenyDelete || !cfg.DenyPurge || !cfg.AllowDirect || !cfg.AllowAtomicPublish {
 		t.Fatalf("stream not brought to the log's config: %+v", cfg)
 	}
 	if cfg.Metadata["owner"] != "ops" {
@@ -163,6 +172,92 @@ func TestServerAnswersStaleDuplicateWithWrongSequence(t *testing.T) {
 	must(t, err)
 	if !ack.Duplicate || ack.Sequence != 1 {
 		t.Fatalf("ack %+v, want a duplicate of sequence 1", ack)
+	}
+}
+
+// What the store's retry handling rests on: an atomic batch holding a stored
+// message id is refused whole with "contains duplicate message id" (10201),
+// even when its expected sequence is stale too (the ids are checked first),
+// and nothing of it is stored.
+func TestServerRefusesABatchHoldingAStoredIDWhole(t *testing.T) {
+	_, js := startServer(t, natsembed.Options{})
+	ctx := testContext(t)
+	newStore(t, js, jsstore.Config{})
+	ack, err := js.Publish(ctx, "events.complaint.x.A", []byte("1"), jetstream.WithMsgID("event-1"))
+	must(t, err)
+
+	batch := func(id string, expect uint64, msgIDs ...string) error {
+		for i, msgID := range msgIDs {
+			m := nats.NewMsg("events.complaint.x.A")
+			m.Header.Set(jetstream.MsgIDHeader, msgID)
+			m.Header.Set("Nats-Batch-Id", id)
+			m.Header.Set("Nats-Batch-Sequence", fmt.Sprint(i+1))
+			if i == 0 {
+				m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, fmt.Sprint(expect))
+				m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, "events.complaint.x.*")
+			}
+			if i < len(msgIDs)-1 {
+				must(t, js.Conn().PublishMsg(m))
+				continue
+			}
+			m.Header.Set("Nats-Batch-Commit", "1")
+			_, err := js.PublishMsg(ctx, m)
+			return err
+		}
+		return nil
+	}
+	var apiErr *jetstream.APIError
+	for _, tc := range []struct {
+		name   string
+		expect uint64
+		ids    []string
+		code   jetstream.ErrorCode
+	}{
+		{"stored id first, stale expectation", 0, []string{"event-1", "event-2"}, 10201},
+		{"stored id last, expectation met", ack.Sequence, []string{"event-2", "event-1"}, 10201},
+		{"new ids, stale expectation", 0, []string{"event-2", "event-3"}, jetstream.JSErrCodeStreamWrongLastSequence},
+	} {
+		err := batch(tc.name, tc.expect, tc.ids...)
+		if !errors.As(err, &apiErr) || apiErr.ErrorCode != tc.code {
+			t.Errorf("%s: %v, want error code %d", tc.name, err, tc.code)
+		}
+	}
+	st, err := js.Stream(ctx, jsstore.StreamName)
+	must(t, err)
+	info, err := st.Info(ctx)
+	must(t, err)
+	if info.State.Msgs != 1 {
+		t.Fatalf("stream holds %d messages after refused batches, want 1", info.State.Msgs)
+	}
+}
+
+// Many writers appending batches at once exceed what the server stages at a
+// time (50 batches per stream); the store sends a refused batch again, so
+// every append lands.
+func TestManyConcurrentBatchesAllLand(t *testing.T) {
+	_, js := startServer(t, natsembed.Options{NoSync: true})
+	s := newStore(t, js, jsstore.Config{})
+	ctx := testContext(t)
+	const writers, rounds = 100, 5
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() {
+			stream, id := newComplaint()
+			for v := uint64(0); v < 2*rounds; v += 2 {
+				if _, err := s.Append(ctx, stream, v, response(t, id, "a"), response(t, id, "b")); err != nil {
+					t.Errorf("append at version %d: %v", v, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	st, err := js.Stream(ctx, jsstore.StreamName)
+	must(t, err)
+	info, err := st.Info(ctx)
+	must(t, err)
+	if info.State.Msgs != writers*rounds*2 {
+		t.Fatalf("stream holds %d events, want %d", info.State.Msgs, writers*rounds*2)
 	}
 }
 

@@ -9,5 +9,5 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	conformance.Run(t, func(t *testing.T) eventlog.Store { return memstore.New(nil) })
+	conformance.Run(t, func(t *testing.T) eventlog.Store { return memstore.New(nil) }, conformance.AtomicBatches())
 }
