@@ -44,8 +44,8 @@ type form struct {
 }
 
 var (
-	shortForm = form{complaints: 500, minKills: 20, workers: 24, killGap: [2]time.Duration{1500 * time.Millisecond, 4 * time.Second}, downFor: [2]time.Duration{100 * time.Millisecond, 1500 * time.Millisecond}, stall: 90 * time.Second}
-	longForm  = form{complaints: 5000, minKills: 100, workers: 32, killGap: [2]time.Duration{1500 * time.Millisecond, 6 * time.Second}, downFor: [2]time.Duration{100 * time.Millisecond, 2 * time.Second}, stall: 3 * time.Minute}
+	shortForm = form{complaints: 500, minKills: 20, workers: 24, killGap: [2]time.Duration{500 * time.Millisecond, 2 * time.Second}, downFor: [2]time.Duration{100 * time.Millisecond, 1500 * time.Millisecond}, stall: 90 * time.Second}
+	longForm  = form{complaints: 5000, minKills: 100, workers: 32, killGap: [2]time.Duration{500 * time.Millisecond, 2 * time.Second}, downFor: [2]time.Duration{100 * time.Millisecond, 2 * time.Second}, stall: 3 * time.Minute}
 )
 
 const (
@@ -167,20 +167,29 @@ func TestChaos(t *testing.T) {
 	t.Logf("services up and configured after %v", time.Since(began).Round(time.Millisecond))
 
 	// Chaos: kill each process in turn (NATS included) at seeded random
-	// moments, restart it after a short random delay.
+	// moments, restart it after a short random delay. The moments are paced
+	// by progress (kill k waits until about k/(kills+1) of the complaints are
+	// parked, give or take a seeded jitter) and never closer than killGap, so
+	// a slow machine gets the same number of kills, not more.
 	chaosCtx, stopChaos := context.WithCancel(ctx)
 	var kills atomic.Int64
 	var mainDone atomic.Bool
 	chaosDone := make(chan struct{})
 	schedule := rand.New(rand.NewSource(rnd.Int63()))
+	planned := f.minKills + f.minKills/4
 	go func() {
 		defer close(chaosDone)
-		for round := 0; ; round++ {
-			order := schedule.Perm(len(procs))
-			for _, i := range order {
+		k := 0
+		for {
+			for _, i := range schedule.Perm(len(procs)) {
 				gap := between(schedule, f.killGap)
 				down := between(schedule, f.downFor)
+				jitter := schedule.Float64() - 0.5
 				sleep(chaosCtx, gap)
+				due := int64((float64(k+1) + jitter) * float64(f.complaints) / float64(planned+1))
+				for !mainDone.Load() && d.parked.Load() < due && chaosCtx.Err() == nil {
+					sleep(chaosCtx, 50*time.Millisecond)
+				}
 				if chaosCtx.Err() != nil || (mainDone.Load() && kills.Load() >= int64(f.minKills)) {
 					return
 				}
@@ -188,6 +197,7 @@ func TestChaos(t *testing.T) {
 				if p.kill() {
 					kills.Add(1)
 				}
+				k++
 				sleep(ctx, down)
 				if err := p.start(); err != nil {
 					t.Errorf("restart %s: %v", p.name, err)
