@@ -37,46 +37,17 @@ type runnerConfig struct {
 //go:embed devtokens.json
 var devTokens string
 
-// builders make the five services, each from its own configuration.
+// builders make the five services, each from its own configuration, in
+// the order they start.
 var builders = []struct {
 	name  string
 	build func(platform.Deps) (platform.Service, error)
 }{
-	{intake.Name, func(d platform.Deps) (platform.Service, error) {
-		cfg, err := intake.ConfigFromEnv()
-		if err != nil {
-			return nil, err
-		}
-		return intake.New(d, cfg)
-	}},
-	{routing.Name, func(d platform.Deps) (platform.Service, error) {
-		cfg, err := routing.ConfigFromEnv()
-		if err != nil {
-			return nil, err
-		}
-		return routing.New(d, cfg)
-	}},
-	{slaclock.Name, func(d platform.Deps) (platform.Service, error) {
-		cfg, err := slaclock.ConfigFromEnv()
-		if err != nil {
-			return nil, err
-		}
-		return slaclock.New(d, cfg)
-	}},
-	{dispatch.Name, func(d platform.Deps) (platform.Service, error) {
-		cfg, err := dispatch.ConfigFromEnv()
-		if err != nil {
-			return nil, err
-		}
-		return dispatch.New(d, cfg)
-	}},
-	{followup.Name, func(d platform.Deps) (platform.Service, error) {
-		cfg, err := followup.ConfigFromEnv()
-		if err != nil {
-			return nil, err
-		}
-		return followup.New(d, cfg)
-	}},
+	{intake.Name, intake.FromEnv},
+	{routing.Name, routing.FromEnv},
+	{slaclock.Name, slaclock.FromEnv},
+	{dispatch.Name, dispatch.FromEnv},
+	{followup.Name, followup.FromEnv},
 }
 
 func run(ctx context.Context, cfg runnerConfig, logger *slog.Logger) error {

@@ -316,6 +316,11 @@ func (s *Subscription) originOf(msg jetstream.Msg, meta *jetstream.MsgMetadata) 
 }
 
 func decode(data []byte, pos uint64) (eventlog.Record, error) {
+	// The event log never stores one this large; the stream's limit leaves
+	// room for headers, so a raw publish could.
+	if len(data) > eventlog.MaxEventSize {
+		return eventlog.Record{}, fmt.Errorf("not an event: %d bytes, over the %d-byte limit", len(data), eventlog.MaxEventSize)
+	}
 	env := &eventsv1.Envelope{}
 	if err := proto.Unmarshal(data, env); err != nil {
 		return eventlog.Record{}, fmt.Errorf("undecodable event envelope: %w", err)

@@ -384,6 +384,18 @@ func TestHostileInputNeverStopsTheConsumer(t *testing.T) {
 		e.goodEventStillHandled(t)
 	})
 
+	t.Run("OverTheEventLimitButUnderTheStreamLimit", func(t *testing.T) {
+		// The stream leaves room for headers above the event limit: a raw
+		// publish in that gap is stored, and is still no event.
+		subject := jsstore.Subject(eventlog.ComplaintStream(uuid.NewString()), "ComplaintReceived")
+		before := dead()
+		if _, err := e.publishRaw(subject, bytes.Repeat([]byte{'x'}, eventlog.MaxEventSize+1024), ""); err != nil {
+			t.Fatal(err)
+		}
+		e.deadLettered(t, subject, "over the", before)
+		e.goodEventStillHandled(t)
+	})
+
 	t.Run("SameEventIDWithinDuplicateWindow", func(t *testing.T) {
 		ev := e.appendGood(t, e.good, &eventsv1.ResponseRecorded{Summary: "once", RespondedBy: "agent-1"})
 		recs, err := e.store.ReadStream(e.ctx, eventlog.ComplaintStream(e.good), 1)
@@ -407,8 +419,8 @@ func TestHostileInputNeverStopsTheConsumer(t *testing.T) {
 	t.Run("AlreadyAppliedVersionStoredAgain", func(t *testing.T) {
 		// The same bytes again after the duplicate window (a fresh msg id):
 		// stored, delivered, and ignored by the projection.
-		// Its own complaint: an old event stored again at the tail
-		// confuses every later writer of the stream (see the report).
+		// The store's readers leave it out of the stream and its writers
+		// still append after the real last version (issue 10).
 		id := uuid.NewString()
 		e.appendGood(t, id, &eventsv1.ComplaintReceived{Description: "third"})
 		e.appendGood(t, id, &eventsv1.ComplaintAccepted{AcceptedBy: "agent-1"})
@@ -430,6 +442,18 @@ func TestHostileInputNeverStopsTheConsumer(t *testing.T) {
 		e.logged(t, "projection: version already applied, ignoring", old.Event.GetEventId())
 		if n := e.proj.timesApplied(old.Event.GetEventId()); n != 1 {
 			t.Fatalf("old event applied %d times, want once", n)
+		}
+		// The complaint is not blocked: its next event lands at version 3.
+		next := e.appendGood(t, id, &eventsv1.ResponseRecorded{Summary: "after the replay", RespondedBy: "agent-1"})
+		recs, err = e.store.ReadStream(e.ctx, eventlog.ComplaintStream(id), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) != 3 || recs[2].Event.GetEventId() != next.GetEventId() || recs[2].Event.GetVersion() != 3 {
+			t.Fatalf("stream after the replay holds %d events, want the new one at version 3", len(recs))
+		}
+		if broken := eventlog.VerifyChain(eventlog.ComplaintStream(id), recs); broken != nil {
+			t.Fatalf("the new event does not chain on version 2: %v", broken)
 		}
 		e.goodEventStillHandled(t)
 	})
@@ -487,10 +511,10 @@ func TestHostileInputNeverStopsTheConsumer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(dl) != 4 {
+	if len(dl) != 5 {
 		for _, d := range dl {
 			t.Logf("dead letter: %s: %s", d.Subject, d.Reason)
 		}
-		t.Fatalf("%d dead letters, want 4 (malformed, not an envelope, unknown complaint, gap)", len(dl))
+		t.Fatalf("%d dead letters, want 5 (malformed, not an envelope, over the event limit, unknown complaint, gap)", len(dl))
 	}
 }

@@ -60,9 +60,22 @@ func VerifyChain(stream StreamID, recs []Record) *BrokenLink {
 	return nil
 }
 
-// VerifyStream reads a stream from the store and verifies its chain.
+// RawStreamReader is implemented by a store whose ReadStream leaves out
+// events that repeat a version already read (jsstore: an old event published
+// again past the store). ReadStreamRaw returns every stored event of the
+// stream, so that verification sees them.
+type RawStreamReader interface {
+	ReadStreamRaw(ctx context.Context, stream StreamID) ([]Record, error)
+}
+
+// VerifyStream reads a stream from the store (every stored event, when the
+// store is a RawStreamReader) and verifies its chain.
 func VerifyStream(ctx context.Context, s Store, stream StreamID) (*BrokenLink, int, error) {
-	recs, err := s.ReadStream(ctx, stream, 1)
+	read := func() ([]Record, error) { return s.ReadStream(ctx, stream, 1) }
+	if raw, ok := s.(RawStreamReader); ok {
+		read = func() ([]Record, error) { return raw.ReadStreamRaw(ctx, stream) }
+	}
+	recs, err := read()
 	if err != nil {
 		return nil, 0, err
 	}

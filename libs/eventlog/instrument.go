@@ -56,3 +56,12 @@ func (s *instrumented) Append(ctx context.Context, stream StreamID, expectedVers
 	}
 	return res, err
 }
+
+// ReadStreamRaw implements RawStreamReader: the wrapped store's, or its
+// ReadStream when it has none.
+func (s *instrumented) ReadStreamRaw(ctx context.Context, stream StreamID) ([]Record, error) {
+	if raw, ok := s.Store.(RawStreamReader); ok {
+		return raw.ReadStreamRaw(ctx, stream)
+	}
+	return s.Store.ReadStream(ctx, stream, 1)
+}

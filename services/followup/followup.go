@@ -175,6 +175,20 @@ type Service struct {
 	readyOnce sync.Once
 }
 
+// FromEnv builds the service from its environment (ConfigFromEnv): what
+// its own binary and the standalone runner call.
+func FromEnv(deps platform.Deps) (platform.Service, error) {
+	cfg, err := ConfigFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	s, err := New(deps, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
 // New builds the service; Run starts it.
 func New(deps platform.Deps, cfg Config) (*Service, error) {
 	if deps.Log == nil || deps.JS == nil || deps.Clock == nil {

@@ -181,6 +181,20 @@ type Service struct {
 
 var _ platform.Service = (*Service)(nil)
 
+// FromEnv builds the service from its environment (ConfigFromEnv): what
+// its own binary and the standalone runner call.
+func FromEnv(deps platform.Deps) (platform.Service, error) {
+	cfg, err := ConfigFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	s, err := New(deps, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
 // New builds the service: opens its key-value buckets (PII_KEYS,
 // INTAKE_DUPLICATES, INTAKE_LINKS, and INTAKE_SECRETS when no secret is set)
 // and its libs/api server (gRPC with health and reflection, the HTTP/JSON

@@ -127,6 +127,20 @@ type Service struct {
 
 var _ platform.Service = (*Service)(nil)
 
+// FromEnv builds the service from its environment (ConfigFromEnv): what
+// its own binary and the standalone runner call.
+func FromEnv(deps platform.Deps) (platform.Service, error) {
+	cfg, err := ConfigFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	s, err := New(deps, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
 // New builds the service on deps (Log, Clock and Logger are used).
 func New(deps platform.Deps, cfg Config) (*Service, error) {
 	if err := cfg.validate(); err != nil {

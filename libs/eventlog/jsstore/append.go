@@ -85,8 +85,10 @@ func (s *Store) settle(ctx context.Context, stream eventlog.StreamID, expectedVe
 				return res, nil
 			}
 			rest = events[stored:]
+			// The stream's last message may be one ReadStream leaves out:
+			// keep its sequence for the server's check.
 			end := after[len(after)-1]
-			t = tail{version: end.Event.GetVersion(), seq: end.Position, hash: eventlog.Hash(end.Raw)}
+			t = tail{version: end.Event.GetVersion(), seq: max(t.seq, end.Position), hash: eventlog.Hash(end.Raw)}
 		}
 		fresh := rest
 		if storedEarlier != nil {
@@ -325,7 +327,12 @@ func traceHeaders(ctx context.Context, h nats.Header, e *eventsv1.Envelope) {
 	}
 }
 
-// lastTail asks the server where a stream ends.
+// lastTail asks the server where a stream ends. Usually that is its last
+// message: an event whose version is the count of messages on the stream.
+// When it is not (a message that is not an event, or an old event published
+// again after the duplicate window), the tail is the last event ReadStream
+// returns, with the last message's sequence for the server's check: writers
+// expecting the real version are not blocked by what someone slipped in.
 func (s *Store) lastTail(ctx context.Context, stream eventlog.StreamID) (tail, error) {
 	m, err := s.stream.GetLastMsgForSubject(ctx, StreamSubjects(stream))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -335,10 +342,34 @@ func (s *Store) lastTail(ctx context.Context, stream eventlog.StreamID) (tail, e
 		return tail{}, fmt.Errorf("jsstore: last event of %s: %w", stream, err)
 	}
 	rec, err := DecodeRawMsg(m)
+	if err != nil && !errors.Is(err, ErrNotAnEvent) {
+		return tail{}, err
+	}
+	if err == nil && eventlog.StreamID(rec.Event.GetStreamId()) == stream {
+		n, err := s.count(ctx, StreamSubjects(stream))
+		if err != nil {
+			return tail{}, fmt.Errorf("jsstore: count events of %s: %w", stream, err)
+		}
+		if rec.Event.GetVersion() == n {
+			t := tail{version: n, seq: rec.Position, hash: eventlog.Hash(rec.Raw)}
+			s.tails.put(stream, t)
+			return t, nil
+		}
+	}
+	recs, err := s.ReadStream(ctx, stream, 1)
 	if err != nil {
 		return tail{}, err
 	}
-	t := tail{version: rec.Event.GetVersion(), seq: rec.Position, hash: eventlog.Hash(rec.Raw)}
+	t := tail{seq: m.Sequence}
+	if len(recs) > 0 {
+		end := recs[len(recs)-1]
+		t.version, t.hash, t.seq = end.Event.GetVersion(), eventlog.Hash(end.Raw), max(t.seq, end.Position)
+	}
+	if t.seq == m.Sequence && (len(recs) == 0 || recs[len(recs)-1].Position != m.Sequence) {
+		// Not a concurrent append: the last message is one ReadStream skips.
+		s.cfg.Logger.WarnContext(ctx, "jsstore: last message of a stream does not continue its chain; appending after the chain's last event",
+			"stream", string(stream), "last_position", m.Sequence, "version", t.version)
+	}
 	s.tails.put(stream, t)
 	return t, nil
 }

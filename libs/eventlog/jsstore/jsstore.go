@@ -25,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -32,6 +33,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/eventlog"
@@ -84,6 +87,12 @@ type Config struct {
 	// README.md). Off, a concurrent writer may cut a batch, leaving a
 	// stored prefix, and the writer re-decides from the stream.
 	AtomicBatches bool
+	// Logger receives one line for each message of the log a reader skips
+	// because it is not an event (default slog.Default()).
+	Logger *slog.Logger
+	// MeterProvider makes the counters of skipped messages (default the
+	// otel global).
+	MeterProvider metric.MeterProvider
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -114,6 +123,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Tails <= 0 {
 		c.Tails = DefaultTails
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.MeterProvider == nil {
+		c.MeterProvider = otel.GetMeterProvider()
 	}
 	return c, nil
 }
@@ -154,6 +169,8 @@ type Store struct {
 	// batchPrefix and batches name atomic batches uniquely across stores.
 	batchPrefix string
 	batches     atomic.Uint64
+	// odd counts and logs the messages readers leave out (see skip.go).
+	odd *oddMessages
 }
 
 var _ eventlog.Store = (*Store)(nil)
@@ -170,11 +187,16 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, error
 	if err != nil {
 		return nil, err
 	}
+	odd, err := newOddMessages(cfg.Logger, cfg.MeterProvider)
+	if err != nil {
+		return nil, err
+	}
 	replies, err := newReplyMux(js.Conn())
 	if err != nil {
 		return nil, err
 	}
 	return &Store{
+		odd:       odd,
 		js:        js,
 		stream:    stream,
 		cfg:       cfg,

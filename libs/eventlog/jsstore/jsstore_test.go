@@ -351,18 +351,3 @@ func TestDecodeMsgOfAConsumedEvent(t *testing.T) {
 		t.Fatalf("consumed %d events, want 2", i)
 	}
 }
-
-// An event whose bytes are not an envelope is an error naming its place, not
-// a silent skip: a reader must not build state from a log it cannot read.
-func TestReadOfUndecodableEventNamesItsPosition(t *testing.T) {
-	_, js := startServer(t, natsembed.Options{})
-	ctx := testContext(t)
-	s := newStore(t, js, jsstore.Config{})
-	stream, _ := newComplaint()
-	ack, err := js.PublishMsg(ctx, &nats.Msg{Subject: jsstore.Subject(stream, "ResponseRecorded"), Data: []byte{0xff, 0xff, 0xff}})
-	must(t, err)
-	_, err = s.ReadStream(ctx, stream, 1)
-	if err == nil || !strings.Contains(err.Error(), "does not decode") || !strings.Contains(err.Error(), "position 1") {
-		t.Fatalf("got %v, want an error naming position %d", err, ack.Sequence)
-	}
-}

@@ -3,6 +3,7 @@ package jsstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -15,7 +16,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/closeloop/closeloop/libs/eventlog"
-	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
 // Reads start with JetStream's batched direct get (nats-server >= 2.11; the
@@ -53,44 +53,89 @@ type directRequest struct {
 	MaxBytes int    `json:"max_bytes,omitempty"`
 }
 
-// ReadStream implements eventlog.Store.
+// ReadStream implements eventlog.Store. It leaves out what is not an event
+// and an event repeating a version already read (see skip.go).
 func (s *Store) ReadStream(ctx context.Context, stream eventlog.StreamID, fromVersion uint64) ([]eventlog.Record, error) {
+	var top uint64 // highest version read
+	return s.readStream(ctx, stream, func(r eventlog.Record) bool {
+		v := r.Event.GetVersion()
+		if v <= top {
+			s.odd.repeat(ctx, stream, r, top)
+			return false
+		}
+		top = v
+		return v >= fromVersion
+	})
+}
+
+// ReadStreamRaw implements eventlog.RawStreamReader: every event stored on
+// the stream's subjects, repeated versions included, for verification.
+func (s *Store) ReadStreamRaw(ctx context.Context, stream eventlog.StreamID) ([]eventlog.Record, error) {
+	return s.readStream(ctx, stream, nil)
+}
+
+func (s *Store) readStream(ctx context.Context, stream eventlog.StreamID, keep func(eventlog.Record) bool) ([]eventlog.Record, error) {
 	if err := stream.Validate(); err != nil {
 		return nil, err
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	c := &collector{keep: func(e *eventsv1.Envelope) bool { return e.GetVersion() >= fromVersion }}
+	c := s.collector(ctx, keep)
 	if err := s.read(ctx, StreamSubjects(stream), 1, 0, c); err != nil {
 		return nil, fmt.Errorf("jsstore: read %s: %w", stream, err)
 	}
 	return c.records(), nil
 }
 
-// ReadAll implements eventlog.Store.
+// ReadAll implements eventlog.Store. It leaves out what is not an event
+// (see skip.go), so it may return fewer than max events before the end.
 func (s *Store) ReadAll(ctx context.Context, fromPosition uint64, max int) ([]eventlog.Record, error) {
 	if max <= 0 {
 		return nil, fmt.Errorf("jsstore: read all: max %d: must be positive", max)
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	c := &collector{}
-	if err := s.read(ctx, "", fromPosition, max, c); err != nil {
-		return nil, fmt.Errorf("jsstore: read log from position %d: %w", fromPosition, err)
+	for {
+		c := s.collector(ctx, nil)
+		if err := s.read(ctx, "", fromPosition, max, c); err != nil {
+			return nil, fmt.Errorf("jsstore: read log from position %d: %w", fromPosition, err)
+		}
+		// Only skipped messages: an empty answer would say "caught up".
+		if len(c.recs) > 0 || c.skipped == 0 {
+			return c.records(), nil
+		}
+		fromPosition = c.last + 1
 	}
-	return c.records(), nil
 }
 
 // collector gathers the records of one read.
 type collector struct {
-	recs []eventlog.Record
-	read int                           // records read, kept or not
-	keep func(*eventsv1.Envelope) bool // nil keeps all
+	recs    []eventlog.Record
+	read    int                        // messages read, kept, left out or skipped
+	skipped int                        // messages that are not events
+	last    uint64                     // position of the last message read
+	keep    func(eventlog.Record) bool // nil keeps all
+	skip    func(subject string, position uint64, err error)
 }
 
-func (c *collector) add(r eventlog.Record) {
+func (s *Store) collector(ctx context.Context, keep func(eventlog.Record) bool) *collector {
+	return &collector{keep: keep, skip: func(subject string, position uint64, err error) {
+		s.odd.notAnEvent(ctx, subject, position, err)
+	}}
+}
+
+// add decodes one stored message and keeps it, or skips it when it is not
+// an event.
+func (c *collector) add(subject string, position uint64, raw []byte) {
 	c.read++
-	if c.keep == nil || c.keep(r.Event) {
+	c.last = position
+	r, err := decode(subject, position, raw)
+	if err != nil {
+		c.skipped++
+		c.skip(subject, position, err)
+		return
+	}
+	if c.keep == nil || c.keep(r) {
 		c.recs = append(c.recs, r)
 	}
 }
@@ -160,11 +205,49 @@ func (s *Store) directGet(ctx context.Context, req directRequest, c *collector) 
 				return 0, fmt.Errorf("direct get: status %s %s", status, m.Header.Get("Description"))
 			}
 		}
-		rec, err := decodeDirect(m)
+		seq, err := directSeq(m)
 		if err != nil {
 			return 0, err
 		}
-		c.add(rec)
+		c.add(m.Header.Get(jetstream.SubjectHeader), seq, m.Data)
+	}
+}
+
+// count is how many messages are stored on filter: one direct get of the
+// first, whose end of batch tells how many follow.
+func (s *Store) count(ctx context.Context, filter string) (uint64, error) {
+	body, err := json.Marshal(directRequest{Seq: 1, NextFor: filter, Batch: 1, MaxBytes: readMaxBytes})
+	if err != nil {
+		return 0, err
+	}
+	inbox, replies, done := s.replies.open(2) // the first message, then the end of batch
+	defer done()
+	if err := s.js.Conn().PublishRequest(s.apiPrefix+"DIRECT.GET."+StreamName, inbox, body); err != nil {
+		return 0, err
+	}
+	var n uint64
+	for {
+		var m *nats.Msg
+		select {
+		case m = <-replies:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		status := m.Header.Get("Status")
+		switch {
+		case status == "" || len(m.Data) > 0:
+			n++
+		case status == "204":
+			pending, err := strconv.ParseUint(m.Header.Get(numPendingHeader), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("direct get: end of batch without a valid %s header", numPendingHeader)
+			}
+			return n + pending, nil
+		case status == "404":
+			return 0, nil
+		default:
+			return 0, fmt.Errorf("direct get: status %s %s", status, m.Header.Get("Description"))
+		}
 	}
 }
 
@@ -241,11 +324,7 @@ func (s *Store) consume(ctx context.Context, filter string, from uint64, max int
 				return fmt.Errorf("read consumer: message %d arrived where %d was expected (lost on the way)", delivered, got+1)
 			}
 			got++
-			rec, err := decode(m.Subject, pos, m.Data)
-			if err != nil {
-				return err
-			}
-			c.add(rec)
+			c.add(m.Subject, pos, m.Data)
 		}
 	}
 	return nil
@@ -384,6 +463,11 @@ func (s *Store) Follow(ctx context.Context, fromPosition uint64, fn func(eventlo
 			return fmt.Errorf("jsstore: follow: %w", err)
 		}
 		rec, err := DecodeMsg(m)
+		if errors.Is(err, ErrNotAnEvent) {
+			md, _ := m.Metadata() // DecodeMsg read it already
+			s.odd.notAnEvent(ctx, m.Subject(), md.Sequence.Stream, err)
+			continue
+		}
 		if err != nil {
 			return err
 		}

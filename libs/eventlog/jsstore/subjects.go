@@ -50,19 +50,33 @@ func DecodeRawMsg(m *jetstream.RawStreamMsg) (eventlog.Record, error) {
 	return decode(m.Subject, m.Sequence, m.Data)
 }
 
-// decodeDirect turns one message of a batched direct get into a Record.
-func decodeDirect(m *nats.Msg) (eventlog.Record, error) {
+// directSeq is the stream sequence of a direct get reply.
+func directSeq(m *nats.Msg) (uint64, error) {
 	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
 	if err != nil {
-		return eventlog.Record{}, fmt.Errorf("jsstore: direct get reply without a valid %s header: %w", jetstream.SequenceHeader, err)
+		return 0, fmt.Errorf("jsstore: direct get reply without a valid %s header: %w", jetstream.SequenceHeader, err)
 	}
-	return decode(m.Header.Get(jetstream.SubjectHeader), seq, m.Data)
+	return seq, nil
 }
 
+// decode turns a stored message into a Record. A message that is not an
+// event (see skip.go) fails with an error wrapping ErrNotAnEvent.
 func decode(subject string, position uint64, raw []byte) (eventlog.Record, error) {
+	notEvent := func(why string) (eventlog.Record, error) {
+		return eventlog.Record{}, fmt.Errorf("jsstore: message at log position %d (%s): %w: %s", position, subject, ErrNotAnEvent, why)
+	}
+	if len(raw) > eventlog.MaxEventSize {
+		return notEvent(fmt.Sprintf("%d bytes, more than the %d an event may have", len(raw), eventlog.MaxEventSize))
+	}
 	e := &eventsv1.Envelope{}
 	if err := proto.Unmarshal(raw, e); err != nil {
-		return eventlog.Record{}, fmt.Errorf("jsstore: event at log position %d (%s) does not decode: %w", position, subject, err)
+		return notEvent("does not decode: " + err.Error())
+	}
+	if e.GetEventId() == "" {
+		return notEvent("event_id missing")
+	}
+	if e.GetPayload() == nil {
+		return notEvent("payload missing (or of a type this build does not know)")
 	}
 	return eventlog.Record{Event: e, Raw: raw, Position: position}, nil
 }

@@ -84,6 +84,10 @@ func (a *App) load(ctx context.Context, complaintID string) (*domain.State, erro
 	if len(recs) == 0 {
 		return nil, ErrNotFound
 	}
+	if _, ok := recs[0].Event.GetPayload().(*eventsv1.Envelope_ComplaintReceived); !ok {
+		// Events of a complaint never received, published past intake.
+		return nil, fmt.Errorf("%w: its stream does not start with ComplaintReceived", ErrNotFound)
+	}
 	s := &domain.State{ComplaintID: complaintID}
 	for _, r := range recs {
 		domain.Evolve(s, r.Event)

@@ -5,39 +5,9 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-
 	"github.com/closeloop/closeloop/libs/esdb/backend"
 	"github.com/closeloop/closeloop/libs/platform"
 	"github.com/closeloop/closeloop/services/routing"
 )
 
-func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "routing:", err)
-		os.Exit(1)
-	}
-}
-
-func run() error {
-	cfg, err := routing.ConfigFromEnv()
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	rt, err := platform.Connect(ctx, routing.Name, backend.Opener)
-	if err != nil {
-		return err
-	}
-	defer rt.Close()
-	svc, err := routing.New(rt.Deps, cfg)
-	if err != nil {
-		return err
-	}
-	return svc.Run(ctx)
-}
+func main() { platform.Main(routing.Name, backend.Opener, routing.FromEnv) }

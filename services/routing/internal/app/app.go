@@ -65,7 +65,8 @@ type cause struct {
 	eventID, correlationID string
 }
 
-// Load reads a complaint's stream and folds it; ErrNotFound when empty.
+// Load reads a complaint's stream and folds it; ErrNotFound when empty or
+// when it does not start with ComplaintReceived.
 func (a *Application) Load(ctx context.Context, complaintID string) (*domain.Complaint, error) {
 	if complaintID == "" {
 		return nil, &domain.InvalidError{Violations: []domain.Violation{{Field: "complaint_id", Rule: "required", Message: "must not be empty"}}}
@@ -76,6 +77,12 @@ func (a *Application) Load(ctx context.Context, complaintID string) (*domain.Com
 	}
 	if len(recs) == 0 {
 		return nil, fmt.Errorf("complaint_id %q: %w", complaintID, domain.ErrNotFound)
+	}
+	if first := recs[0].Event; eventlog.TypeOf(first) != "ComplaintReceived" {
+		// Events of a complaint never received (published past intake):
+		// nothing to classify or assign.
+		return nil, fmt.Errorf("complaint_id %q: %w: its stream starts with %s at version %d, not ComplaintReceived",
+			complaintID, domain.ErrNotFound, eventlog.TypeOf(first), first.GetVersion())
 	}
 	c := &domain.Complaint{ID: complaintID}
 	for _, r := range recs {

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -111,6 +112,12 @@ func (a *Application) assignWaiting(ctx context.Context, team string, by cause) 
 			err := a.react(ctx, id, by, func(c *domain.Complaint) []proto.Message {
 				return domain.AssignNew(c, a.policy, a.view, a.view.Load)
 			})
+			if errors.Is(err, domain.ErrNotFound) {
+				// Not this roster change's fault: the complaint's own event
+				// was dead-lettered for it.
+				a.log.WarnContext(ctx, "routing: waiting complaint not found; not assigned", "complaint_id", id, "error", err)
+				continue
+			}
 			if err != nil {
 				return err
 			}

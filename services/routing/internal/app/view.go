@@ -118,6 +118,9 @@ func (v *View) Apply(r eventlog.Record) {
 	id := e.GetComplaintId()
 	c := v.complaints[id]
 	if c == nil {
+		if _, received := e.GetPayload().(*eventsv1.Envelope_ComplaintReceived); !received {
+			return // a complaint never received: no load, history or waiting list
+		}
 		c = &tracked{}
 		v.complaints[id] = c
 	}

@@ -5,39 +5,9 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-
 	"github.com/closeloop/closeloop/libs/esdb/backend"
 	"github.com/closeloop/closeloop/libs/platform"
 	"github.com/closeloop/closeloop/services/slaclock"
 )
 
-func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "slaclock:", err)
-		os.Exit(1)
-	}
-}
-
-func run() error {
-	cfg, err := slaclock.ConfigFromEnv()
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	rt, err := platform.Connect(ctx, slaclock.Name, backend.Opener)
-	if err != nil {
-		return err
-	}
-	defer rt.Close()
-	svc, err := slaclock.New(rt.Deps, cfg)
-	if err != nil {
-		return err
-	}
-	return svc.Run(ctx)
-}
+func main() { platform.Main(slaclock.Name, backend.Opener, slaclock.FromEnv) }

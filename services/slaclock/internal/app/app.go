@@ -196,10 +196,20 @@ func (a *App) fire(ctx context.Context, due []timers.Due) {
 // Handle decides one complaint from its stream at the current time and
 // appends what is missing; on a conflict it re-reads and decides again.
 func (a *App) Handle(ctx context.Context, complaintID string) error {
-	return a.decideAndAppend(ctx, complaintID, func(st domain.State, env domain.Env) []*ev.Envelope {
+	err := a.decideAndAppend(ctx, complaintID, func(st domain.State, env domain.Env) []*ev.Envelope {
 		return domain.Decide(st, env)
 	})
+	if errors.Is(err, ErrNotReceived) {
+		// Events published past intake: no clock to keep, nothing to retry.
+		a.log.Warn("slaclock: complaint never received; no clocks", "complaint", complaintID, "err", err)
+		return nil
+	}
+	return err
 }
+
+// ErrNotReceived: the complaint's stream does not start with
+// ComplaintReceived (its events were published past intake).
+var ErrNotReceived = errors.New("complaint never received")
 
 // Reapply moves a complaint's open clocks to the current policy version.
 func (a *App) Reapply(ctx context.Context, complaintID, reason string) ([]string, error) {
@@ -327,6 +337,9 @@ func (a *App) load(ctx context.Context, complaintID string, asOf time.Time) (dom
 	recs, err := a.store.ReadStream(ctx, eventlog.ComplaintStream(complaintID), 1)
 	if err != nil {
 		return domain.State{}, fmt.Errorf("app: read complaint %s: %w", complaintID, err)
+	}
+	if len(recs) > 0 && recs[0].Event.GetComplaintReceived() == nil {
+		return domain.State{}, fmt.Errorf("app: complaint %s: %w: its stream starts with %s", complaintID, ErrNotReceived, recs[0].Event.GetType())
 	}
 	st := domain.State{ComplaintID: complaintID}
 	for _, r := range recs {

@@ -52,6 +52,9 @@ func appError(err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return status.FromContextError(err).Err()
 	}
+	if errors.Is(err, app.ErrNotReceived) {
+		return status.Error(codes.NotFound, err.Error())
+	}
 	return status.Error(codes.Internal, err.Error())
 }
 
