@@ -269,12 +269,21 @@ func TestEraseCustomerKeepsHistoryVerifiableButUnreadable(t *testing.T) {
 type lossyStore struct {
 	eventlog.Store
 	failAfter, failBefore bool
+	// firstOnly stores only the first event of a batch and dies: the log
+	// writes a batch one event at a time.
+	firstOnly bool
 }
 
 var errKilled = errors.New("process killed")
 
 func (s *lossyStore) Append(ctx context.Context, stream eventlog.StreamID, v uint64, evs ...*eventsv1.Envelope) (eventlog.AppendResult, error) {
 	if s.failBefore {
+		return eventlog.AppendResult{}, errKilled
+	}
+	if s.firstOnly && len(evs) > 1 {
+		if _, err := s.Store.Append(ctx, stream, v, evs[0]); err != nil {
+			return eventlog.AppendResult{}, err
+		}
 		return eventlog.AppendResult{}, errKilled
 	}
 	res, err := s.Store.Append(ctx, stream, v, evs...)
@@ -291,6 +300,7 @@ func TestKilledBetweenReceiveAndReplyRetryReturnsSameComplaint(t *testing.T) {
 	}{
 		{"killed after the append, reply lost", &lossyStore{failAfter: true}},
 		{"killed after the duplicate claim, before the append", &lossyStore{failBefore: true}},
+		{"killed between ComplaintReceived and ComplaintAccepted", &lossyStore{firstOnly: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, false)
@@ -307,15 +317,18 @@ func TestKilledBetweenReceiveAndReplyRetryReturnsSameComplaint(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := e.events(t, resp.GetComplaintId()); count(want, "ComplaintReceived") != 1 {
-				t.Fatalf("stream = %v, want one ComplaintReceived", want)
+			if want := e.events(t, resp.GetComplaintId()); count(want, "ComplaintReceived") != 1 || count(want, "ComplaintAccepted") != 1 {
+				t.Fatalf("stream = %v, want one ComplaintReceived and one ComplaintAccepted", want)
 			}
 			if all := e.allEvents(t); all["ComplaintReceived"] != 1 || all["DuplicateLinked"] != 0 {
 				t.Fatalf("log = %v, want exactly one ComplaintReceived and no link", all)
 			}
 			again, err := fresh.client.SubmitComplaint(as(tokPhone), req)
-			if err != nil || again.GetComplaintId() != resp.GetComplaintId() || again.GetCreated() {
+			if err != nil || again.GetComplaintId() != resp.GetComplaintId() || again.GetCreated() || !again.GetAccepted() {
 				t.Fatalf("second retry: %v %v", again, err)
+			}
+			if evs := e.events(t, resp.GetComplaintId()); count(evs, "ComplaintAccepted") != 1 {
+				t.Fatalf("after the second retry: stream = %v, want one ComplaintAccepted", evs)
 			}
 		})
 	}

@@ -122,6 +122,9 @@ func expectation(it *item, c *complaint) string {
 			return fmt.Sprintf("want closed NO_RESPONSE, got closed=%v outcome=%v", c.closed, c.outcome)
 		}
 	case scriptBreach:
+		if !c.accepted || c.owner == "" {
+			return fmt.Sprintf("never accepted and assigned (accepted=%v, owner %q)", c.accepted, c.owner)
+		}
 		if c.resolves != 0 || c.closed {
 			return "left alone, yet resolved or closed"
 		}

@@ -111,6 +111,8 @@ func (a *App) Submit(ctx context.Context, p auth.Principal, req *intakev1.Submit
 // earlier attempt stored the complaint. But the log stores a batch one event
 // at a time, so another service reacting to this very ComplaintReceived may
 // have appended before its ComplaintAccepted: the acceptance then follows.
+// The same holds when an earlier attempt crashed between the two events: the
+// retry appends the acceptance it would have made.
 func (a *App) finishReceive(ctx context.Context, id string, envs []*eventsv1.Envelope) (SubmitResult, error) {
 	stream := eventlog.ComplaintStream(id)
 	for attempt := 0; ; attempt++ {
@@ -131,8 +133,16 @@ func (a *App) finishReceive(ctx context.Context, id string, envs []*eventsv1.Env
 				rest = append(rest, e)
 			}
 		}
-		if !ours || len(rest) == 0 || s.Status != domain.StatusReceived {
+		if len(rest) == 0 || s.Status != domain.StatusReceived {
 			return SubmitResult{ComplaintID: id, Created: ours, Accepted: s.Status == domain.StatusAccepted}, nil
+		}
+		if !ours {
+			// An earlier attempt stored the ComplaintReceived and died
+			// before its ComplaintAccepted: this retry (same channel
+			// reference, same report) records the acceptance in its place.
+			for _, e := range rest {
+				e.CausationId, e.CorrelationId = recs[0].Event.GetEventId(), recs[0].Event.GetCorrelationId()
+			}
 		}
 		_, err = a.store.Append(ctx, stream, s.Version, rest...)
 		if errors.Is(err, eventlog.ErrConflict) && attempt < 10 {
@@ -141,7 +151,7 @@ func (a *App) finishReceive(ctx context.Context, id string, envs []*eventsv1.Env
 		if err != nil {
 			return SubmitResult{}, fmt.Errorf("append: %w", err)
 		}
-		return SubmitResult{ComplaintID: id, Created: true, Accepted: true}, nil
+		return SubmitResult{ComplaintID: id, Created: ours, Accepted: true}, nil
 	}
 }
 
