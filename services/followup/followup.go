@@ -37,7 +37,7 @@ import (
 // Name is the service's name.
 const Name = "followup"
 
-// Durable is the bus consumer that reacts to resolutions.
+// Durable is the bus consumer that reacts to resolutions and answers.
 const Durable = "followup"
 
 // Config configures the service. DefaultConfig holds the defaults.
@@ -249,7 +249,7 @@ func (s *Service) KPIPosition() uint64 { return s.kpi.Position() }
 
 // Run implements platform.Service: it rebuilds the tracker and the KPI
 // model from the whole log and keeps following it, reacts to resolutions
-// through the bus, fires the no-response timers, and serves the API.
+// and answers through the bus, fires the no-response timers, and serves the API.
 func (s *Service) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -279,11 +279,12 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	}()
 
+	complaints := strings.TrimSuffix(jsstore.KindSubjects(eventlog.KindComplaint), ">")
 	sub, err := bus.Subscribe(ctx, s.deps.JS, bus.Options{
 		Durable:  Durable,
-		Subjects: []string{strings.TrimSuffix(jsstore.KindSubjects(eventlog.KindComplaint), ">") + "*.ComplaintResolved"},
+		Subjects: []string{complaints + "*.ComplaintResolved", complaints + "*.SurveyAnswered"},
 		Logger:   s.log,
-	}, s.app.ScheduleFollowUpOnResolved)
+	}, s.app.React)
 	if err != nil {
 		cancel()
 		wg.Wait()

@@ -318,3 +318,22 @@ func TestSurveyLinkRefusals(t *testing.T) {
 	}
 	e.waitForTypes("c-a", with(scheduled, "SurveyAnswered", "ComplaintClosed")...)
 }
+
+// An answer left alone in the stream, as when NATS dies after storing it and
+// before acknowledging it (the answer's close is the next publish, and a
+// survey takes no second answer): the reaction to the answer closes the
+// complaint, with the return visit its severity asks for.
+func TestScenarioAnswerStoredWithoutItsClose(t *testing.T) {
+	e := newEnv(t)
+	e.startService()
+	e.emit("c-cut", received, l3, resolved())
+	got := e.waitForTypes("c-cut", scheduled...)
+	e.emit("c-cut", &eventsv1.SurveyAnswered{
+		SurveyId: got[5].GetSurveySent().GetSurveyId(), Satisfaction: 4, Resolved: true,
+		Via: eventsv1.SurveyVia_SURVEY_VIA_PHONE, RecordedBy: "agent-1",
+	})
+	got = e.waitForTypes("c-cut", with(scheduled, "SurveyAnswered", "ComplaintClosed", "ReturnVisitScheduled")...)
+	if c := got[7].GetComplaintClosed(); c.GetOutcome() != eventsv1.CloseOutcome_CLOSE_OUTCOME_SATISFIED || c.GetClosedBy() != "agent-1" || c.GetSurveyId() != got[5].GetSurveySent().GetSurveyId() {
+		t.Fatalf("closed %v", c)
+	}
+}

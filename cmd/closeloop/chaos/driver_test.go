@@ -149,6 +149,7 @@ type item struct {
 	receivedAt time.Time
 	id         string // set once intake acknowledged the submission
 	lastErr    error
+	lastErrAt  time.Time
 	state      *complaint
 }
 
@@ -194,7 +195,7 @@ func (d *driver) submit(ctx context.Context, it *item) error {
 		if err := classify(err); errors.Is(err, errFatal) {
 			return err
 		}
-		it.lastErr = err
+		it.lastErr, it.lastErrAt = err, time.Now()
 		sleep(ctx, 100*time.Millisecond)
 	}
 	return ctx.Err()
@@ -360,13 +361,19 @@ func (d *driver) run(ctx context.Context, it *item, stall time.Duration) error {
 		if c.version != last {
 			last, progress = c.version, time.Now()
 		} else if time.Since(progress) > stall {
-			return fmt.Errorf("complaint %d (%s, %s) made no progress for %v at version %d; last error: %v", it.n, it.id, it.script, stall, c.version, it.lastErr)
+			// The last error may be old: a step that only waits for a
+			// service to react returns nil and leaves it as it was.
+			lastErr := "none"
+			if it.lastErr != nil {
+				lastErr = fmt.Sprintf("%v ago: %v", time.Since(it.lastErrAt).Round(time.Second), it.lastErr)
+			}
+			return fmt.Errorf("complaint %d (%s, %s) made no progress for %v at version %d (%s); last error %s", it.n, it.id, it.script, stall, c.version, c.last, lastErr)
 		}
 		if err := d.step(ctx, it, c); err != nil {
 			if errors.Is(err, errFatal) {
 				return fmt.Errorf("complaint %d (%s, %s): %w", it.n, it.id, it.script, err)
 			}
-			it.lastErr = err
+			it.lastErr, it.lastErrAt = err, time.Now()
 		}
 		sleep(ctx, 60*time.Millisecond)
 	}

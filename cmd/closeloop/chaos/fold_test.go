@@ -19,6 +19,7 @@ type workOrder struct {
 // pick the next step of a script.
 type complaint struct {
 	version   uint64
+	last      string // type of the last event
 	received  *eventsv1.ComplaintReceived
 	accepted  bool
 	severity  eventsv1.Severity
@@ -50,7 +51,7 @@ func fold(recs []eventlog.Record) *complaint {
 		return o
 	}
 	for _, r := range recs {
-		c.version = r.Event.GetVersion()
+		c.version, c.last = r.Event.GetVersion(), eventlog.TypeOf(r.Event)
 		switch p := eventlog.Payload(r.Event).(type) {
 		case *eventsv1.ComplaintReceived:
 			c.received = p

@@ -77,33 +77,52 @@ type Cause struct {
 
 // load folds the complaint's stream.
 func (a *App) load(ctx context.Context, complaintID string) (*domain.State, error) {
+	s, _, err := a.loadRecords(ctx, complaintID)
+	return s, err
+}
+
+// loadRecords folds the complaint's stream and returns its records too.
+func (a *App) loadRecords(ctx context.Context, complaintID string) (*domain.State, []eventlog.Record, error) {
 	recs, err := a.log.ReadStream(ctx, eventlog.ComplaintStream(complaintID), 1)
 	if err != nil {
-		return nil, fmt.Errorf("read complaint stream: %w", err)
+		return nil, nil, fmt.Errorf("read complaint stream: %w", err)
 	}
 	if len(recs) == 0 {
-		return nil, ErrNotFound
+		return nil, nil, ErrNotFound
 	}
 	if _, ok := recs[0].Event.GetPayload().(*eventsv1.Envelope_ComplaintReceived); !ok {
 		// Events of a complaint never received, published past intake.
-		return nil, fmt.Errorf("%w: its stream does not start with ComplaintReceived", ErrNotFound)
+		return nil, nil, fmt.Errorf("%w: its stream does not start with ComplaintReceived", ErrNotFound)
 	}
 	s := &domain.State{ComplaintID: complaintID}
 	for _, r := range recs {
 		domain.Evolve(s, r.Event)
 	}
-	return s, nil
+	return s, recs, nil
 }
 
 // execute loads, decides and appends with the version read; on a conflict
 // it starts over from a fresh read. It returns the events written (none
 // when the decision was that nothing is left to do) and the stream's version
 // after them.
+//
+// A survey answer is appended with its consequence one event at a time, so
+// a writer slipping in between (the Conclude reaction to the answer itself)
+// can store the answer and refuse the rest. The answer then stands: instead
+// of refusing it as a second one, execute concludes it and reports the
+// events it decided.
 func (a *App) execute(ctx context.Context, complaintID string, cmd domain.Command, c Cause) ([]proto.Message, uint64, error) {
+	var cut []proto.Message // an answer whose append stored only its first event
+	var answerID string     // the event id of the answer of the last refused append
 	for attempt := 0; ; attempt++ {
-		s, err := a.load(ctx, complaintID)
+		s, recs, err := a.loadRecords(ctx, complaintID)
 		if err != nil {
 			return nil, 0, err
+		}
+		if answerID != "" && holds(recs, answerID) {
+			cmd = domain.Conclude{}
+		} else {
+			cut = nil
 		}
 		now := a.clock.Now()
 		msgs, err := domain.Decide(s, cmd, now, a.policy)
@@ -111,7 +130,7 @@ func (a *App) execute(ctx context.Context, complaintID string, cmd domain.Comman
 			return nil, 0, err
 		}
 		if len(msgs) == 0 {
-			return nil, s.Version, nil
+			return cut, s.Version, nil
 		}
 		envs := make([]*eventsv1.Envelope, 0, len(msgs))
 		for _, m := range msgs {
@@ -127,10 +146,26 @@ func (a *App) execute(ctx context.Context, complaintID string, cmd domain.Comman
 		}
 		res, err := a.log.Append(ctx, eventlog.ComplaintStream(complaintID), s.Version, envs...)
 		if err == nil {
+			if cut != nil {
+				return cut, res.Version, nil
+			}
 			return msgs, res.Version, nil
 		}
 		if !errors.Is(err, eventlog.ErrConflict) || attempt >= maxConflictRetries {
 			return nil, 0, fmt.Errorf("append follow-up events: %w", err)
 		}
+		if _, ok := cmd.(domain.AnswerSurvey); ok {
+			answerID, cut = envs[0].GetEventId(), msgs
+		}
 	}
+}
+
+// holds tells whether recs hold the event eventID.
+func holds(recs []eventlog.Record, eventID string) bool {
+	for _, r := range recs {
+		if r.Event.GetEventId() == eventID {
+			return true
+		}
+	}
+	return false
 }

@@ -12,6 +12,37 @@ import (
 	"github.com/closeloop/closeloop/services/followup/internal/domain"
 )
 
+// React is follow-up's bus handler: a resolution schedules the follow-up,
+// an answer is concluded if its close or reopen is missing.
+func (a *App) React(ctx context.Context, rec eventlog.Record) error {
+	switch rec.Event.GetPayload().(type) {
+	case *eventsv1.Envelope_ComplaintResolved:
+		return a.ScheduleFollowUpOnResolved(ctx, rec)
+	case *eventsv1.Envelope_SurveyAnswered:
+		return a.ConcludeOnAnswered(ctx, rec)
+	}
+	return nil
+}
+
+// ConcludeOnAnswered reacts to a SurveyAnswered read from the bus: when the
+// stream holds the answer without its consequence (the answer's append was
+// cut by a lost ack or a crash, and a survey takes no second answer), it
+// writes the close or reopen. Usually the consequence is there and it
+// writes nothing.
+func (a *App) ConcludeOnAnswered(ctx context.Context, rec eventlog.Record) error {
+	e := rec.Event
+	corr := e.GetCorrelationId()
+	if corr == "" {
+		corr = e.GetEventId()
+	}
+	_, _, err := a.execute(ctx, e.GetComplaintId(), domain.Conclude{},
+		Cause{Actor: "system", CorrelationID: corr, CausationID: e.GetEventId(), Traceparent: e.GetTraceparent()})
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
 // ScheduleFollowUpOnResolved reacts to a ComplaintResolved read from the
 // bus: feedback tasks and the survey. A redelivery writes nothing.
 func (a *App) ScheduleFollowUpOnResolved(ctx context.Context, rec eventlog.Record) error {

@@ -68,6 +68,13 @@ type AnswerSurvey struct {
 // CloseUnanswered is the no-response timer firing.
 type CloseUnanswered struct{}
 
+// Conclude reacts to a SurveyAnswered: it writes the close or reopen the
+// answer leads to when the stream holds the answer without it. An answer is
+// appended with its consequence, one publish per event, so a lost ack or a
+// crash in between can store the answer alone; the answer then refuses any
+// retry (single use), and only this reaction finishes the decision.
+type Conclude struct{}
+
 // CompleteReturnVisit records a return visit.
 type CompleteReturnVisit struct {
 	VisitID   string
@@ -81,6 +88,7 @@ func (ScheduleFollowUp) command()    {}
 func (DeliverFeedback) command()     {}
 func (AnswerSurvey) command()        {}
 func (CloseUnanswered) command()     {}
+func (Conclude) command()            {}
 func (CompleteReturnVisit) command() {}
 
 // Decide returns the events cmd leads to in state s at time now. An empty
@@ -96,6 +104,8 @@ func Decide(s *State, cmd Command, now time.Time, p Policy) ([]proto.Message, er
 		return answerSurvey(s, c, now, p)
 	case CloseUnanswered:
 		return closeUnanswered(s, now, p)
+	case Conclude:
+		return conclude(s, now, p), nil
 	case CompleteReturnVisit:
 		return completeReturnVisit(s, c)
 	default:
@@ -189,25 +199,38 @@ func answerSurvey(s *State, c AnswerSurvey, now time.Time, p Policy) ([]proto.Me
 		return nil, err
 	}
 	sv := s.Survey(c.SurveyID)
-	out := []proto.Message{&eventsv1.SurveyAnswered{
+	answered := &eventsv1.SurveyAnswered{
 		SurveyId: sv.ID, Satisfaction: c.Satisfaction, Resolved: c.Resolved,
 		Comment: c.Comment, Via: c.Via, RecordedBy: c.RecordedBy,
-	}}
-	switch Judge(c.Satisfaction, c.Resolved) {
-	case eventsv1.CloseOutcome_CLOSE_OUTCOME_UNSPECIFIED: // dissatisfied
-		reason := fmt.Sprintf("customer dissatisfied: satisfaction %d of 5", c.Satisfaction)
-		if !c.Resolved {
-			reason = fmt.Sprintf("customer says the problem is not resolved (satisfaction %d of 5)", c.Satisfaction)
-		}
-		out = append(out, &eventsv1.ComplaintReopened{
-			Reason: reason, SurveyId: sv.ID, Satisfaction: c.Satisfaction, ReopenCount: s.Reopens + 1,
-		})
-	case eventsv1.CloseOutcome_CLOSE_OUTCOME_SATISFIED:
-		out = append(out, closing(s, eventsv1.CloseOutcome_CLOSE_OUTCOME_SATISFIED, sv.ID, c.RecordedBy, now, p)...)
-	case eventsv1.CloseOutcome_CLOSE_OUTCOME_NEUTRAL:
-		out = append(out, closing(s, eventsv1.CloseOutcome_CLOSE_OUTCOME_NEUTRAL, sv.ID, c.RecordedBy, now, p)...)
 	}
-	return out, nil
+	return append([]proto.Message{answered}, conclusion(s, sv.ID, c.Satisfaction, c.Resolved, c.RecordedBy, now, p)...), nil
+}
+
+// conclude is the close or reopen of an answered current survey whose
+// consequence is missing from the stream; nothing otherwise.
+func conclude(s *State, now time.Time, p Policy) []proto.Message {
+	sv := s.CurrentSurvey()
+	if s.Status != StatusAwaitingAnswer || sv == nil || !sv.Answered {
+		return nil
+	}
+	return conclusion(s, sv.ID, sv.Satisfaction, sv.Resolved, sv.RecordedBy, now, p)
+}
+
+// conclusion is what an answer leads to: a reopen when the customer is
+// dissatisfied, else the close (and a return visit for serious complaints).
+func conclusion(s *State, surveyID string, satisfaction uint32, resolved bool, by string, now time.Time, p Policy) []proto.Message {
+	switch outcome := Judge(satisfaction, resolved); outcome {
+	case eventsv1.CloseOutcome_CLOSE_OUTCOME_UNSPECIFIED: // dissatisfied
+		reason := fmt.Sprintf("customer dissatisfied: satisfaction %d of 5", satisfaction)
+		if !resolved {
+			reason = fmt.Sprintf("customer says the problem is not resolved (satisfaction %d of 5)", satisfaction)
+		}
+		return []proto.Message{&eventsv1.ComplaintReopened{
+			Reason: reason, SurveyId: surveyID, Satisfaction: satisfaction, ReopenCount: s.Reopens + 1,
+		}}
+	default:
+		return closing(s, outcome, surveyID, by, now, p)
+	}
 }
 
 // CheckAnswerable tells whether survey surveyID takes an answer at now.

@@ -127,6 +127,33 @@ func TestDecide(t *testing.T) {
 		{name: "score 6 refused", given: awaiting, cmd: answer(6, true), now: now, wantErr: ErrInvalid, field: "satisfaction"},
 		{name: "answer without via refused", given: awaiting, cmd: AnswerSurvey{SurveyID: "sv-e2", Satisfaction: 4, RecordedBy: "a1"}, now: now, wantErr: ErrInvalid, field: "via"},
 		{name: "comment too long refused", given: awaiting, cmd: AnswerSurvey{SurveyID: "sv-e2", Satisfaction: 4, Via: eventsv1.SurveyVia_SURVEY_VIA_PHONE, RecordedBy: "a1", Comment: strings.Repeat("好", MaxTextLen+1)}, now: now, wantErr: ErrInvalid, field: "comment"},
+		// An answer is appended with its consequence one event at a time: a
+		// lost ack or a crash can leave the answer alone in the stream.
+		{
+			name:  "conclude an answer stored without its close: closes SATISFIED by the answer's recorder",
+			given: append(append([]proto.Message{}, awaiting...), &eventsv1.SurveyAnswered{SurveyId: "sv-e2", Satisfaction: 5, Resolved: true, RecordedBy: "a1"}),
+			cmd:   Conclude{}, now: now,
+			want: []proto.Message{&eventsv1.ComplaintClosed{Outcome: eventsv1.CloseOutcome_CLOSE_OUTCOME_SATISFIED, SurveyId: "sv-e2", ClosedBy: "a1"}},
+		},
+		{
+			name:  "conclude an L3 answer stored alone: close and return visit",
+			given: append(append([]proto.Message{}, awaitingL3...), &eventsv1.SurveyAnswered{SurveyId: "sv-e2", Satisfaction: 3, Resolved: true, RecordedBy: "customer"}),
+			cmd:   Conclude{}, now: now,
+			want: []proto.Message{
+				&eventsv1.ComplaintClosed{Outcome: eventsv1.CloseOutcome_CLOSE_OUTCOME_NEUTRAL, SurveyId: "sv-e2", ClosedBy: "customer"},
+				&eventsv1.ReturnVisitScheduled{VisitId: "rv-sv-e2", DueAt: ts(now.Add(30 * day))},
+			},
+		},
+		{
+			name:  "conclude a dissatisfied answer stored alone: reopens",
+			given: append(append([]proto.Message{}, awaiting...), &eventsv1.SurveyAnswered{SurveyId: "sv-e2", Satisfaction: 1, Resolved: true, RecordedBy: "customer"}),
+			cmd:   Conclude{}, now: now,
+			want: []proto.Message{&eventsv1.ComplaintReopened{Reason: "customer dissatisfied: satisfaction 1 of 5", SurveyId: "sv-e2", Satisfaction: 1, ReopenCount: 1}},
+		},
+		{name: "conclude with the answer's close stored does nothing", given: append(append([]proto.Message{}, awaiting...), &eventsv1.SurveyAnswered{SurveyId: "sv-e2", Satisfaction: 4, Resolved: true}, &eventsv1.ComplaintClosed{}), cmd: Conclude{}, now: now},
+		{name: "conclude before any answer does nothing", given: awaiting, cmd: Conclude{}, now: now},
+		{name: "conclude after the reopen and a new resolution does nothing", given: append(append([]proto.Message{}, awaiting...), &eventsv1.SurveyAnswered{SurveyId: "sv-e2", Satisfaction: 1, Resolved: true}, &eventsv1.ComplaintReopened{}, resolved), cmd: Conclude{}, now: now},
+		{name: "conclude on a withdrawn complaint does nothing", given: append(append([]proto.Message{}, awaiting...), &eventsv1.SurveyAnswered{SurveyId: "sv-e2", Satisfaction: 5, Resolved: true}, &eventsv1.ComplaintWithdrawn{}), cmd: Conclude{}, now: now},
 		{name: "no-response timer before the deadline does nothing", given: awaiting, cmd: CloseUnanswered{}, now: t0.Add(7*day - time.Second)},
 		{
 			name: "no-response timer at the deadline closes NO_RESPONSE", given: awaiting, cmd: CloseUnanswered{}, now: t0.Add(7 * day),

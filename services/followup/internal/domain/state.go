@@ -41,6 +41,7 @@ type Survey struct {
 	Answered     bool
 	Satisfaction uint32
 	Resolved     bool
+	RecordedBy   string
 }
 
 // Visit is a return visit (回访) after closing.
@@ -195,6 +196,7 @@ func Evolve(s *State, e *eventsv1.Envelope) {
 			sv.Answered = true
 			sv.Satisfaction = p.SurveyAnswered.GetSatisfaction()
 			sv.Resolved = p.SurveyAnswered.GetResolved()
+			sv.RecordedBy = p.SurveyAnswered.GetRecordedBy()
 		}
 	case *eventsv1.Envelope_ComplaintReopened:
 		s.Status = StatusInHandling
