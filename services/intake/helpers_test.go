@@ -207,9 +207,13 @@ func count(types []string, want string) int {
 	return n
 }
 
+// devTokensFile holds the well-known local credentials `make run` uses (the
+// standalone runner embeds it; the top-level README lists the tokens).
+const devTokensFile = "../../cmd/closeloop/devtokens.json"
+
 // TestDevTokensFileParses keeps the documented local-only file usable.
 func TestDevTokensFileParses(t *testing.T) {
-	b, err := os.ReadFile("dev-tokens.json")
+	b, err := os.ReadFile(devTokensFile)
 	if err != nil {
 		t.Fatal(err)
 	}

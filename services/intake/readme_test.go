@@ -28,7 +28,7 @@ func TestREADMEExamplesWork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens, err := os.ReadFile("dev-tokens.json")
+	tokens, err := os.ReadFile(devTokensFile)
 	if err != nil {
 		t.Fatal(err)
 	}
