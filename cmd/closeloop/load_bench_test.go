@@ -376,9 +376,9 @@ func (s *loadSystem) offer(b *testing.B, rate float64, d time.Duration) (ok bool
 // routing's consumer lag growing: short probes double the rate until one
 // falls behind, then rates from the best probe down are held for 60 s each,
 // halving until one holds. A 12 s probe misses a slow backlog, so the long
-// window decides. Every window starts with the backlog drained, so one that
-// failed does not count against the next. It runs once whatever b.N is and
-// stops by itself.
+// window decides. Each window starts once the backlog has drained (or after
+// two minutes: a rate the system can hold still shrinks what is left). It
+// runs once whatever b.N is and stops by itself.
 func BenchmarkSustainedRate(b *testing.B) {
 	s := startLoad(b)
 	best := 0.0
@@ -398,7 +398,9 @@ func BenchmarkSustainedRate(b *testing.B) {
 	sustained := 0.0
 	for rate := best; rate >= 10; rate /= 2 {
 		if !s.drained(2 * time.Minute) {
-			b.Fatalf("routing's backlog did not drain within 2m before trying %.0f/s", rate)
+			// A rate under the system's capacity still shrinks what is
+			// left, and the lag test sees that; a rate over it grows it.
+			b.Logf("routing's backlog did not drain within 2m; trying %.0f/s on top of it", rate)
 		}
 		if ok, _ := s.offer(b, rate, sustainWindow); ok {
 			sustained = rate
