@@ -9,6 +9,9 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/closeloop/closeloop/libs/eventlog"
+	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
 // The services' HTTP/JSON faces (libs/api: POST /v1/<service>/<Method>) on
@@ -123,8 +126,9 @@ func submit(ctx context.Context, o options, args []string, out io.Writer) error 
 }
 
 // show asks every service for its own view of a complaint: each keeps a
-// projection of its own, rebuilt from the log.
-func show(ctx context.Context, o options, id string, out io.Writer) error {
+// projection of its own, rebuilt from the log. Dispatch keeps work orders,
+// found through the complaint's WorkOrderOpened events.
+func show(ctx context.Context, c *conn, o options, id string, out io.Writer) error {
 	views := map[string]any{}
 	queries := []struct{ service, method string }{
 		{"intake", "GetComplaint"},
@@ -145,12 +149,28 @@ func show(ctx context.Context, o options, id string, out io.Writer) error {
 	if !found {
 		return &exitError{exitNotFound, fmt.Errorf("complaint %s: no service knows it (%v)", id, views["intake"])}
 	}
+	recs, err := c.store.ReadStream(ctx, eventlog.ComplaintStream(id), 1)
+	if err != nil {
+		return err
+	}
+	var orders []any
+	for _, r := range recs {
+		if wo, ok := eventlog.Payload(r.Event).(*eventsv1.WorkOrderOpened); ok {
+			res, err := call(ctx, o, "dispatch", "GetWorkOrder", map[string]any{"workOrderId": wo.GetWorkOrderId()})
+			if err != nil {
+				orders = append(orders, map[string]any{"workOrderId": wo.GetWorkOrderId(), "error": err.Error()})
+				continue
+			}
+			orders = append(orders, res)
+		}
+	}
+	views["dispatch"] = map[string]any{"workOrders": orders}
 	if o.output == "json" {
 		return json.NewEncoder(out).Encode(views)
 	}
-	for _, q := range queries {
-		b, _ := json.MarshalIndent(views[q.service], "  ", "  ")
-		fmt.Fprintf(out, "== %s ==\n  %s\n", q.service, b)
+	for _, name := range []string{"intake", "routing", "slaclock", "dispatch", "followup"} {
+		b, _ := json.MarshalIndent(views[name], "  ", "  ")
+		fmt.Fprintf(out, "== %s ==\n  %s\n", name, b)
 	}
 	return nil
 }

@@ -119,14 +119,9 @@ func dispatch(ctx context.Context, o options, args []string, out io.Writer) erro
 	switch cmd {
 	case "submit":
 		return submit(ctx, o, rest, out)
-	case "show":
-		if len(rest) != 1 {
-			return usageErr("show takes one complaint id")
-		}
-		return show(ctx, o, rest[0], out)
 	case "seed-demo":
 		return seedDemo(ctx, o, out)
-	case "history", "as-of", "export", "verify", "deadletters":
+	case "history", "as-of", "export", "verify", "deadletters", "show":
 	default:
 		return usageErr("unknown command %q", cmd)
 	}
@@ -136,6 +131,11 @@ func dispatch(ctx context.Context, o options, args []string, out io.Writer) erro
 	}
 	defer conn.close()
 	switch cmd {
+	case "show":
+		if len(rest) != 1 {
+			return usageErr("show takes one complaint id")
+		}
+		return show(ctx, conn, o, rest[0], out)
 	case "history":
 		if len(rest) != 1 {
 			return usageErr("history takes one complaint id")
