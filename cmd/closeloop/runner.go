@@ -78,9 +78,11 @@ func run(ctx context.Context, cfg runnerConfig, logger *slog.Logger) error {
 	return runAll(ctx, services, logger)
 }
 
-// startServices builds every service on its own in-process connection to ns,
-// on clock clk, logging to logOut (the end-to-end test passes a fake clock and
-// captures the logs).
+// startServices builds every service on its own connection to ns, on clock
+// clk, logging to logOut (the end-to-end test passes a fake clock and
+// captures the logs). Connections go over loopback TCP, as a separate
+// process's would: the in-process pipe reads the log more slowly
+// (libs/eventlog/jsstore/README.md).
 func startServices(ctx context.Context, ns *natsembed.Server, clk clock.Clock, tel *telemetry.Telemetry, logOut io.Writer) ([]platform.Service, func(), error) {
 	var closers []func()
 	closeAll := func() {
@@ -90,7 +92,7 @@ func startServices(ctx context.Context, ns *natsembed.Server, clk clock.Clock, t
 	}
 	var services []platform.Service
 	for _, b := range builders {
-		nc, err := ns.Connect("closeloop-"+b.name, true)
+		nc, err := ns.Connect("closeloop-"+b.name, false)
 		if err != nil {
 			closeAll()
 			return nil, nil, fmt.Errorf("%s: connect: %w", b.name, err)

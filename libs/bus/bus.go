@@ -24,11 +24,9 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/telemetry"
-	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
 // DefaultStream is the stream of the event log.
@@ -321,8 +319,8 @@ func decode(data []byte, pos uint64) (eventlog.Record, error) {
 	if len(data) > eventlog.MaxEventSize {
 		return eventlog.Record{}, fmt.Errorf("not an event: %d bytes, over the %d-byte limit", len(data), eventlog.MaxEventSize)
 	}
-	env := &eventsv1.Envelope{}
-	if err := proto.Unmarshal(data, env); err != nil {
+	env, err := eventlog.DecodeEnvelope(data)
+	if err != nil {
 		return eventlog.Record{}, fmt.Errorf("undecodable event envelope: %w", err)
 	}
 	if env.GetEventId() == "" {

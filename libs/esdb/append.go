@@ -88,11 +88,13 @@ func (s *Store) Append(ctx context.Context, stream eventlog.StreamID, expectedVe
 		return res, nil
 	}
 
-	var lastHash []byte
+	// No Position: KurrentDB checks revisions, not log positions, so the
+	// events carry no prev_position.
+	end := eventlog.StreamEnd{Version: current}
 	if len(tail) > 0 {
-		lastHash = eventlog.Hash(tail[len(tail)-1].Raw)
+		end.Hash = eventlog.Hash(tail[len(tail)-1].Raw)
 	}
-	raws, err := eventlog.Seal(ctx, stream, current, lastHash, s.clock.Now(), fresh)
+	raws, err := eventlog.Seal(ctx, stream, end, s.clock.Now(), fresh)
 	if err != nil {
 		return eventlog.AppendResult{}, err
 	}

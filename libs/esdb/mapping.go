@@ -10,7 +10,6 @@ import (
 
 	kurrent "github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/google/uuid"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/closeloop/closeloop/libs/eventlog"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
@@ -200,8 +199,8 @@ func EventData(e *eventsv1.Envelope, raw []byte) (kurrent.EventData, error) {
 // stored envelope (Record.Raw, what the chain hashes), the position its
 // prepare position (see PositionOf).
 func Decode(ev *kurrent.RecordedEvent) (eventlog.Record, error) {
-	e := &eventsv1.Envelope{}
-	if err := proto.Unmarshal(ev.Data, e); err != nil {
+	e, err := eventlog.DecodeEnvelope(ev.Data)
+	if err != nil {
 		return eventlog.Record{}, fmt.Errorf("esdb: event %d of stream %s (log position %d) does not decode: %w",
 			ev.EventNumber, ev.StreamID, PositionOf(ev.Position), err)
 	}

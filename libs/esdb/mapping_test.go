@@ -147,7 +147,7 @@ func sealed(t *testing.T) (*eventsv1.Envelope, []byte) {
 		t.Fatal(err)
 	}
 	stream := eventlog.ComplaintStream(id)
-	raws, err := eventlog.Seal(context.Background(), stream, 1, eventlog.Hash([]byte("v1")), time.Date(2026, 11, 2, 9, 31, 0, 0, time.UTC), []*eventsv1.Envelope{e})
+	raws, err := eventlog.Seal(context.Background(), stream, eventlog.StreamEnd{Version: 1, Hash: eventlog.Hash([]byte("v1"))}, time.Date(2026, 11, 2, 9, 31, 0, 0, time.UTC), []*eventsv1.Envelope{e})
 	if err != nil {
 		t.Fatal(err)
 	}

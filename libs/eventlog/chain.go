@@ -5,10 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-
-	"google.golang.org/protobuf/proto"
-
-	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
 // Hash is the SHA-256 of an event's stored bytes: what the next event of the
@@ -31,15 +27,17 @@ func (b *BrokenLink) Error() string {
 }
 
 // VerifyChain checks one stream's records, in order from version 1: the
-// stored bytes decode, versions run 1, 2, 3… and each event's PrevHash is the
-// hash of the previous event's stored bytes. It returns the first broken link,
-// or nil when the chain holds.
+// stored bytes decode, versions run 1, 2, 3…, each event's PrevHash is the
+// hash of the previous event's stored bytes, and its PrevPosition, when the
+// log recorded one, lies between the previous event's position and its own.
+// It returns the first broken link, or nil when the chain holds.
 func VerifyChain(stream StreamID, recs []Record) *BrokenLink {
 	var prev []byte
+	var prevPosition uint64
 	for i, r := range recs {
 		want := uint64(i + 1)
-		var e eventsv1.Envelope
-		if err := proto.Unmarshal(r.Raw, &e); err != nil {
+		e, err := DecodeEnvelope(r.Raw)
+		if err != nil {
 			return &BrokenLink{stream, want, r.Position, "stored bytes do not decode: " + err.Error()}
 		}
 		if e.GetVersion() != want {
@@ -55,9 +53,24 @@ func VerifyChain(stream StreamID, recs []Record) *BrokenLink {
 			}
 			return &BrokenLink{stream, want, r.Position, reason}
 		}
-		prev = Hash(r.Raw)
+		if reason := prevPositionBreak(e.GetPrevPosition(), prevPosition, r.Position); reason != "" {
+			return &BrokenLink{stream, want, r.Position, reason}
+		}
+		prev, prevPosition = Hash(r.Raw), r.Position
 	}
 	return nil
+}
+
+// prevPositionBreak says what is wrong with the PrevPosition got of an event
+// at log position at, whose predecessor in its stream is at prev (0 for
+// none); "" when nothing is. The log leaves out messages that are not events,
+// so PrevPosition may point past the predecessor (at such a message), never
+// before it nor at or past the event itself; 0 means it was not recorded.
+func prevPositionBreak(got, prev, at uint64) string {
+	if got == 0 || (got >= prev && got < at) {
+		return ""
+	}
+	return fmt.Sprintf("prev_position %d, but the previous event is at log position %d and this one at %d: this event was forged or moved", got, prev, at)
 }
 
 // RawStreamReader is implemented by a store whose ReadStream leaves out

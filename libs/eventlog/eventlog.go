@@ -176,24 +176,42 @@ func ValidateBatch(stream StreamID, events []*eventsv1.Envelope) error {
 	return nil
 }
 
-// Seal stamps events for storage at the end of a stream whose last event has
-// version lastVersion and stored bytes hashing to lastHash (nil for an empty
-// stream): it sets StreamId, Version, RecordedAt, PrevHash (chaining the
-// events of the batch to one another), fills an empty Traceparent and
-// Tracestate from ctx, and returns the bytes to store for each event. An
-// event whose bytes exceed MaxEventSize fails the whole batch with
-// ErrInvalidEvent. The events must have passed ValidateBatch.
-func Seal(ctx context.Context, stream StreamID, lastVersion uint64, lastHash []byte, recordedAt time.Time, events []*eventsv1.Envelope) ([][]byte, error) {
+// StreamEnd is where a stream ends, for Seal: the version of its last event,
+// the hash of that event's stored bytes (nil for an empty stream) and the log
+// position of the stream's last message (0: none, or not known).
+type StreamEnd struct {
+	Version  uint64
+	Hash     []byte
+	Position uint64
+}
+
+// prevPositionRoom is the most bytes Restamp can add to an event Seal left
+// without a PrevPosition: the field's tag and its largest varint.
+const prevPositionRoom = 2 + 10
+
+// Seal stamps events for storage at the end of a stream: it sets StreamId,
+// Version, RecordedAt, PrevHash (chaining the events of the batch to one
+// another) and PrevPosition (end.Position for the first event; 0 for the
+// others, whose predecessors have no position yet: see Restamp), fills an
+// empty Traceparent and Tracestate from ctx, and returns the bytes to store
+// for each event. An event whose bytes exceed MaxEventSize (after the first,
+// with room left for Restamp) fails the whole batch with ErrInvalidEvent. The events must
+// have passed ValidateBatch.
+func Seal(ctx context.Context, stream StreamID, end StreamEnd, recordedAt time.Time, events []*eventsv1.Envelope) ([][]byte, error) {
 	trace := propagation.MapCarrier{}
 	propagation.TraceContext{}.Inject(ctx, trace)
 	at := timestamppb.New(recordedAt.UTC())
 	raws := make([][]byte, len(events))
-	prev := lastHash
+	prev := end.Hash
 	for i, e := range events {
 		e.StreamId = string(stream)
-		e.Version = lastVersion + uint64(i) + 1
+		e.Version = end.Version + uint64(i) + 1
 		e.RecordedAt = at
 		e.PrevHash = prev
+		e.PrevPosition = 0
+		if i == 0 {
+			e.PrevPosition = end.Position
+		}
 		if e.Type == "" {
 			e.Type = TypeOf(e)
 		}
@@ -204,13 +222,29 @@ func Seal(ctx context.Context, stream StreamID, lastVersion uint64, lastHash []b
 		if err != nil {
 			return nil, fmt.Errorf("events[%d]: %w: does not marshal: %v", i, ErrInvalidEvent, err)
 		}
-		if len(raw) > MaxEventSize {
-			return nil, fmt.Errorf("events[%d]: %w: size: %d bytes stored, more than the limit of %d", i, ErrInvalidEvent, len(raw), MaxEventSize)
+		size := len(raw)
+		if i > 0 {
+			size += prevPositionRoom
+		}
+		if size > MaxEventSize {
+			return nil, fmt.Errorf("events[%d]: %w: size: %d bytes stored, more than the limit of %d", i, ErrInvalidEvent, size, MaxEventSize)
 		}
 		raws[i] = raw
 		prev = Hash(raw)
 	}
 	return raws, nil
+}
+
+// Restamp re-seals an event of a batch once the event before it is stored:
+// it sets PrevPosition to that event's log position and PrevHash to the hash
+// of its stored bytes, and returns the bytes to store. Seal left room for it.
+func Restamp(e *eventsv1.Envelope, prevPosition uint64, prevHash []byte) ([]byte, error) {
+	e.PrevPosition, e.PrevHash = prevPosition, prevHash
+	raw, err := proto.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("%w: event %s does not marshal: %v", ErrInvalidEvent, e.GetEventId(), err)
+	}
+	return raw, nil
 }
 
 // RetriedPrefix tells an idempotent retry from a conflict when a stream has

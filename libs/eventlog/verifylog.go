@@ -4,10 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-
-	"google.golang.org/protobuf/proto"
-
-	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
 // LogReport summarises a verification of the whole log.
@@ -27,9 +23,10 @@ func VerifyLog(ctx context.Context, s Store, batch int) (LogReport, error) {
 		batch = 4096
 	}
 	type tip struct {
-		version uint64
-		hash    []byte
-		broken  bool
+		version  uint64
+		hash     []byte
+		position uint64
+		broken   bool
 	}
 	tips := map[StreamID]*tip{}
 	var rep LogReport
@@ -46,8 +43,8 @@ func VerifyLog(ctx context.Context, s Store, batch int) (LogReport, error) {
 		for _, r := range recs {
 			from = r.Position + 1
 			rep.Events++
-			var e eventsv1.Envelope
-			if err := proto.Unmarshal(r.Raw, &e); err != nil {
+			e, err := DecodeEnvelope(r.Raw)
+			if err != nil {
 				rep.Broken = append(rep.Broken, &BrokenLink{Stream: StreamID(r.Event.GetStreamId()), Position: r.Position, Reason: "stored bytes do not decode: " + err.Error()})
 				continue
 			}
@@ -67,13 +64,15 @@ func VerifyLog(ctx context.Context, s Store, batch int) (LogReport, error) {
 				reason = fmt.Sprintf("version %d where %d was expected", e.GetVersion(), want)
 			case !bytes.Equal(e.GetPrevHash(), t.hash):
 				reason = "prev_hash does not match the hash of the previous event: the previous event was altered, or this one was forged"
+			default:
+				reason = prevPositionBreak(e.GetPrevPosition(), t.position, r.Position)
 			}
 			if reason != "" {
 				t.broken = true
 				rep.Broken = append(rep.Broken, &BrokenLink{Stream: id, Version: want, Position: r.Position, Reason: reason})
 				continue
 			}
-			t.version, t.hash = want, Hash(r.Raw)
+			t.version, t.hash, t.position = want, Hash(r.Raw), r.Position
 		}
 	}
 }

@@ -49,6 +49,7 @@ func Run(t *testing.T, newStore func(t *testing.T) eventlog.Store, opts ...Optio
 		{"AppendThenReadRoundTrip", appendThenReadRoundTrip},
 		{"StoreStampsStreamVersionTimeAndChain", storeStampsFields},
 		{"VersionsPerStreamPositionsAcrossLog", versionsAndPositions},
+		{"PrevPositionIsThePreviousEventsPosition", prevPositions},
 		{"NewStreamExpectsVersionZero", newStreamExpectsZero},
 		{"StaleWriterGetsConflict", staleWriterGetsConflict},
 		{"ExpectedVersionAheadOfStreamIsConflict", expectedAheadIsConflict},
@@ -164,6 +165,31 @@ func versionsAndPositions(t *testing.T, s eventlog.Store) {
 			if r.Event.GetVersion() != uint64(i+1) {
 				t.Errorf("%s: event %d has version %d", stream, i, r.Event.GetVersion())
 			}
+		}
+	}
+}
+
+// prevPositions: an event's PrevPosition, where the store records one, is
+// the position of the event before it in its stream, whose other events
+// interleave with another stream's, single and in batches.
+func prevPositions(t *testing.T, s eventlog.Store) {
+	ctx := testContext(t)
+	a, aID := newComplaint()
+	b, bID := newComplaint()
+	for i := range 3 {
+		_, err := s.Append(ctx, a, uint64(3*i), response(t, aID, "a1"), response(t, aID, "a2"), response(t, aID, "a3"))
+		mustNot(t, err)
+		_, err = s.Append(ctx, b, uint64(i), response(t, bID, "b"))
+		mustNot(t, err)
+	}
+	recs := readStream(t, s, a, 1)
+	for i, r := range recs {
+		got := r.Event.GetPrevPosition()
+		switch {
+		case i == 0 && got != 0:
+			t.Errorf("version 1 has prev_position %d, want 0", got)
+		case i > 0 && got != 0 && got != recs[i-1].Position:
+			t.Errorf("version %d has prev_position %d, want 0 or %d (version %d's position)", i+1, got, recs[i-1].Position, i)
 		}
 	}
 }

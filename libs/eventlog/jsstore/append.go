@@ -167,7 +167,7 @@ func conflictError(stream eventlog.StreamID, expected, current uint64) error {
 // tail. A single event that is a duplicate stores nothing and reports
 // Duplicates 1 with the stored event's position.
 func (s *Store) publish(ctx context.Context, stream eventlog.StreamID, t tail, events []*eventsv1.Envelope) (eventlog.AppendResult, error) {
-	raws, err := eventlog.Seal(ctx, stream, t.version, t.hash, s.cfg.Clock.Now(), events)
+	raws, err := eventlog.Seal(ctx, stream, eventlog.StreamEnd{Version: t.version, Hash: t.hash, Position: t.seq}, s.cfg.Clock.Now(), events)
 	if err != nil {
 		return eventlog.AppendResult{}, err
 	}
@@ -211,9 +211,18 @@ func (s *Store) publishOne(ctx context.Context, stream eventlog.StreamID, t tail
 // batch: a writer that slips in between makes the rest fail with a conflict,
 // and the writer re-reads and re-decides (the services' handlers do). This
 // is the default: an atomic batch costs a staging store per batch on a
-// single node (see README.md).
+// single node (see README.md). Each event after the first is restamped with
+// the position the one before it got, which is also what it expects.
 func (s *Store) publishEach(ctx context.Context, stream eventlog.StreamID, t tail, events []*eventsv1.Envelope, raws [][]byte) (eventlog.AppendResult, error) {
 	for i, e := range events {
+		if i > 0 {
+			raw, err := eventlog.Restamp(e, t.seq, t.hash)
+			if err != nil {
+				s.tails.drop(stream)
+				return eventlog.AppendResult{}, err
+			}
+			raws[i] = raw
+		}
 		ack, err := s.publishOne(ctx, stream, t, e, raws[i])
 		if err == nil && ack.Duplicate {
 			// Stored by an earlier attempt, with other bytes than these:

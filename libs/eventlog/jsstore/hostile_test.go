@@ -103,7 +103,7 @@ func versions(recs []eventlog.Record) []uint64 {
 // consumer paths) and Follow go on past them, count each once and log its
 // position and subject, never its bytes; writers still append after them.
 func TestReadersSkipMessagesThatAreNotEvents(t *testing.T) {
-	jsstore.SetReadBatches(t, 2, 2, 3)
+	jsstore.SetReadBatches(t, 2, 2, 2, 3)
 	_, js := startServer(t, natsembed.Options{NoSync: true})
 	s := newObserved(t, js)
 	ctx := testContext(t)

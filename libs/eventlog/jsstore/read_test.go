@@ -3,6 +3,7 @@ package jsstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/closeloop/closeloop/libs/eventlog"
@@ -11,11 +12,23 @@ import (
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
-// Reads longer than one direct get go on through a consumer, in pull
-// batches: with the batches shrunk, a few dozen events cross every boundary,
-// and the result must be what short reads give, with no consumer left over.
+// Reads go batch by batch, the fast way (no headers) or the slow way
+// (direct get with headers, then a consumer in pull batches): with the
+// batches shrunk, a few dozen interleaved events cross every boundary, and
+// either way the result must be what short reads give, every event at its
+// position in the log, with no consumer left over.
 func TestLongReadsCrossEveryBatchBoundary(t *testing.T) {
-	jsstore.SetReadBatches(t, 4, 3, 5)
+	for _, fast := range []int{0, 3, 1024} {
+		name := fmt.Sprintf("fast batch %d", fast)
+		if fast == 0 {
+			name = "slow way only"
+		}
+		t.Run(name, func(t *testing.T) { testLongReads(t, fast) })
+	}
+}
+
+func testLongReads(t *testing.T, fast int) {
+	jsstore.SetReadBatches(t, fast, 4, 3, 5)
 	_, js := startServer(t, natsembed.Options{NoSync: true})
 	s := newStore(t, js, jsstore.Config{})
 	ctx := testContext(t)
@@ -45,6 +58,9 @@ func TestLongReadsCrossEveryBatchBoundary(t *testing.T) {
 		if i > 0 && r.Position <= recs[i-1].Position {
 			t.Fatalf("ReadStream positions not increasing: %d after %d", r.Position, recs[i-1].Position)
 		}
+		if i > 0 && r.Event.GetPrevPosition() != recs[i-1].Position { // what the fast way places events by
+			t.Fatalf("version %d has prev_position %d, version %d is at %d", i+1, r.Event.GetPrevPosition(), i, recs[i-1].Position)
+		}
 	}
 	if broken := eventlog.VerifyChain(a, recs); broken != nil {
 		t.Fatal(broken)
@@ -63,6 +79,15 @@ func TestLongReadsCrossEveryBatchBoundary(t *testing.T) {
 	for i, r := range all {
 		if r.Position != uint64(i+1) {
 			t.Fatalf("ReadAll event %d at position %d, want %d", i, r.Position, i+1)
+		}
+	}
+	position := map[string]uint64{}
+	for _, r := range all {
+		position[r.Event.GetEventId()] = r.Position
+	}
+	for _, r := range recs {
+		if r.Position != position[r.Event.GetEventId()] {
+			t.Fatalf("ReadStream placed version %d at %d, ReadAll at %d", r.Event.GetVersion(), r.Position, position[r.Event.GetEventId()])
 		}
 	}
 	page, err := s.ReadAll(ctx, 7, 17)
@@ -87,7 +112,7 @@ func TestLongReadsCrossEveryBatchBoundary(t *testing.T) {
 
 // Follow catches up over several ReadAll batches, then follows live events.
 func TestFollowCatchesUpInBatchesThenFollows(t *testing.T) {
-	jsstore.SetReadBatches(t, 2, 3, 4)
+	jsstore.SetReadBatches(t, 3, 2, 3, 4)
 	_, js := startServer(t, natsembed.Options{NoSync: true})
 	s := newStore(t, js, jsstore.Config{})
 	stream, _ := newComplaint()

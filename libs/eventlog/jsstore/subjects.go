@@ -6,10 +6,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/closeloop/closeloop/libs/eventlog"
-	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
 // StreamName is the one JetStream stream holding the whole event log.
@@ -68,8 +66,8 @@ func decode(subject string, position uint64, raw []byte) (eventlog.Record, error
 	if len(raw) > eventlog.MaxEventSize {
 		return notEvent(fmt.Sprintf("%d bytes, more than the %d an event may have", len(raw), eventlog.MaxEventSize))
 	}
-	e := &eventsv1.Envelope{}
-	if err := proto.Unmarshal(raw, e); err != nil {
+	e, err := eventlog.DecodeEnvelope(raw)
+	if err != nil {
 		return notEvent("does not decode: " + err.Error())
 	}
 	if e.GetEventId() == "" {

@@ -48,6 +48,45 @@ func TestVerifyDetectsAnEventForgedBehindTheStore(t *testing.T) {
 	}
 }
 
+// A forger who gets prev_hash right but points prev_position before the
+// previous event: verification reports it, and readers, which place events
+// by prev_position, still give every event its true position.
+func TestVerifyDetectsAForgedPrevPosition(t *testing.T) {
+	_, js := startServer(t, natsembed.Options{NoSync: true})
+	ctx := testContext(t)
+	s := newStore(t, js, jsstore.Config{})
+	stream, id := newComplaint()
+	appendN(t, s, stream, 3)
+	stored, err := s.ReadStream(ctx, stream, 1)
+	must(t, err)
+
+	forged := response(t, id, "refund approved")
+	forged.StreamId, forged.Version = string(stream), 4
+	forged.PrevHash, forged.PrevPosition = eventlog.Hash(stored[2].Raw), stored[0].Position
+	raw, err := proto.Marshal(forged)
+	must(t, err)
+	ack, err := js.PublishMsg(ctx, &nats.Msg{Subject: jsstore.Subject(stream, "ResponseRecorded"), Data: raw})
+	must(t, err)
+
+	broken, _, err := eventlog.VerifyStream(ctx, s, stream)
+	must(t, err)
+	if broken == nil || broken.Version != 4 || broken.Position != ack.Sequence || !strings.Contains(broken.Reason, "prev_position") {
+		t.Fatalf("verify = %v, want the chain broken at version 4, position %d, on prev_position", broken, ack.Sequence)
+	}
+	rep, err := eventlog.VerifyLog(ctx, s, 0)
+	must(t, err)
+	if len(rep.Broken) != 1 || !strings.Contains(rep.Broken[0].Reason, "prev_position") {
+		t.Fatalf("verify of the whole log = %+v, want one break on prev_position", rep.Broken)
+	}
+	recs, err := s.ReadStream(ctx, stream, 1)
+	must(t, err)
+	for i, r := range recs[:3] {
+		if r.Position != stored[i].Position {
+			t.Errorf("version %d read at %d, stored at %d", i+1, r.Position, stored[i].Position)
+		}
+	}
+}
+
 // Someone with access to the server's disk rewrites a stored event in place
 // (same length), with or without recomputing the file store's per-record
 // checksum. Either way the altered history must not pass verification.

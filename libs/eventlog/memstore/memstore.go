@@ -87,17 +87,23 @@ func (s *Store) Append(ctx context.Context, stream eventlog.StreamID, expectedVe
 		return res, nil
 	}
 
-	var lastHash []byte
+	end := eventlog.StreamEnd{Version: uint64(len(idx))}
 	if len(idx) > 0 {
-		lastHash = eventlog.Hash(s.log[idx[len(idx)-1]].Raw)
+		last := s.log[idx[len(idx)-1]]
+		end.Hash, end.Position = eventlog.Hash(last.Raw), last.Position
 	}
-	raws, err := eventlog.Seal(ctx, stream, uint64(len(idx)), lastHash, s.clock.Now(), fresh)
+	raws, err := eventlog.Seal(ctx, stream, end, s.clock.Now(), fresh)
 	if err != nil {
 		return eventlog.AppendResult{}, err
 	}
 	for i, e := range fresh {
-		stored := &eventsv1.Envelope{}
-		if err := proto.Unmarshal(raws[i], stored); err != nil {
+		if i > 0 { // the log is ours: the event before is at the end
+			if raws[i], err = eventlog.Restamp(e, uint64(len(s.log)), eventlog.Hash(raws[i-1])); err != nil {
+				return eventlog.AppendResult{}, err
+			}
+		}
+		stored, err := eventlog.DecodeEnvelope(raws[i])
+		if err != nil {
 			return eventlog.AppendResult{}, fmt.Errorf("memstore: re-read of a sealed event: %w", err)
 		}
 		pos := uint64(len(s.log)) + 1
