@@ -319,7 +319,7 @@ func decode(data []byte, pos uint64) (eventlog.Record, error) {
 	if len(data) > eventlog.MaxEventSize {
 		return eventlog.Record{}, fmt.Errorf("not an event: %d bytes, over the %d-byte limit", len(data), eventlog.MaxEventSize)
 	}
-	env, err := eventlog.DecodeEnvelope(data)
+	env, err := eventlog.DecodeStored(data)
 	if err != nil {
 		return eventlog.Record{}, fmt.Errorf("undecodable event envelope: %w", err)
 	}

@@ -35,17 +35,23 @@ func storedEnvelope(t testing.TB, payload proto.Message) []byte {
 	return raw
 }
 
-// sameAsProto fails t unless DecodeEnvelope and proto.Unmarshal agree on raw.
+// sameAsProto fails t unless DecodeEnvelope and DecodeStored agree with
+// proto.Unmarshal on raw.
 func sameAsProto(t *testing.T, raw []byte) {
 	t.Helper()
 	want := &eventsv1.Envelope{}
 	wantErr := proto.Unmarshal(raw, want)
-	got, err := eventlog.DecodeEnvelope(raw)
-	switch {
-	case (err == nil) != (wantErr == nil):
-		t.Fatalf("DecodeEnvelope error %v, proto.Unmarshal error %v", err, wantErr)
-	case err == nil && !proto.Equal(got, want):
-		t.Fatalf("DecodeEnvelope = %v\nproto.Unmarshal = %v", got, want)
+	for name, decode := range map[string]func([]byte) (*eventsv1.Envelope, error){
+		"DecodeEnvelope": eventlog.DecodeEnvelope,
+		"DecodeStored":   eventlog.DecodeStored,
+	} {
+		got, err := decode(raw)
+		switch {
+		case (err == nil) != (wantErr == nil):
+			t.Fatalf("%s error %v, proto.Unmarshal error %v", name, err, wantErr)
+		case err == nil && !proto.Equal(got, want):
+			t.Fatalf("%s = %v\nproto.Unmarshal = %v", name, got, want)
+		}
 	}
 }
 
@@ -117,6 +123,14 @@ func BenchmarkDecodeEnvelope(b *testing.B) {
 		b.ReportAllocs()
 		for range b.N {
 			if _, err := eventlog.DecodeEnvelope(raw); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("DecodeStored", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if _, err := eventlog.DecodeStored(raw); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -61,7 +61,9 @@ func (s StreamID) ID() string { _, id, _ := strings.Cut(string(s), "-"); return 
 type Record struct {
 	// Event is the decoded envelope, with Version and RecordedAt as stored.
 	Event *eventsv1.Envelope
-	// Raw is the exact stored bytes; the next event's PrevHash is their SHA-256.
+	// Raw is the exact stored bytes; the next event's PrevHash is their
+	// SHA-256. Never change them (change a copy): Event's string fields may
+	// share their memory (DecodeStored).
 	Raw []byte
 	// Position is the event's place in the whole log (strictly increasing).
 	Position uint64

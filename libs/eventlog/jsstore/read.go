@@ -169,6 +169,8 @@ func (c *collector) records() []eventlog.Record {
 // read collects, in order, the events of stream ("" for the whole log) at
 // position from or later, up to max messages (0: all there are), the fast
 // way batch by batch, each batch the fast way can not place the slow way.
+// The next batch is asked for before this one is decoded, so that the server
+// reads it meanwhile.
 func (s *Store) read(ctx context.Context, stream eventlog.StreamID, from uint64, max int, c *collector) error {
 	filter := ""
 	if stream != "" {
@@ -178,28 +180,49 @@ func (s *Store) read(ctx context.Context, stream eventlog.StreamID, from uint64,
 	if fastBatch == 0 { // tests of the slow way
 		return s.readSlow(ctx, filter, from, max, c)
 	}
+	type answer struct {
+		b   batch
+		err error
+	}
+	fetch := func(from uint64, n int) <-chan answer {
+		ch := make(chan answer, 1)
+		go func() {
+			b, err := s.directGetNoHeaders(ctx, filter, from, n)
+			ch <- answer{b, err}
+		}()
+		return ch
+	}
 	// Each request costs the server a count of what matches from there on:
 	// a long read asks for more at a time as it goes.
-	for ask := fastBatch; max == 0 || c.read < max; ask = min(2*ask, 16*fastBatch) {
-		n := ask
-		if max > 0 {
-			n = min(n, max-c.read)
+	ask := fastBatch
+	if max > 0 {
+		ask = min(ask, max)
+	}
+	fetched := 0 // messages asked for and answered so far
+	next := fetch(from, ask)
+	for next != nil {
+		a := <-next
+		if a.err != nil || len(a.b.raws) == 0 {
+			return a.err
 		}
-		b, err := s.directGetNoHeaders(ctx, filter, from, n)
-		if err != nil || len(b.raws) == 0 {
-			return err
+		start := from
+		fetched += len(a.b.raws)
+		next = nil
+		if a.b.more && (max == 0 || fetched < max) {
+			ask = min(2*ask, 16*fastBatch)
+			if max > 0 {
+				ask = min(ask, max-fetched)
+			}
+			from = a.b.last + 1
+			next = fetch(from, ask)
 		}
-		if recs, ok := place(stream, from, b); ok {
+		if recs, ok := place(stream, start, a.b); ok {
 			for _, r := range recs {
 				c.addRecord(r)
 			}
-		} else if err := s.readSlow(ctx, filter, from, len(b.raws), c); err != nil {
+		} else if err := s.readSlow(ctx, filter, start, len(a.b.raws), c); err != nil {
 			return err
 		}
-		if !b.more {
-			return nil
-		}
-		from = b.last + 1
 	}
 	return nil
 }

@@ -66,7 +66,7 @@ func decode(subject string, position uint64, raw []byte) (eventlog.Record, error
 	if len(raw) > eventlog.MaxEventSize {
 		return notEvent(fmt.Sprintf("%d bytes, more than the %d an event may have", len(raw), eventlog.MaxEventSize))
 	}
-	e, err := eventlog.DecodeEnvelope(raw)
+	e, err := eventlog.DecodeStored(raw)
 	if err != nil {
 		return notEvent("does not decode: " + err.Error())
 	}
