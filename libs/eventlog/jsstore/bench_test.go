@@ -12,8 +12,8 @@ package jsstore_test
 // filled once per run (see replayStore), over the in-process pipe and over
 // TCP, and report cpu-µs/event (client and embedded server together) besides
 // events/s: on a shared machine the wall-clock rate follows the load, the CPU
-// per event much less. ReplayAllRawConsumer is the ceiling of the read path
-// (a bare consumer, no decoding). Findings and figures: README.md.
+// per event much less. ReplayAllRawConsumer is the ceiling of the slow way
+// of reading (a bare consumer, no decoding). Findings and figures: README.md.
 
 import (
 	"context"
@@ -398,7 +398,7 @@ func closeReplayLog() {
 	}
 }
 
-// BenchmarkReplayAllRawConsumer is the ceiling of the consumer read path: the
+// BenchmarkReplayAllRawConsumer is the ceiling of the slow way's consumer: the
 // whole log through one acknowledgement-free pull consumer, counting the
 // messages nats.go hands over without decoding them or building records.
 func BenchmarkReplayAllRawConsumer(b *testing.B) {
