@@ -21,13 +21,22 @@ var (
 	readmeNATS = regexp.MustCompile(`(?s)nats req (\S+) -H 'Authorization:Bearer (\S+)' \\\s+'(.*?)'`)
 )
 
-// TestREADMEExamplesWork runs the README's curl and nats commands, as
-// written, against a service with the documented development tokens.
+// TestREADMEExamplesWork runs the curl and nats commands of this README and
+// the project's, as written, against a service with the documented
+// development tokens.
 func TestREADMEExamplesWork(t *testing.T) {
 	readme, err := os.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
+	project, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(readmeCurl.FindAllString(string(project), -1)) == 0 {
+		t.Fatal("no curl example in the project's README")
+	}
+	readme = append(readme, project...)
 	tokens, err := os.ReadFile(devTokensFile)
 	if err != nil {
 		t.Fatal(err)
