@@ -27,6 +27,7 @@ test: ## the whole suite, with the race detector
 FUZZTIME ?= 10s
 fuzz-smoke:
 	$(GO) test -run '^$$' -fuzz FuzzValidateSubmission -fuzztime $(FUZZTIME) ./services/intake/internal/domain/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeEnvelope -fuzztime $(FUZZTIME) ./libs/eventlog/
 
 chaos: ## the fault-injection harness, long form (>= 5,000 complaints, >= 100 kills); replay with CHAOS_SEED=<seed>
 	CHAOS_LONG=1 $(GO) test -count=1 -timeout 90m -run '^TestChaos$$' -v ./cmd/closeloop/chaos/

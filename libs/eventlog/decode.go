@@ -12,17 +12,17 @@ import (
 )
 
 // DecodeEnvelope is proto.Unmarshal into a new Envelope: same result, same
-// errors, about twice as fast on what Append stores.
+// errors, with 8 allocations instead of 20 on what Append stores.
 //
 // Replays decode every event of the log, and proto.Unmarshal spent most of
 // its time allocating the envelope's dozen strings one by one. The fast path
 // copies the bytes once (DecodeStored not even once), takes every string
 // field as a substring of that copy, and leaves only the payload to
-// proto.Unmarshal. It takes the
-// envelope's own fields as Append writes them (each once, with its declared
-// wire type) and gives anything else (an unknown or repeated field, a second
-// payload, bytes that do not parse) to proto.Unmarshal, whose answer is then
-// the answer; FuzzDecodeEnvelope holds the two to the same result.
+// proto.Unmarshal. It takes the envelope's own fields as Append writes them
+// (each once, with its declared wire type) and gives anything else (an
+// unknown or repeated field, a second payload, bytes that do not parse) to
+// proto.Unmarshal, whose answer is then the answer; FuzzDecodeEnvelope holds
+// the two to the same result.
 func DecodeEnvelope(raw []byte) (*eventsv1.Envelope, error) {
 	return decode(raw, string(raw))
 }
