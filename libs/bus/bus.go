@@ -76,6 +76,10 @@ type Options struct {
 
 const maxAckPendingLimit = 10000
 
+// pullExpiry is how long one pull request waits on the server; heartbeats
+// come every fifth of it, and two missed ones renew the pull.
+const pullExpiry = 10 * time.Second
+
 func (o *Options) setDefaults() error {
 	if o.Durable == "" {
 		return errors.New("bus: Durable: required")
@@ -232,9 +236,12 @@ func Subscribe(ctx context.Context, js jetstream.JetStream, opts Options, h Hand
 		return nil, err
 	}
 	// A small client buffer: a message waiting there is not kept alive with
-	// InProgress and its ack wait could expire before it is handled.
+	// InProgress and its ack wait could expire before it is handled. Short
+	// pulls with frequent heartbeats: a pull the server loses (nats.go issue
+	// #1622, seen here as the whole consumer idle for 30 s under load, the
+	// defaults' detection time) is noticed and sent again within seconds.
 	for _, c := range []jetstream.Consumer{cons, replay} {
-		it, err := c.Messages(jetstream.PullMaxMessages(opts.Concurrency + 1))
+		it, err := c.Messages(jetstream.PullMaxMessages(opts.Concurrency+1), jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullExpiry/5))
 		if err != nil {
 			s.Stop()
 			return nil, fmt.Errorf("bus: consume %s: %w", opts.Durable, err)

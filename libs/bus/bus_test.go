@@ -2,6 +2,7 @@ package bus_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -159,6 +160,35 @@ func TestAckOnSuccess(t *testing.T) {
 	}
 	if dl, err := bus.DeadLetters(e.ctx, e.js, ""); err != nil || len(dl) != 0 {
 		t.Fatalf("dead letters = %v, %v; want none", dl, err)
+	}
+}
+
+// A pull request the server loses leaves the consumer idle until the client
+// misses two heartbeats (nats.go #1622): pulls must be short and heartbeat
+// often, so that a lost one is renewed in seconds, not the defaults' 30 s.
+func TestPullsAreShortAndHeartbeatOften(t *testing.T) {
+	e := start(t)
+	pulls := make(chan *nats.Msg, 16)
+	sniff, err := e.js.Conn().ChanSubscribe("$JS.API.CONSUMER.MSG.NEXT."+bus.DefaultStream+".test", pulls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sniff.Unsubscribe()
+	subscribe(t, e, bus.Options{}, func(context.Context, eventlog.Record) error { return nil })
+	var req struct {
+		Expires   time.Duration `json:"expires"`
+		Heartbeat time.Duration `json:"idle_heartbeat"`
+	}
+	select {
+	case m := <-pulls:
+		if err := json.Unmarshal(m.Data, &req); err != nil {
+			t.Fatalf("pull request %s: %v", m.Data, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no pull request seen")
+	}
+	if req.Expires <= 0 || req.Expires > 10*time.Second || req.Heartbeat <= 0 || 2*req.Heartbeat > 5*time.Second {
+		t.Fatalf("pulls expire after %s with heartbeats every %s; want at most 10s, and a lost pull noticed within 5s", req.Expires, req.Heartbeat)
 	}
 }
 

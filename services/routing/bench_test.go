@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/closeloop/closeloop/libs/bus"
 	"github.com/closeloop/closeloop/libs/eventlog"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
@@ -104,7 +105,7 @@ func benchAssign(b *testing.B, rate float64) float64 {
 	select {
 	case <-all:
 	case <-time.After(2 * time.Minute):
-		b.Fatalf("only %d of %d complaints assigned", assigned.Load(), b.N)
+		b.Fatalf("only %d of %d complaints assigned; %s", assigned.Load(), b.N, e.stuck(b, &mu, started))
 	}
 	elapsed := time.Since(begin)
 	b.StopTimer()
@@ -121,6 +122,36 @@ func benchAssign(b *testing.B, rate float64) float64 {
 		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 	}
 	return got
+}
+
+// stuck describes what became of complaints never assigned: a few of their
+// streams, routing's consumer and the dead letters.
+func (e *env) stuck(b *testing.B, mu *sync.Mutex, waiting map[string]time.Time) string {
+	mu.Lock()
+	var ids []string
+	for id := range waiting {
+		ids = append(ids, id)
+	}
+	mu.Unlock()
+	slices.Sort(ids)
+	out := fmt.Sprintf("%d never assigned", len(ids))
+	for _, id := range ids[:min(3, len(ids))] {
+		recs, err := e.store.ReadStream(e.ctx, eventlog.ComplaintStream(id), 1)
+		var types []string
+		for _, r := range recs {
+			types = append(types, r.Event.GetType())
+		}
+		out += fmt.Sprintf("; %s: %v %v", id, types, err)
+	}
+	if c, err := e.js.Consumer(e.ctx, "EVENTS", "routing"); err == nil {
+		if info, err := c.Info(e.ctx); err == nil {
+			out += fmt.Sprintf("; routing consumer: pending %d, ack pending %d, redelivered %d", info.NumPending, info.NumAckPending, info.NumRedelivered)
+		}
+	}
+	if st, err := e.js.Stream(e.ctx, bus.DeadLetterStream); err == nil {
+		out += fmt.Sprintf("; dead letters %d", st.CachedInfo().State.Msgs)
+	}
+	return out
 }
 
 // tokenAt returns the i-th dot-separated token of a subject.
