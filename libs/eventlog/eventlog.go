@@ -197,8 +197,8 @@ const prevPositionRoom = 2 + 10
 // others, whose predecessors have no position yet: see Restamp), fills an
 // empty Traceparent and Tracestate from ctx, and returns the bytes to store
 // for each event. An event whose bytes exceed MaxEventSize (after the first,
-// with room left for Restamp) fails the whole batch with ErrInvalidEvent. The events must
-// have passed ValidateBatch.
+// with room left for Restamp) fails the whole batch with ErrInvalidEvent.
+// The events must have passed ValidateBatch.
 func Seal(ctx context.Context, stream StreamID, end StreamEnd, recordedAt time.Time, events []*eventsv1.Envelope) ([][]byte, error) {
 	trace := propagation.MapCarrier{}
 	propagation.TraceContext{}.Inject(ctx, trace)
