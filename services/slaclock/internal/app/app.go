@@ -264,9 +264,15 @@ func (a *App) decideAndAppend(ctx context.Context, complaintID string, decide fu
 		_, err = a.store.Append(ctx, stream, st.Version, out...)
 		if errors.Is(err, eventlog.ErrConflict) && attempt < 10 {
 			// Another writer (maybe another instance) got there first:
-			// decide again, after finishing what of ours got in.
-			if carry, err = a.unstored(ctx, stream, st.Version, out); err != nil {
+			// decide again, after finishing what of ours got in. When
+			// nothing of this attempt got in, what an earlier one left is
+			// still to carry; the rest is decided again.
+			rest, err := a.unstored(ctx, stream, st.Version, out)
+			if err != nil {
 				return err
+			}
+			if len(rest) < len(out) {
+				carry = rest
 			}
 			continue
 		}
@@ -287,8 +293,7 @@ func (a *App) decideAndAppend(ctx context.Context, complaintID string, decide fu
 	}
 }
 
-// unstored returns the events of out missing after version from when
-// some of them were stored (a batch cut by another writer), else nil.
+// unstored returns the events of out not stored after version from.
 func (a *App) unstored(ctx context.Context, stream eventlog.StreamID, from uint64, out []*ev.Envelope) ([]*ev.Envelope, error) {
 	recs, err := a.store.ReadStream(ctx, stream, from+1)
 	if err != nil {
@@ -303,9 +308,6 @@ func (a *App) unstored(ctx context.Context, stream eventlog.StreamID, from uint6
 		if !stored[e.GetEventId()] {
 			rest = append(rest, e)
 		}
-	}
-	if len(rest) == len(out) {
-		return nil, nil
 	}
 	return rest, nil
 }
