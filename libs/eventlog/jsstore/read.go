@@ -200,10 +200,20 @@ func (s *Store) read(ctx context.Context, stream eventlog.StreamID, from uint64,
 	}
 	fetched := 0 // messages asked for and answered so far
 	next := fetch(from, ask)
+	var placed []eventlog.Record // reused by place from batch to batch
 	for next != nil {
 		a := <-next
 		if a.err != nil || len(a.b.raws) == 0 {
 			return a.err
+		}
+		if fetched == 0 {
+			// The first end of batch tells how many match (as of the
+			// request): room for them all at once.
+			room := min(a.b.pending, 1<<20)
+			if max > 0 {
+				room = min(room, uint64(max))
+			}
+			c.recs = slices.Grow(c.recs, int(room))
 		}
 		start := from
 		fetched += len(a.b.raws)
@@ -216,8 +226,9 @@ func (s *Store) read(ctx context.Context, stream eventlog.StreamID, from uint64,
 			from = a.b.last + 1
 			next = fetch(from, ask)
 		}
-		if recs, ok := place(stream, start, a.b); ok {
-			for _, r := range recs {
+		var ok bool
+		if placed, ok = place(stream, start, a.b, placed); ok {
+			for _, r := range placed {
 				c.addRecord(r)
 			}
 		} else if err := s.readSlow(ctx, filter, start, len(a.b.raws), c); err != nil {
@@ -229,9 +240,10 @@ func (s *Store) read(ctx context.Context, stream eventlog.StreamID, from uint64,
 
 // batch is the answer to a direct get without headers.
 type batch struct {
-	raws [][]byte // the stored payloads, in position order
-	last uint64   // position of the last one
-	more bool     // whether more may follow (false: the end, as of the request)
+	raws    [][]byte // the stored payloads, in position order
+	last    uint64   // position of the last one
+	pending uint64   // what the end of batch says matches (see moreAfter)
+	more    bool     // whether more may follow (false: the end, as of the request)
 }
 
 // directGetNoHeaders asks for up to n messages on filter ("" for all) at
@@ -258,9 +270,9 @@ func (s *Store) directGetNoHeaders(ctx context.Context, filter string, from uint
 		if status := m.Header.Get("Status"); status != "" && len(m.Data) == 0 {
 			switch status {
 			case "204": // end of batch
-				pending, _ := strconv.ParseUint(m.Header.Get(numPendingHeader), 10, 64)
+				b.pending, _ = strconv.ParseUint(m.Header.Get(numPendingHeader), 10, 64)
 				b.last, _ = strconv.ParseUint(m.Header.Get(jetstream.LastSequenceHeader), 10, 64)
-				b.more = moreAfter(len(b.raws), n, pending, size)
+				b.more = moreAfter(len(b.raws), n, b.pending, size)
 				return b, nil
 			case "404": // nothing at or after from
 				return batch{}, nil
@@ -291,18 +303,19 @@ func moreAfter(got, want int, pending uint64, size int) bool {
 // the last event, the batch's last position, which holds when every message
 // is an event of the stream, versions follow one another and positions
 // rise. ok is false when the batch must be read the slow way.
-func place(stream eventlog.StreamID, from uint64, b batch) (recs []eventlog.Record, ok bool) {
+// The records go into recs[:0], reused from batch to batch.
+func place(stream eventlog.StreamID, from uint64, b batch, recs []eventlog.Record) (_ []eventlog.Record, ok bool) {
 	n := uint64(len(b.raws))
 	if stream == "" && b.last-from+1 != n {
-		return nil, false
+		return recs, false
 	}
-	recs = make([]eventlog.Record, len(b.raws))
-	for i, raw := range b.raws {
+	recs = recs[:0]
+	for _, raw := range b.raws {
 		r, err := decode("", 0, raw)
 		if err != nil {
-			return nil, false
+			return recs, false
 		}
-		recs[i] = r
+		recs = append(recs, r)
 	}
 	if stream == "" {
 		for i := range recs {
@@ -315,12 +328,12 @@ func place(stream eventlog.StreamID, from uint64, b batch) (recs []eventlog.Reco
 		e, next := recs[i].Event, recs[i+1].Event
 		recs[i].Position = next.GetPrevPosition()
 		if next.GetVersion() != e.GetVersion()+1 || recs[i].Position >= recs[i+1].Position {
-			return nil, false
+			return recs, false
 		}
 	}
 	for _, r := range recs {
 		if eventlog.StreamID(r.Event.GetStreamId()) != stream {
-			return nil, false
+			return recs, false
 		}
 	}
 	return recs, recs[0].Position >= from

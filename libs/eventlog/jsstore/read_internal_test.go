@@ -69,24 +69,24 @@ func TestPlaceWorksOutPositionsOrRefuses(t *testing.T) {
 	}
 	interleaved := storedBatch(t, stream, 0, []uint64{3, 7, 8, 20})
 
-	recs, ok := place(stream, 1, interleaved)
+	recs, ok := place(stream, 1, interleaved, nil)
 	if !ok || !slices.Equal(positions(recs), []uint64{3, 7, 8, 20}) {
 		t.Fatalf("one stream: placed %v (ok %v), want [3 7 8 20]", positions(recs), ok)
 	}
-	if _, ok := place(stream, 4, interleaved); ok {
+	if _, ok := place(stream, 4, interleaved, nil); ok {
 		t.Error("one stream: placed an event before the position the read started at")
 	}
-	if _, ok := place(other, 1, interleaved); ok {
+	if _, ok := place(other, 1, interleaved, nil); ok {
 		t.Error("placed events of another stream")
 	}
 	junk := interleaved
 	junk.raws = append(slices.Clone(junk.raws[:2]), []byte{0xff, 0x01}, junk.raws[2])
-	if _, ok := place(stream, 1, junk); ok {
+	if _, ok := place(stream, 1, junk, nil); ok {
 		t.Error("placed a batch holding a message that is not an event")
 	}
 	repeat := interleaved
 	repeat.raws = [][]byte{interleaved.raws[0], interleaved.raws[1], interleaved.raws[1], interleaved.raws[3]}
-	if _, ok := place(stream, 1, repeat); ok {
+	if _, ok := place(stream, 1, repeat, nil); ok {
 		t.Error("placed a batch whose versions do not follow one another")
 	}
 	old := interleaved // stored before prev_position: all zero
@@ -101,16 +101,16 @@ func TestPlaceWorksOutPositionsOrRefuses(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, ok := place(stream, 1, old); ok {
+	if _, ok := place(stream, 1, old, nil); ok {
 		t.Error("placed events that carry no prev_position")
 	}
 
 	whole := storedBatch(t, stream, 0, []uint64{5, 6, 7})
-	recs, ok = place("", 5, whole)
+	recs, ok = place("", 5, whole, nil)
 	if !ok || !slices.Equal(positions(recs), []uint64{5, 6, 7}) {
 		t.Fatalf("whole log: placed %v (ok %v), want [5 6 7]", positions(recs), ok)
 	}
-	if _, ok := place("", 4, whole); ok { // 3 messages for positions 4 to 7: one is missing
+	if _, ok := place("", 4, whole, nil); ok { // 3 messages for positions 4 to 7: one is missing
 		t.Error("whole log: placed a batch with a gap")
 	}
 }
