@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -13,13 +12,11 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/closeloop/closeloop/libs/calendar"
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/memstore"
 	ev "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	"github.com/closeloop/closeloop/services/slaclock/internal/domain"
-	"github.com/closeloop/closeloop/services/slaclock/internal/policy"
 	policydata "github.com/closeloop/closeloop/services/slaclock/policy"
 )
 
@@ -33,18 +30,7 @@ type instance struct {
 
 func startInstance(t *testing.T, store eventlog.Store, clk clock.Clock, part Partition) *instance {
 	t.Helper()
-	p, err := policy.Parse(policydata.Default)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cals, err := calendar.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(store, clk, slog.New(slog.DiscardHandler), policy.NewBook(p), cals, part)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := newApp(t, store, clk, part)
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := a.Rebuild(ctx); err != nil {
 		t.Fatal(err)

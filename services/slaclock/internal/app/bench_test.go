@@ -23,19 +23,21 @@ import (
 	policydata "github.com/closeloop/closeloop/services/slaclock/policy"
 )
 
-func benchApp(b *testing.B, store eventlog.Store, clk clock.Clock) *App {
-	b.Helper()
+// newApp builds an App on store and clk with the default policy and
+// calendars, owning the partition part.
+func newApp(t testing.TB, store eventlog.Store, clk clock.Clock, part Partition) *App {
+	t.Helper()
 	p, err := policy.Parse(policydata.Default)
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
 	cals, err := calendar.Default()
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
-	a, err := New(store, clk, slog.New(slog.DiscardHandler), policy.NewBook(p), cals, Partition{})
+	a, err := New(store, clk, slog.New(slog.DiscardHandler), policy.NewBook(p), cals, part)
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
 	return a
 }
@@ -87,7 +89,7 @@ func BenchmarkRebuild1M(b *testing.B) {
 		log.raw[i] = raw
 	}
 	for b.Loop() {
-		a := benchApp(b, log, clock.NewFake(at))
+		a := newApp(b, log, clock.NewFake(at), Partition{})
 		if err := a.Rebuild(context.Background()); err != nil {
 			b.Fatal(err)
 		}
@@ -121,7 +123,7 @@ func BenchmarkFiringLag(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		a := benchApp(b, store, clock.Real{})
+		a := newApp(b, store, clock.Real{}, Partition{})
 		var mu sync.Mutex
 		var lags []time.Duration
 		done := make(chan struct{})

@@ -2,19 +2,15 @@ package app
 
 import (
 	"context"
-	"log/slog"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/closeloop/closeloop/libs/calendar"
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/memstore"
 	ev "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	"github.com/closeloop/closeloop/services/slaclock/internal/domain"
-	"github.com/closeloop/closeloop/services/slaclock/internal/policy"
-	policydata "github.com/closeloop/closeloop/services/slaclock/policy"
 )
 
 // interferingStore lets other services write in the middle of sla-clock's
@@ -38,7 +34,6 @@ func (s *interferingStore) Append(ctx context.Context, stream eventlog.StreamID,
 		if _, err := s.Store.Append(ctx, stream, expected, events[0]); err != nil {
 			return eventlog.AppendResult{}, err
 		}
-		expected++
 		write(s.t, s.Store, s.id, t0, other)
 		return eventlog.AppendResult{}, eventlog.ErrConflict
 	}
@@ -57,18 +52,7 @@ func TestBatchCutThenBeatenIsCompleted(t *testing.T) {
 		&ev.ComplaintAccepted{AcceptedBy: "agent-1"},
 		&ev.ComplaintClassified{Severity: ev.Severity_SEVERITY_L2, Category: ev.Category_CATEGORY_SERVICE},
 	}}
-	p, err := policy.Parse(policydata.Default)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cals, err := calendar.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(store, clock.NewFake(t0), slog.New(slog.DiscardHandler), policy.NewBook(p), cals, Partition{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := newApp(t, store, clock.NewFake(t0), Partition{})
 	if err := a.Handle(context.Background(), id); err != nil {
 		t.Fatal(err)
 	}

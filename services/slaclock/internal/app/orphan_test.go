@@ -3,17 +3,13 @@ package app
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"testing"
 	"time"
 
-	"github.com/closeloop/closeloop/libs/calendar"
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/memstore"
 	ev "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
-	"github.com/closeloop/closeloop/services/slaclock/internal/policy"
-	policydata "github.com/closeloop/closeloop/services/slaclock/policy"
 )
 
 // A ComplaintResolved of a complaint never received starts no feedback
@@ -22,18 +18,7 @@ import (
 func TestOrphanComplaintGetsNoClocks(t *testing.T) {
 	clk := clock.NewFake(t0)
 	store := memstore.New(clk)
-	p, err := policy.Parse(policydata.Default)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cals, err := calendar.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(store, clk, slog.New(slog.DiscardHandler), policy.NewBook(p), cals, Partition{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := newApp(t, store, clk, Partition{})
 	ctx := context.Background()
 	stream := eventlog.ComplaintStream("orphan-1")
 	e, err := eventlog.NewEvent(eventlog.Meta{ComplaintID: "orphan-1", Producer: "routing", Actor: "system", OccurredAt: t0}, &ev.ComplaintResolved{})
