@@ -54,7 +54,8 @@ const (
 	fieldRecordedAt   = 6
 	fieldPrevHash     = 16
 	fieldPrevPosition = 17
-	lastOwnField      = 17
+	fieldBatchRemain  = 18
+	lastOwnField      = 18
 )
 
 var payloadFields = (&eventsv1.Envelope{}).ProtoReflect().Descriptor().Oneofs().ByName("payload").Fields()
@@ -79,7 +80,7 @@ func decodeFast(raw []byte, text string) *eventsv1.Envelope {
 			}
 			seen |= 1 << num
 		}
-		if num == fieldVersion || num == fieldPrevPosition {
+		if num == fieldVersion || num == fieldPrevPosition || num == fieldBatchRemain {
 			if typ != protowire.VarintType {
 				return nil
 			}
@@ -87,10 +88,13 @@ func decodeFast(raw []byte, text string) *eventsv1.Envelope {
 			if n < 0 {
 				return nil
 			}
-			if num == fieldVersion {
+			switch num {
+			case fieldVersion:
 				e.Version = v
-			} else {
+			case fieldPrevPosition:
 				e.PrevPosition = v
+			default:
+				e.BatchRemaining = uint32(v) // proto truncates a uint32 the same way
 			}
 			at += n
 			continue

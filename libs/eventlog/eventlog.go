@@ -194,7 +194,8 @@ const prevPositionRoom = 2 + 10
 // Seal stamps events for storage at the end of a stream: it sets StreamId,
 // Version, RecordedAt, PrevHash (chaining the events of the batch to one
 // another) and PrevPosition (end.Position for the first event; 0 for the
-// others, whose predecessors have no position yet: see Restamp), fills an
+// others, whose predecessors have no position yet: see Restamp) and
+// BatchRemaining (how many events of the batch follow), fills an
 // empty Traceparent and Tracestate from ctx, and returns the bytes to store
 // for each event. An event whose bytes exceed MaxEventSize (after the first,
 // with room left for Restamp) fails the whole batch with ErrInvalidEvent.
@@ -211,6 +212,7 @@ func Seal(ctx context.Context, stream StreamID, end StreamEnd, recordedAt time.T
 		e.RecordedAt = at
 		e.PrevHash = prev
 		e.PrevPosition = 0
+		e.BatchRemaining = uint32(len(events) - i - 1)
 		if i == 0 {
 			e.PrevPosition = end.Position
 		}

@@ -161,7 +161,8 @@ func expectation(it *item, c *complaint) string {
 	return ""
 }
 
-// checkComplaint finds effects recorded twice in one complaint's history.
+// checkComplaint finds effects recorded twice in one complaint's history,
+// and clocks that sla-clock never started.
 func checkComplaint(id string, recs []eventlog.Record, r *report) {
 	seen := map[string]int{}
 	once := func(key string) {
@@ -173,10 +174,13 @@ func checkComplaint(id string, recs []eventlog.Record, r *report) {
 	owner, team := "", ""
 	resolutions := map[string]bool{}
 	surveys := map[string]int{}
+	received, reopens := false, 0
+	clocks := map[eventsv1.SlaTarget]int{} // clocks started, per target
 	for _, rec := range recs {
 		switch p := eventlog.Payload(rec.Event).(type) {
 		case *eventsv1.ComplaintReceived:
 			once("ComplaintReceived")
+			received = true
 		case *eventsv1.ComplaintAccepted:
 			once("ComplaintAccepted")
 		case *eventsv1.ComplaintAssigned:
@@ -190,6 +194,7 @@ func checkComplaint(id string, recs []eventlog.Record, r *report) {
 			once("StakeholdersNotified cause_event=" + p.GetCauseEventId())
 		case *eventsv1.SlaClockStarted:
 			once("SlaClockStarted " + p.GetClockId())
+			clocks[p.GetTarget()]++
 		case *eventsv1.SlaWarning:
 			once(fmt.Sprintf("SlaWarning %s at %d%%", p.GetClockId(), p.GetThresholdPercent()))
 		case *eventsv1.SlaBreached:
@@ -215,8 +220,25 @@ func checkComplaint(id string, recs []eventlog.Record, r *report) {
 			once("SurveyAnswered " + p.GetSurveyId())
 		case *eventsv1.ComplaintReopened:
 			once("ComplaintReopened " + p.GetSurveyId())
+			reopens++
 		case *eventsv1.ComplaintClosed:
 			once("ComplaintClosed")
+		}
+	}
+	// Every received complaint gets its acceptance, first-response and
+	// resolution clocks, a new resolution clock per reopening and feedback
+	// clocks per resolution (reclassification may start more).
+	if received {
+		for target, want := range map[eventsv1.SlaTarget]int{
+			eventsv1.SlaTarget_SLA_TARGET_ACCEPTANCE:      1,
+			eventsv1.SlaTarget_SLA_TARGET_FIRST_RESPONSE:  1,
+			eventsv1.SlaTarget_SLA_TARGET_RESOLUTION:      1 + reopens,
+			eventsv1.SlaTarget_SLA_TARGET_FIRST_FEEDBACK:  len(resolutions),
+			eventsv1.SlaTarget_SLA_TARGET_SECOND_FEEDBACK: len(resolutions),
+		} {
+			if clocks[target] < want {
+				r.add("%s: %d %v clock(s) started, want at least %d", id, clocks[target], target, want)
+			}
 		}
 	}
 	for res := range resolutions {

@@ -34,7 +34,14 @@ func TestInvariantChecksCatchDuplicates(t *testing.T) {
 	warn := &eventsv1.SlaWarning{ClockId: "resolution-1", ThresholdPercent: 50}
 	breach := &eventsv1.SlaBreached{ClockId: "resolution-1"}
 	assigned := &eventsv1.ComplaintAssigned{Team: "customer-service", Owner: "a1"}
-	clean := []proto.Message{&eventsv1.ComplaintReceived{ChannelRef: "x"}, assigned, warn, &eventsv1.SlaWarning{ClockId: "resolution-1", ThresholdPercent: 75}, breach}
+	started := func(t eventsv1.SlaTarget, id string) *eventsv1.SlaClockStarted {
+		return &eventsv1.SlaClockStarted{ClockId: id, Target: t}
+	}
+	clean := []proto.Message{&eventsv1.ComplaintReceived{ChannelRef: "x"},
+		started(eventsv1.SlaTarget_SLA_TARGET_ACCEPTANCE, "acceptance-1"),
+		started(eventsv1.SlaTarget_SLA_TARGET_FIRST_RESPONSE, "first_response-1"),
+		started(eventsv1.SlaTarget_SLA_TARGET_RESOLUTION, "resolution-1"),
+		assigned, warn, &eventsv1.SlaWarning{ClockId: "resolution-1", ThresholdPercent: 75}, breach}
 
 	var r report
 	checkComplaint("complaint-ok", history(t, "complaint-ok", clean...), &r)
@@ -52,6 +59,13 @@ func TestInvariantChecksCatchDuplicates(t *testing.T) {
 		if !strings.Contains(problems(&r), name) {
 			t.Errorf("duplicate %q not reported; got %q", name, problems(&r))
 		}
+	}
+
+	// A received complaint whose resolution clock never started.
+	var rc report
+	checkComplaint("complaint-nc", history(t, "complaint-nc", clean[:3]...), &rc)
+	if !strings.Contains(problems(&rc), "0 SLA_TARGET_RESOLUTION clock(s) started, want at least 1") {
+		t.Errorf("a missing resolution clock was not reported: %q", problems(&rc))
 	}
 
 	// One survey per resolution: the survey must name a resolution in the stream.

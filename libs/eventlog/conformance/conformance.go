@@ -50,6 +50,7 @@ func Run(t *testing.T, newStore func(t *testing.T) eventlog.Store, opts ...Optio
 		{"StoreStampsStreamVersionTimeAndChain", storeStampsFields},
 		{"VersionsPerStreamPositionsAcrossLog", versionsAndPositions},
 		{"PrevPositionIsThePreviousEventsPosition", prevPositions},
+		{"BatchRemainingCountsTheRestOfTheAppend", batchRemaining},
 		{"NewStreamExpectsVersionZero", newStreamExpectsZero},
 		{"StaleWriterGetsConflict", staleWriterGetsConflict},
 		{"ExpectedVersionAheadOfStreamIsConflict", expectedAheadIsConflict},
@@ -191,6 +192,24 @@ func prevPositions(t *testing.T, s eventlog.Store) {
 		case i > 0 && got != 0 && got != recs[i-1].Position:
 			t.Errorf("version %d has prev_position %d, want 0 or %d (version %d's position)", i+1, got, recs[i-1].Position, i)
 		}
+	}
+}
+
+// batchRemaining: each stored event says how many events of its append
+// follow it, so a reader can tell an append cut short.
+func batchRemaining(t *testing.T, s eventlog.Store) {
+	ctx := testContext(t)
+	stream, id := newComplaint()
+	_, err := s.Append(ctx, stream, 0, accepted(t, id))
+	mustNot(t, err)
+	_, err = s.Append(ctx, stream, 1, response(t, id, "a"), response(t, id, "b"), response(t, id, "c"))
+	mustNot(t, err)
+	var got []uint32
+	for _, r := range readStream(t, s, stream, 1) {
+		got = append(got, r.Event.GetBatchRemaining())
+	}
+	if want := []uint32{0, 2, 1, 0}; !slices.Equal(got, want) {
+		t.Errorf("batch_remaining of the stream's events = %v, want %v", got, want)
 	}
 }
 

@@ -6,6 +6,7 @@ package memstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -45,6 +46,24 @@ func New(c clock.Clock) *Store {
 // Append implements eventlog.Store. Event ids are remembered forever (JetStream
 // only within its duplicate window).
 func (s *Store) Append(ctx context.Context, stream eventlog.StreamID, expectedVersion uint64, events ...*eventsv1.Envelope) (eventlog.AppendResult, error) {
+	return s.append(ctx, stream, expectedVersion, -1, events)
+}
+
+// ErrCut is what AppendCut returns.
+var ErrCut = errors.New("memstore: append cut short")
+
+// AppendCut stores only the first keep events of the batch, as the JetStream
+// log does when its writer crashes after them (it stores a batch one event at
+// a time), and returns ErrCut. For tests of what readers make of a cut batch.
+func (s *Store) AppendCut(ctx context.Context, stream eventlog.StreamID, expectedVersion uint64, keep int, events ...*eventsv1.Envelope) error {
+	if _, err := s.append(ctx, stream, expectedVersion, keep, events); err != nil {
+		return err
+	}
+	return ErrCut
+}
+
+// append stores the batch, or its first keep fresh events when keep >= 0.
+func (s *Store) append(ctx context.Context, stream eventlog.StreamID, expectedVersion uint64, keep int, events []*eventsv1.Envelope) (eventlog.AppendResult, error) {
 	if err := eventlog.ValidateBatch(stream, events); err != nil {
 		return eventlog.AppendResult{}, err
 	}
@@ -95,6 +114,9 @@ func (s *Store) Append(ctx context.Context, stream eventlog.StreamID, expectedVe
 	raws, err := eventlog.Seal(ctx, stream, end, s.clock.Now(), fresh)
 	if err != nil {
 		return eventlog.AppendResult{}, err
+	}
+	if keep >= 0 && keep < len(fresh) {
+		fresh = fresh[:keep]
 	}
 	for i, e := range fresh {
 		if i > 0 { // the log is ours: the event before is at the end

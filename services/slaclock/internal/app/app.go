@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 
@@ -113,8 +112,8 @@ func (a *App) Rebuild(ctx context.Context) error {
 			switch {
 			case trigger:
 				dirty[id] = r.Event.GetVersion()
-			case id != "" && r.Event.GetProducer() == domain.Producer:
-				delete(dirty, id)
+			case id != "" && r.Event.GetProducer() == domain.Producer && r.Event.GetBatchRemaining() == 0:
+				delete(dirty, id) // an append cut short leaves its triggers to redo
 			}
 		}
 	}
@@ -211,12 +210,18 @@ func (a *App) Handle(ctx context.Context, complaintID string) error {
 // ComplaintReceived (its events were published past intake).
 var ErrNotReceived = errors.New("complaint never received")
 
+// reapplyOps is the namespace of reapply operation ids.
+var reapplyOps = uuid.MustParse("6f1d0c52-7c1e-4f43-9d55-2d8f0b7a1e10")
+
 // Reapply moves a complaint's open clocks to the current policy version.
 func (a *App) Reapply(ctx context.Context, complaintID, reason string) ([]string, error) {
+	// The same request under the same policy version is the same operation:
+	// a retry completes a reapply cut short by a crash and does nothing more.
+	op := uuid.NewSHA1(reapplyOps, []byte(complaintID+"\x00"+a.policies.Current().Version+"\x00"+reason))
 	var replaced []string
 	err := a.decideAndAppend(ctx, complaintID, func(st domain.State, env domain.Env) []*ev.Envelope {
 		replaced = replaced[:0]
-		out := domain.DecideReapply(st, env, reason)
+		out := domain.DecideReapply(st, env, reason, op.String())
 		for _, e := range out {
 			if c := e.GetSlaClockCancelled(); c != nil {
 				replaced = append(replaced, c.GetClockId())
@@ -227,60 +232,37 @@ func (a *App) Reapply(ctx context.Context, complaintID, reason string) ([]string
 	return replaced, err
 }
 
+// decideAndAppend decides from the complaint's stream and appends the
+// result at the version read. On a conflict (another writer got in first,
+// maybe cutting this append short: the log may store a batch one event at a
+// time) it reads again and decides again: a cut append leaves its triggers
+// pending, and the decision redoes only what its stored part left out.
 func (a *App) decideAndAppend(ctx context.Context, complaintID string, decide func(domain.State, domain.Env) []*ev.Envelope) error {
 	defer a.lock(complaintID)()
 	stream := eventlog.ComplaintStream(complaintID)
-	// carry is the unstored rest of a batch that another writer cut in two
-	// (the log stores a batch one event at a time).
-	var carry []*ev.Envelope
 	for attempt := 0; ; attempt++ {
 		st, err := a.load(ctx, complaintID, time.Time{})
 		if err != nil {
 			return err
 		}
-		// The stored part of a cut batch makes the triggers it handled look
-		// handled: append the rest first, then decide only the triggers the
-		// other writer added.
-		dst := st
-		dst.Clocks = slices.Clone(st.Clocks)
-		for i := range dst.Clocks {
-			dst.Clocks[i].Warned = slices.Clone(dst.Clocks[i].Warned)
-		}
-		for _, e := range carry {
-			dst = domain.Evolve(dst, e)
-		}
-		dst.Version, dst.Pending = st.Version, st.Pending
-		fresh := decide(dst, a.env(a.clk.Now()))
-		out := append(slices.Clone(carry), fresh...)
+		out := decide(st, a.env(a.clk.Now()))
 		if len(out) == 0 {
 			if a.part.Owns(complaintID) {
 				a.idx.Set(&st)
 			}
 			return nil
 		}
-		if err := a.stamp(fresh, st); err != nil {
+		if err := a.stamp(out, st); err != nil {
 			return err
 		}
 		_, err = a.store.Append(ctx, stream, st.Version, out...)
 		if errors.Is(err, eventlog.ErrConflict) && attempt < 10 {
-			// Another writer (maybe another instance) got there first:
-			// decide again, after finishing what of ours got in. When
-			// nothing of this attempt got in, what an earlier one left is
-			// still to carry; the rest is decided again.
-			rest, err := a.unstored(ctx, stream, st.Version, out)
-			if err != nil {
-				return err
-			}
-			if len(rest) < len(out) {
-				carry = rest
-			}
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("app: append to %s: %w", stream, err)
 		}
-		for i, e := range out {
-			e.Version = st.Version + uint64(i) + 1
+		for _, e := range out {
 			st = domain.Evolve(st, e)
 			if a.fired != nil {
 				a.fired(e)
@@ -291,25 +273,6 @@ func (a *App) decideAndAppend(ctx context.Context, complaintID string, decide fu
 		}
 		return nil
 	}
-}
-
-// unstored returns the events of out not stored after version from.
-func (a *App) unstored(ctx context.Context, stream eventlog.StreamID, from uint64, out []*ev.Envelope) ([]*ev.Envelope, error) {
-	recs, err := a.store.ReadStream(ctx, stream, from+1)
-	if err != nil {
-		return nil, fmt.Errorf("app: read %s: %w", stream, err)
-	}
-	stored := map[string]bool{}
-	for _, r := range recs {
-		stored[r.Event.GetEventId()] = true
-	}
-	var rest []*ev.Envelope
-	for _, e := range out {
-		if !stored[e.GetEventId()] {
-			rest = append(rest, e)
-		}
-	}
-	return rest, nil
 }
 
 // stamp gives decided events their ids, and the correlation id of the

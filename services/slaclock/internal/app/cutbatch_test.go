@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -18,7 +19,7 @@ import (
 // first append is cut after its first event, each next one is beaten by
 // another writer, until the interferences run out.
 type interferingStore struct {
-	eventlog.Store
+	*memstore.Store
 	t      *testing.T
 	id     string
 	others []proto.Message // what the other writers append, in turn
@@ -31,7 +32,7 @@ func (s *interferingStore) Append(ctx context.Context, stream eventlog.StreamID,
 	other := s.others[0]
 	s.others = s.others[1:]
 	if len(events) > 1 && expected == 1 { // the first: cut after one event
-		if _, err := s.Store.Append(ctx, stream, expected, events[0]); err != nil {
+		if err := s.AppendCut(ctx, stream, expected, 1, events...); !errors.Is(err, memstore.ErrCut) {
 			return eventlog.AppendResult{}, err
 		}
 		write(s.t, s.Store, s.id, t0, other)

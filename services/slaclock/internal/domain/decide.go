@@ -43,12 +43,20 @@ func (env Env) CalendarOf(business bool, id string) *calendar.Calendar {
 // Decide returns the clock events the state is missing at env.Now: it
 // handles the pending triggers in stream order (firing, before each, what
 // fell due before it happened), then fires every warning and breach due by
-// now. Events fired after their due instant carry late_by. The envelopes
+// now. Events fired after their due instant carry late_by.
+//
+// An append cut short by a crash leaves its triggers pending over a state
+// that holds part of what they did. Decide skips those handled whole (before
+// State.RedoFrom) and redoes the one it stopped in, which is idempotent: a
+// handler starts no clock it started before (Clock.StartedBy), touches none
+// it started itself, meets, pauses and cancels only clocks still in the state
+// it changes, and replaces a clock by starting the new one before cancelling
+// the old. Firing due clocks is idempotent as it is. The envelopes
 // have ComplaintId, Type, OccurredAt, Producer, CausationId and the policy
 // and calendar versions set; the caller adds ids and appends them.
 func Decide(s State, env Env) []*ev.Envelope {
 	d := &decider{s: clone(s), env: env}
-	for _, trig := range s.Pending {
+	for _, trig := range s.Pending[s.RedoFrom:] {
 		at := triggerTime(trig)
 		if at.After(env.Now) {
 			at = env.Now
@@ -63,7 +71,8 @@ func Decide(s State, env Env) []*ev.Envelope {
 // DecideReapply moves every open clock to the current policy version (the
 // ReapplyPolicy operation): each is cancelled and restarted with the budget
 // it has used carried over. Pending triggers and due timers are handled first.
-func DecideReapply(s State, env Env, reason string) []*ev.Envelope {
+// cause is the operation's id: the clocks it started are not replaced again.
+func DecideReapply(s State, env Env, reason, cause string) []*ev.Envelope {
 	d := &decider{s: clone(s), env: env}
 	d.out = Decide(s, env)
 	for _, e := range d.out {
@@ -71,8 +80,8 @@ func DecideReapply(s State, env Env, reason string) []*ev.Envelope {
 	}
 	cur := env.Policies.Current()
 	for i := range d.s.Clocks {
-		if d.s.Clocks[i].Open() {
-			d.retarget(i, cur, env.Now, "", "policy re-applied: "+reason, true)
+		if c := d.s.Clocks[i]; c.Open() && c.StartedBy != cause {
+			d.retarget(i, cur, env.Now, cause, "policy re-applied: "+reason, true)
 		}
 	}
 	return d.out
@@ -83,7 +92,7 @@ func clone(s State) State {
 	for i := range s.Clocks {
 		s.Clocks[i].Warned = slices.Clone(s.Clocks[i].Warned)
 	}
-	s.Pending = nil
+	s.Pending, s.RedoFrom = nil, 0
 	return s
 }
 
@@ -183,7 +192,7 @@ func (d *decider) on(e *ev.Envelope, at time.Time) {
 		d.met(firstResponse, "", at, cause)
 	case *ev.ComplaintClassified:
 		for i := range d.s.Clocks {
-			if c := d.s.Clocks[i]; c.Open() {
+			if c := d.s.Clocks[i]; c.Open() && c.StartedBy != cause {
 				d.retarget(i, d.env.Policies.Version(c.PolicyVersion), at, cause, "reclassified", false)
 			}
 		}
@@ -282,7 +291,12 @@ func (d *decider) calendarFor(terms policy.Terms, owner string) *calendar.Calend
 	return d.env.CalendarOf(terms.Business, terms.CalendarID)
 }
 
+// start starts a clock of the target for the subject, unless cause started
+// one already.
 func (d *decider) start(t ev.SlaTarget, subject, owner string, at time.Time, cause string) {
+	if d.startedBy(t, subject, cause) != nil {
+		return
+	}
 	pol := d.env.Policies.Current()
 	terms, ok := pol.Terms(t, d.s.Facts.Facts)
 	if !ok {
@@ -315,9 +329,20 @@ func (d *decider) met(t ev.SlaTarget, subject string, at time.Time, cause string
 	}
 }
 
+// startedBy returns the clock of the target and subject that cause started, or nil.
+func (d *decider) startedBy(t ev.SlaTarget, subject, cause string) *Clock {
+	for i := range d.s.Clocks {
+		if c := &d.s.Clocks[i]; c.Target == t && c.Subject == subject && c.StartedBy == cause && cause != "" {
+			return c
+		}
+	}
+	return nil
+}
+
+// cancel cancels the open clocks that match, except those cause started.
 func (d *decider) cancel(match func(*Clock) bool, at time.Time, cause, reason string) {
 	for i := range d.s.Clocks {
-		if c := &d.s.Clocks[i]; c.Open() && match(c) {
+		if c := &d.s.Clocks[i]; c.Open() && c.StartedBy != cause && match(c) {
 			d.emitFor(c, &ev.SlaClockCancelled{ClockId: c.ID, Target: c.Target, Reason: reason}, at, cause)
 		}
 	}
@@ -328,8 +353,10 @@ func (d *decider) cancelWorkOrder(wo string, at time.Time, cause, reason string)
 }
 
 // retarget replaces clock i when its terms under pol differ (or always when
-// force): the old clock is cancelled and a new one started with the budget
-// already used carried over, paused again if the old one was paused.
+// force): a new clock is started with the budget already used carried over,
+// paused if the old one was paused, and then the old one is cancelled. In
+// that order a redo after a crash finds the old clock still open and the new
+// one (started by cause) there, and completes the replacement.
 func (d *decider) retarget(i int, pol *policy.Policy, at time.Time, cause, reason string, force bool) {
 	old := d.s.Clocks[i]
 	terms, ok := pol.Terms(old.Target, d.s.Facts.Facts)
@@ -337,28 +364,38 @@ func (d *decider) retarget(i int, pol *policy.Policy, at time.Time, cause, reaso
 		d.emitFor(&old, &ev.SlaClockCancelled{ClockId: old.ID, Target: old.Target, Reason: reason + ": target disabled"}, at, cause)
 		return
 	}
-	newCal := d.calendarFor(terms, "")
-	if !force && terms.Budget == old.Budget && terms.Business == old.Business && slices.Equal(terms.WarnPercents, old.WarnPercents) {
-		return
+	repl := d.startedBy(old.Target, old.Subject, cause)
+	if repl == nil {
+		if !force && terms.Budget == old.Budget && terms.Business == old.Business && slices.Equal(terms.WarnPercents, old.WarnPercents) {
+			return
+		}
+		repl = d.replace(&old, pol, terms, at, cause)
 	}
+	if old.Status == Paused && repl.Status == Running {
+		remaining := d.cal(repl).Between(at, repl.Deadline)
+		d.emitFor(repl, &ev.SlaClockPaused{ClockId: repl.ID, Target: repl.Target, PausedAt: timestamppb.New(at),
+			Remaining: durationpb.New(remaining), Reason: "carried over from " + old.ID}, at, cause)
+	}
+	d.emitFor(&old, &ev.SlaClockCancelled{ClockId: old.ID, Target: old.Target, Reason: reason}, at, cause)
+}
+
+// replace starts the clock that takes over from old under terms, with the
+// budget old has used carried over, and returns it.
+func (d *decider) replace(old *Clock, pol *policy.Policy, terms policy.Terms, at time.Time, cause string) *Clock {
 	used := old.Budget - old.Remaining
 	if old.Status == Running {
-		used = old.Budget - d.cal(&old).Between(at, old.Deadline)
+		used = old.Budget - d.cal(old).Between(at, old.Deadline)
 	}
-	remaining := terms.Budget - used
-	d.emitFor(&old, &ev.SlaClockCancelled{ClockId: old.ID, Target: old.Target, Reason: reason}, at, cause)
+	cal := d.calendarFor(terms, "")
 	calID := ""
 	if terms.Business {
-		calID = newCal.ID()
+		calID = cal.ID()
 	}
 	id := ClockID(old.Target, d.count(old.Target)+1)
 	d.emit(&ev.SlaClockStarted{
 		ClockId: id, Target: old.Target, StartedAt: timestamppb.New(old.StartedAt),
-		Deadline: timestamppb.New(newCal.Add(at, remaining)), Budget: durationpb.New(terms.Budget),
+		Deadline: timestamppb.New(cal.Add(at, terms.Budget-used)), Budget: durationpb.New(terms.Budget),
 		BusinessTime: terms.Business, CalendarId: calID, WarnPercents: terms.WarnPercents, SubjectId: old.Subject,
-	}, at, pol.Version, newCal.Version(), cause)
-	if old.Status == Paused {
-		d.emit(&ev.SlaClockPaused{ClockId: id, Target: old.Target, PausedAt: timestamppb.New(at),
-			Remaining: durationpb.New(remaining), Reason: "carried over from " + old.ID}, at, pol.Version, newCal.Version(), cause)
-	}
+	}, at, pol.Version, cal.Version(), cause)
+	return d.s.Clock(id)
 }

@@ -147,7 +147,7 @@ func TestDecide(t *testing.T) {
 				x.add(t0.Add(h), &ev.ComplaintClassified{Severity: ev.Severity_SEVERITY_L3})
 			},
 			now:  h,
-			want: "Cancelled first_response-1 reclassified;Started first_response-2 48h0m0s;Cancelled resolution-1 reclassified;Started resolution-2 33h0m0s;",
+			want: "Started first_response-2 48h0m0s;Cancelled first_response-1 reclassified;Started resolution-2 33h0m0s;Cancelled resolution-1 reclassified;",
 		},
 		{
 			name: "reopen starts a fresh resolution clock that does not breach at once",
@@ -248,8 +248,8 @@ func TestRunningClocksKeepTheirPolicyVersion(t *testing.T) {
 	env.Now = t0.Add(2 * time.Hour)
 	x.decide(env)
 	// Re-applied on purpose: restarted under v2 with the used hour carried over.
-	out := DecideReapply(Fold("c1", x.events), env, "test")
-	if got := summary(out); !strings.Contains(got, "Cancelled resolution-1 policy re-applied: test;Started resolution-2 37h0m0s;") { // deadline 2h + (36h - 1h used) after the start
+	out := DecideReapply(Fold("c1", x.events), env, "test", "op-1")
+	if got := summary(out); !strings.Contains(got, "Started resolution-2 37h0m0s;Cancelled resolution-1 policy re-applied: test;") { // deadline 2h + (36h - 1h used) after the start
 		t.Fatalf("reapply: %s", got)
 	}
 	for _, e := range out {

@@ -54,6 +54,9 @@ type Clock struct {
 	// WasBreached stays true when a breached clock is met late.
 	WasBreached bool
 	MetAt       time.Time
+	// StartedBy is the causation id of the clock's start: the trigger (or
+	// operation) whose handling started it.
+	StartedBy string
 }
 
 // Open reports whether the clock may still fire or be met.
@@ -73,13 +76,20 @@ type Facts struct {
 type State struct {
 	ComplaintID string
 	Version     uint64
-	// LastOwnVersion is the version of the last event this service wrote:
-	// whoever wrote it had handled every trigger before it.
+	// LastOwnVersion is the version of the last event of the last whole
+	// append this service made: whoever appended it had handled every
+	// trigger before it. An append cut short (a crash between its events,
+	// see Envelope.batch_remaining) does not count: its triggers stay
+	// pending, and Decide redoes them over what the stored part did.
 	LastOwnVersion uint64
 	Facts          Facts
 	Clocks         []Clock
 	// Pending are trigger events after LastOwnVersion, in stream order.
 	Pending []*ev.Envelope
+	// RedoFrom indexes, in Pending, the trigger an append cut short was
+	// handling when it stopped: it stores a decision's events in trigger
+	// order, so the triggers before that one were handled whole.
+	RedoFrom int
 }
 
 // Clock returns the clock with the id, or nil.
@@ -114,7 +124,7 @@ func Evolve(s State, e *ev.Envelope) State {
 			StartedAt: p.GetStartedAt().AsTime(), Deadline: p.GetDeadline().AsTime(),
 			Budget: p.GetBudget().AsDuration(), Business: p.GetBusinessTime(), CalendarID: p.GetCalendarId(),
 			CalendarVersion: e.GetCalendarVersion(), PolicyVersion: e.GetPolicyVersion(),
-			WarnPercents: slices.Clone(p.GetWarnPercents()),
+			WarnPercents: slices.Clone(p.GetWarnPercents()), StartedBy: e.GetCausationId(),
 		})
 	case *ev.SlaClockPaused:
 		if c := s.Clock(p.GetClockId()); c != nil {
@@ -161,7 +171,11 @@ func Evolve(s State, e *ev.Envelope) State {
 		s.Facts.Closed = true
 	}
 	if e.GetProducer() == Producer {
-		s.LastOwnVersion, s.Pending = s.Version, nil
+		if e.GetBatchRemaining() == 0 {
+			s.LastOwnVersion, s.Pending, s.RedoFrom = s.Version, nil, 0
+		} else if i := slices.IndexFunc(s.Pending, func(p *ev.Envelope) bool { return p.GetEventId() == e.GetCausationId() }); i > s.RedoFrom {
+			s.RedoFrom = i
+		}
 	} else if IsTrigger(e.GetType()) {
 		s.Pending = append(s.Pending, e)
 	}

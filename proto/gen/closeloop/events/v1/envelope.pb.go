@@ -68,6 +68,11 @@ type Envelope struct {
 	// place an event in the log by its successor's prev_position, without a
 	// per-message lookup, and verification checks it.
 	PrevPosition uint64 `protobuf:"varint,17,opt,name=prev_position,json=prevPosition,proto3" json:"prev_position,omitempty"`
+	// How many events of the same append follow this one (0 for the last).
+	// The log may store an append one event at a time, so a crash or another
+	// writer can cut it short: a reader that finds fewer events than announced
+	// knows the append is incomplete (sla-clock redoes what it left out).
+	BatchRemaining uint32 `protobuf:"varint,18,opt,name=batch_remaining,json=batchRemaining,proto3" json:"batch_remaining,omitempty"`
 	// Field numbers say who may write an event: 100–199 intake, 200–299
 	// routing, 300–399 sla-clock, 400–499 dispatch, 500–599 follow-up.
 	// deploy/ checks the NATS publish permissions against these ranges.
@@ -283,6 +288,13 @@ func (x *Envelope) GetPrevHash() []byte {
 func (x *Envelope) GetPrevPosition() uint64 {
 	if x != nil {
 		return x.PrevPosition
+	}
+	return 0
+}
+
+func (x *Envelope) GetBatchRemaining() uint32 {
+	if x != nil {
+		return x.BatchRemaining
 	}
 	return 0
 }
@@ -1192,7 +1204,7 @@ var File_closeloop_events_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_closeloop_events_v1_envelope_proto_rawDesc = "" +
 	"\n" +
-	"\"closeloop/events/v1/envelope.proto\x12\x13closeloop.events.v1\x1a#closeloop/events/v1/complaint.proto\x1a\"closeloop/events/v1/dispatch.proto\x1a\"closeloop/events/v1/followup.proto\x1a!closeloop/events/v1/routing.proto\x1a\x1dcloseloop/events/v1/sla.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbf.\n" +
+	"\"closeloop/events/v1/envelope.proto\x12\x13closeloop.events.v1\x1a#closeloop/events/v1/complaint.proto\x1a\"closeloop/events/v1/dispatch.proto\x1a\"closeloop/events/v1/followup.proto\x1a!closeloop/events/v1/routing.proto\x1a\x1dcloseloop/events/v1/sla.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8.\n" +
 	"\bEnvelope\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x1b\n" +
 	"\tstream_id\x18\x02 \x01(\tR\bstreamId\x12!\n" +
@@ -1215,7 +1227,8 @@ const file_closeloop_events_v1_envelope_proto_rawDesc = "" +
 	"\x0epolicy_version\x18\x0e \x01(\tR\rpolicyVersion\x12)\n" +
 	"\x10calendar_version\x18\x0f \x01(\tR\x0fcalendarVersion\x12\x1b\n" +
 	"\tprev_hash\x18\x10 \x01(\fR\bprevHash\x12#\n" +
-	"\rprev_position\x18\x11 \x01(\x04R\fprevPosition\x12W\n" +
+	"\rprev_position\x18\x11 \x01(\x04R\fprevPosition\x12'\n" +
+	"\x0fbatch_remaining\x18\x12 \x01(\rR\x0ebatchRemaining\x12W\n" +
 	"\x12complaint_received\x18d \x01(\v2&.closeloop.events.v1.ComplaintReceivedH\x00R\x11complaintReceived\x12W\n" +
 	"\x12complaint_accepted\x18e \x01(\v2&.closeloop.events.v1.ComplaintAcceptedH\x00R\x11complaintAccepted\x12Q\n" +
 	"\x10duplicate_linked\x18f \x01(\v2$.closeloop.events.v1.DuplicateLinkedH\x00R\x0fduplicateLinked\x12g\n" +

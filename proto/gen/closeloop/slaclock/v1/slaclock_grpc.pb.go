@@ -43,7 +43,9 @@ type SlaClockServiceClient interface {
 	// from now: the team lead's "what breaches next".
 	ListDueWithin(ctx context.Context, in *ListDueWithinRequest, opts ...grpc.CallOption) (*ListDueWithinResponse, error)
 	// ReapplyPolicy moves a complaint's running clocks to the current policy
-	// version, on purpose (running clocks otherwise keep their version).
+	// version, on purpose (running clocks otherwise keep their version). The
+	// same request again under the same policy version changes nothing more,
+	// or completes the first one if it was cut short.
 	ReapplyPolicy(ctx context.Context, in *ReapplyPolicyRequest, opts ...grpc.CallOption) (*ReapplyPolicyResponse, error)
 	// PublishPolicy validates a policy document and appends it as
 	// SlaPolicyPublished to the "policy-sla" stream: new clocks use it.
@@ -133,7 +135,9 @@ type SlaClockServiceServer interface {
 	// from now: the team lead's "what breaches next".
 	ListDueWithin(context.Context, *ListDueWithinRequest) (*ListDueWithinResponse, error)
 	// ReapplyPolicy moves a complaint's running clocks to the current policy
-	// version, on purpose (running clocks otherwise keep their version).
+	// version, on purpose (running clocks otherwise keep their version). The
+	// same request again under the same policy version changes nothing more,
+	// or completes the first one if it was cut short.
 	ReapplyPolicy(context.Context, *ReapplyPolicyRequest) (*ReapplyPolicyResponse, error)
 	// PublishPolicy validates a policy document and appends it as
 	// SlaPolicyPublished to the "policy-sla" stream: new clocks use it.
