@@ -159,7 +159,8 @@ func (a *App) apply(e *ev.Envelope) (string, bool) {
 	return stream.ID(), domain.IsTrigger(e.GetType())
 }
 
-// Run fires due clocks and follows the log for new triggers until ctx is done.
+// Run fires due clocks and follows the log for new triggers until ctx is
+// done. It returns nil: failures of the log are logged and retried.
 func (a *App) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -167,21 +168,43 @@ func (a *App) Run(ctx context.Context) error {
 		defer wg.Done()
 		a.idx.Run(ctx, a.clk, a.fire)
 	}()
-	err := a.store.Follow(ctx, a.pos, func(r eventlog.Record) error {
-		a.pos = r.Position + 1
-		if id, trigger := a.apply(r.Event); trigger {
-			if err := a.Handle(ctx, id); err != nil && ctx.Err() == nil {
-				a.log.Error("slaclock: trigger not handled; retried at the next event or restart", "complaint", id, "err", err)
+	// The log going away (NATS restarting, a network cut) is waited out:
+	// following resumes from the next position, and due clocks keep firing
+	// (their appends fail and are retried) meanwhile.
+	wait := followRetry
+	for {
+		from := a.pos
+		err := a.store.Follow(ctx, a.pos, func(r eventlog.Record) error {
+			a.pos = r.Position + 1
+			if id, trigger := a.apply(r.Event); trigger {
+				if err := a.Handle(ctx, id); err != nil && ctx.Err() == nil {
+					a.log.Error("slaclock: trigger not handled; retried at the next event or restart", "complaint", id, "err", err)
+				}
 			}
+			return nil
+		})
+		if ctx.Err() != nil {
+			break
 		}
-		return nil
-	})
-	wg.Wait()
-	if ctx.Err() != nil {
-		return nil
+		if a.pos > from {
+			wait = followRetry // it had got going again
+		}
+		a.log.Warn("slaclock: following the log failed; retrying", "position", a.pos, "in", wait, "err", err)
+		// A real timer: this waits for the network, not for domain time.
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+		wait = min(2*wait, maxFollowRetry)
 	}
-	return err
+	wg.Wait()
+	return nil
 }
+
+// How long Run waits before following the log again after it failed.
+var followRetry, maxFollowRetry = 500 * time.Millisecond, 15 * time.Second
 
 func (a *App) fire(ctx context.Context, due []timers.Due) {
 	for _, d := range due {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -414,5 +415,32 @@ func TestWhatIfChangesNothing(t *testing.T) {
 	}
 	if _, err := in.app.WhatIf(context.Background(), nil, "no-such-calendar", t0, t0.Add(time.Hour)); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("unknown calendar: err = %v", err)
+	}
+}
+
+// flakyFollow fails its first Follow after one record, as when NATS goes away.
+type flakyFollow struct {
+	eventlog.Store
+	failed atomic.Bool
+}
+
+func (s *flakyFollow) Follow(ctx context.Context, from uint64, fn func(eventlog.Record) error) error {
+	if s.failed.CompareAndSwap(false, true) {
+		return errors.New("nats: connection closed")
+	}
+	return s.Store.Follow(ctx, from, fn)
+}
+
+// Losing the log does not stop the service: it follows again from where it
+// was and handles what came meanwhile.
+func TestRunFollowsAgainAfterTheLogFails(t *testing.T) {
+	const id = "0190abcd-0000-7000-8000-0000000000f1"
+	inner := memstore.New(nil)
+	store := &flakyFollow{Store: inner}
+	startInstance(t, store, clock.NewFake(t0), Partition{})
+	write(t, inner, id, t0, received(t0))
+	waitFor(t, "the acceptance clock", has(t, inner, id, "SlaClockStarted acceptance-1"))
+	if !store.failed.Load() {
+		t.Fatal("Follow never failed: the scenario did not happen")
 	}
 }
