@@ -119,7 +119,11 @@ func (a *App) Rebuild(ctx context.Context) error {
 	}
 	for id := range dirty {
 		if err := a.Handle(ctx, id); err != nil {
-			return err
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			a.log.Error("slaclock: reconciling failed; retrying in 1s", "complaint", id, "err", err)
+			a.idx.Retry(id, a.clk.Now().Add(time.Second))
 		}
 	}
 	a.log.Info("slaclock: rebuilt", "open_clocks", a.idx.Open(), "complaints", a.idx.Complaints(), "reconciled", len(dirty), "position", a.pos)
@@ -178,7 +182,8 @@ func (a *App) Run(ctx context.Context) error {
 			a.pos = r.Position + 1
 			if id, trigger := a.apply(r.Event); trigger {
 				if err := a.Handle(ctx, id); err != nil && ctx.Err() == nil {
-					a.log.Error("slaclock: trigger not handled; retried at the next event or restart", "complaint", id, "err", err)
+					a.log.Error("slaclock: trigger not handled; retrying in 1s", "complaint", id, "err", err)
+					a.idx.Retry(id, a.clk.Now().Add(time.Second))
 				}
 			}
 			return nil

@@ -444,3 +444,43 @@ func TestRunFollowsAgainAfterTheLogFails(t *testing.T) {
 		t.Fatal("Follow never failed: the scenario did not happen")
 	}
 }
+
+// failOnce refuses sla-clock's first append, as when NATS times out.
+type failOnce struct {
+	eventlog.Store
+	failed atomic.Bool
+}
+
+func (s *failOnce) Append(ctx context.Context, stream eventlog.StreamID, expected uint64, events ...*ev.Envelope) (eventlog.AppendResult, error) {
+	if events[0].GetProducer() == domain.Producer && s.failed.CompareAndSwap(false, true) {
+		return eventlog.AppendResult{}, errors.New("nats: timeout")
+	}
+	return s.Store.Append(ctx, stream, expected, events...)
+}
+
+// A trigger whose decision fails to append is tried again a second later,
+// whether it came while running or was found by the rebuild; the rebuild
+// does not give up on it.
+func TestFailedTriggerIsRetried(t *testing.T) {
+	for _, atRebuild := range []bool{false, true} {
+		t.Run(fmt.Sprintf("found by rebuild %v", atRebuild), func(t *testing.T) {
+			const id = "0190abcd-0000-7000-8000-0000000000f2"
+			inner := memstore.New(nil)
+			store := &failOnce{Store: inner}
+			clk := clock.NewFake(t0)
+			if atRebuild {
+				write(t, inner, id, t0, received(t0))
+			}
+			in := startInstance(t, store, clk, Partition{})
+			if !atRebuild {
+				write(t, inner, id, t0, received(t0))
+			}
+			waitFor(t, "the retry", func() bool { next, ok := in.app.Index().Next(); return ok && next.Equal(t0.Add(time.Second)) })
+			if !store.failed.Load() || len(own(t, inner, id)) != 0 {
+				t.Fatalf("the first append did not fail (failed %v, %d events stored)", store.failed.Load(), len(own(t, inner, id)))
+			}
+			clk.Advance(time.Second)
+			waitFor(t, "the acceptance clock", has(t, inner, id, "SlaClockStarted acceptance-1"))
+		})
+	}
+}

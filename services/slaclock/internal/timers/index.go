@@ -406,15 +406,15 @@ type Due struct {
 	At          time.Time
 }
 
-// Retry re-arms a complaint at an instant (after a failed decision).
+// Retry arms a complaint at an instant (after a failed decision), also one
+// with no clock yet (its first trigger failed).
 func (x *Index) Retry(complaintID string, at time.Time) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if i, ok := x.slotFor(complaintID, false); ok {
-		x.slots[i].next = at.UnixNano()
-		heap.Push(&x.due, item{at.UnixNano(), i})
-		x.signal()
-	}
+	i, _ := x.slotFor(complaintID, true)
+	x.slots[i].next = at.UnixNano()
+	heap.Push(&x.due, item{at.UnixNano(), i})
+	x.signal()
 }
 
 // Upcoming is an open running clock with its deadline.
