@@ -130,7 +130,12 @@ func TestServiceDispatchesFromTheBusAndServesTechnicians(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.Append(ctx, eventlog.ComplaintStream("c1"), 0, req); err != nil {
+	rcv, err := eventlog.NewEvent(eventlog.Meta{ComplaintID: "c1", Producer: "intake", OccurredAt: fake.Now()},
+		&eventsv1.ComplaintReceived{Channel: eventsv1.Channel_CHANNEL_PHONE, ChannelRef: "c1", Description: "the chiller is down"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Append(ctx, eventlog.ComplaintStream("c1"), 0, rcv, req); err != nil {
 		t.Fatal(err)
 	}
 	checkFor(t, 10*time.Second, func() error {

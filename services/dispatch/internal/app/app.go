@@ -143,6 +143,15 @@ func (a *App) loadComplaint(ctx context.Context, complaintID string) (*domain.Co
 	if err != nil {
 		return nil, fmt.Errorf("read complaint stream: %w", err)
 	}
+	if len(recs) == 0 {
+		return nil, fmt.Errorf("%w: complaint %s", domain.ErrNotFound, complaintID)
+	}
+	if recs[0].Event.GetComplaintReceived() == nil {
+		// Events of a complaint never received (published past intake):
+		// no technician is sent for it. The bus dead-letters the event.
+		return nil, fmt.Errorf("%w: %w: complaint %s was never received: its stream starts with %s",
+			ErrUnusable, domain.ErrNotFound, complaintID, recs[0].Event.GetType())
+	}
 	c := &domain.Complaint{ID: complaintID, Orders: map[string]*domain.WorkOrder{}}
 	for _, r := range recs {
 		c = domain.EvolveComplaint(c, complaintID, r.Event.GetVersion(), r.Event.GetOccurredAt().AsTime(), eventlog.Payload(r.Event))

@@ -118,11 +118,13 @@ func TestReconcileAfterCrashBetweenBookingAndAssignment(t *testing.T) {
 	h.register(a, "tech-a", "east")
 	h.register(a, "tech-b", "east")
 	// The order is opened, but the dispatcher died after booking tech-b.
+	h.receive("c7")
 	if err := a.OpenWorkOrder(h.ctx, "c7", "wo7", h.onSiteSpec("east"), app.ByActor("routing")); err != nil {
 		t.Fatal(err)
 	}
 	bookDirectly(h, "tech-b", "c7", "wo7")
 	// An orphan: tech-a booked for an order already assigned to tech-b.
+	h.receive("c8")
 	if err := a.OpenWorkOrder(h.ctx, "c8", "wo8", h.onSiteSpec("east"), app.ByActor("routing")); err != nil {
 		t.Fatal(err)
 	}

@@ -133,19 +133,46 @@ func (h *harness) requestDispatch(complaintID, workOrderID string, spec *eventsv
 	if err != nil {
 		h.t.Fatal(err)
 	}
+	var events []*eventsv1.Envelope
+	if len(recs) == 0 { // intake received the complaint first
+		events = append(events, received(h.t, complaintID, h.clock.Now()))
+	}
 	e, err := eventlog.NewEvent(eventlog.Meta{ComplaintID: complaintID, Producer: "routing", Actor: "agent-1", OccurredAt: h.clock.Now()},
 		&eventsv1.DispatchRequested{WorkOrderId: workOrderID, Spec: spec, RequestedBy: "agent-1"})
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	if _, err := h.store.Append(h.ctx, stream, uint64(len(recs)), e); err != nil {
+	events = append(events, e)
+	if _, err := h.store.Append(h.ctx, stream, uint64(len(recs)), events...); err != nil {
 		h.t.Fatal(err)
 	}
-	all, err := h.store.ReadStream(h.ctx, stream, uint64(len(recs))+1)
-	if err != nil || len(all) == 0 {
-		h.t.Fatalf("read back DispatchRequested: %v", err)
+	recs, err = h.store.ReadStream(h.ctx, stream, 1)
+	if err != nil {
+		h.t.Fatal(err)
 	}
-	return all[0]
+	if len(recs) == 0 || recs[len(recs)-1].Event.GetEventId() != e.GetEventId() {
+		h.t.Fatal("DispatchRequested not read back")
+	}
+	return recs[len(recs)-1]
+}
+
+// receive appends intake's ComplaintReceived, opening a complaint's stream.
+func (h *harness) receive(complaintID string) {
+	h.t.Helper()
+	if _, err := h.store.Append(h.ctx, eventlog.ComplaintStream(complaintID), 0, received(h.t, complaintID, h.clock.Now())); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// received is intake's ComplaintReceived for a complaint.
+func received(t testing.TB, complaintID string, at time.Time) *eventsv1.Envelope {
+	t.Helper()
+	e, err := eventlog.NewEvent(eventlog.Meta{ComplaintID: complaintID, Producer: "intake", Actor: "adapter-1", OccurredAt: at},
+		&eventsv1.ComplaintReceived{Channel: eventsv1.Channel_CHANNEL_PHONE, ChannelRef: complaintID, Description: "the chiller is down"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
 }
 
 // complaintEvents returns the payloads of a complaint's stream, by type.

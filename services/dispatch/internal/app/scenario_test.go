@@ -104,7 +104,7 @@ func TestOnSiteRepairFromRequestToSignedCompletion(t *testing.T) {
 	must(a.Complete(h.ctx, "tech-near", "wo1", done))
 
 	recs = h.complaintEvents("c1")
-	want := []string{"DispatchRequested", "WorkOrderOpened", "TechnicianAssigned", "TechnicianAccepted", "CustomerContacted", "TechnicianEnRoute", "TechnicianArrived", "WorkCompleted"}
+	want := []string{"ComplaintReceived", "DispatchRequested", "WorkOrderOpened", "TechnicianAssigned", "TechnicianAccepted", "CustomerContacted", "TechnicianEnRoute", "TechnicianArrived", "WorkCompleted"}
 	if got := typesOf(recs); !slices.Equal(got, want) {
 		t.Fatalf("complaint stream %v, want %v", got, want)
 	}
@@ -284,7 +284,7 @@ func TestRemoteSupportEscalatedToOnSite(t *testing.T) {
 	if n := h.technician("remote-1").OpenJobs(); n != 0 {
 		t.Fatalf("remote technician still holds %d jobs", n)
 	}
-	want := []string{"DispatchRequested", "WorkOrderOpened", "TechnicianAssigned", "RemoteSessionStarted", "EscalatedToOnSite", "WorkOrderOpened", "TechnicianAssigned"}
+	want := []string{"ComplaintReceived", "DispatchRequested", "WorkOrderOpened", "TechnicianAssigned", "RemoteSessionStarted", "EscalatedToOnSite", "WorkOrderOpened", "TechnicianAssigned"}
 	if got := typesOf(h.complaintEvents("c4")); !slices.Equal(got, want) {
 		t.Fatalf("complaint stream %v, want %v", got, want)
 	}
@@ -315,7 +315,7 @@ func TestMalformedDispatchRequestIsUnusable(t *testing.T) {
 	if !errors.Is(err, app.ErrUnusable) || !strings.Contains(err.Error(), "spec.region") {
 		t.Fatalf("err %v", err)
 	}
-	if n := len(h.complaintEvents("c6")); n != 1 {
-		t.Fatalf("%d events on the stream, want only the request", n)
+	if n := len(h.complaintEvents("c6")); n != 2 {
+		t.Fatalf("%d events on the stream, want only the complaint and the request", n)
 	}
 }
