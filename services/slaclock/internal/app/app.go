@@ -117,13 +117,13 @@ func (a *App) Rebuild(ctx context.Context) error {
 			}
 		}
 	}
-	for id := range dirty {
-		if err := a.Handle(ctx, id); err != nil {
+	for id, version := range dirty {
+		if err := a.handle(ctx, id, version); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			a.log.Error("slaclock: reconciling failed; retrying in 1s", "complaint", id, "err", err)
-			a.idx.Retry(id, a.clk.Now().Add(time.Second))
+			a.idx.Retry(id, a.clk.Now().Add(time.Second), version)
 		}
 	}
 	a.log.Info("slaclock: rebuilt", "open_clocks", a.idx.Open(), "complaints", a.idx.Complaints(), "reconciled", len(dirty), "position", a.pos)
@@ -181,9 +181,9 @@ func (a *App) Run(ctx context.Context) error {
 		err := a.store.Follow(ctx, a.pos, func(r eventlog.Record) error {
 			a.pos = r.Position + 1
 			if id, trigger := a.apply(r.Event); trigger {
-				if err := a.Handle(ctx, id); err != nil && ctx.Err() == nil {
+				if err := a.handle(ctx, id, r.Event.GetVersion()); err != nil && ctx.Err() == nil {
 					a.log.Error("slaclock: trigger not handled; retrying in 1s", "complaint", id, "err", err)
-					a.idx.Retry(id, a.clk.Now().Add(time.Second))
+					a.idx.Retry(id, a.clk.Now().Add(time.Second), r.Event.GetVersion())
 				}
 			}
 			return nil
@@ -213,9 +213,9 @@ var followRetry, maxFollowRetry = 500 * time.Millisecond, 15 * time.Second
 
 func (a *App) fire(ctx context.Context, due []timers.Due) {
 	for _, d := range due {
-		if err := a.Handle(ctx, d.ComplaintID); err != nil && ctx.Err() == nil {
+		if err := a.handle(ctx, d.ComplaintID, d.Version); err != nil && ctx.Err() == nil {
 			a.log.Error("slaclock: firing failed; retrying in 1s", "complaint", d.ComplaintID, "err", err)
-			a.idx.Retry(d.ComplaintID, a.clk.Now().Add(time.Second))
+			a.idx.Retry(d.ComplaintID, a.clk.Now().Add(time.Second), d.Version)
 		}
 	}
 }
@@ -223,7 +223,13 @@ func (a *App) fire(ctx context.Context, due []timers.Due) {
 // Handle decides one complaint from its stream at the current time and
 // appends what is missing; on a conflict it re-reads and decides again.
 func (a *App) Handle(ctx context.Context, complaintID string) error {
-	err := a.decideAndAppend(ctx, complaintID, func(st domain.State, env domain.Env) []*ev.Envelope {
+	return a.handle(ctx, complaintID, 0)
+}
+
+// handle is Handle for a complaint whose stream is known to have reached
+// version atLeast: a read that ends before it is refused, not decided on.
+func (a *App) handle(ctx context.Context, complaintID string, atLeast uint64) error {
+	err := a.decideAndAppend(ctx, complaintID, atLeast, func(st domain.State, env domain.Env) []*ev.Envelope {
 		return domain.Decide(st, env)
 	})
 	if errors.Is(err, ErrNotReceived) {
@@ -233,6 +239,10 @@ func (a *App) Handle(ctx context.Context, complaintID string) error {
 	}
 	return err
 }
+
+// ErrShortRead: a read of a complaint's stream ended before a version
+// already seen (a replica behind, a server just restarted).
+var ErrShortRead = errors.New("stream read shorter than known")
 
 // ErrNotReceived: the complaint's stream does not start with
 // ComplaintReceived (its events were published past intake).
@@ -247,7 +257,7 @@ func (a *App) Reapply(ctx context.Context, complaintID, reason string) ([]string
 	// a retry completes a reapply cut short by a crash and does nothing more.
 	op := uuid.NewSHA1(reapplyOps, []byte(complaintID+"\x00"+a.policies.Current().Version+"\x00"+reason))
 	var replaced []string
-	err := a.decideAndAppend(ctx, complaintID, func(st domain.State, env domain.Env) []*ev.Envelope {
+	err := a.decideAndAppend(ctx, complaintID, 0, func(st domain.State, env domain.Env) []*ev.Envelope {
 		replaced = replaced[:0]
 		out := domain.DecideReapply(st, env, reason, op.String())
 		for _, e := range out {
@@ -265,13 +275,18 @@ func (a *App) Reapply(ctx context.Context, complaintID, reason string) ([]string
 // maybe cutting this append short: the log may store a batch one event at a
 // time) it reads again and decides again: a cut append leaves its triggers
 // pending, and the decision redoes only what its stored part left out.
-func (a *App) decideAndAppend(ctx context.Context, complaintID string, decide func(domain.State, domain.Env) []*ev.Envelope) error {
+func (a *App) decideAndAppend(ctx context.Context, complaintID string, atLeast uint64, decide func(domain.State, domain.Env) []*ev.Envelope) error {
 	defer a.lock(complaintID)()
 	stream := eventlog.ComplaintStream(complaintID)
 	for attempt := 0; ; attempt++ {
 		st, err := a.load(ctx, complaintID, time.Time{})
 		if err != nil {
 			return err
+		}
+		if st.Version < atLeast {
+			// Deciding on it would find nothing to do and forget the
+			// complaint: a lost trigger. The caller retries.
+			return fmt.Errorf("app: read of %s ended at version %d, before the known version %d: %w", stream, st.Version, atLeast, ErrShortRead)
 		}
 		out := decide(st, a.env(a.clk.Now()))
 		if len(out) == 0 {

@@ -484,3 +484,34 @@ func TestFailedTriggerIsRetried(t *testing.T) {
 		})
 	}
 }
+
+// shortRead answers the first read of a complaint's stream with nothing, as
+// a replica behind the leader (or a server just restarted) may.
+type shortRead struct {
+	eventlog.Store
+	done atomic.Bool
+}
+
+func (s *shortRead) ReadStream(ctx context.Context, stream eventlog.StreamID, from uint64) ([]eventlog.Record, error) {
+	if s.done.CompareAndSwap(false, true) {
+		return nil, nil
+	}
+	return s.Store.ReadStream(ctx, stream, from)
+}
+
+// A read that ends before the trigger's version is not decided on (that
+// would find nothing to do and forget the complaint): it is retried.
+func TestShortReadIsRetriedNotDecided(t *testing.T) {
+	const id = "0190abcd-0000-7000-8000-0000000000f3"
+	inner := memstore.New(nil)
+	store := &shortRead{Store: inner}
+	clk := clock.NewFake(t0)
+	in := startInstance(t, store, clk, Partition{})
+	write(t, inner, id, t0, received(t0))
+	waitFor(t, "the retry", func() bool { next, ok := in.app.Index().Next(); return ok && next.Equal(t0.Add(time.Second)) })
+	if !store.done.Load() {
+		t.Fatal("no short read happened: the scenario did not")
+	}
+	clk.Advance(time.Second)
+	waitFor(t, "the acceptance clock", has(t, inner, id, "SlaClockStarted acceptance-1"))
+}

@@ -396,7 +396,7 @@ func (x *Index) TakeDue(now time.Time) []Due {
 		it := heap.Pop(&x.due).(item)
 		s := &x.slots[it.slot]
 		s.next = 0
-		out = append(out, Due{ComplaintID: x.idOf(s.id), At: time.Unix(0, it.due).UTC()})
+		out = append(out, Due{ComplaintID: x.idOf(s.id), At: time.Unix(0, it.due).UTC(), Version: uint64(s.version)})
 	}
 }
 
@@ -404,14 +404,19 @@ func (x *Index) TakeDue(now time.Time) []Due {
 type Due struct {
 	ComplaintID string
 	At          time.Time
+	// Version is the stream version known for the complaint: a decision
+	// must read at least that far.
+	Version uint64
 }
 
 // Retry arms a complaint at an instant (after a failed decision), also one
-// with no clock yet (its first trigger failed).
-func (x *Index) Retry(complaintID string, at time.Time) {
+// with no clock yet (its first trigger failed). version is the stream
+// version the decision must see at least (the trigger's).
+func (x *Index) Retry(complaintID string, at time.Time, version uint64) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	i, _ := x.slotFor(complaintID, true)
+	x.slots[i].version = max(x.slots[i].version, uint32(version))
 	x.slots[i].next = at.UnixNano()
 	heap.Push(&x.due, item{at.UnixNano(), i})
 	x.signal()
