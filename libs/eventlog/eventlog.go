@@ -34,6 +34,22 @@ var ErrInvalidEvent = errors.New("eventlog: invalid event")
 // ErrNotFound is returned when a stream has no events.
 var ErrNotFound = errors.New("eventlog: stream not found")
 
+// ErrShortRead is returned by Reached for a read of a stream that ends
+// before a version already seen on it: a replica answering while behind its
+// leader (direct gets are served by any replica), or a server just
+// restarted. Deciding on such a read may find nothing to do and lose the
+// effect of the event that was seen: retry instead.
+var ErrShortRead = errors.New("eventlog: read ended before a version already seen")
+
+// Reached checks that a read of stream, which ended at version got, reached
+// version atLeast (0: no expectation); else it returns ErrShortRead.
+func Reached(stream StreamID, got, atLeast uint64) error {
+	if got < atLeast {
+		return fmt.Errorf("%w: %s read up to version %d, version %d was seen", ErrShortRead, stream, got, atLeast)
+	}
+	return nil
+}
+
 // StreamID names one entity's stream as "<kind>-<id>".
 type StreamID string
 

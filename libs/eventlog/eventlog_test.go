@@ -1,6 +1,8 @@
 package eventlog_test
 
 import (
+	"errors"
+	"strings"
 	"testing"
 
 	"github.com/closeloop/closeloop/libs/eventlog"
@@ -51,5 +53,19 @@ func TestStreamIDValidate(t *testing.T) {
 		if err := id.Validate(); (err == nil) != valid {
 			t.Errorf("%q: Validate() = %v, want valid=%v", id, err, valid)
 		}
+	}
+}
+
+func TestReachedRefusesAShortRead(t *testing.T) {
+	stream := eventlog.ComplaintStream("c1")
+	if err := eventlog.Reached(stream, 5, 5); err != nil {
+		t.Errorf("read up to the version seen: %v", err)
+	}
+	if err := eventlog.Reached(stream, 0, 0); err != nil {
+		t.Errorf("no expectation: %v", err)
+	}
+	err := eventlog.Reached(stream, 4, 5)
+	if !errors.Is(err, eventlog.ErrShortRead) || !strings.Contains(err.Error(), "complaint-c1 read up to version 4, version 5 was seen") {
+		t.Errorf("short read: %v", err)
 	}
 }

@@ -101,6 +101,9 @@ type Cause struct {
 	actor       string
 	correlation string
 	causation   string
+	// version of the triggering event on its complaint's stream: a read
+	// of that complaint must reach it (eventlog.Reached).
+	version uint64
 }
 
 // ByActor is a cause with no triggering event: a command of actor.
@@ -109,6 +112,9 @@ func ByActor(actor string) Cause { return Cause{actor: actor} }
 func (c Cause) after(rec eventlog.Record) Cause {
 	c.causation = rec.Event.GetEventId()
 	c.correlation = rec.Event.GetCorrelationId()
+	if eventlog.StreamID(rec.Event.GetStreamId()).Kind() == eventlog.KindComplaint {
+		c.version = rec.Event.GetVersion()
+	}
 	if c.correlation == "" {
 		c.correlation = c.causation
 	}
@@ -138,10 +144,20 @@ func (a *App) append(ctx context.Context, stream eventlog.StreamID, complaintID 
 }
 
 // loadComplaint folds a complaint's stream (and refreshes the view with it).
-func (a *App) loadComplaint(ctx context.Context, complaintID string) (*domain.Complaint, error) {
-	recs, err := a.log.ReadStream(ctx, eventlog.ComplaintStream(complaintID), 1)
+// by's triggering event, when on this stream, must be in the read: a
+// shorter read could look like nothing to do (eventlog.Reached).
+func (a *App) loadComplaint(ctx context.Context, complaintID string, by Cause) (*domain.Complaint, error) {
+	stream := eventlog.ComplaintStream(complaintID)
+	recs, err := a.log.ReadStream(ctx, stream, 1)
 	if err != nil {
 		return nil, fmt.Errorf("read complaint stream: %w", err)
+	}
+	var last uint64
+	if len(recs) > 0 {
+		last = recs[len(recs)-1].Event.GetVersion()
+	}
+	if err := eventlog.Reached(stream, last, by.version); err != nil {
+		return nil, err
 	}
 	if len(recs) == 0 {
 		return nil, fmt.Errorf("%w: complaint %s", domain.ErrNotFound, complaintID)
@@ -207,7 +223,7 @@ func (a *App) onTechnician(ctx context.Context, id string, by Cause, decide func
 // onComplaint decides on a fresh fold of a complaint and appends.
 func (a *App) onComplaint(ctx context.Context, complaintID string, by Cause, decide func(*domain.Complaint, time.Time) ([]proto.Message, error)) (*domain.Complaint, error) {
 	for range maxAttempts {
-		c, err := a.loadComplaint(ctx, complaintID)
+		c, err := a.loadComplaint(ctx, complaintID, by)
 		if err != nil {
 			return nil, err
 		}
@@ -222,7 +238,7 @@ func (a *App) onComplaint(ctx context.Context, complaintID string, by Cause, dec
 		if err != nil {
 			return nil, err
 		}
-		return a.loadComplaint(ctx, complaintID)
+		return a.loadComplaint(ctx, complaintID, by)
 	}
 	return nil, fmt.Errorf("complaint %s: %w after %d attempts", complaintID, eventlog.ErrConflict, maxAttempts)
 }

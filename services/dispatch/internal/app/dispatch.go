@@ -33,7 +33,7 @@ func (a *App) OpenWorkOrder(ctx context.Context, complaintID, workOrderID string
 // left alone, and a booking left by a dispatcher that crashed before
 // assigning is completed into the assignment rather than duplicated.
 func (a *App) Dispatch(ctx context.Context, complaintID, workOrderID string, by Cause) (Outcome, error) {
-	c, err := a.loadComplaint(ctx, complaintID)
+	c, err := a.loadComplaint(ctx, complaintID, by)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -180,7 +180,7 @@ func releaseReason(s domain.Status) string {
 func (a *App) Settle(ctx context.Context, complaintID, workOrderID string, by Cause) error {
 	// The order is read fresh, not from the view: a lagging view would keep
 	// a finished order's booking.
-	c, err := a.loadComplaint(ctx, complaintID)
+	c, err := a.loadComplaint(ctx, complaintID, by)
 	if err != nil {
 		return err
 	}

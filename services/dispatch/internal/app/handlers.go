@@ -64,7 +64,7 @@ func (a *App) HandleComplaintEvent(ctx context.Context, rec eventlog.Record) err
 }
 
 func (a *App) cancelAll(ctx context.Context, complaintID string, by Cause) error {
-	c, err := a.loadComplaint(ctx, complaintID)
+	c, err := a.loadComplaint(ctx, complaintID, by)
 	if err != nil {
 		return err
 	}

@@ -77,13 +77,19 @@ func newHarness(t *testing.T) *harness {
 // newApp starts one dispatch instance: its own view following the log.
 func (h *harness) newApp(mod ...func(*app.Config)) *app.App {
 	h.t.Helper()
+	return h.newAppOn(h.store, mod...)
+}
+
+// newAppOn is newApp reading and writing through store (which wraps h.store).
+func (h *harness) newAppOn(store eventlog.Store, mod ...func(*app.Config)) *app.App {
+	h.t.Helper()
 	cfg := app.DefaultConfig()
 	for _, m := range mod {
 		m(&cfg)
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	view := app.NewView(adapters.NewCalendarSchedules(h.cals), logger)
-	a, err := app.New(h.store, h.clock, view, h.keys, cfg, logger, func() string { return uuid.Must(uuid.NewV7()).String() })
+	a, err := app.New(store, h.clock, view, h.keys, cfg, logger, func() string { return uuid.Must(uuid.NewV7()).String() })
 	if err != nil {
 		h.t.Fatal(err)
 	}

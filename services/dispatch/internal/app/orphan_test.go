@@ -1,8 +1,11 @@
 package app_test
 
 import (
+	"context"
 	"errors"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/closeloop/closeloop/libs/eventlog"
@@ -37,5 +40,42 @@ func TestDispatchForAComplaintNeverReceivedIsRefused(t *testing.T) {
 	}
 	if jobs := h.technician("tech-a").Open; len(jobs) != 0 {
 		t.Fatalf("tech-a booked for %v", jobs)
+	}
+}
+
+// shortRead answers the first read of a complaint's stream with its first
+// event only, as a replica behind its leader may.
+type shortRead struct {
+	eventlog.Store
+	done atomic.Bool
+}
+
+func (s *shortRead) ReadStream(ctx context.Context, stream eventlog.StreamID, from uint64) ([]eventlog.Record, error) {
+	recs, err := s.Store.ReadStream(ctx, stream, from)
+	if err == nil && len(recs) > 1 && s.done.CompareAndSwap(false, true) {
+		recs = recs[:1]
+	}
+	return recs, err
+}
+
+// A read that ends before the event being handled is refused, for the bus to
+// retry: decided on, it would show no work order requested, and dispatch
+// would ack the request having sent nobody.
+func TestShortReadIsRetriedNotDecided(t *testing.T) {
+	h := newHarness(t)
+	a := h.newAppOn(&shortRead{Store: h.store})
+	h.register(a, "tech-a", "east")
+	req := h.requestDispatch("c-short", "wo-s", h.onSiteSpec("east"))
+	if err := a.HandleComplaintEvent(h.ctx, req); !errors.Is(err, eventlog.ErrShortRead) {
+		t.Fatalf("HandleComplaintEvent on a short read = %v, want ErrShortRead", err)
+	}
+	if got := typesOf(h.complaintEvents("c-short")); len(got) != 2 {
+		t.Fatalf("stream after the short read: %v, want nothing added", got)
+	}
+	if err := a.HandleComplaintEvent(h.ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if got := typesOf(h.complaintEvents("c-short")); !slices.Contains(got, "TechnicianAssigned") {
+		t.Fatalf("stream after the retry: %v, want a technician assigned", got)
 	}
 }

@@ -73,19 +73,32 @@ type Cause struct {
 	CorrelationID string
 	CausationID   string
 	Traceparent   string
+	// Version of the triggering event on the complaint's stream (0: a
+	// command): a read of the complaint must reach it (eventlog.Reached).
+	Version uint64
 }
 
 // load folds the complaint's stream.
 func (a *App) load(ctx context.Context, complaintID string) (*domain.State, error) {
-	s, _, err := a.loadRecords(ctx, complaintID)
+	s, _, err := a.loadRecords(ctx, complaintID, 0)
 	return s, err
 }
 
-// loadRecords folds the complaint's stream and returns its records too.
-func (a *App) loadRecords(ctx context.Context, complaintID string) (*domain.State, []eventlog.Record, error) {
-	recs, err := a.log.ReadStream(ctx, eventlog.ComplaintStream(complaintID), 1)
+// loadRecords folds the complaint's stream and returns its records too. A
+// read that ends before version atLeast is refused (eventlog.Reached): it
+// could look like nothing to do.
+func (a *App) loadRecords(ctx context.Context, complaintID string, atLeast uint64) (*domain.State, []eventlog.Record, error) {
+	stream := eventlog.ComplaintStream(complaintID)
+	recs, err := a.log.ReadStream(ctx, stream, 1)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read complaint stream: %w", err)
+	}
+	var last uint64
+	if len(recs) > 0 {
+		last = recs[len(recs)-1].Event.GetVersion()
+	}
+	if err := eventlog.Reached(stream, last, atLeast); err != nil {
+		return nil, nil, err
 	}
 	if len(recs) == 0 {
 		return nil, nil, ErrNotFound
@@ -115,7 +128,7 @@ func (a *App) execute(ctx context.Context, complaintID string, cmd domain.Comman
 	var cut []proto.Message // an answer whose append stored only its first event
 	var answerID string     // the event id of the answer of the last refused append
 	for attempt := 0; ; attempt++ {
-		s, recs, err := a.loadRecords(ctx, complaintID)
+		s, recs, err := a.loadRecords(ctx, complaintID, c.Version)
 		if err != nil {
 			return nil, 0, err
 		}

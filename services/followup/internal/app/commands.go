@@ -36,7 +36,7 @@ func (a *App) ConcludeOnAnswered(ctx context.Context, rec eventlog.Record) error
 		corr = e.GetEventId()
 	}
 	_, _, err := a.execute(ctx, e.GetComplaintId(), domain.Conclude{},
-		Cause{Actor: "system", CorrelationID: corr, CausationID: e.GetEventId(), Traceparent: e.GetTraceparent()})
+		Cause{Actor: "system", CorrelationID: corr, CausationID: e.GetEventId(), Traceparent: e.GetTraceparent(), Version: e.GetVersion()})
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
@@ -55,7 +55,7 @@ func (a *App) ScheduleFollowUpOnResolved(ctx context.Context, rec eventlog.Recor
 		corr = e.GetEventId()
 	}
 	_, _, err := a.execute(ctx, e.GetComplaintId(), domain.ScheduleFollowUp{ResolutionEventID: e.GetEventId()},
-		Cause{Actor: "system", CorrelationID: corr, CausationID: e.GetEventId(), Traceparent: e.GetTraceparent()})
+		Cause{Actor: "system", CorrelationID: corr, CausationID: e.GetEventId(), Traceparent: e.GetTraceparent(), Version: e.GetVersion()})
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}

@@ -3,7 +3,10 @@ package app
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/closeloop/closeloop/libs/eventlog"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
@@ -33,5 +36,56 @@ func TestOrphanResolutionSchedulesNothing(t *testing.T) {
 	}
 	if _, err := f.app.FollowUp(ctx, "orphan-1"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("FollowUp(orphan) = %v, want ErrNotFound", err)
+	}
+}
+
+// shortRead answers the first read of a complaint's stream with its first
+// event only, as a replica behind its leader may.
+type shortRead struct {
+	eventlog.Store
+	done atomic.Bool
+}
+
+func (s *shortRead) ReadStream(ctx context.Context, stream eventlog.StreamID, from uint64) ([]eventlog.Record, error) {
+	recs, err := s.Store.ReadStream(ctx, stream, from)
+	if err == nil && len(recs) > 1 && s.done.CompareAndSwap(false, true) {
+		recs = recs[:1]
+	}
+	return recs, err
+}
+
+// A read that ends before the resolution being handled is refused, for the
+// bus to retry: decided on, it would show nothing resolved, and follow-up
+// would ack the resolution having scheduled no feedback.
+func TestShortReadIsRetriedNotDecided(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	var envs []*eventsv1.Envelope
+	for _, p := range []proto.Message{&eventsv1.ComplaintReceived{}, &eventsv1.ComplaintResolved{}} {
+		e, err := eventlog.NewEvent(eventlog.Meta{ComplaintID: "c-short", Producer: "routing", OccurredAt: f.clk.Now()}, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		envs = append(envs, e)
+	}
+	if _, err := f.log.Append(ctx, eventlog.ComplaintStream("c-short"), 0, envs...); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := f.log.ReadStream(ctx, eventlog.ComplaintStream("c-short"), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.app.log = &shortRead{Store: f.log}
+	if err := f.app.ScheduleFollowUpOnResolved(ctx, recs[0]); !errors.Is(err, eventlog.ErrShortRead) {
+		t.Fatalf("ScheduleFollowUpOnResolved on a short read = %v, want ErrShortRead", err)
+	}
+	if n := f.count(t, "c-short", "SurveySent"); n != 0 {
+		t.Fatalf("%d surveys sent on a short read", n)
+	}
+	if err := f.app.ScheduleFollowUpOnResolved(ctx, recs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.count(t, "c-short", "SurveySent"); n != 1 {
+		t.Fatalf("%d surveys sent after the retry, want 1", n)
 	}
 }

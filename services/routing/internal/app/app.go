@@ -63,6 +63,9 @@ func (a *Application) View() *View { return a.view }
 // cause is the event a reaction answers, for correlation and causation.
 type cause struct {
 	eventID, correlationID string
+	// version is the event's version when it is on the complaint's own
+	// stream: a read of the complaint must reach it (eventlog.Reached).
+	version uint64
 }
 
 // Load reads a complaint's stream and folds it; ErrNotFound when empty or
@@ -108,6 +111,9 @@ func (a *Application) write(ctx context.Context, complaintID string, expected ui
 		c, err := a.Load(ctx, complaintID)
 		if err != nil {
 			return none, err
+		}
+		if err := eventlog.Reached(eventlog.ComplaintStream(complaintID), c.Version, by.version); err != nil {
+			return none, err // deciding on it could find nothing to do: the bus retries
 		}
 		if expected != 0 && expected != c.Version {
 			return none, fmt.Errorf("expected_version %d: %w: the complaint is at version %d", expected, domain.ErrStaleVersion, c.Version)

@@ -39,6 +39,9 @@ func (a *Application) HandleEvent(ctx context.Context, rec eventlog.Record) erro
 		return fmt.Errorf("view behind position %d: %w", rec.Position, err)
 	}
 	by := cause{eventID: e.GetEventId(), correlationID: e.GetCorrelationId()}
+	if eventlog.StreamID(e.GetStreamId()).Kind() == eventlog.KindComplaint {
+		by.version = e.GetVersion()
+	}
 	id := e.GetComplaintId()
 	switch p := e.GetPayload().(type) {
 	case *eventsv1.Envelope_ComplaintAccepted:

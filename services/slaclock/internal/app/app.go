@@ -240,10 +240,6 @@ func (a *App) handle(ctx context.Context, complaintID string, atLeast uint64) er
 	return err
 }
 
-// ErrShortRead: a read of a complaint's stream ended before a version
-// already seen (a replica behind, a server just restarted).
-var ErrShortRead = errors.New("stream read shorter than known")
-
 // ErrNotReceived: the complaint's stream does not start with
 // ComplaintReceived (its events were published past intake).
 var ErrNotReceived = errors.New("complaint never received")
@@ -283,10 +279,8 @@ func (a *App) decideAndAppend(ctx context.Context, complaintID string, atLeast u
 		if err != nil {
 			return err
 		}
-		if st.Version < atLeast {
-			// Deciding on it would find nothing to do and forget the
-			// complaint: a lost trigger. The caller retries.
-			return fmt.Errorf("app: read of %s ended at version %d, before the known version %d: %w", stream, st.Version, atLeast, ErrShortRead)
+		if err := eventlog.Reached(stream, st.Version, atLeast); err != nil {
+			return fmt.Errorf("app: %w", err) // the caller retries
 		}
 		out := decide(st, a.env(a.clk.Now()))
 		if len(out) == 0 {
