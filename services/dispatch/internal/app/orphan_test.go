@@ -1,14 +1,13 @@
 package app_test
 
 import (
-	"context"
 	"errors"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/eventlog/faulty"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	"github.com/closeloop/closeloop/services/dispatch/internal/app"
 	"github.com/closeloop/closeloop/services/dispatch/internal/domain"
@@ -43,28 +42,13 @@ func TestDispatchForAComplaintNeverReceivedIsRefused(t *testing.T) {
 	}
 }
 
-// shortRead answers the first read of a complaint's stream with its first
-// event only, as a replica behind its leader may.
-type shortRead struct {
-	eventlog.Store
-	done atomic.Bool
-}
-
-func (s *shortRead) ReadStream(ctx context.Context, stream eventlog.StreamID, from uint64) ([]eventlog.Record, error) {
-	recs, err := s.Store.ReadStream(ctx, stream, from)
-	if err == nil && len(recs) > 1 && s.done.CompareAndSwap(false, true) {
-		recs = recs[:1]
-	}
-	return recs, err
-}
-
 // A read that ends before the event being handled is refused, for the bus to
 // retry: decided on, it would show no work order requested, and dispatch
 // would ack the request having sent nobody.
 func TestShortReadIsRetriedNotDecided(t *testing.T) {
 	h := newHarness(t)
-	a := h.newAppOn(&shortRead{Store: h.store})
-	h.register(a, "tech-a", "east")
+	h.register(h.newApp(), "tech-a", "east")
+	a := h.newAppOn(&faulty.ShortRead{Store: h.store})
 	req := h.requestDispatch("c-short", "wo-s", h.onSiteSpec("east"))
 	if err := a.HandleComplaintEvent(h.ctx, req); !errors.Is(err, eventlog.ErrShortRead) {
 		t.Fatalf("HandleComplaintEvent on a short read = %v, want ErrShortRead", err)

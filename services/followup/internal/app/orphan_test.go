@@ -3,12 +3,12 @@ package app
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/eventlog/faulty"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
@@ -39,21 +39,6 @@ func TestOrphanResolutionSchedulesNothing(t *testing.T) {
 	}
 }
 
-// shortRead answers the first read of a complaint's stream with its first
-// event only, as a replica behind its leader may.
-type shortRead struct {
-	eventlog.Store
-	done atomic.Bool
-}
-
-func (s *shortRead) ReadStream(ctx context.Context, stream eventlog.StreamID, from uint64) ([]eventlog.Record, error) {
-	recs, err := s.Store.ReadStream(ctx, stream, from)
-	if err == nil && len(recs) > 1 && s.done.CompareAndSwap(false, true) {
-		recs = recs[:1]
-	}
-	return recs, err
-}
-
 // A read that ends before the resolution being handled is refused, for the
 // bus to retry: decided on, it would show nothing resolved, and follow-up
 // would ack the resolution having scheduled no feedback.
@@ -75,7 +60,7 @@ func TestShortReadIsRetriedNotDecided(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.app.log = &shortRead{Store: f.log}
+	f.app.log = &faulty.ShortRead{Store: f.log}
 	if err := f.app.ScheduleFollowUpOnResolved(ctx, recs[0]); !errors.Is(err, eventlog.ErrShortRead) {
 		t.Fatalf("ScheduleFollowUpOnResolved on a short read = %v, want ErrShortRead", err)
 	}

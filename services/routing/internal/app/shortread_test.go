@@ -1,32 +1,16 @@
 package app
 
 import (
-	"context"
 	"errors"
 	"slices"
-	"sync/atomic"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/eventlog/faulty"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
-
-// shortRead answers the first read of a complaint's stream with its first
-// event only, as a replica behind its leader may.
-type shortRead struct {
-	eventlog.Store
-	done atomic.Bool
-}
-
-func (s *shortRead) ReadStream(ctx context.Context, stream eventlog.StreamID, from uint64) ([]eventlog.Record, error) {
-	recs, err := s.Store.ReadStream(ctx, stream, from)
-	if err == nil && len(recs) > 1 && s.done.CompareAndSwap(false, true) {
-		recs = recs[:1]
-	}
-	return recs, err
-}
 
 // A read that ends before the event being handled is refused, for the bus to
 // retry: decided on, it would show a complaint not yet accepted, and routing
@@ -46,7 +30,7 @@ func TestShortReadIsRetriedNotDecided(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := New(&shortRead{Store: h.store}, h.clock, loadPolicy(t), h.app.View(), nil)
+	a, err := New(&faulty.ShortRead{Store: h.store}, h.clock, loadPolicy(t), h.app.View(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/eventlog/faulty"
 	"github.com/closeloop/closeloop/libs/eventlog/memstore"
 	ev "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	"github.com/closeloop/closeloop/services/slaclock/internal/domain"
@@ -485,31 +486,17 @@ func TestFailedTriggerIsRetried(t *testing.T) {
 	}
 }
 
-// shortRead answers the first read of a complaint's stream with nothing, as
-// a replica behind the leader (or a server just restarted) may.
-type shortRead struct {
-	eventlog.Store
-	done atomic.Bool
-}
-
-func (s *shortRead) ReadStream(ctx context.Context, stream eventlog.StreamID, from uint64) ([]eventlog.Record, error) {
-	if s.done.CompareAndSwap(false, true) {
-		return nil, nil
-	}
-	return s.Store.ReadStream(ctx, stream, from)
-}
-
 // A read that ends before the trigger's version is not decided on (that
 // would find nothing to do and forget the complaint): it is retried.
 func TestShortReadIsRetriedNotDecided(t *testing.T) {
 	const id = "0190abcd-0000-7000-8000-0000000000f3"
 	inner := memstore.New(nil)
-	store := &shortRead{Store: inner}
+	store := &faulty.ShortRead{Store: inner}
 	clk := clock.NewFake(t0)
 	in := startInstance(t, store, clk, Partition{})
 	write(t, inner, id, t0, received(t0))
 	waitFor(t, "the retry", func() bool { next, ok := in.app.Index().Next(); return ok && next.Equal(t0.Add(time.Second)) })
-	if !store.done.Load() {
+	if !store.Done() {
 		t.Fatal("no short read happened: the scenario did not")
 	}
 	clk.Advance(time.Second)
