@@ -41,6 +41,14 @@ var ErrNotFound = errors.New("eventlog: stream not found")
 // effect of the event that was seen: retry instead.
 var ErrShortRead = errors.New("eventlog: read ended before a version already seen")
 
+// LastVersion is the version of the last record read (0 for none).
+func LastVersion(recs []Record) uint64 {
+	if len(recs) == 0 {
+		return 0
+	}
+	return recs[len(recs)-1].Event.GetVersion()
+}
+
 // Reached checks that a read of stream, which ended at version got, reached
 // version atLeast (0: no expectation); else it returns ErrShortRead.
 func Reached(stream StreamID, got, atLeast uint64) error {

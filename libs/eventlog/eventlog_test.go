@@ -64,6 +64,12 @@ func TestReachedRefusesAShortRead(t *testing.T) {
 	if err := eventlog.Reached(stream, 0, 0); err != nil {
 		t.Errorf("no expectation: %v", err)
 	}
+	if got := eventlog.LastVersion([]eventlog.Record{{Event: &eventsv1.Envelope{Version: 3}}, {Event: &eventsv1.Envelope{Version: 4}}}); got != 4 {
+		t.Errorf("LastVersion = %d, want 4", got)
+	}
+	if got := eventlog.LastVersion(nil); got != 0 {
+		t.Errorf("LastVersion(nil) = %d, want 0", got)
+	}
 	err := eventlog.Reached(stream, 4, 5)
 	if !errors.Is(err, eventlog.ErrShortRead) || !strings.Contains(err.Error(), "complaint-c1 read up to version 4, version 5 was seen") {
 		t.Errorf("short read: %v", err)

@@ -152,11 +152,7 @@ func (a *App) loadComplaint(ctx context.Context, complaintID string, by Cause) (
 	if err != nil {
 		return nil, fmt.Errorf("read complaint stream: %w", err)
 	}
-	var last uint64
-	if len(recs) > 0 {
-		last = recs[len(recs)-1].Event.GetVersion()
-	}
-	if err := eventlog.Reached(stream, last, by.version); err != nil {
+	if err := eventlog.Reached(stream, eventlog.LastVersion(recs), by.version); err != nil {
 		return nil, err
 	}
 	if len(recs) == 0 {

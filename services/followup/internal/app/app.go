@@ -93,11 +93,7 @@ func (a *App) loadRecords(ctx context.Context, complaintID string, atLeast uint6
 	if err != nil {
 		return nil, nil, fmt.Errorf("read complaint stream: %w", err)
 	}
-	var last uint64
-	if len(recs) > 0 {
-		last = recs[len(recs)-1].Event.GetVersion()
-	}
-	if err := eventlog.Reached(stream, last, atLeast); err != nil {
+	if err := eventlog.Reached(stream, eventlog.LastVersion(recs), atLeast); err != nil {
 		return nil, nil, err
 	}
 	if len(recs) == 0 {
