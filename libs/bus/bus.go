@@ -287,6 +287,49 @@ func (s *Subscription) Lag(ctx context.Context) (uint64, error) {
 	return info.NumPending, nil
 }
 
+// CaughtUp returns nil when the durable consumer on stream has been handed
+// every message matching its filter that the stream holds now and has acked
+// them all, and otherwise an error saying what is left. NumPending alone
+// cannot tell: the server counts a new message for its consumers
+// asynchronously, so right after a publish it can still read 0.
+func CaughtUp(ctx context.Context, js jetstream.JetStream, stream, durable string) error {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("bus: stream %s: %w", stream, err)
+	}
+	c, err := s.Consumer(ctx, durable)
+	if err != nil {
+		return fmt.Errorf("bus: consumer %s: %w", durable, err)
+	}
+	ci, err := c.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("bus: consumer %s info: %w", durable, err)
+	}
+	filters := ci.Config.FilterSubjects
+	if ci.Config.FilterSubject != "" {
+		filters = append(filters, ci.Config.FilterSubject)
+	}
+	if len(filters) == 0 {
+		filters = []string{">"}
+	}
+	var last uint64
+	for _, f := range filters {
+		m, err := s.GetLastMsgForSubject(ctx, f)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("bus: last message on %s: %w", f, err)
+		}
+		last = max(last, m.Sequence)
+	}
+	if ci.Delivered.Stream < last || ci.NumPending != 0 || ci.NumAckPending != 0 {
+		return fmt.Errorf("consumer %s: delivered up to %d of %d, %d pending, %d unacknowledged",
+			durable, ci.Delivered.Stream, last, ci.NumPending, ci.NumAckPending)
+	}
+	return nil
+}
+
 func (s *Subscription) work(it jetstream.MessagesContext) {
 	defer s.wg.Done()
 	for {

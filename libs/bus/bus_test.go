@@ -116,30 +116,10 @@ func checkFor(t *testing.T, total time.Duration, fn func() error) {
 	t.Fatal(err)
 }
 
-func pending(e env, durable string) (uint64, uint64, error) {
-	c, err := e.js.Consumer(e.ctx, "EVENTS", durable)
-	if err != nil {
-		return 0, 0, err
-	}
-	info, err := c.Info(e.ctx)
-	if err != nil {
-		return 0, 0, err
-	}
-	return info.NumPending, uint64(info.NumAckPending), nil
-}
-
+// waitAllAcked waits until the consumer has handled and acked every message.
 func waitAllAcked(t *testing.T, e env, durable string) {
 	t.Helper()
-	checkFor(t, 10*time.Second, func() error {
-		p, ap, err := pending(e, durable)
-		if err != nil {
-			return err
-		}
-		if p != 0 || ap != 0 {
-			return fmt.Errorf("pending %d, ack pending %d", p, ap)
-		}
-		return nil
-	})
+	checkFor(t, 10*time.Second, func() error { return bus.CaughtUp(e.ctx, e.js, "EVENTS", durable) })
 }
 
 func TestAckOnSuccess(t *testing.T) {
@@ -406,6 +386,27 @@ func TestStopDrainsInFlightHandlers(t *testing.T) {
 		t.Fatal("handler did not finish")
 	}
 	waitAllAcked(t, e, "test")
+}
+
+func TestCaughtUpWaitsForEveryMessageToBeAcked(t *testing.T) {
+	e := start(t)
+	release := make(chan struct{})
+	subscribe(t, e, bus.Options{}, func(ctx context.Context, _ eventlog.Record) error {
+		<-release
+		return nil
+	})
+	if err := bus.CaughtUp(e.ctx, e.js, "EVENTS", "test"); err != nil {
+		t.Fatalf("empty stream: CaughtUp = %v, want nil", err)
+	}
+	e.publish(t, context.Background())
+	if err := bus.CaughtUp(e.ctx, e.js, "EVENTS", "test"); err == nil {
+		t.Fatal("CaughtUp = nil while the handler still holds the message")
+	}
+	close(release)
+	waitAllAcked(t, e, "test")
+	if err := bus.CaughtUp(e.ctx, e.js, "EVENTS", "absent"); err == nil {
+		t.Fatal("CaughtUp of a consumer that does not exist = nil")
+	}
 }
 
 func TestInstancesShareTheWork(t *testing.T) {

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/closeloop/closeloop/libs/auth"
+	"github.com/closeloop/closeloop/libs/bus"
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
@@ -223,16 +224,8 @@ func checkFor(t testing.TB, total time.Duration, fn func() error) {
 // consumersIdle: every message of both durables is handled and acked.
 func (e *env) consumersIdle(durables ...string) error {
 	for _, d := range durables {
-		c, err := e.js.Consumer(e.ctx, "EVENTS", d)
-		if err != nil {
+		if err := bus.CaughtUp(e.ctx, e.js, "EVENTS", d); err != nil {
 			return err
-		}
-		info, err := c.Info(e.ctx)
-		if err != nil {
-			return err
-		}
-		if info.NumPending != 0 || info.NumAckPending != 0 {
-			return fmt.Errorf("consumer %s: %d pending, %d unacked", d, info.NumPending, info.NumAckPending)
 		}
 	}
 	return nil
