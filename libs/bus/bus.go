@@ -324,7 +324,7 @@ func CaughtUp(ctx context.Context, js jetstream.JetStream, stream, durable strin
 		last = max(last, m.Sequence)
 	}
 	if ci.Delivered.Stream < last || ci.NumPending != 0 || ci.NumAckPending != 0 {
-		return fmt.Errorf("consumer %s: delivered up to %d of %d, %d pending, %d unacknowledged",
+		return fmt.Errorf("bus: consumer %s not caught up: delivered up to %d of %d, %d pending, %d unacknowledged",
 			durable, ci.Delivered.Stream, last, ci.NumPending, ci.NumAckPending)
 	}
 	return nil
