@@ -391,10 +391,17 @@ func TestWhatIfChangesNothing(t *testing.T) {
 	clk := clock.NewFake(t0)
 	store := memstore.New(clk)
 	in := startInstance(t, store, clk, Partition{})
-	for i, after := range []time.Duration{2 * time.Hour, 10 * time.Hour, 30 * time.Hour} {
-		id := fmt.Sprintf("c%d", i)
-		write(t, store, id, t0, received(t0))
-		write(t, store, id, t0.Add(after), &ev.ComplaintAccepted{})
+	accepted := []time.Duration{2 * time.Hour, 10 * time.Hour, 30 * time.Hour}
+	for i := range accepted {
+		write(t, store, fmt.Sprintf("c%d", i), t0, received(t0))
+	}
+	// Each acceptance is written once the clock has reached it: an event
+	// from sla-clock's future is taken as happening now, and whether the
+	// instance read it before or after the clock moved would decide the
+	// outcome.
+	for i, after := range accepted {
+		clk.Set(t0.Add(after))
+		write(t, store, fmt.Sprintf("c%d", i), t0.Add(after), &ev.ComplaintAccepted{})
 	}
 	clk.Set(t0.Add(40 * time.Hour))
 	waitFor(t, "c2 breach", has(t, store, "c2", "SlaBreached acceptance-1"))
