@@ -419,4 +419,3 @@ func TestLoadOfANameNeverSaved(t *testing.T) {
 		t.Fatalf("Load = %v, want ErrNoSnapshot", err)
 	}
 }
-
