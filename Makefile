@@ -12,7 +12,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 MODULES := libs libs/esdb proto services/intake services/routing services/slaclock services/dispatch services/followup cmd/closeloop cmd/closeloopctl deploy
 PKGS := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 
-.PHONY: run test test-short fuzz-smoke bench proto proto-tools lint fmt build
+.PHONY: run test test-short fuzz-smoke bench scale proto proto-tools lint fmt build
 
 run: ## all five services on an embedded NATS JetStream (data in ./data)
 	$(GO) run ./cmd/closeloop
@@ -37,6 +37,14 @@ test-short:
 
 bench: ## benchmarks (figures for the closing notes)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s -timeout 60m $(PKGS)
+
+# The scale harness (cmd/closeloop/scale): a generated log of SCALE_COMPLAINTS
+# complaints (default 30000; the data dir is reused for the same N), then each
+# service started on it as its own process: start-to-ready, CPU and memory.
+# Knobs: SCALE_OPEN_PERCENT, SCALE_DIR, SCALE_SERVICES, SCALE_STARTS,
+# SCALE_WORKERS, SCALE_PROFILE=<service> (CPU profiles instead of the table).
+scale: ## start-up and memory of each service on a big log (not part of make test)
+	SCALE=1 $(GO) test -count=1 -timeout 12h -run '^TestScale$$' -v ./cmd/closeloop/scale/
 
 proto-tools:
 	@mkdir -p $(BIN)
