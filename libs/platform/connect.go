@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/closeloop/closeloop/libs/checkpoint"
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/clock/natsclock"
 	"github.com/closeloop/closeloop/libs/eventlog"
@@ -29,6 +30,9 @@ const (
 	// the time a test harness publishes in that KV bucket (libs/clock/natsclock)
 	// instead of the wall clock. Unset (the production default) means clock.Real.
 	EnvClock = "CLOSELOOP_CLOCK"
+	// EnvRebuildViews set to 1 makes every view ignore its snapshot and
+	// rebuild from the log (new snapshots are still saved).
+	EnvRebuildViews = "CLOSELOOP_REBUILD_VIEWS"
 )
 
 // DefaultNATSURL is where a service looks for NATS when NATS_URL is unset.
@@ -128,6 +132,18 @@ func Connect(ctx context.Context, service string, open StoreOpener) (*Runtime, e
 	}}, nil
 }
 
+// rebuildViewsFromEnv reads CLOSELOOP_REBUILD_VIEWS.
+func rebuildViewsFromEnv() (bool, error) {
+	switch v := os.Getenv(EnvRebuildViews); v {
+	case "", "0":
+		return false, nil
+	case "1":
+		return true, nil
+	default:
+		return false, fmt.Errorf("%s=%q: must be 1 (rebuild every view from the log) or 0", EnvRebuildViews, v)
+	}
+}
+
 // clockFromEnv picks the service's clock: clock.Real unless CLOSELOOP_CLOCK
 // names a test clock.
 func clockFromEnv(ctx context.Context, nc *nats.Conn) (clock.Clock, func(), error) {
@@ -180,5 +196,15 @@ func newDeps(ctx context.Context, nc *nats.Conn, clk clock.Clock, logger *slog.L
 		_ = closeStore()
 		return Deps{}, nil, err
 	}
-	return Deps{NC: nc, JS: js, Log: counted, Clock: clk, Logger: logger}, closeStore, nil
+	rebuild, err := rebuildViewsFromEnv()
+	if err != nil {
+		_ = closeStore()
+		return Deps{}, nil, err
+	}
+	snaps, err := checkpoint.NewJetStream(ctx, js, cfg.Replicas)
+	if err != nil {
+		_ = closeStore()
+		return Deps{}, nil, err
+	}
+	return Deps{NC: nc, JS: js, Log: counted, Clock: clk, Logger: logger, Snapshots: snaps, RebuildViews: rebuild}, closeStore, nil
 }

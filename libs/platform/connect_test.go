@@ -57,3 +57,17 @@ func StoreConfigFromEnvMust(t *testing.T) jsstore.Config {
 	}
 	return cfg
 }
+
+func TestRebuildViewsFromEnv(t *testing.T) {
+	for v, want := range map[string]bool{"": false, "0": false, "1": true} {
+		t.Setenv(EnvRebuildViews, v)
+		got, err := rebuildViewsFromEnv()
+		if err != nil || got != want {
+			t.Fatalf("%s=%q: got %v, %v; want %v", EnvRebuildViews, v, got, err, want)
+		}
+	}
+	t.Setenv(EnvRebuildViews, "yes")
+	if _, err := rebuildViewsFromEnv(); err == nil || !strings.Contains(err.Error(), EnvRebuildViews) {
+		t.Fatalf("err = %v, want one naming %s", err, EnvRebuildViews)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/closeloop/closeloop/libs/checkpoint"
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/eventlog"
 )
@@ -23,6 +24,12 @@ type Deps struct {
 	Log    eventlog.Store
 	Clock  clock.Clock
 	Logger *slog.Logger
+	// Snapshots keeps the services' view snapshots (libs/checkpoint); nil
+	// turns them off.
+	Snapshots checkpoint.Store
+	// RebuildViews asks every view to ignore its snapshot and rebuild
+	// from the log (CLOSELOOP_REBUILD_VIEWS=1).
+	RebuildViews bool
 	// Metrics serves the process's metrics in Prometheus format; a service
 	// mounts it at /metrics on its HTTP face (nil: none).
 	Metrics http.Handler
