@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/natsembed"
@@ -120,23 +119,18 @@ func startServices(ctx context.Context, ns *natsembed.Server, clk clock.Clock, t
 // runAll runs every service until ctx is done or one of them fails, which
 // stops the others.
 func runAll(ctx context.Context, services []platform.Service, logger *slog.Logger) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errs := make([]error, len(services))
+	parts := make([]func(context.Context) error, len(services))
 	for i, s := range services {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := s.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				errs[i] = fmt.Errorf("%s: %w", s.Name(), err)
+		parts[i] = func(ctx context.Context) error {
+			err := s.Run(ctx)
+			if err != nil && !errors.Is(err, context.Canceled) {
 				logger.Error("service failed; stopping the others", "service", s.Name(), "error", err)
-				cancel()
+				return fmt.Errorf("%s: %w", s.Name(), err)
 			}
-		}()
+			return nil
+		}
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return platform.RunGroup(ctx, parts...)
 }
 
 // localDefaults gives `make run` what production configures explicitly: the
