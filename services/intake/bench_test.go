@@ -41,9 +41,10 @@ func (l *latencies) report(b *testing.B, elapsed time.Duration) float64 {
 const benchParallelism = 16 // x GOMAXPROCS concurrent callers
 
 // BenchmarkSubmit measures sustained submissions through the gRPC API into
-// the durable log (embedded NATS, fsync on every write), next to the raw
-// baseline (js.Publish with the expected-subject-sequence header, one new
-// subject per publish) at the same durability and concurrency, and the
+// the durable log (embedded NATS, fsync on every write), next to two raw
+// baselines at the same durability and concurrency: the same four synced
+// writes a submission makes (raw_same_writes, the target's reference) and
+// one js.Publish with the expected-subject-sequence header; and the
 // latency of each at half its maximum rate. Each submission is a new customer
 // (a new data key) and a new problem (a new duplicate-index entry).
 //
@@ -51,7 +52,7 @@ const benchParallelism = 16 // x GOMAXPROCS concurrent callers
 func BenchmarkSubmit(b *testing.B) {
 	e := newEnv(b, true)
 	var seq atomic.Int64
-	var rawMax, maxRate float64
+	var rawMax, sameMax, maxRate float64
 	rawPublish := func(b *testing.B, lat *latencies) {
 		subj := fmt.Sprintf("events.complaint.raw-%d.ComplaintReceived", seq.Add(1))
 		t0 := time.Now()
@@ -61,6 +62,49 @@ func BenchmarkSubmit(b *testing.B) {
 		}
 		lat.add(time.Since(t0))
 	}
+	// The same synced writes as a new customer's submission, in the same
+	// order, with nothing else: a data key and a duplicate claim written
+	// at once (two KV creates), then ComplaintReceived and
+	// ComplaintAccepted, each expecting the one before.
+	keys, claims := rawBucket(b, e.js, "BENCH_RAW_KEYS"), rawBucket(b, e.js, "BENCH_RAW_CLAIMS")
+	rawSameWrites := func(b *testing.B, lat *latencies) {
+		n := seq.Add(1)
+		subj := fmt.Sprintf("events.complaint.raw-%d.ComplaintReceived", n)
+		key := "k" + strconv.FormatInt(n, 10)
+		t0 := time.Now()
+		claimed := make(chan error, 1)
+		go func() { _, err := claims.Create(context.Background(), key, make([]byte, 120)); claimed <- err }()
+		_, err := keys.Create(context.Background(), key, make([]byte, 64))
+		if cerr := <-claimed; err == nil {
+			err = cerr
+		}
+		var ack *jetstream.PubAck
+		if err == nil {
+			ack, err = e.js.Publish(context.Background(), subj, make([]byte, 600), jetstream.WithExpectLastSequenceForSubject(0, subj))
+		}
+		if err == nil {
+			_, err = e.js.Publish(context.Background(), subj, make([]byte, 200), jetstream.WithExpectLastSequenceForSubject(ack.Sequence, subj))
+		}
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		lat.add(time.Since(t0))
+	}
+	b.Run("raw_same_writes", func(b *testing.B) {
+		var lat latencies
+		b.SetParallelism(benchParallelism)
+		start := time.Now()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				rawSameWrites(b, &lat)
+			}
+		})
+		sameMax = lat.report(b, time.Since(start))
+	})
+	b.Run("raw_same_writes_half_rate", func(b *testing.B) {
+		halfRate(b, sameMax, func(lat *latencies) { rawSameWrites(b, lat) })
+	})
 	b.Run("raw_js_publish", func(b *testing.B) {
 		var lat latencies
 		b.SetParallelism(benchParallelism)
@@ -104,11 +148,23 @@ func BenchmarkSubmit(b *testing.B) {
 			}
 		})
 		maxRate = lat.report(b, time.Since(start))
+		if sameMax > 0 {
+			b.ReportMetric(100*maxRate/sameMax, "%-of-same-writes")
+		}
 	})
 
 	b.Run("grpc_submit_half_rate", func(b *testing.B) {
 		halfRate(b, maxRate, func(lat *latencies) { submit(b, lat) })
 	})
+}
+
+// rawBucket is a KV bucket for the baseline, configured like intake's.
+func rawBucket(b *testing.B, js jetstream.JetStream, name string) jetstream.KeyValue {
+	kv, err := js.CreateOrUpdateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: name, History: 1, Storage: jetstream.FileStorage})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return kv
 }
 
 // halfRate runs op from the benchmark's callers, paced together at half of
