@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/closeloop/closeloop/libs/checkpoint"
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/memstore"
@@ -49,7 +50,11 @@ func newHarness(t *testing.T) *harness {
 	store := memstore.New(fc)
 	p := loadPolicy(t)
 	view := NewView(p)
-	go func() { _ = view.Run(ctx, store) }()
+	f, err := checkpoint.New(checkpoint.Options{Name: ViewName, Format: ViewFormat, Log: store, Clock: fc}, view)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = view.Run(ctx, f) }()
 	a, err := New(store, fc, p, view, nil)
 	if err != nil {
 		t.Fatal(err)
