@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"testing"
 	"time"
@@ -50,7 +51,7 @@ func newHarness(t *testing.T) *harness {
 	store := memstore.New(fc)
 	p := loadPolicy(t)
 	view := NewView(p)
-	f, err := checkpoint.New(checkpoint.Options{Name: ViewName, Format: ViewFormat, Log: store, Clock: fc}, view)
+	f, err := checkpoint.New(checkpoint.Options{Name: ViewName, Format: ViewFormat, Log: store, Clock: fc, Logger: slog.New(slog.DiscardHandler)}, view)
 	if err != nil {
 		t.Fatal(err)
 	}
