@@ -140,6 +140,11 @@ func (e *env) run(t testing.TB, durable string) (*Service, func()) {
 		cancel()
 		t.Fatalf("routing %s did not start: %v", durable, err)
 	}
+	select {
+	case <-svc.follower.CaughtUp():
+	default:
+		t.Fatalf("routing %s ready before its view caught up with the log", durable)
+	}
 	return svc, stop
 }
 

@@ -111,6 +111,14 @@ func (a *Application) onAccepted(ctx context.Context, c *domain.Complaint, accep
 
 // assignWaiting assigns the complaints that wait for a member of a team.
 func (a *Application) assignWaiting(ctx context.Context, team string, by cause) error {
+	// A roster change leaving nobody on shift who can own a complaint (one
+	// going off shift, say) would read every waiting complaint's stream
+	// for nothing.
+	if t := a.view.Team(team); t == nil {
+		return nil
+	} else if anyone, _ := domain.PickOwner(t, "", a.view.Load, ""); anyone == "" {
+		return nil
+	}
 	for sev := eventsv1.Severity_SEVERITY_L1; sev <= eventsv1.Severity_SEVERITY_L4; sev++ {
 		if a.policy.TeamFor(sev) != team {
 			continue
