@@ -20,6 +20,7 @@ import (
 	"github.com/closeloop/closeloop/libs/api"
 	"github.com/closeloop/closeloop/libs/auth"
 	"github.com/closeloop/closeloop/libs/bus"
+	"github.com/closeloop/closeloop/libs/checkpoint"
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
 	"github.com/closeloop/closeloop/libs/platform"
@@ -124,7 +125,10 @@ type Service struct {
 	cfg  Config
 	app  *app.Application
 	view *app.View
-	srv  *api.Server
+	// follower restores the view from its snapshot and keeps it applying
+	// the log.
+	follower *checkpoint.Follower
+	srv      *api.Server
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -163,6 +167,13 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	}
 	log := deps.Logger
 	view := app.NewView(p)
+	follower, err := checkpoint.New(checkpoint.Options{
+		Name: app.ViewName, Format: app.ViewFormat, Log: deps.Log,
+		Snapshots: deps.Snapshots, Rebuild: deps.RebuildViews, Clock: deps.Clock, Logger: log,
+	}, view)
+	if err != nil {
+		return nil, fmt.Errorf("routing: view: %w", err)
+	}
 	a, err := app.New(deps.Log, deps.Clock, p, view, log)
 	if err != nil {
 		return nil, err
@@ -173,13 +184,14 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	}
 	srv := api.NewServer(api.Options{Name: Name, Metrics: deps.Metrics, GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, Logger: log, Authenticator: cfg.Authenticator})
 	routingv1.RegisterRoutingServiceServer(srv.GRPC(), g)
-	return &Service{deps: deps, cfg: cfg, app: a, view: view, srv: srv, ready: make(chan struct{})}, nil
+	return &Service{deps: deps, cfg: cfg, app: a, view: view, follower: follower, srv: srv, ready: make(chan struct{})}, nil
 }
 
 // Name implements platform.Service.
 func (s *Service) Name() string { return Name }
 
-// Ready is closed once the service listens and consumes.
+// Ready is closed once the view has caught up with the log and the
+// service serves and consumes.
 func (s *Service) Ready() <-chan struct{} { return s.ready }
 
 // GRPCAddr and HTTPAddr are the listening addresses (after Ready).
@@ -189,9 +201,16 @@ func (s *Service) HTTPAddr() string { return s.srv.HTTPAddr() }
 // PolicyVersion is the classification policy in use.
 func (s *Service) PolicyVersion() string { return s.app.Policy().Version }
 
-// Run follows the log into the view, consumes events.complaint.> and
-// events.team.> on the durable consumer, and serves the API until ctx is
-// done; then it drains the consumer and stops the server.
+// Run restores the view from its snapshot and catches it up with the log;
+// then it consumes events.complaint.> and events.team.> on the durable
+// consumer and serves the API until ctx is done, when it drains the
+// consumer and stops the server.
+//
+// Consuming and serving wait for the catch-up: a handler waits at most
+// viewWait for the view to reach its event and is retried a few times
+// before its event is dead-lettered, which a long rebuild would outlast.
+// The durable consumer keeps what arrives meanwhile. The ports are bound at
+// once; /readyz and gRPC health answer once the view has caught up.
 func (s *Service) Run(ctx context.Context) error {
 	if err := s.srv.Listen(); err != nil {
 		return err
@@ -200,7 +219,20 @@ func (s *Service) Run(ctx context.Context) error {
 	viewCtx, stopView := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopView()
 	viewErr := make(chan error, 1)
-	go func() { viewErr <- s.view.Run(viewCtx, s.deps.Log) }()
+	go func() { viewErr <- s.view.Run(viewCtx, s.follower) }()
+	stopViewAndWait := func() error { stopView(); return <-viewErr }
+
+	select {
+	case <-s.follower.CaughtUp():
+	case <-ctx.Done():
+		_ = stopViewAndWait()
+		return nil
+	case err := <-viewErr:
+		if err == nil {
+			err = errors.New("stopped")
+		}
+		return fmt.Errorf("routing: view did not catch up with the log: %w", err)
+	}
 
 	subCtx, stopSub := context.WithCancel(ctx)
 	defer stopSub()
@@ -211,6 +243,7 @@ func (s *Service) Run(ctx context.Context) error {
 		Logger:      s.deps.Logger,
 	}, s.handle)
 	if err != nil {
+		_ = stopViewAndWait()
 		return fmt.Errorf("routing: subscribe: %w", err)
 	}
 
@@ -233,8 +266,9 @@ func (s *Service) Run(ctx context.Context) error {
 	stopSrv()
 	stopSub()
 	sub.Stop()
-	stopView()
-	<-viewErr
+	if err := stopViewAndWait(); err != nil && runErr == nil {
+		runErr = fmt.Errorf("routing: view: %w", err)
+	}
 	if err := <-srvErr; err != nil && runErr == nil {
 		runErr = err
 	}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/closeloop/closeloop/libs/auth"
 	"github.com/closeloop/closeloop/libs/bus"
+	"github.com/closeloop/closeloop/libs/checkpoint"
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
@@ -59,9 +60,16 @@ type env struct {
 	js      jetstream.JetStream
 	store   *jsstore.Store
 	clock   clock.Clock
+	snaps   *checkpoint.JetStream
 }
 
 func newEnv(t testing.TB) *env {
+	t.Helper()
+	return newEnvAt(t, clock.Real{})
+}
+
+// newEnvAt stamps the log's RecordedAt, and routing's events, with c.
+func newEnvAt(t testing.TB, c clock.Clock) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -79,42 +87,65 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := jsstore.New(ctx, js, jsstore.Config{})
+	store, err := jsstore.New(ctx, js, jsstore.Config{Clock: c})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{ctx: ctx, natsURL: ns.ClientURL(), js: js, store: store, clock: clock.Real{}}
+	snaps, err := checkpoint.NewJetStream(ctx, js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{ctx: ctx, natsURL: ns.ClientURL(), js: js, store: store, clock: c, snaps: snaps}
 }
 
-// start runs one routing instance with its own store on the shared log.
+// start runs one routing instance with its own store on the shared log,
+// until the test ends.
 func (e *env) start(t testing.TB, durable string) *Service {
 	t.Helper()
-	store, err := jsstore.New(e.ctx, e.js, jsstore.Config{})
+	svc, stop := e.run(t, durable)
+	t.Cleanup(stop)
+	return svc
+}
+
+// run starts one routing instance, saving its view's snapshots, and
+// returns it once ready with the function that stops it.
+func (e *env) run(t testing.TB, durable string) (*Service, func()) {
+	t.Helper()
+	store, err := jsstore.New(e.ctx, e.js, jsstore.Config{Clock: e.clock})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := DefaultConfig()
 	cfg.GRPCAddr, cfg.HTTPAddr, cfg.Durable, cfg.Authenticator = "127.0.0.1:0", "127.0.0.1:0", durable, authenticator(t)
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	svc, err := New(platform.Deps{JS: e.js, Log: store, Clock: e.clock, Logger: quiet}, cfg)
+	svc, err := New(platform.Deps{JS: e.js, Log: store, Clock: e.clock, Logger: quiet, Snapshots: e.snaps}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(e.ctx)
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("routing %s stopped with %v", durable, err)
-		}
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("routing %s stopped with %v", durable, err)
+			}
+		})
+	}
 	select {
 	case <-svc.Ready():
 	case err := <-done:
+		cancel()
 		t.Fatalf("routing %s did not start: %v", durable, err)
 	}
-	return svc
+	select {
+	case <-svc.follower.CaughtUp():
+	default:
+		t.Fatalf("routing %s ready before its view caught up with the log", durable)
+	}
+	return svc, stop
 }
 
 func client(t testing.TB, svc *Service) routingv1.RoutingServiceClient {

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/closeloop/closeloop/libs/checkpoint"
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/memstore"
@@ -49,7 +51,11 @@ func newHarness(t *testing.T) *harness {
 	store := memstore.New(fc)
 	p := loadPolicy(t)
 	view := NewView(p)
-	go func() { _ = view.Run(ctx, store) }()
+	f, err := checkpoint.New(checkpoint.Options{Name: ViewName, Format: ViewFormat, Log: store, Clock: fc, Logger: slog.New(slog.DiscardHandler)}, view)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = view.Run(ctx, f) }()
 	a, err := New(store, fc, p, view, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -45,7 +45,7 @@ func (a *Application) HandleEvent(ctx context.Context, rec eventlog.Record) erro
 	id := e.GetComplaintId()
 	switch p := e.GetPayload().(type) {
 	case *eventsv1.Envelope_ComplaintAccepted:
-		return a.react(ctx, id, by, func(c *domain.Complaint) []proto.Message { return a.onAccepted(c, rec.Position) })
+		return a.react(ctx, id, by, func(c *domain.Complaint) []proto.Message { return a.onAccepted(ctx, c, rec.Position) })
 	case *eventsv1.Envelope_SlaWarning:
 		w := p.SlaWarning
 		reason := fmt.Sprintf("SLA warning: %s at %d%%", w.GetTarget(), w.GetThresholdPercent())
@@ -94,9 +94,13 @@ func (a *Application) escalate(ctx context.Context, complaintID string, by cause
 // must be, in one append. Each part is decided only if still missing: the
 // log may store the first part of that append and refuse the rest when
 // another service appends in between, and the retry must finish it.
-func (a *Application) onAccepted(c *domain.Complaint, acceptedPos uint64) []proto.Message {
+func (a *Application) onAccepted(ctx context.Context, c *domain.Complaint, acceptedPos uint64) []proto.Message {
 	now := a.clock.Now()
 	window := time.Duration(a.policy.RepeatWindowDays) * 24 * time.Hour
+	if !a.view.Complete(c.AcceptedAt, window) {
+		a.log.WarnContext(ctx, "routing: acceptance handled far behind the log; closed complaints it could repeat may have left the view",
+			"complaint_id", c.ID, "accepted_at", c.AcceptedAt)
+	}
 	out := domain.Classify(c, a.policy, a.view.Earlier(c, acceptedPos, window))
 	domain.ApplyPending(c, out, now)
 	assigned := domain.AssignNew(c, a.policy, a.view, a.view.Load)
@@ -107,6 +111,14 @@ func (a *Application) onAccepted(c *domain.Complaint, acceptedPos uint64) []prot
 
 // assignWaiting assigns the complaints that wait for a member of a team.
 func (a *Application) assignWaiting(ctx context.Context, team string, by cause) error {
+	// A roster change leaving nobody on shift who can own a complaint (one
+	// going off shift, say) would read every waiting complaint's stream
+	// for nothing.
+	if t := a.view.Team(team); t == nil {
+		return nil
+	} else if anyone, _ := domain.PickOwner(t, "", a.view.Load, ""); anyone == "" {
+		return nil
+	}
 	for sev := eventsv1.Severity_SEVERITY_L1; sev <= eventsv1.Severity_SEVERITY_L4; sev++ {
 		if a.policy.TeamFor(sev) != team {
 			continue

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"maps"
@@ -8,29 +9,58 @@ import (
 	"sync"
 	"time"
 
+	"github.com/closeloop/closeloop/libs/checkpoint"
 	"github.com/closeloop/closeloop/libs/eventlog"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	"github.com/closeloop/closeloop/services/routing/internal/domain"
 )
 
+// ViewName is the name of the view's snapshot (libs/checkpoint).
+const ViewName = "routing-view"
+
+// ViewFormat is the encoding of the view's snapshot (view_snapshot.go);
+// bump it when its meaning changes.
+const ViewFormat = 1
+
+// pruneGrace is how long, beyond the repeat window, a closed complaint
+// stays in the view: the reaction to an acceptance may run behind the log
+// the view follows (a bus backlog), and still needs every complaint that
+// was within the window of that acceptance.
+const pruneGrace = 30 * 24 * time.Hour
+
 // View is routing's own projection of the whole log, kept by every instance
 // (it follows the log from the start, so instances sharing the bus's work
 // still each see everything): team rosters, who owns what (open load and
 // idle time), past complaints by customer_ref for repeat detection, and the
-// complaints waiting for an on-shift member. It implements domain.Directory.
+// complaints waiting for an on-shift member. It implements domain.Directory
+// and checkpoint.View: a checkpoint.Follower applies the log to it.
+//
+// Closed and withdrawn complaints leave the view once their acceptance is
+// older, in log time, than the repeat window and pruneGrace: nothing it
+// answers needs them then, and the view no longer grows with history.
 type View struct {
 	policy *domain.Policy
+	keep   time.Duration // repeat window + pruneGrace
 
-	mu         sync.RWMutex
-	position   uint64
-	advanced   chan struct{} // closed and replaced whenever position moves
-	stopped    chan struct{} // closed when Run returns
-	stopOnce   sync.Once
+	mu       sync.RWMutex
+	position uint64
+	advanced chan struct{} // closed and replaced whenever position moves
+	stopped  chan struct{} // closed when Run returns
+	stopOnce sync.Once
+	// logTime is the latest RecordedAt applied: the view's clock, so that
+	// pruning depends on the log alone and a restored and caught-up view
+	// equals one rebuilt from the start.
+	logTime    time.Time
 	teams      map[string]*domain.Team
 	complaints map[string]*tracked
-	byCustomer map[string][]string
-	load       map[string]int
+	byCustomer map[string][]string // ids in order of acceptance
+	load       map[string]int      // open owned complaints per member
 	lastGiven  map[string]time.Time
+	// waiting holds, per severity, the complaints classified with no owner.
+	waiting map[eventsv1.Severity]map[string]struct{}
+	// ended holds the closed and withdrawn complaints, earliest acceptance
+	// first, to be pruned.
+	ended endedQueue
 }
 
 // tracked is what the view keeps of one complaint (no personal data).
@@ -39,25 +69,41 @@ type tracked struct {
 	acceptedPos                     uint64
 	acceptedAt                      time.Time
 	withdrawn                       bool
+	closed                          bool
 	owner                           string
 	open                            bool // owned and not resolved, closed or withdrawn
 	severity                        eventsv1.Severity
 	waiting                         bool // classified, no owner yet
 }
 
+// ended: no event can bring the complaint back to handling. A resolved
+// complaint is not ended: a dissatisfied survey reopens it (followup).
+func (c *tracked) ended() bool { return c.closed || c.withdrawn }
+
 // NewView returns an empty view.
 func NewView(p *domain.Policy) *View {
-	return &View{
-		policy: p, advanced: make(chan struct{}), stopped: make(chan struct{}),
-		teams: map[string]*domain.Team{}, complaints: map[string]*tracked{},
-		byCustomer: map[string][]string{}, load: map[string]int{}, lastGiven: map[string]time.Time{},
+	v := &View{
+		policy: p, keep: time.Duration(p.RepeatWindowDays)*24*time.Hour + pruneGrace,
+		advanced: make(chan struct{}), stopped: make(chan struct{}),
 	}
+	v.reset()
+	return v
 }
 
-// Run follows the log from the start until ctx is done. A view runs once.
-func (v *View) Run(ctx context.Context, store eventlog.Store) error {
+func (v *View) reset() {
+	v.logTime = time.Time{}
+	v.teams, v.complaints = map[string]*domain.Team{}, map[string]*tracked{}
+	v.byCustomer, v.load, v.lastGiven = map[string][]string{}, map[string]int{}, map[string]time.Time{}
+	v.waiting = map[eventsv1.Severity]map[string]struct{}{}
+	v.ended = nil
+}
+
+// Run has f, a checkpoint.Follower of v, restore, catch up and follow the
+// log until ctx is done. After it returns, WaitFor fails with
+// ErrViewStopped. A view runs once.
+func (v *View) Run(ctx context.Context, f *checkpoint.Follower) error {
 	defer v.stopOnce.Do(func() { close(v.stopped) })
-	return store.Follow(ctx, v.Position()+1, func(r eventlog.Record) error { v.Apply(r); return nil })
+	return f.Run(ctx)
 }
 
 // ErrViewStopped: the view no longer follows the log.
@@ -90,17 +136,27 @@ func (v *View) WaitFor(ctx context.Context, pos uint64) error {
 	}
 }
 
-// Apply applies one record; records at or before the last position are
-// ignored (idempotent).
-func (v *View) Apply(r eventlog.Record) {
+// advance moves the position and wakes WaitFor; v.mu is held.
+func (v *View) advance(pos uint64) {
+	v.position = pos
+	close(v.advanced)
+	v.advanced = make(chan struct{})
+}
+
+// Apply implements checkpoint.View: it applies one record; records at or
+// before the last position are ignored (idempotent).
+func (v *View) Apply(_ context.Context, r eventlog.Record) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if r.Position <= v.position {
-		return
+		return nil
 	}
-	v.position = r.Position
-	defer func() { close(v.advanced); v.advanced = make(chan struct{}) }()
+	defer v.advance(r.Position)
 	e := r.Event
+	if at := e.GetRecordedAt().AsTime(); e.GetRecordedAt() != nil && at.After(v.logTime) {
+		v.logTime = at
+		defer v.prune()
+	}
 	sid := eventlog.StreamID(e.GetStreamId())
 	switch sid.Kind() {
 	case eventlog.KindTeam:
@@ -110,21 +166,23 @@ func (v *View) Apply(r eventlog.Record) {
 			v.teams[sid.ID()] = t
 		}
 		t.Evolve(e)
-		return
+		return nil
 	case eventlog.KindComplaint:
 	default:
-		return
+		return nil
 	}
 	id := e.GetComplaintId()
 	c := v.complaints[id]
 	if c == nil {
 		if _, received := e.GetPayload().(*eventsv1.Envelope_ComplaintReceived); !received {
-			return // a complaint never received: no load, history or waiting list
+			// A complaint never received, or one pruned: neither has load,
+			// history or a place on a waiting list any more.
+			return nil
 		}
 		c = &tracked{}
 		v.complaints[id] = c
 	}
-	owner, open := c.owner, c.open
+	owner, open, ended := c.owner, c.open, c.ended()
 	switch p := e.GetPayload().(type) {
 	case *eventsv1.Envelope_ComplaintReceived:
 		c.customerRef = p.ComplaintReceived.GetCustomer().GetCustomerRef()
@@ -136,25 +194,102 @@ func (v *View) Apply(r eventlog.Record) {
 		}
 		c.acceptedPos, c.acceptedAt = r.Position, e.GetOccurredAt().AsTime()
 	case *eventsv1.Envelope_ComplaintClassified:
-		c.severity = p.ComplaintClassified.GetSeverity()
-		c.waiting = c.owner == "" && !c.withdrawn
+		v.setWaiting(id, c, c.owner == "" && !c.withdrawn, p.ComplaintClassified.GetSeverity())
 	case *eventsv1.Envelope_ComplaintAssigned:
-		owner, open, c.waiting = p.ComplaintAssigned.GetOwner(), true, false
+		owner, open = p.ComplaintAssigned.GetOwner(), true
+		v.setWaiting(id, c, false, c.severity)
 		v.lastGiven[owner] = e.GetOccurredAt().AsTime()
 	case *eventsv1.Envelope_ComplaintWithdrawn:
-		c.withdrawn, open, c.waiting = true, false, false
-	case *eventsv1.Envelope_ComplaintResolved, *eventsv1.Envelope_ComplaintClosed:
+		c.withdrawn, open = true, false
+		v.setWaiting(id, c, false, c.severity)
+	case *eventsv1.Envelope_ComplaintResolved:
 		open = false
+	case *eventsv1.Envelope_ComplaintClosed:
+		c.closed, open = true, false
 	case *eventsv1.Envelope_ComplaintReopened:
-		open = owner != ""
+		// Follows a resolution; routing refuses every command on a closed
+		// complaint, and followup reopens only before closing.
+		c.closed, open = false, owner != ""
 	}
 	if c.open && c.owner != "" {
-		v.load[c.owner]--
+		v.addLoad(c.owner, -1)
 	}
 	c.owner, c.open = owner, open
 	if c.open && c.owner != "" {
-		v.load[c.owner]++
+		v.addLoad(c.owner, 1)
 	}
+	if c.ended() && !ended {
+		heap.Push(&v.ended, endedEntry{id: id, acceptedAt: c.acceptedAt})
+	}
+	return nil
+}
+
+func (v *View) addLoad(member string, n int) {
+	if v.load[member] += n; v.load[member] == 0 {
+		delete(v.load, member)
+	}
+}
+
+// setWaiting keeps c.waiting, c.severity and the waiting sets in step.
+func (v *View) setWaiting(id string, c *tracked, waiting bool, sev eventsv1.Severity) {
+	if c.waiting {
+		delete(v.waiting[c.severity], id)
+	}
+	c.waiting, c.severity = waiting, sev
+	if waiting {
+		if v.waiting[sev] == nil {
+			v.waiting[sev] = map[string]struct{}{}
+		}
+		v.waiting[sev][id] = struct{}{}
+	}
+}
+
+// prune drops the ended complaints accepted longer than the repeat window
+// and pruneGrace before the log time; v.mu is held.
+func (v *View) prune() {
+	before := v.keptSince()
+	for len(v.ended) > 0 && v.ended[0].acceptedAt.Before(before) {
+		x := heap.Pop(&v.ended).(endedEntry)
+		c := v.complaints[x.id]
+		if c == nil || !c.ended() {
+			continue // reopened since, or queued twice
+		}
+		v.forget(x.id, c)
+	}
+}
+
+// forget removes a complaint from every index of the view.
+func (v *View) forget(id string, c *tracked) {
+	if c.open && c.owner != "" {
+		v.addLoad(c.owner, -1) // not reached while only ended complaints are pruned
+	}
+	v.setWaiting(id, c, false, c.severity)
+	if ids := v.byCustomer[c.customerRef]; c.acceptedPos != 0 && ids != nil {
+		if ids = slices.DeleteFunc(ids, func(x string) bool { return x == id }); len(ids) == 0 {
+			delete(v.byCustomer, c.customerRef)
+		} else {
+			v.byCustomer[c.customerRef] = ids
+		}
+	}
+	delete(v.complaints, id)
+}
+
+// keptSince: closed and withdrawn complaints accepted before it may have
+// been pruned; v.mu is held.
+func (v *View) keptSince() time.Time {
+	if v.logTime.IsZero() {
+		return time.Time{}
+	}
+	return v.logTime.Add(-v.keep)
+}
+
+// Complete tells whether Earlier still holds every complaint within window
+// before acceptedAt: false when the reaction runs more than pruneGrace
+// behind the log the view follows.
+func (v *View) Complete(acceptedAt time.Time, window time.Duration) bool {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return !acceptedAt.Add(-window).Before(v.keptSince())
 }
 
 // Team implements domain.Directory: a copy of the roster, or nil.
@@ -215,12 +350,30 @@ func (v *View) Earlier(c *domain.Complaint, acceptedPos uint64, window time.Dura
 func (v *View) Waiting(sev eventsv1.Severity) []string {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	var out []string
-	for id, c := range v.complaints {
-		if c.waiting && c.severity == sev {
-			out = append(out, id)
-		}
+	return slices.Sorted(maps.Keys(v.waiting[sev]))
+}
+
+// endedQueue is a min-heap of ended complaints by acceptance time (then
+// id, so that the order does not depend on how the heap was built).
+type endedQueue []endedEntry
+
+type endedEntry struct {
+	id         string
+	acceptedAt time.Time
+}
+
+func (q endedQueue) Len() int { return len(q) }
+func (q endedQueue) Less(i, j int) bool {
+	if !q[i].acceptedAt.Equal(q[j].acceptedAt) {
+		return q[i].acceptedAt.Before(q[j].acceptedAt)
 	}
-	slices.Sort(out)
-	return out
+	return q[i].id < q[j].id
+}
+func (q endedQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *endedQueue) Push(x any)   { *q = append(*q, x.(endedEntry)) }
+func (q *endedQueue) Pop() any {
+	old := *q
+	x := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return x
 }
