@@ -125,6 +125,13 @@ type fixture struct {
 
 func start(t *testing.T) *fixture {
 	t.Helper()
+	return startWith(t, nil)
+}
+
+// startWith starts the server with Options.ReadyWhen set to ready; with
+// ready nil it returns once the server is serving.
+func startWith(t *testing.T, ready <-chan struct{}) *fixture {
+	t.Helper()
 	registerEchoDescriptor(t)
 	tokens, err := auth.ParseTokens([]byte(`[
 	 {"token_sha256": "` + auth.HashToken("agent-token") + `", "id": "alice", "kind": "user", "roles": ["agent"]},
@@ -141,6 +148,7 @@ func start(t *testing.T) *fixture {
 		Authenticator:  tokens,
 		TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)),
 		Metrics:        http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "metric_x 1\n") }),
+		ReadyWhen:      ready,
 	})
 	srv.GRPC().RegisterService(&echoDesc, struct{}{})
 	if err := srv.Listen(); err != nil {
@@ -158,6 +166,9 @@ func start(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.conn.Close() })
+	if ready != nil {
+		return f
+	}
 	// Wait until Run has marked the server serving.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -334,6 +345,45 @@ func TestGRPCAuthAndPrincipal(t *testing.T) {
 	// Authorization passes through the HTTP face too.
 	if _, body := f.post(t, echoPath, "agent-token", `"whoami"`); body != `"alice"` {
 		t.Fatalf("whoami over HTTP = %s, want alice", body)
+	}
+}
+
+func TestNotReadyUntilReadyWhenCloses(t *testing.T) {
+	ready := make(chan struct{})
+	f := startWith(t, ready)
+	get := func(path string) int {
+		resp, err := http.Get(f.base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := get("/healthz"); got != 200 {
+		t.Fatalf("/healthz while catching up = %d, want 200 (the process is alive)", got)
+	}
+	if got := get("/readyz"); got != 503 {
+		t.Fatalf("/readyz while catching up = %d, want 503", got)
+	}
+	r, err := healthpb.NewHealthClient(f.conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
+	if err != nil || r.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("gRPC health while catching up = %v, %v; want NOT_SERVING", r, err)
+	}
+	var out wrapperspb.StringValue
+	err = f.conn.Invoke(authCtx("agent-token"), "/"+echoService+"/Echo", wrapperspb.String("hi"), &out)
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("a call while catching up = %v, want UNAVAILABLE", err)
+	}
+	close(ready)
+	deadline := time.Now().Add(5 * time.Second)
+	for get("/readyz") != 200 {
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz not 200 after ReadyWhen closed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := f.conn.Invoke(authCtx("agent-token"), "/"+echoService+"/Echo", wrapperspb.String("hi"), &out); err != nil {
+		t.Fatalf("a call once ready: %v", err)
 	}
 }
 

@@ -44,6 +44,34 @@ func splitMethod(full string) (service, method string) {
 	return service, method
 }
 
+// errNotReady refuses a call made before the service is ready.
+var errNotReady = status.Error(codes.Unavailable, "not ready: the service is still catching up with the event log; retry shortly")
+
+// exempt reports whether a method answers before the service is ready.
+func exempt(fullMethod string) bool {
+	return strings.HasPrefix(fullMethod, "/grpc.health.v1.Health/") || strings.HasPrefix(fullMethod, "/grpc.reflection.")
+}
+
+// readyUnary refuses calls until the server is ready (Options.ReadyWhen).
+func (s *Server) readyUnary() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if !s.serving.Load() && s.opts.ReadyWhen != nil && !exempt(info.FullMethod) {
+			return nil, errNotReady
+		}
+		return handler(ctx, req)
+	}
+}
+
+// readyStream is readyUnary for streams.
+func (s *Server) readyStream() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if !s.serving.Load() && s.opts.ReadyWhen != nil && !exempt(info.FullMethod) {
+			return errNotReady
+		}
+		return handler(srv, ss)
+	}
+}
+
 // traceUnary starts a server span per call, continuing the caller's trace.
 func (s *Server) traceUnary() grpc.UnaryServerInterceptor {
 	tracer := s.opts.TracerProvider.Tracer(instrumentation)

@@ -55,6 +55,11 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	// MaxBodyBytes bounds an HTTP request body (default 4 MiB).
 	MaxBodyBytes int64
+	// ReadyWhen, if set, holds readiness until it is closed (a view still
+	// catching up with the log): meanwhile Run serves /healthz and gRPC
+	// health (NOT_SERVING), /readyz answers 503 and every other call is
+	// refused as UNAVAILABLE.
+	ReadyWhen <-chan struct{}
 }
 
 // Server serves one service's gRPC API and its HTTP/JSON face.
@@ -100,6 +105,7 @@ func NewServer(o Options) *Server {
 		s.log.Warn("api: no authenticator configured: every call but health and reflection is refused")
 	}
 	unary := append([]grpc.UnaryServerInterceptor{
+		s.readyUnary(),
 		s.traceUnary(),
 		s.logUnary(),
 		s.recoverUnary(),
@@ -107,7 +113,7 @@ func NewServer(o Options) *Server {
 	}, o.UnaryInterceptors...)
 	s.grpc = grpc.NewServer(
 		grpc.ChainUnaryInterceptor(unary...),
-		grpc.ChainStreamInterceptor(s.recoverStream(), auth.StreamServerInterceptor(o.Authenticator)),
+		grpc.ChainStreamInterceptor(s.readyStream(), s.recoverStream(), auth.StreamServerInterceptor(o.Authenticator)),
 	)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -211,14 +217,24 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	s.setStatus(true)
-	s.log.Info("api: serving", "grpc", s.GRPCAddr(), "http", s.HTTPAddr())
-
 	var runErr error
-	select {
-	case <-ctx.Done():
-	case err := <-errc:
-		runErr = fmt.Errorf("api: serve: %w", err)
+	if s.opts.ReadyWhen != nil {
+		s.log.Info("api: listening, not ready yet", "grpc", s.GRPCAddr(), "http", s.HTTPAddr())
+		select {
+		case <-s.opts.ReadyWhen:
+		case <-ctx.Done():
+		case err := <-errc:
+			runErr = fmt.Errorf("api: serve: %w", err)
+		}
+	}
+	if runErr == nil && ctx.Err() == nil {
+		s.setStatus(true)
+		s.log.Info("api: serving", "grpc", s.GRPCAddr(), "http", s.HTTPAddr())
+		select {
+		case <-ctx.Done():
+		case err := <-errc:
+			runErr = fmt.Errorf("api: serve: %w", err)
+		}
 	}
 	s.setStatus(false)
 	s.health.Shutdown()
