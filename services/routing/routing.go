@@ -182,7 +182,7 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv := api.NewServer(api.Options{Name: Name, Metrics: deps.Metrics, GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, Logger: log, Authenticator: cfg.Authenticator})
+	srv := api.NewServer(api.Options{Name: Name, Metrics: deps.Metrics, GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, Logger: log, Authenticator: cfg.Authenticator, ReadyWhen: follower.CaughtUp()})
 	routingv1.RegisterRoutingServiceServer(srv.GRPC(), g)
 	return &Service{deps: deps, cfg: cfg, app: a, view: view, follower: follower, srv: srv, ready: make(chan struct{})}, nil
 }
@@ -209,12 +209,18 @@ func (s *Service) PolicyVersion() string { return s.app.Policy().Version }
 // Consuming and serving wait for the catch-up: a handler waits at most
 // viewWait for the view to reach its event and is retried a few times
 // before its event is dead-lettered, which a long rebuild would outlast.
-// The durable consumer keeps what arrives meanwhile. The ports are bound at
-// once; /readyz and gRPC health answer once the view has caught up.
+// The durable consumer keeps what arrives meanwhile. The server answers
+// liveness at once, and readiness and calls once the view has caught up.
 func (s *Service) Run(ctx context.Context) error {
 	if err := s.srv.Listen(); err != nil {
 		return err
 	}
+	srvCtx, stopSrv := context.WithCancel(ctx)
+	defer stopSrv()
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- s.srv.Run(srvCtx) }()
+	stopSrvAndWait := func() error { stopSrv(); return <-srvErr }
+
 	// The view outlives the consumer: handlers being drained still wait on it.
 	viewCtx, stopView := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopView()
@@ -222,16 +228,23 @@ func (s *Service) Run(ctx context.Context) error {
 	go func() { viewErr <- s.view.Run(viewCtx, s.follower) }()
 	stopViewAndWait := func() error { stopView(); return <-viewErr }
 
+	// The consumer starts once the view has caught up: a handler waits for
+	// the view only so long before its event is retried, and a long
+	// rebuild would use up the retries and dead-letter real events.
 	select {
 	case <-s.follower.CaughtUp():
 	case <-ctx.Done():
 		_ = stopViewAndWait()
-		return nil
+		return stopSrvAndWait()
 	case err := <-viewErr:
 		if err == nil {
 			err = errors.New("stopped")
 		}
+		_ = stopSrvAndWait()
 		return fmt.Errorf("routing: view did not catch up with the log: %w", err)
+	case err := <-srvErr:
+		_ = stopViewAndWait()
+		return err
 	}
 
 	subCtx, stopSub := context.WithCancel(ctx)
@@ -243,14 +256,10 @@ func (s *Service) Run(ctx context.Context) error {
 		Logger:      s.deps.Logger,
 	}, s.handle)
 	if err != nil {
+		_ = stopSrvAndWait()
 		_ = stopViewAndWait()
 		return fmt.Errorf("routing: subscribe: %w", err)
 	}
-
-	srvCtx, stopSrv := context.WithCancel(ctx)
-	defer stopSrv()
-	srvErr := make(chan error, 1)
-	go func() { srvErr <- s.srv.Run(srvCtx) }()
 	s.readyOnce.Do(func() { close(s.ready) })
 
 	var runErr error
@@ -263,13 +272,12 @@ func (s *Service) Run(ctx context.Context) error {
 		srvErr <- err
 		runErr = err
 	}
-	stopSrv()
+	if err := stopSrvAndWait(); err != nil && runErr == nil {
+		runErr = err
+	}
 	stopSub()
 	sub.Stop()
 	if err := stopViewAndWait(); err != nil && runErr == nil {
-		runErr = fmt.Errorf("routing: view: %w", err)
-	}
-	if err := <-srvErr; err != nil && runErr == nil {
 		runErr = err
 	}
 	return runErr
