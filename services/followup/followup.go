@@ -22,6 +22,7 @@ import (
 	"github.com/closeloop/closeloop/libs/api"
 	"github.com/closeloop/closeloop/libs/auth"
 	"github.com/closeloop/closeloop/libs/bus"
+	"github.com/closeloop/closeloop/libs/checkpoint"
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
 	"github.com/closeloop/closeloop/libs/platform"
@@ -167,9 +168,11 @@ type Service struct {
 	app     *app.App
 	tracker *app.Tracker
 	kpi     *kpi.Model
-	api     *api.Server
-	http    *http.Server
-	httpLis net.Listener
+	// follower keeps the tracker and the KPI model (app.Views) with the log.
+	follower *checkpoint.Follower
+	api      *api.Server
+	http     *http.Server
+	httpLis  net.Listener
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -218,6 +221,13 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	model := kpi.New()
+	follower, err := checkpoint.New(checkpoint.Options{
+		Name: app.ViewsName, Format: app.ViewsFormat, Log: deps.Log, Snapshots: deps.Snapshots, Rebuild: deps.RebuildViews,
+		Clock: deps.Clock, Logger: logger,
+	}, &app.Views{Tracker: tracker, KPI: model})
+	if err != nil {
+		return nil, fmt.Errorf("followup: %w", err)
+	}
 	apiSrv := api.NewServer(api.Options{Name: Name, Metrics: deps.Metrics, GRPCAddr: cfg.GRPCAddr, Logger: logger, Authenticator: cfg.Auth})
 	g := &ports.GRPC{App: a, KPI: model, KPILocation: loc, Logger: logger}
 	followupv1.RegisterFollowupServiceServer(apiSrv.GRPC(), g)
@@ -228,7 +238,7 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	mux.Handle("/", apiSrv.HTTPHandler())
 
 	return &Service{
-		deps: deps, cfg: cfg, log: logger, app: a, tracker: tracker, kpi: model, api: apiSrv,
+		deps: deps, cfg: cfg, log: logger, app: a, tracker: tracker, kpi: model, follower: follower, api: apiSrv,
 		http:  &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
 		ready: make(chan struct{}),
 	}, nil
@@ -244,11 +254,16 @@ func (s *Service) Ready() <-chan struct{} { return s.ready }
 func (s *Service) GRPCAddr() string { return s.api.GRPCAddr() }
 func (s *Service) HTTPAddr() string { return s.httpLis.Addr().String() }
 
+// Follower is what keeps the tracker and the KPI model (its start:
+// restored or rebuilt).
+func (s *Service) Follower() *checkpoint.Follower { return s.follower }
+
 // KPIPosition is the log position the KPI read model has applied up to.
 func (s *Service) KPIPosition() uint64 { return s.kpi.Position() }
 
-// Run implements platform.Service: it rebuilds the tracker and the KPI
-// model from the whole log and keeps following it, reacts to resolutions
+// Run implements platform.Service: it restores the tracker and the KPI
+// model from their snapshot, catches them up with the log and keeps
+// following it; once caught up it reacts to resolutions
 // and answers through the bus, fires the no-response timers, and serves the API.
 func (s *Service) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
@@ -264,20 +279,28 @@ func (s *Service) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)
-	// One fold of the log feeds both read models: the timers' tracker and
-	// the KPIs. Follow reads what is stored, then waits for what comes.
+	// One follower feeds both read models, the timers' tracker and the
+	// KPIs: restored from their snapshot, caught up, then following. The
+	// rest starts once they caught up, so timers and queries see the log.
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		err := s.deps.Log.Follow(ctx, 1, func(rec eventlog.Record) error {
-			s.tracker.Apply(rec)
-			s.kpi.Apply(rec)
-			return nil
-		})
-		if err != nil && ctx.Err() == nil {
+		if err := s.follower.Run(ctx); err != nil {
 			errc <- fmt.Errorf("followup: follow the log: %w", err)
 		}
 	}()
+	select {
+	case <-s.follower.CaughtUp():
+	case err := <-errc:
+		cancel()
+		wg.Wait()
+		lis.Close()
+		return err
+	case <-ctx.Done():
+		wg.Wait()
+		lis.Close()
+		return nil
+	}
 
 	complaints := strings.TrimSuffix(jsstore.KindSubjects(eventlog.KindComplaint), ">")
 	sub, err := bus.Subscribe(ctx, s.deps.JS, bus.Options{
