@@ -168,7 +168,8 @@ type Service struct {
 	app     *app.App
 	tracker *app.Tracker
 	kpi     *kpi.Model
-	// follower keeps the tracker and the KPI model (app.Views) with the log.
+	// follower keeps the tracker and the KPI model (views) with the log.
+	views    *app.Views
 	follower *checkpoint.Follower
 	api      *api.Server
 	http     *http.Server
@@ -221,10 +222,11 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	model := kpi.New()
+	views := &app.Views{Tracker: tracker, KPI: model}
 	follower, err := checkpoint.New(checkpoint.Options{
 		Name: app.ViewsName, Format: app.ViewsFormat, Log: deps.Log, Snapshots: deps.Snapshots, Rebuild: deps.RebuildViews,
 		Clock: deps.Clock, Logger: logger,
-	}, &app.Views{Tracker: tracker, KPI: model})
+	}, views)
 	if err != nil {
 		return nil, fmt.Errorf("followup: %w", err)
 	}
@@ -238,7 +240,7 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	mux.Handle("/", apiSrv.HTTPHandler())
 
 	return &Service{
-		deps: deps, cfg: cfg, log: logger, app: a, tracker: tracker, kpi: model, follower: follower, api: apiSrv,
+		deps: deps, cfg: cfg, log: logger, app: a, tracker: tracker, kpi: model, views: views, follower: follower, api: apiSrv,
 		http:  &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
 		ready: make(chan struct{}),
 	}, nil
@@ -257,6 +259,9 @@ func (s *Service) HTTPAddr() string { return s.httpLis.Addr().String() }
 // Follower is what keeps the tracker and the KPI model (its start:
 // restored or rebuilt).
 func (s *Service) Follower() *checkpoint.Follower { return s.follower }
+
+// Views are the tracker and the KPI model, for tests to compare.
+func (s *Service) Views() *app.Views { return s.views }
 
 // KPIPosition is the log position the KPI read model has applied up to.
 func (s *Service) KPIPosition() uint64 { return s.kpi.Position() }
