@@ -37,6 +37,8 @@ func NewTracker() *Tracker {
 }
 
 // Apply folds one record in; records of a version already seen are ignored.
+// Records come once each, in log order (checkpoint.Follower): an old event
+// of a complaint dropped at rest would start a state of its own.
 func (t *Tracker) Apply(rec eventlog.Record) {
 	e := rec.Event
 	id := e.GetComplaintId()

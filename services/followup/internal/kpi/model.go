@@ -93,7 +93,10 @@ func (m *Model) Position() uint64 {
 }
 
 // Apply folds one record in. A record of a version already applied (a
-// redelivery, a replay) changes nothing.
+// redelivery, a replay) changes nothing while the complaint's facts are
+// kept; once they are folded its events are ignored, but for a
+// ComplaintReceived delivered again, which would count it twice: feed the
+// model each position once (checkpoint.Follower) where it folds.
 func (m *Model) Apply(rec eventlog.Record) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
