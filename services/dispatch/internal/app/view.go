@@ -153,6 +153,11 @@ func (v *View) retireIfFinishedLocked(complaintID string) {
 	if c == nil {
 		return
 	}
+	if len(c.Sequence) == 0 { // a fresh fold of a complaint with no order
+		delete(v.complaints, complaintID)
+		delete(v.finished, complaintID)
+		return
+	}
 	var last time.Time
 	for _, id := range c.Sequence {
 		o := c.Orders[id]
