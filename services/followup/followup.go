@@ -58,6 +58,12 @@ type Config struct {
 	// KPITimeZone cuts KPI days, weeks and months (FOLLOWUP_KPI_TIMEZONE,
 	// default "Asia/Shanghai").
 	KPITimeZone string
+	// KPIFoldAfter is how long, in log time, the KPI model keeps an ended
+	// complaint's facts before folding them into its group's cell
+	// (FOLLOWUP_KPI_FOLD_AFTER, default 720h). Events of a folded complaint
+	// are ignored, so it must not be shorter than the last window after a
+	// close that can still change a KPI: the second-feedback SLA.
+	KPIFoldAfter time.Duration
 	// Auth checks API callers (auth.FromEnv: CLOSELOOP_TOKENS_FILE,
 	// CLOSELOOP_TOKENS or CLOSELOOP_AUTH=off). nil refuses every call.
 	Auth auth.Authenticator
@@ -71,6 +77,7 @@ func DefaultConfig() Config {
 		SurveyBaseURL: "http://localhost:8005",
 		Policy:        domain.DefaultPolicy(),
 		KPITimeZone:   "Asia/Shanghai",
+		KPIFoldAfter:  kpi.DefaultFoldAfter,
 	}
 }
 
@@ -95,6 +102,7 @@ func ConfigFromEnv() (Config, error) {
 		{"FOLLOWUP_SECOND_FEEDBACK_WITHIN", &c.Policy.SecondFeedbackWithin},
 		{"FOLLOWUP_NO_RESPONSE_AFTER", &c.Policy.NoResponseAfter},
 		{"FOLLOWUP_RETURN_VISIT_AFTER", &c.Policy.ReturnVisitAfter},
+		{"FOLLOWUP_KPI_FOLD_AFTER", &c.KPIFoldAfter},
 	} {
 		if v, ok := os.LookupEnv(d.name); ok {
 			parsed, err := time.ParseDuration(v)
@@ -153,6 +161,10 @@ func (c Config) Validate() error {
 	}
 	if p.SecondFeedbackWithin < p.FirstFeedbackWithin {
 		errs = append(errs, errors.New("FOLLOWUP_SECOND_FEEDBACK_WITHIN: must not be before FOLLOWUP_FIRST_FEEDBACK_WITHIN"))
+	}
+	if c.KPIFoldAfter < p.SecondFeedbackWithin {
+		errs = append(errs, fmt.Errorf("FOLLOWUP_KPI_FOLD_AFTER: must be at least FOLLOWUP_SECOND_FEEDBACK_WITHIN (%s): a later SLA result would be lost, got %s",
+			p.SecondFeedbackWithin, c.KPIFoldAfter))
 	}
 	if _, err := time.LoadLocation(c.KPITimeZone); err != nil {
 		errs = append(errs, fmt.Errorf("FOLLOWUP_KPI_TIMEZONE: unknown time zone %q", c.KPITimeZone))
@@ -221,7 +233,7 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	model := kpi.New()
+	model := kpi.NewWith(kpi.Options{FoldAfter: cfg.KPIFoldAfter})
 	views := &app.Views{Tracker: tracker, KPI: model}
 	follower, err := checkpoint.New(checkpoint.Options{
 		Name: app.ViewsName, Format: app.ViewsFormat, Log: deps.Log, Snapshots: deps.Snapshots, Rebuild: deps.RebuildViews,
