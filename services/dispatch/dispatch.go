@@ -20,7 +20,7 @@ import (
 	"github.com/closeloop/closeloop/libs/api"
 	"github.com/closeloop/closeloop/libs/auth"
 	"github.com/closeloop/closeloop/libs/calendar"
-	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/checkpoint"
 	"github.com/closeloop/closeloop/libs/pii"
 	"github.com/closeloop/closeloop/libs/platform"
 	dispatchv1 "github.com/closeloop/closeloop/proto/gen/closeloop/dispatch/v1"
@@ -131,11 +131,12 @@ func (c Config) validate() error {
 
 // Service is the running dispatch service.
 type Service struct {
-	deps platform.Deps
-	cfg  Config
-	app  *app.App
-	view *app.View
-	srv  *api.Server
+	deps     platform.Deps
+	cfg      Config
+	app      *app.App
+	view     *app.View
+	follower *checkpoint.Follower
+	srv      *api.Server
 }
 
 var _ platform.Service = (*Service)(nil)
@@ -189,9 +190,16 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dispatch: %w", err)
 	}
+	follower, err := checkpoint.New(checkpoint.Options{
+		Name: app.ViewName, Format: app.ViewFormat, Log: deps.Log, Snapshots: deps.Snapshots, Rebuild: deps.RebuildViews,
+		Clock: deps.Clock, Logger: logger,
+	}, view)
+	if err != nil {
+		return nil, fmt.Errorf("dispatch: %w", err)
+	}
 	srv := api.NewServer(api.Options{Name: Name, Metrics: deps.Metrics, GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, Logger: logger, Authenticator: cfg.Authenticator})
 	dispatchv1.RegisterDispatchServiceServer(srv.GRPC(), ports.NewGRPC(a, logger))
-	return &Service{deps: deps, cfg: cfg, app: a, view: view, srv: srv}, nil
+	return &Service{deps: deps, cfg: cfg, app: a, view: view, follower: follower, srv: srv}, nil
 }
 
 // Name implements platform.Service.
@@ -203,29 +211,31 @@ func (s *Service) API() *api.Server { return s.srv }
 // App gives tests and the standalone runner the use cases.
 func (s *Service) App() *app.App { return s.app }
 
-// Run catches the view up with the log, repairs what a crash may have left
-// (Reconcile), then follows the log, consumes complaint events, fires
-// accept timeouts and serves the API until ctx is done.
+// Run restores the view from its snapshot and catches it up with the log,
+// repairs what a crash may have left (Reconcile), then follows the log,
+// consumes complaint events, fires accept timeouts and serves the API until
+// ctx is done. The API reports ready (/readyz) only once the view caught up.
 func (s *Service) Run(ctx context.Context) error {
 	log := s.deps.Logger
-	from, err := catchUp(ctx, s.deps.Log, s.view)
-	if err != nil {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	followed := make(chan error, 1)
+	go func() { followed <- s.follower.Run(ctx) }()
+	select {
+	case <-s.follower.CaughtUp():
+	case err := <-followed:
+		if err == nil {
+			err = ctx.Err()
+		}
 		return fmt.Errorf("dispatch: catch up with the log: %w", err)
 	}
 	if err := s.app.Reconcile(ctx); err != nil {
 		log.Warn("reconcile at start", "err", err)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() {
-		err := s.deps.Log.Follow(ctx, from, func(r eventlog.Record) error { s.view.Apply(r); return nil })
-		if ctx.Err() == nil {
-			errc <- fmt.Errorf("dispatch: follow the log: %w", err)
-		}
-	}()
 	sub, err := ports.SubscribeComplaintEvents(ctx, s.deps.JS, s.app, log)
 	if err != nil {
+		cancel()
+		<-followed
 		return fmt.Errorf("dispatch: subscribe: %w", err)
 	}
 	defer sub.Stop()
@@ -235,31 +245,21 @@ func (s *Service) Run(ctx context.Context) error {
 	go func() { served <- s.srv.Run(ctx) }()
 	select {
 	case err := <-served: // after ctx is done, nil once in-flight calls finished
+		cancel()
+		<-followed // the follower saves a last snapshot
 		return err
-	case err := <-errc:
+	case err := <-followed:
 		cancel()
 		<-served
-		return err
+		if err != nil {
+			return fmt.Errorf("dispatch: follow the log: %w", err)
+		}
+		return nil
 	}
 }
 
-// catchUp applies the whole log to the view and returns the next position.
-func catchUp(ctx context.Context, log eventlog.Store, view *app.View) (uint64, error) {
-	next := uint64(1)
-	for {
-		recs, err := log.ReadAll(ctx, next, 1000)
-		if err != nil {
-			return 0, err
-		}
-		if len(recs) == 0 {
-			return next, nil
-		}
-		for _, r := range recs {
-			view.Apply(r)
-			next = r.Position + 1
-		}
-	}
-}
+// Follower is what keeps the view (its start: restored or rebuilt).
+func (s *Service) Follower() *checkpoint.Follower { return s.follower }
 
 func (s *Service) reconcileLoop(ctx context.Context, log *slog.Logger) {
 	for {

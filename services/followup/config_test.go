@@ -18,7 +18,7 @@ func TestConfigFromEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.GRPCAddr != ":7005" || c.HTTPAddr != ":8005" || c.Policy.NoResponseAfter != 72*time.Hour ||
-		c.Policy.ReturnVisitFrom != eventsv1.Severity_SEVERITY_L4 || c.Policy.ReturnVisitAfter != 30*24*time.Hour || c.Auth == nil {
+		c.Policy.ReturnVisitFrom != eventsv1.Severity_SEVERITY_L4 || c.Policy.ReturnVisitAfter != 30*24*time.Hour || c.KPIFoldAfter != 30*24*time.Hour || c.Auth == nil {
 		t.Fatalf("config %+v", c)
 	}
 }
@@ -32,6 +32,8 @@ func TestConfigFromEnvRefuses(t *testing.T) {
 		{"FOLLOWUP_SURVEY_BASE_URL", "ftp://x", "FOLLOWUP_SURVEY_BASE_URL"},
 		{"FOLLOWUP_KPI_TIMEZONE", "Mars/Olympus", "FOLLOWUP_KPI_TIMEZONE"},
 		{"FOLLOWUP_SECOND_FEEDBACK_WITHIN", "1h", "FOLLOWUP_SECOND_FEEDBACK_WITHIN"},
+		{"FOLLOWUP_KPI_FOLD_AFTER", "48h", "FOLLOWUP_KPI_FOLD_AFTER: must be at least FOLLOWUP_SECOND_FEEDBACK_WITHIN"},
+		{"FOLLOWUP_KPI_FOLD_AFTER", "a month", "FOLLOWUP_KPI_FOLD_AFTER"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"="+tt.value, func(t *testing.T) {

@@ -22,6 +22,7 @@ import (
 	"github.com/closeloop/closeloop/libs/api"
 	"github.com/closeloop/closeloop/libs/auth"
 	"github.com/closeloop/closeloop/libs/bus"
+	"github.com/closeloop/closeloop/libs/checkpoint"
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
 	"github.com/closeloop/closeloop/libs/platform"
@@ -57,6 +58,12 @@ type Config struct {
 	// KPITimeZone cuts KPI days, weeks and months (FOLLOWUP_KPI_TIMEZONE,
 	// default "Asia/Shanghai").
 	KPITimeZone string
+	// KPIFoldAfter is how long, in log time, the KPI model keeps an ended
+	// complaint's facts before folding them into its group's cell
+	// (FOLLOWUP_KPI_FOLD_AFTER, default 720h). Events of a folded complaint
+	// are ignored, so it must not be shorter than the last window after a
+	// close that can still change a KPI: the second-feedback SLA.
+	KPIFoldAfter time.Duration
 	// Auth checks API callers (auth.FromEnv: CLOSELOOP_TOKENS_FILE,
 	// CLOSELOOP_TOKENS or CLOSELOOP_AUTH=off). nil refuses every call.
 	Auth auth.Authenticator
@@ -70,6 +77,7 @@ func DefaultConfig() Config {
 		SurveyBaseURL: "http://localhost:8005",
 		Policy:        domain.DefaultPolicy(),
 		KPITimeZone:   "Asia/Shanghai",
+		KPIFoldAfter:  kpi.DefaultFoldAfter,
 	}
 }
 
@@ -94,6 +102,7 @@ func ConfigFromEnv() (Config, error) {
 		{"FOLLOWUP_SECOND_FEEDBACK_WITHIN", &c.Policy.SecondFeedbackWithin},
 		{"FOLLOWUP_NO_RESPONSE_AFTER", &c.Policy.NoResponseAfter},
 		{"FOLLOWUP_RETURN_VISIT_AFTER", &c.Policy.ReturnVisitAfter},
+		{"FOLLOWUP_KPI_FOLD_AFTER", &c.KPIFoldAfter},
 	} {
 		if v, ok := os.LookupEnv(d.name); ok {
 			parsed, err := time.ParseDuration(v)
@@ -153,6 +162,10 @@ func (c Config) Validate() error {
 	if p.SecondFeedbackWithin < p.FirstFeedbackWithin {
 		errs = append(errs, errors.New("FOLLOWUP_SECOND_FEEDBACK_WITHIN: must not be before FOLLOWUP_FIRST_FEEDBACK_WITHIN"))
 	}
+	if c.KPIFoldAfter < p.SecondFeedbackWithin {
+		errs = append(errs, fmt.Errorf("FOLLOWUP_KPI_FOLD_AFTER: must be at least FOLLOWUP_SECOND_FEEDBACK_WITHIN (%s): a later SLA result would be lost, got %s",
+			p.SecondFeedbackWithin, c.KPIFoldAfter))
+	}
 	if _, err := time.LoadLocation(c.KPITimeZone); err != nil {
 		errs = append(errs, fmt.Errorf("FOLLOWUP_KPI_TIMEZONE: unknown time zone %q", c.KPITimeZone))
 	}
@@ -167,9 +180,12 @@ type Service struct {
 	app     *app.App
 	tracker *app.Tracker
 	kpi     *kpi.Model
-	api     *api.Server
-	http    *http.Server
-	httpLis net.Listener
+	// follower keeps the tracker and the KPI model (views) with the log.
+	views    *app.Views
+	follower *checkpoint.Follower
+	api      *api.Server
+	http     *http.Server
+	httpLis  net.Listener
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -217,7 +233,15 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	model := kpi.New()
+	model := kpi.NewWith(kpi.Options{FoldAfter: cfg.KPIFoldAfter})
+	views := &app.Views{Tracker: tracker, KPI: model}
+	follower, err := checkpoint.New(checkpoint.Options{
+		Name: app.ViewsName, Format: app.ViewsFormat, Log: deps.Log, Snapshots: deps.Snapshots, Rebuild: deps.RebuildViews,
+		Clock: deps.Clock, Logger: logger,
+	}, views)
+	if err != nil {
+		return nil, fmt.Errorf("followup: %w", err)
+	}
 	apiSrv := api.NewServer(api.Options{Name: Name, Metrics: deps.Metrics, GRPCAddr: cfg.GRPCAddr, Logger: logger, Authenticator: cfg.Auth})
 	g := &ports.GRPC{App: a, KPI: model, KPILocation: loc, Logger: logger}
 	followupv1.RegisterFollowupServiceServer(apiSrv.GRPC(), g)
@@ -228,7 +252,7 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	mux.Handle("/", apiSrv.HTTPHandler())
 
 	return &Service{
-		deps: deps, cfg: cfg, log: logger, app: a, tracker: tracker, kpi: model, api: apiSrv,
+		deps: deps, cfg: cfg, log: logger, app: a, tracker: tracker, kpi: model, views: views, follower: follower, api: apiSrv,
 		http:  &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
 		ready: make(chan struct{}),
 	}, nil
@@ -244,11 +268,19 @@ func (s *Service) Ready() <-chan struct{} { return s.ready }
 func (s *Service) GRPCAddr() string { return s.api.GRPCAddr() }
 func (s *Service) HTTPAddr() string { return s.httpLis.Addr().String() }
 
+// Follower is what keeps the tracker and the KPI model (its start:
+// restored or rebuilt).
+func (s *Service) Follower() *checkpoint.Follower { return s.follower }
+
+// Views are the tracker and the KPI model, for tests to compare.
+func (s *Service) Views() *app.Views { return s.views }
+
 // KPIPosition is the log position the KPI read model has applied up to.
 func (s *Service) KPIPosition() uint64 { return s.kpi.Position() }
 
-// Run implements platform.Service: it rebuilds the tracker and the KPI
-// model from the whole log and keeps following it, reacts to resolutions
+// Run implements platform.Service: it restores the tracker and the KPI
+// model from their snapshot, catches them up with the log and keeps
+// following it; once caught up it reacts to resolutions
 // and answers through the bus, fires the no-response timers, and serves the API.
 func (s *Service) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
@@ -264,20 +296,28 @@ func (s *Service) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)
-	// One fold of the log feeds both read models: the timers' tracker and
-	// the KPIs. Follow reads what is stored, then waits for what comes.
+	// One follower feeds both read models, the timers' tracker and the
+	// KPIs: restored from their snapshot, caught up, then following. The
+	// rest starts once they caught up, so timers and queries see the log.
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		err := s.deps.Log.Follow(ctx, 1, func(rec eventlog.Record) error {
-			s.tracker.Apply(rec)
-			s.kpi.Apply(rec)
-			return nil
-		})
-		if err != nil && ctx.Err() == nil {
+		if err := s.follower.Run(ctx); err != nil {
 			errc <- fmt.Errorf("followup: follow the log: %w", err)
 		}
 	}()
+	select {
+	case <-s.follower.CaughtUp():
+	case err := <-errc:
+		cancel()
+		wg.Wait()
+		lis.Close()
+		return err
+	case <-ctx.Done():
+		wg.Wait()
+		lis.Close()
+		return nil
+	}
 
 	complaints := strings.TrimSuffix(jsstore.KindSubjects(eventlog.KindComplaint), ">")
 	sub, err := bus.Subscribe(ctx, s.deps.JS, bus.Options{

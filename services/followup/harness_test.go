@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/closeloop/closeloop/libs/auth"
+	"github.com/closeloop/closeloop/libs/checkpoint"
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
@@ -38,6 +39,8 @@ type env struct {
 	js  jetstream.JetStream
 	log *jsstore.Store
 	clk *clock.Fake
+	// snaps, when set, keeps the services' view snapshots.
+	snaps checkpoint.Store
 }
 
 func newEnv(t *testing.T) *env {
@@ -89,7 +92,7 @@ func (e *env) startService() *running {
 	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.SurveySecret = "test-secret-test-secret-test-secret!"
 	cfg.Auth = auth.Allow
-	svc, err := followup.New(platform.Deps{NC: nc, JS: js, Log: log, Clock: e.clk, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, cfg)
+	svc, err := followup.New(platform.Deps{NC: nc, JS: js, Log: log, Clock: e.clk, Snapshots: e.snaps, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, cfg)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -93,7 +93,7 @@ func (h *harness) newAppOn(store eventlog.Store, mod ...func(*app.Config)) *app.
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	go func() { _ = h.store.Follow(h.ctx, 1, func(r eventlog.Record) error { view.Apply(r); return nil }) }()
+	go func() { _ = h.store.Follow(h.ctx, 1, func(r eventlog.Record) error { return view.Apply(h.ctx, r) }) }()
 	return a
 }
 

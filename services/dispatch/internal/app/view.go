@@ -1,18 +1,30 @@
 package app
 
 import (
+	"context"
 	"log/slog"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/closeloop/closeloop/libs/eventlog"
+	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	"github.com/closeloop/closeloop/services/dispatch/internal/domain"
 )
 
-// View is this instance's read model of every technician and work order,
-// fed by following the whole log (and by this instance's own appends, so it
-// reads its writes). It may lag other instances: decisions that must not race
-// (booking, assigning) re-read the owning stream; the view only suggests.
+// View is this instance's read model of every technician and of the work
+// orders still in play, fed by a checkpoint.Follower of the log (and by this
+// instance's own appends, so it reads its writes). It may lag other
+// instances: decisions that must not race (booking, assigning) re-read the
+// owning stream; the view only suggests.
+//
+// A complaint enters the view with its first WorkOrderOpened and leaves it
+// once every order is finished, no technician holds a booking for one, and
+// KeepFinished of log time (event times, so a restored view drops what a
+// rebuilt one does) has passed: matching, timeouts, Reconcile and the
+// technician's job list look at live orders only; the window keeps answers
+// about a recent order (GetWorkOrder, a repeated Complete). So the view
+// grows with the work in hand, not with history.
 type View struct {
 	mu          sync.RWMutex
 	schedules   Schedules
@@ -21,22 +33,39 @@ type View struct {
 	pool        *domain.Pool // every technician with their schedule; rebuilt after a change
 	dirtyCands  bool
 	complaints  map[string]*domain.Complaint
-	orderOwner  map[string]string // work order id -> complaint id
-	lastApplied uint64            // log position of the last record followed
-	changed     chan struct{}     // closed and replaced on every change of an order
+	orderOwner  map[string]string    // work order id -> complaint id
+	booked      map[string]int       // work order id -> technicians holding a booking for it
+	finished    map[string]time.Time // complaints with nothing in play -> since when
+	logTime     time.Time            // latest occurred_at applied
+	keep        time.Duration
+	lastApplied uint64        // log position of the last record followed
+	changed     chan struct{} // closed and replaced on every change of an order
 }
 
 // NewView returns an empty view resolving technicians' calendars with s.
 func NewView(s Schedules, logger *slog.Logger) *View {
 	return &View{
 		schedules: s, logger: logger, techs: map[string]*domain.Technician{}, complaints: map[string]*domain.Complaint{},
-		orderOwner: map[string]string{}, changed: make(chan struct{}),
+		orderOwner: map[string]string{}, booked: map[string]int{}, finished: map[string]time.Time{}, keep: DefaultKeepFinished,
+		changed: make(chan struct{}),
 	}
 }
 
-// Apply folds one record of the log in. Records a stream has already seen
-// (by version) are ignored, so Apply is idempotent.
-func (v *View) Apply(rec eventlog.Record) {
+// DefaultKeepFinished is how long, in log time, a finished complaint's
+// orders stay in the view.
+const DefaultKeepFinished = 7 * 24 * time.Hour
+
+// KeepFinished sets how long finished orders stay in the view (before the
+// view is used).
+func (v *View) KeepFinished(d time.Duration) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.keep = d
+}
+
+// Apply folds one record of the log in (checkpoint.View). Records a stream
+// has already seen (by version) are ignored, so Apply is idempotent.
+func (v *View) Apply(_ context.Context, rec eventlog.Record) error {
 	e := rec.Event
 	stream := eventlog.StreamID(e.GetStreamId())
 	payload := eventlog.Payload(e)
@@ -46,25 +75,30 @@ func (v *View) Apply(rec eventlog.Record) {
 	if rec.Position > v.lastApplied {
 		v.lastApplied = rec.Position
 	}
+	defer v.advanceLocked(at)
 	switch stream.Kind() {
 	case eventlog.KindTechnician:
-		t := v.techs[stream.ID()]
-		if !v.next(stream, versionOf(t), e.GetVersion()) {
-			return
+		old := v.techs[stream.ID()]
+		if !v.next(stream, versionOf(old), e.GetVersion()) {
+			return nil
 		}
+		t := old
 		if t != nil {
 			t = t.Clone() // Match may be reading the old one without the lock
 		}
-		v.techs[stream.ID()] = domain.EvolveTechnician(t, at, payload)
-		v.dirtyCands = true
+		t = domain.EvolveTechnician(t, at, payload)
+		v.putTechnicianLocked(old, t)
 	case eventlog.KindComplaint:
 		c := v.complaints[stream.ID()]
-		var cur uint64
-		if c != nil {
-			cur = c.Version
-		}
-		if !v.next(stream, cur, e.GetVersion()) {
-			return
+		if c == nil {
+			// Not in the view: a complaint enters it with a work order (its
+			// earlier events tell dispatch nothing), and a finished one left
+			// it. Orders opened later start it afresh.
+			if _, opened := payload.(*eventsv1.WorkOrderOpened); !opened {
+				return nil
+			}
+		} else if !v.next(stream, c.Version, e.GetVersion()) {
+			return nil
 		}
 		before := len(orderIDs(c))
 		c = domain.EvolveComplaint(c, stream.ID(), e.GetVersion(), at, payload)
@@ -74,7 +108,94 @@ func (v *View) Apply(rec eventlog.Record) {
 				v.orderOwner[id] = c.ID
 			}
 		}
+		v.retireIfFinishedLocked(c.ID)
 		v.notifyLocked()
+	}
+	return nil
+}
+
+// putTechnicianLocked replaces a technician, keeping the count of bookings
+// per order, and retires the complaints whose last booking was released.
+func (v *View) putTechnicianLocked(old, t *domain.Technician) {
+	v.techs[t.ID] = t
+	v.dirtyCands = true
+	var released []string
+	if old != nil {
+		for id, b := range old.Open {
+			if _, still := t.Open[id]; !still {
+				if v.booked[id]--; v.booked[id] <= 0 {
+					delete(v.booked, id)
+				}
+				released = append(released, b.ComplaintID)
+			}
+		}
+	}
+	for id := range t.Open {
+		if old == nil || !hasBooking(old, id) {
+			v.booked[id]++
+		}
+	}
+	for _, complaintID := range released {
+		v.retireIfFinishedLocked(complaintID)
+	}
+}
+
+func hasBooking(t *domain.Technician, workOrderID string) bool {
+	_, ok := t.Open[workOrderID]
+	return ok
+}
+
+// retireIfFinishedLocked notes whether a complaint's orders are all
+// finished and hold no booking any more: advanceLocked drops it once
+// KeepFinished has passed since its last change.
+func (v *View) retireIfFinishedLocked(complaintID string) {
+	c := v.complaints[complaintID]
+	if c == nil {
+		return
+	}
+	if len(c.Sequence) == 0 { // a fresh fold of a complaint with no order
+		delete(v.complaints, complaintID)
+		delete(v.finished, complaintID)
+		return
+	}
+	var last time.Time
+	for _, id := range c.Sequence {
+		o := c.Orders[id]
+		if !o.Status.Finished() || v.booked[id] > 0 {
+			delete(v.finished, complaintID)
+			return
+		}
+		if o.UpdatedAt.After(last) {
+			last = o.UpdatedAt
+		}
+	}
+	v.finished[complaintID] = last
+}
+
+// retireEvery is how far log time moves between two looks for finished
+// complaints to drop.
+const retireEvery = time.Hour
+
+// advanceLocked moves log time to at and, when it crossed an hour, drops
+// the complaints finished more than KeepFinished ago.
+func (v *View) advanceLocked(at time.Time) {
+	if !at.After(v.logTime) {
+		return
+	}
+	before := v.logTime
+	v.logTime = at
+	if before.Truncate(retireEvery).Equal(at.Truncate(retireEvery)) {
+		return
+	}
+	for id, since := range v.finished {
+		if since.Add(v.keep).After(at) {
+			continue
+		}
+		for _, wo := range v.complaints[id].Sequence {
+			delete(v.orderOwner, wo)
+		}
+		delete(v.complaints, id)
+		delete(v.finished, id)
 	}
 }
 
@@ -109,9 +230,8 @@ func (v *View) next(stream eventlog.StreamID, cur, version uint64) bool {
 func (v *View) PutTechnician(t *domain.Technician) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if t.Version > versionOf(v.techs[t.ID]) {
-		v.techs[t.ID] = t
-		v.dirtyCands = true
+	if old := v.techs[t.ID]; t.Version > versionOf(old) {
+		v.putTechnicianLocked(old, t)
 	}
 }
 
@@ -126,6 +246,7 @@ func (v *View) PutComplaint(c *domain.Complaint) {
 	for _, id := range c.Sequence {
 		v.orderOwner[id] = c.ID
 	}
+	v.retireIfFinishedLocked(c.ID)
 	v.notifyLocked()
 }
 

@@ -48,6 +48,10 @@ func (s Status) Terminal() bool { return s >= StatusCompleted }
 // Holding reports whether a technician holds a booking for the order.
 func (s Status) Holding() bool { return s >= StatusAssigned && s <= StatusRemoteSession }
 
+// Finished reports whether the order has ended (completed, resolved,
+// escalated, failed or cancelled): no event changes it any more.
+func (s Status) Finished() bool { return s >= StatusCompleted }
+
 // Unassigned reports whether the order waits for a technician.
 func (s Status) Unassigned() bool { return s == StatusOpen || s == StatusUnassignable }
 

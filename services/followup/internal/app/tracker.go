@@ -2,6 +2,7 @@ package app
 
 import (
 	"cmp"
+	"encoding/json"
 	"slices"
 	"sync"
 	"time"
@@ -11,10 +12,17 @@ import (
 	"github.com/closeloop/closeloop/services/followup/internal/domain"
 )
 
-// Tracker is the in-memory view of every complaint's follow-up, folded from
-// the whole log (read from the start at every start-up, then followed), so
-// the no-response timers and the due-task list survive a restart. It only
+// Tracker is the in-memory view of the follow-ups in progress, folded from
+// the log (restored from a snapshot and caught up at start, then followed),
+// so the no-response timers and the due-task list survive a restart. It only
 // reads; decisions are always re-made from the complaint's stream.
+//
+// It keeps a complaint only while it has something pending: an open survey
+// (its no-response deadline), an undelivered feedback task or a return
+// visit not made, or a resolution whose follow-up is not scheduled yet. A
+// complaint at rest (in handling, closed or withdrawn with nothing pending)
+// is dropped: what follows it (a resolution, a return visit) starts a state
+// of its own that lists the same tasks as the whole fold would.
 type Tracker struct {
 	mu        sync.Mutex
 	states    map[string]*domain.State
@@ -29,6 +37,8 @@ func NewTracker() *Tracker {
 }
 
 // Apply folds one record in; records of a version already seen are ignored.
+// Records come once each, in log order (checkpoint.Follower): an old event
+// of a complaint dropped at rest would start a state of its own.
 func (t *Tracker) Apply(rec eventlog.Record) {
 	e := rec.Event
 	id := e.GetComplaintId()
@@ -43,12 +53,16 @@ func (t *Tracker) Apply(rec eventlog.Record) {
 	s := t.states[id]
 	if s == nil {
 		s = &domain.State{ComplaintID: id}
-		t.states[id] = s
 	}
 	if e.GetVersion() <= s.Version {
 		return
 	}
 	domain.Evolve(s, e)
+	if atRest(s) {
+		delete(t.states, id)
+	} else {
+		t.states[id] = s
+	}
 	old, had := t.deadlines[id]
 	at, ok := s.NoResponseDeadline()
 	switch {
@@ -59,6 +73,17 @@ func (t *Tracker) Apply(rec eventlog.Record) {
 		delete(t.deadlines, id)
 		t.signal()
 	}
+}
+
+// atRest reports whether a complaint has nothing pending for follow-up.
+func atRest(s *domain.State) bool {
+	switch s.Status {
+	case domain.StatusInHandling, domain.StatusClosed, domain.StatusWithdrawn:
+	default:
+		return false
+	}
+	_, open := s.NoResponseDeadline()
+	return !open && len(s.OpenTasks()) == 0 && len(s.OpenVisits()) == 0
 }
 
 func (t *Tracker) signal() {
@@ -151,4 +176,38 @@ func (t *Tracker) DueTasks(dueBy, now time.Time, limit int) []DueTask {
 		out = out[:limit]
 	}
 	return out
+}
+
+// trackerState is the encoded tracker: the states sorted by complaint. The
+// deadlines are not encoded: they follow from the states (a Postpone is
+// this process's own and is redone when the timer fires again).
+type trackerState struct {
+	States []*domain.State `json:"states"`
+}
+
+// snapshot encodes the states; see trackerState.
+func (t *Tracker) snapshot() ([]byte, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := trackerState{States: make([]*domain.State, 0, len(t.states))}
+	for _, s := range t.states {
+		st.States = append(st.States, s)
+	}
+	slices.SortFunc(st.States, func(a, b *domain.State) int { return cmp.Compare(a.ComplaintID, b.ComplaintID) })
+	return json.Marshal(st)
+}
+
+// restore replaces the tracker's states with st's, as of position.
+func (t *Tracker) restore(position uint64, st trackerState) {
+	states, deadlines := map[string]*domain.State{}, map[string]time.Time{}
+	for _, s := range st.States {
+		states[s.ComplaintID] = s
+		if at, ok := s.NoResponseDeadline(); ok {
+			deadlines[s.ComplaintID] = at
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.states, t.deadlines, t.position = states, deadlines, position
+	t.signal()
 }

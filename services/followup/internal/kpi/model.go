@@ -34,6 +34,7 @@ type facts struct {
 	answers      []uint32 // every survey answer's satisfaction
 	outcome      eventsv1.CloseOutcome
 	clocks       map[string]*slaClock
+	endedAt      time.Time // the close or withdrawal not followed by a reopen
 }
 
 type slaClock struct {
@@ -43,14 +44,46 @@ type slaClock struct {
 }
 
 // Model is the KPI read model. Safe for concurrent use.
+//
+// It keeps the facts of a complaint until the complaint ended (closed or
+// withdrawn) and FoldAfter more of log time passed, then folds them into
+// the cells of its group (see fold.go): a late event can then no longer
+// change them, and the model stops growing with every complaint's facts.
 type Model struct {
 	mu         sync.RWMutex
+	opts       Options
 	complaints map[string]*facts
 	position   uint64
+	// logTime is the latest occurred_at applied: the log's own clock, so a
+	// restored and caught-up model folds exactly what a rebuilt one does.
+	logTime time.Time
+	ended   map[string]time.Time // complaints ended and not folded yet: when they ended
+	cells   map[cellKey]*cell    // folded complaints, by group
 }
 
-// New returns an empty model.
-func New() *Model { return &Model{complaints: map[string]*facts{}} }
+// Options configure a Model.
+type Options struct {
+	// FoldAfter is how long, in log time, a complaint's facts are kept after
+	// it ended before they are folded (default DefaultFoldAfter; negative:
+	// never fold). Events of a folded complaint are ignored, so it must
+	// outlast every window that can still change a KPI after a close: the
+	// second-feedback SLA (72 h after the resolution) above all.
+	FoldAfter time.Duration
+}
+
+// DefaultFoldAfter keeps an ended complaint's facts for 30 days of log time.
+const DefaultFoldAfter = 30 * 24 * time.Hour
+
+// New returns an empty model with the default options.
+func New() *Model { return NewWith(Options{}) }
+
+// NewWith returns an empty model.
+func NewWith(o Options) *Model {
+	if o.FoldAfter == 0 {
+		o.FoldAfter = DefaultFoldAfter
+	}
+	return &Model{opts: o, complaints: map[string]*facts{}, ended: map[string]time.Time{}, cells: map[cellKey]*cell{}}
+}
 
 // Position is the log position of the last record applied.
 func (m *Model) Position() uint64 {
@@ -60,7 +93,10 @@ func (m *Model) Position() uint64 {
 }
 
 // Apply folds one record in. A record of a version already applied (a
-// redelivery, a replay) changes nothing.
+// redelivery, a replay) changes nothing while the complaint's facts are
+// kept; once they are folded its events are ignored, but for a
+// ComplaintReceived delivered again, which would count it twice: feed the
+// model each position once (checkpoint.Follower) where it folds.
 func (m *Model) Apply(rec eventlog.Record) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -75,16 +111,32 @@ func (m *Model) Apply(rec eventlog.Record) {
 	if stream.Kind() != eventlog.KindComplaint {
 		return
 	}
+	at := e.GetOccurredAt().AsTime()
 	f := m.complaints[stream.ID()]
 	if f == nil {
+		// Only a receipt starts a complaint's facts: Query leaves out a
+		// complaint never received, and the events of a folded one come too
+		// late to count.
+		if e.GetComplaintReceived() == nil {
+			m.advance(at)
+			return
+		}
 		f = &facts{clocks: map[string]*slaClock{}}
 		m.complaints[stream.ID()] = f
 	}
 	if e.GetVersion() <= f.version {
+		m.advance(at)
 		return
 	}
 	f.version = e.GetVersion()
 	evolve(f, e)
+	switch {
+	case f.endedAt.IsZero():
+		delete(m.ended, stream.ID())
+	default:
+		m.ended[stream.ID()] = f.endedAt
+	}
+	m.advance(at)
 }
 
 func evolve(f *facts, e *eventsv1.Envelope) {
@@ -101,6 +153,7 @@ func evolve(f *facts, e *eventsv1.Envelope) {
 		first(&f.accepted)
 	case *eventsv1.Envelope_ComplaintWithdrawn:
 		f.withdrawn = true
+		f.endedAt = at
 	case *eventsv1.Envelope_ComplaintClassified:
 		f.category = p.ComplaintClassified.GetCategory()
 	case *eventsv1.Envelope_RepeatComplaintFlagged:
@@ -129,8 +182,10 @@ func evolve(f *facts, e *eventsv1.Envelope) {
 	case *eventsv1.Envelope_ComplaintReopened:
 		f.reopened = true
 		f.outcome = eventsv1.CloseOutcome_CLOSE_OUTCOME_UNSPECIFIED
+		f.endedAt = time.Time{}
 	case *eventsv1.Envelope_ComplaintClosed:
 		f.outcome = p.ComplaintClosed.GetOutcome()
+		f.endedAt = at
 	}
 }
 

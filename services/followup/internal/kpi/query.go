@@ -111,19 +111,32 @@ func (m *Model) Query(q Query) []Row {
 	}
 	m.mu.RLock()
 	accs := map[rowKey]*acc{}
-	for _, f := range m.complaints {
-		if f.received.IsZero() || (!q.From.IsZero() && f.received.Before(q.From)) || (!q.To.IsZero() && !f.received.Before(q.To)) {
-			continue
+	add := func(s summary, groups []string) {
+		received := time.Unix(0, s.received)
+		if (!q.From.IsZero() && received.Before(q.From)) || (!q.To.IsZero() && !received.Before(q.To)) {
+			return
 		}
-		start := periodStart(f.received, q.Period, loc)
-		for _, g := range groupKeys(f, q.Group) {
+		start := periodStart(received, q.Period, loc)
+		for _, g := range groups {
 			k := rowKey{g, start}
 			a := accs[k]
 			if a == nil {
 				a = &acc{row: Row{GroupKey: g, PeriodStart: start}, slaMet: map[eventsv1.SlaTarget]uint32{}, slaBreached: map[eventsv1.SlaTarget]uint32{}}
 				accs[k] = a
 			}
-			a.add(f)
+			a.add(s)
+		}
+	}
+	for _, f := range m.complaints {
+		if f.received.IsZero() {
+			continue
+		}
+		add(summaryOf(f), groupKeys(keyOf(f), q.Group))
+	}
+	for k, c := range m.cells {
+		groups := groupKeys(k, q.Group)
+		for _, s := range c.complaints {
+			add(s, groups)
 		}
 	}
 	m.mu.RUnlock()
@@ -138,19 +151,19 @@ func (m *Model) Query(q Query) []Row {
 	return rows
 }
 
-func groupKeys(f *facts, g Group) []string {
+func groupKeys(k cellKey, g Group) []string {
 	switch g {
 	case GroupTeam:
-		return []string{f.team}
+		return []string{k.team}
 	case GroupOwner:
-		return []string{f.owner}
+		return []string{k.owner}
 	case GroupTechnician:
-		if len(f.technicians) == 0 {
+		if k.technicians == "" {
 			return []string{""}
 		}
-		return f.technicians
+		return k.techs()
 	case GroupCategory:
-		return []string{categoryKey(f.category)}
+		return []string{categoryKey(k.category)}
 	default:
 		return []string{""}
 	}
@@ -186,47 +199,45 @@ func periodStart(t time.Time, p Period, loc *time.Location) time.Time {
 	}
 }
 
-func (a *acc) add(f *facts) {
+func (a *acc) add(s summary) {
 	r := &a.row
 	r.Received++
-	if f.withdrawn && f.resolved.IsZero() {
+	if s.flags&withdrawnUnresolved != 0 {
 		r.Withdrawn++
 	}
-	if !f.resolved.IsZero() {
+	if s.flags&hasResolve != 0 {
 		r.Resolved++
-		a.resolve = append(a.resolve, f.resolved.Sub(f.received))
-		if f.firstContact {
+		a.resolve = append(a.resolve, time.Duration(s.resolve))
+		if s.flags&firstContact != 0 {
 			r.FirstContactResolved++
 		}
 	}
-	if !f.accepted.IsZero() {
-		a.accept = append(a.accept, f.accepted.Sub(f.received))
+	if s.flags&hasAccept != 0 {
+		a.accept = append(a.accept, time.Duration(s.accept))
 	}
-	if !f.responded.IsZero() {
-		a.respond = append(a.respond, f.responded.Sub(f.received))
+	if s.flags&hasRespond != 0 {
+		a.respond = append(a.respond, time.Duration(s.respond))
 	}
-	if f.reopened {
+	if s.flags&reopened != 0 {
 		r.Reopened++
 	}
-	if f.repeat {
+	if s.flags&repeat != 0 {
 		r.Repeats++
 	}
-	for _, s := range f.answers {
-		r.SurveysAnswered++
-		a.csiSum += uint64(s)
-		if s >= 1 && s <= 5 {
-			r.CSIDistribution[s-1]++
+	r.SurveysAnswered += s.answers
+	a.csiSum += uint64(s.csiSum)
+	for i, n := range s.csi {
+		r.CSIDistribution[i] += uint32(n)
+	}
+	for t := range numTargets {
+		if n := s.slaBreached[t]; n > 0 {
+			a.slaBreached[eventsv1.SlaTarget(t)] += uint32(n)
+		}
+		if n := s.slaMet[t]; n > 0 {
+			a.slaMet[eventsv1.SlaTarget(t)] += uint32(n)
 		}
 	}
-	for _, c := range f.clocks {
-		switch {
-		case c.breached:
-			a.slaBreached[c.target]++
-		case c.met:
-			a.slaMet[c.target]++
-		}
-	}
-	switch f.outcome {
+	switch s.outcome {
 	case eventsv1.CloseOutcome_CLOSE_OUTCOME_SATISFIED:
 		r.ClosedSatisfied++
 	case eventsv1.CloseOutcome_CLOSE_OUTCOME_NEUTRAL:

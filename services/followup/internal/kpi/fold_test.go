@@ -1,0 +1,134 @@
+package kpi
+
+import (
+	"bytes"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/closeloop/closeloop/libs/eventlog"
+	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
+)
+
+// foldLog is the hand-built log followed by complaints spread over 120
+// days, most closed (some reopened first, some withdrawn), in log order by
+// time, so log time passes every fold window.
+func foldLog() []eventlog.Record {
+	recs := handLog()
+	b := logBuilder{recs: recs, versions: map[string]uint64{}}
+	for _, r := range recs {
+		b.versions[r.Event.GetStreamId()] = max(b.versions[r.Event.GetStreamId()], r.Event.GetVersion())
+	}
+	at := T.Add(20 * 24 * h)
+	for i := range 400 {
+		id := "g" + strconv.Itoa(i)
+		at = at.Add(7*h + time.Duration(i%5)*time.Minute)
+		b.c(id, at, received, assigned("team"+strconv.Itoa(i%4), "u"+strconv.Itoa(i%9)), classified(eventsv1.Category(1+i%5)))
+		if i%11 == 0 {
+			b.c(id, at.Add(h), &eventsv1.ComplaintWithdrawn{})
+			continue
+		}
+		b.c(id, at.Add(time.Duration(i%3)*h), accepted, response, met("k"+id, acceptance))
+		if i%4 == 0 {
+			b.c(id, at.Add(2*h), &eventsv1.TechnicianAccepted{TechnicianId: "t" + strconv.Itoa(i%3)}, &eventsv1.WorkCompleted{TechnicianId: "t" + strconv.Itoa(i%2)})
+		}
+		b.c(id, at.Add(time.Duration(i%48)*h), resolvedMsg(i%3 == 0))
+		switch i % 5 {
+		case 0:
+			b.c(id, at.Add(50*h), answered(2), &eventsv1.ComplaintReopened{}, breached("r"+id, resolution))
+			b.c(id, at.Add(60*h), resolvedMsg(false))
+			b.c(id, at.Add(61*h), answered(4), closed(satisfied))
+		case 1:
+			b.c(id, at.Add(55*h), answered(3), closed(neutral))
+		case 2:
+			b.c(id, at.Add(7*24*h), closed(noResponse))
+		case 3: // still open at the end of the log
+		default:
+			b.c(id, at.Add(49*h), answered(5), closed(satisfied))
+		}
+		// An SLA clock ends after the close, within the fold window.
+		b.c(id, at.Add(72*h), breached("f"+id, eventsv1.SlaTarget_SLA_TARGET_SECOND_FEEDBACK))
+	}
+	return b.recs
+}
+
+func buildWith(o Options, recs []eventlog.Record) *Model {
+	m := NewWith(o)
+	for _, r := range recs {
+		m.Apply(r)
+	}
+	return m
+}
+
+// Folding ended complaints into cells answers every query as the model
+// that keeps every complaint's facts.
+func TestFoldingKeepsQueryResults(t *testing.T) {
+	recs := foldLog()
+	whole := buildWith(Options{FoldAfter: -1}, recs)
+	for _, after := range []time.Duration{DefaultFoldAfter, 4 * 24 * h} {
+		folded := buildWith(Options{FoldAfter: after}, recs)
+		if n, live := folded.Folded(); n < 100 || live >= len(whole.complaints) {
+			t.Fatalf("FoldAfter %s: %d folded, %d live of %d: want most folded", after, n, live, len(whole.complaints))
+		}
+		kolkata, _ := time.LoadLocation("Asia/Kolkata") // days begin at :30 UTC
+		for _, loc := range []*time.Location{nil, kolkata} {
+			for g := GroupAll; g <= GroupCategory; g++ {
+				for p := PeriodAll; p <= PeriodMonth; p++ {
+					for _, bounds := range [][2]time.Time{{}, {T.Add(30*24*h + 17*time.Minute), T.Add(90*24*h + 3*time.Second)}} {
+						q := Query{Group: g, Period: p, From: bounds[0], To: bounds[1], Location: loc}
+						if diff := cmp.Diff(whole.Query(q), folded.Query(q), approx); diff != "" {
+							t.Fatalf("FoldAfter %s, query %+v (-whole +folded):\n%s", after, q, diff)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// A model restored from a snapshot and caught up is the model rebuilt
+// from the whole log, byte for byte, wherever the snapshot was taken.
+func TestSnapshotAndCatchUpEqualsRebuild(t *testing.T) {
+	recs := foldLog()
+	want, err := build(recs).Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cut := range []int{1, len(recs) / 3, len(recs) / 2, len(recs) - 1} {
+		snap, err := build(recs[:cut]).Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := New()
+		if err := m.Restore(uint64(cut), snap); err != nil {
+			t.Fatalf("cut %d: %v", cut, err)
+		}
+		for _, r := range recs[cut:] {
+			m.Apply(r)
+		}
+		got, err := m.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("cut %d: restored and caught up (%d bytes) differs from rebuilt (%d bytes)", cut, len(got), len(want))
+		}
+		if m.Position() != uint64(len(recs)) {
+			t.Fatalf("cut %d: position %d", cut, m.Position())
+		}
+	}
+}
+
+func TestRestoreRefusesGarbageAndKeepsTheModel(t *testing.T) {
+	m := build(handLog())
+	before, _ := m.Snapshot()
+	if err := m.Restore(9, []byte("{not json")); err == nil {
+		t.Fatal("garbage restored")
+	}
+	after, _ := m.Snapshot()
+	if !bytes.Equal(before, after) {
+		t.Fatal("a refused restore changed the model")
+	}
+}
