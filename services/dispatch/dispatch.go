@@ -216,46 +216,31 @@ func (s *Service) App() *app.App { return s.app }
 // consumes complaint events, fires accept timeouts and serves the API until
 // ctx is done. The API reports ready (/readyz) only once the view caught up.
 func (s *Service) Run(ctx context.Context) error {
-	log := s.deps.Logger
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	followed := make(chan error, 1)
-	go func() { followed <- s.follower.Run(ctx) }()
+	return platform.RunGroup(ctx, s.follower.Run, s.runCaughtUp)
+}
+
+// runCaughtUp waits for the view to catch up with the log, repairs what a
+// crash may have left, then consumes, fires accept timeouts, reconciles
+// and serves until ctx is done.
+func (s *Service) runCaughtUp(ctx context.Context) error {
 	select {
 	case <-s.follower.CaughtUp():
-	case err := <-followed:
-		if err == nil {
-			err = ctx.Err()
-		}
-		return fmt.Errorf("dispatch: catch up with the log: %w", err)
+	case <-ctx.Done():
+		return nil
 	}
+	log := s.deps.Logger
 	if err := s.app.Reconcile(ctx); err != nil {
 		log.Warn("reconcile at start", "err", err)
 	}
 	sub, err := ports.SubscribeComplaintEvents(ctx, s.deps.JS, s.app, log)
 	if err != nil {
-		cancel()
-		<-followed
 		return fmt.Errorf("dispatch: subscribe: %w", err)
 	}
 	defer sub.Stop()
-	go func() { _ = s.app.RunAcceptTimeouts(ctx) }()
-	go s.reconcileLoop(ctx, log)
-	served := make(chan error, 1)
-	go func() { served <- s.srv.Run(ctx) }()
-	select {
-	case err := <-served: // after ctx is done, nil once in-flight calls finished
-		cancel()
-		<-followed // the follower saves a last snapshot
-		return err
-	case err := <-followed:
-		cancel()
-		<-served
-		if err != nil {
-			return fmt.Errorf("dispatch: follow the log: %w", err)
-		}
+	return platform.RunGroup(ctx, s.app.RunAcceptTimeouts, s.srv.Run, func(ctx context.Context) error {
+		s.reconcileLoop(ctx, log)
 		return nil
-	}
+	})
 }
 
 // Follower is what keeps the view (its start: restored or rebuilt).
