@@ -181,11 +181,7 @@ func (x *Index) Restore(data []byte) error {
 	if d.err != nil {
 		return fmt.Errorf("timers: restore: %w", d.err)
 	}
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	x.slots, x.free, x.byKey, x.odd, x.due = fresh.slots, fresh.free, fresh.byKey, fresh.odd, fresh.due
-	x.open, x.cals, x.warns = fresh.open, fresh.cals, fresh.warns
-	x.signal()
+	x.replace(fresh)
 	return nil
 }
 
@@ -204,8 +200,10 @@ func (x *Index) arm(i uint32, retry int64) {
 }
 
 // Reset empties the index.
-func (x *Index) Reset() {
-	fresh := New(x.calOf)
+func (x *Index) Reset() { x.replace(New(x.calOf)) }
+
+// replace takes over fresh's schedule (fresh is not used after).
+func (x *Index) replace(fresh *Index) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.slots, x.free, x.byKey, x.odd, x.due = fresh.slots, fresh.free, fresh.byKey, fresh.odd, fresh.due
