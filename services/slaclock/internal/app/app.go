@@ -63,7 +63,7 @@ type App struct {
 	published [][]byte         // the documents of the policies learned from the log, in log order
 	snaps     checkpoint.Store // nil: no snapshots
 	rebuild   bool             // ignore the snapshot at the first start
-	saveEvery int              // events between two snapshots (0: the Follower's default)
+	saveEvery int              // events between two snapshots
 	started   bool             // a start-up has run (the rebuild switch is spent)
 	reset     bool             // the view holds a previous start's state: empty it before applying
 	runCtx    context.Context  // the context decisions made by the Follower's goroutine use
@@ -83,7 +83,7 @@ func New(store eventlog.Store, clk clock.Clock, log *slog.Logger, policies *poli
 		log = slog.Default()
 	}
 	a := &App{store: store, clk: clk, log: log, policies: policies, calendars: cals, part: part, rebuilt: make(chan struct{}),
-		base: policies.Current(), pending: map[string]uint64{}}
+		base: policies.Current(), pending: map[string]uint64{}, saveEvery: saveEvery}
 	a.idx = timers.New(a.env(time.Time{}).CalendarOf)
 	return a, nil
 }

@@ -134,6 +134,15 @@ func (x *Index) Complaints() int {
 
 func (x *Index) slotFor(id string, create bool) (uint32, bool) {
 	k, canonical := keyOf(id)
+	if canonical {
+		id = ""
+	}
+	return x.slotForKey(k, id, create)
+}
+
+// slotForKey is slotFor with the key computed; odd is the id when it is
+// not a canonical UUID, else "".
+func (x *Index) slotForKey(k key, odd string, create bool) (uint32, bool) {
 	if i, ok := x.byKey[k]; ok {
 		return i, true
 	}
@@ -149,8 +158,8 @@ func (x *Index) slotFor(id string, create bool) (uint32, bool) {
 	}
 	x.slots[i] = slot{id: k}
 	x.byKey[k] = i
-	if !canonical {
-		x.odd[k] = id
+	if odd != "" {
+		x.odd[k] = odd
 	}
 	return i, true
 }

@@ -1,16 +1,16 @@
 package timers
 
 import (
+	"bytes"
 	"container/heap"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 )
 
 // Encode writes the index (open clocks, stream versions, pending retries)
-// in a canonical form: complaints sorted by id, clocks by target and
+// in a canonical form: complaints sorted by key, clocks by target and
 // sequence, calendars and warning sets spelled out rather than interned, so
 // the same schedule encodes to the same bytes however it was built. Armed
 // due instants are not written (Restore recomputes them from the clocks),
@@ -19,26 +19,31 @@ import (
 func (x *Index) Encode() []byte {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	type entry struct {
-		id string
-		i  uint32
+	order := make([]uint32, 0, len(x.byKey))
+	for _, i := range x.byKey {
+		order = append(order, i)
 	}
-	entries := make([]entry, 0, len(x.byKey))
-	for k, i := range x.byKey {
-		entries = append(entries, entry{x.idOf(k), i})
-	}
-	slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.id, b.id) })
-	b := binary.AppendUvarint(nil, uint64(len(entries)))
-	for _, e := range entries {
-		s := &x.slots[e.i]
-		b = appendString(b, e.id)
+	slices.SortFunc(order, func(i, j uint32) int { return bytes.Compare(x.slots[i].id[:], x.slots[j].id[:]) })
+	b := binary.AppendUvarint(make([]byte, 0, 64*len(order)), uint64(len(order)))
+	for _, i := range order {
+		s := &x.slots[i]
+		// A complaint is its 16-byte key, and its id when that is not a
+		// canonical UUID (the key is then a hash of it).
+		if odd, ok := x.odd[s.id]; ok {
+			b = append(b, 1)
+			b = appendString(b, odd)
+		} else {
+			b = append(b, 0)
+			b = append(b, s.id[:]...)
+		}
 		b = binary.AppendUvarint(b, uint64(s.version))
 		var retry int64
 		if s.retry {
 			retry = max(s.next, 1) // disarmed while being fired: due at once
 		}
 		b = binary.AppendVarint(b, retry)
-		clocks := slices.Clone(s.clocks)
+		// The order of a slot's clocks means nothing: sort them in place.
+		clocks := s.clocks
 		slices.SortFunc(clocks, func(a, b sched) int {
 			if a.target != b.target {
 				return int(a.target) - int(b.target)
@@ -126,20 +131,32 @@ func (x *Index) Restore(data []byte) error {
 	fresh := New(x.calOf)
 	d := &decoder{b: data}
 	n := d.uvarint()
-	for k := uint64(0); k < n && d.err == nil; k++ {
-		id := d.string()
+	for k0 := uint64(0); k0 < n && d.err == nil; k0++ {
+		var (
+			k   key
+			odd string
+		)
+		switch kind := d.bytes(1); {
+		case len(kind) == 1 && kind[0] == 1:
+			odd = d.string()
+			k, _ = keyOf(odd)
+		case len(kind) == 1 && kind[0] == 0:
+			copy(k[:], d.bytes(16))
+		case d.err == nil:
+			d.err = fmt.Errorf("complaint kind %d unknown", kind[0])
+		}
 		version, retry := d.uvarint(), d.varint()
 		if version > uint64(^uint32(0)) {
-			d.err = fmt.Errorf("complaint %s: version %d out of range", id, version)
+			d.err = fmt.Errorf("complaint #%d: version %d out of range", k0, version)
 		}
 		nc := d.uvarint()
 		if nc > uint64(len(d.b)) {
-			d.err = fmt.Errorf("complaint %s: %d clocks announced, %d bytes left", id, nc, len(d.b))
+			d.err = fmt.Errorf("complaint #%d: %d clocks announced, %d bytes left", k0, nc, len(d.b))
 		}
 		if d.err != nil {
 			break
 		}
-		i, _ := fresh.slotFor(id, true)
+		i, _ := fresh.slotForKey(k, odd, true)
 		s := &fresh.slots[i]
 		s.version, s.retry = uint32(version), retry != 0
 		for j := uint64(0); j < nc && d.err == nil; j++ {
@@ -149,7 +166,7 @@ func (x *Index) Restore(data []byte) error {
 			cal := d.string()
 			nw := d.uvarint()
 			if nw > 8 {
-				d.err = fmt.Errorf("complaint %s: %d warning thresholds, at most 8", id, nw)
+				d.err = fmt.Errorf("complaint #%d: %d warning thresholds, at most 8", k0, nw)
 				break
 			}
 			warns := make([]uint32, nw)
@@ -158,7 +175,7 @@ func (x *Index) Restore(data []byte) error {
 			}
 			if d.err != nil || target > 255 || seq > 65535 || len(flags) != 2 {
 				if d.err == nil {
-					d.err = fmt.Errorf("complaint %s: clock out of range", id)
+					d.err = fmt.Errorf("complaint #%d: clock out of range", k0)
 				}
 				break
 			}
