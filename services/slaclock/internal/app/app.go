@@ -70,8 +70,10 @@ type App struct {
 	follower  *checkpoint.Follower
 
 	mu      sync.Mutex
-	pending map[string]uint64 // complaint -> version of its last trigger not yet decided (catch-up)
-	drainMu sync.Mutex        // one drain at a time
+	pending map[string]trigger // complaint -> its last trigger not yet decided (catch-up)
+	lag     uint64             // catch-up: triggers this many events old are decided
+	decided int                // complaints decided from pending triggers (drain)
+	drainMu sync.Mutex         // one drain at a time
 }
 
 // New builds an instance; call Run (or Rebuild, then Run).
@@ -83,7 +85,7 @@ func New(store eventlog.Store, clk clock.Clock, log *slog.Logger, policies *poli
 		log = slog.Default()
 	}
 	a := &App{store: store, clk: clk, log: log, policies: policies, calendars: cals, part: part, rebuilt: make(chan struct{}),
-		base: policies.Current(), pending: map[string]uint64{}, saveEvery: saveEvery}
+		base: policies.Current(), pending: map[string]trigger{}, saveEvery: saveEvery, lag: catchUpLag}
 	a.idx = timers.New(a.env(time.Time{}).CalendarOf)
 	return a, nil
 }
