@@ -12,7 +12,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/closeloop/closeloop/libs/api"
 	"github.com/closeloop/closeloop/libs/auth"
@@ -167,6 +166,7 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	a.OnAppended(m.record)
+	a.UseSnapshots(deps.Snapshots, deps.RebuildViews, 0)
 	srv := api.NewServer(api.Options{Name: Name, Metrics: deps.Metrics, GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, Logger: logger, Authenticator: cfg.Authenticator})
 	slaclockv1.RegisterSlaClockServiceServer(srv.GRPC(), ports.NewServer(a))
 	return &Service{app: a, api: srv}, nil
@@ -181,30 +181,28 @@ func (s *Service) App() *app.App { return s.app }
 // API is the gRPC/HTTP server (its addresses after Run has started).
 func (s *Service) API() *api.Server { return s.api }
 
-// Run rebuilds the schedule from the log, then fires clocks, follows the
-// log and serves the API until ctx is done.
+// Run starts the schedule (from its snapshot, caught up with the log, or
+// rebuilt from the whole log), then fires clocks, follows the log and
+// serves the API until ctx is done. The API turns ready (/readyz, gRPC
+// health) once the schedule has caught up and the triggers found on the
+// way are decided.
 func (s *Service) Run(ctx context.Context) error {
 	if err := s.api.Listen(); err != nil {
 		return err
 	}
-	if err := s.app.Rebuild(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil // stopped while rebuilding
-		}
-		return err
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var wg sync.WaitGroup
-	errs := make([]error, 2)
-	for i, run := range []func(context.Context) error{s.app.Run, s.api.Run} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = run(ctx)
-			cancel() // one part stopping stops the other
-		}()
+	appDone := make(chan error, 1)
+	go func() {
+		appDone <- s.app.Run(ctx)
+		cancel() // one part stopping stops the other
+	}()
+	select {
+	case <-s.app.Rebuilt():
+	case err := <-appDone:
+		return err // stopped, or failed, while starting
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	err := s.api.Run(ctx)
+	cancel()
+	return errors.Join(err, <-appDone)
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"maps"
 	"net/http"
 	"slices"
@@ -18,12 +17,10 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/closeloop/closeloop/libs/auth"
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
 	"github.com/closeloop/closeloop/libs/natsembed"
-	"github.com/closeloop/closeloop/libs/platform"
 	ev "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	"github.com/closeloop/closeloop/services/slaclock"
 )
@@ -60,31 +57,11 @@ func newRig(t *testing.T) *rig {
 	return &rig{store: store, js: js, clk: clk}
 }
 
-// start runs a service instance until the returned stop is called.
+// start runs a service instance (without snapshots) until the returned
+// stop is called; it returns once the instance is ready.
 func (r *rig) start(t *testing.T) (*slaclock.Service, func()) {
 	t.Helper()
-	cfg := slaclock.DefaultConfig()
-	cfg.GRPCAddr, cfg.HTTPAddr, cfg.Authenticator = "127.0.0.1:0", "127.0.0.1:0", auth.Allow
-	svc, err := slaclock.New(platform.Deps{JS: r.js, Log: r.store, Clock: r.clk, Logger: slog.New(slog.DiscardHandler)}, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	waitFor(t, "API listening", func() bool { return svc.API().HTTPAddr() != "" })
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		}
-	}
-	t.Cleanup(stop)
-	return svc, stop
+	return r.startWith(t, startOpts{})
 }
 
 func (r *rig) write(t *testing.T, id string, at time.Time, payload proto.Message) {

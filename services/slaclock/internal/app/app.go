@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/closeloop/closeloop/libs/calendar"
+	"github.com/closeloop/closeloop/libs/checkpoint"
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/eventlog"
 	ev "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
@@ -54,12 +55,28 @@ type App struct {
 	idx       *timers.Index
 
 	stripes [64]sync.Mutex // one decision at a time per complaint
-	pos     uint64         // next log position to read
 	fired   func(*ev.Envelope)
 	rebuilt chan struct{}
+
+	// The view kept by a checkpoint.Follower (view.go).
+	base      *policy.Policy   // the configured policy, before any published one
+	published [][]byte         // the documents of the policies learned from the log, in log order
+	snaps     checkpoint.Store // nil: no snapshots
+	rebuild   bool             // ignore the snapshot at the first start
+	saveEvery int              // events between two snapshots
+	started   bool             // a start-up has run (the rebuild switch is spent)
+	reset     bool             // the view holds a previous start's state: empty it before applying
+	runCtx    context.Context  // the context decisions made by the Follower's goroutine use
+	follower  *checkpoint.Follower
+
+	mu      sync.Mutex
+	pending map[string]trigger // complaint -> its last trigger not yet decided (catch-up)
+	lag     uint64             // catch-up: triggers this many events old are decided
+	decided int                // complaints decided from pending triggers (drain)
+	drainMu sync.Mutex         // one drain at a time
 }
 
-// New builds an instance; call Rebuild, then Run.
+// New builds an instance; call Run (or Rebuild, then Run).
 func New(store eventlog.Store, clk clock.Clock, log *slog.Logger, policies *policy.Book, cals *calendar.Set, part Partition) (*App, error) {
 	if store == nil || clk == nil || policies == nil || cals == nil {
 		return nil, errors.New("app: store, clock, policies and calendars are required")
@@ -67,7 +84,8 @@ func New(store eventlog.Store, clk clock.Clock, log *slog.Logger, policies *poli
 	if log == nil {
 		log = slog.Default()
 	}
-	a := &App{store: store, clk: clk, log: log, policies: policies, calendars: cals, part: part, pos: 1, rebuilt: make(chan struct{})}
+	a := &App{store: store, clk: clk, log: log, policies: policies, calendars: cals, part: part, rebuilt: make(chan struct{}),
+		base: policies.Current(), pending: map[string]trigger{}, saveEvery: saveEvery, lag: catchUpLag}
 	a.idx = timers.New(a.env(time.Time{}).CalendarOf)
 	return a, nil
 }
@@ -91,53 +109,6 @@ func (a *App) lock(id string) func() {
 	return m.Unlock
 }
 
-// Rebuild reads the whole log: it folds this service's own events into the
-// schedule, learns published policies, and then decides every owned
-// complaint with triggers not yet handled (the service stopped before it
-// got to them). Warnings and breaches that fell due meanwhile fire as soon
-// as Run starts, marked late.
-func (a *App) Rebuild(ctx context.Context) error {
-	dirty := map[string]uint64{} // complaint -> version of its last unhandled trigger
-	for {
-		recs, err := a.store.ReadAll(ctx, a.pos, 10_000)
-		if err != nil {
-			return fmt.Errorf("app: rebuild: %w", err)
-		}
-		if len(recs) == 0 {
-			break
-		}
-		for _, r := range recs {
-			a.pos = r.Position + 1
-			id, trigger := a.apply(r.Event)
-			switch {
-			case trigger:
-				dirty[id] = r.Event.GetVersion()
-			case id != "" && r.Event.GetProducer() == domain.Producer && r.Event.GetBatchRemaining() == 0:
-				delete(dirty, id) // an append cut short leaves its triggers to redo
-			}
-		}
-	}
-	for id, version := range dirty {
-		if err := a.handle(ctx, id, version); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			a.log.Error("slaclock: reconciling failed; retrying in 1s", "complaint", id, "err", err)
-			a.idx.Retry(id, a.clk.Now().Add(time.Second), version)
-		}
-	}
-	a.log.Info("slaclock: rebuilt", "open_clocks", a.idx.Open(), "complaints", a.idx.Complaints(), "reconciled", len(dirty), "position", a.pos)
-	select {
-	case <-a.rebuilt:
-	default:
-		close(a.rebuilt)
-	}
-	return nil
-}
-
-// Rebuilt is closed once Rebuild has finished.
-func (a *App) Rebuilt() <-chan struct{} { return a.rebuilt }
-
 // apply folds one record into the schedule; for a trigger on an owned
 // complaint it returns the complaint id and true.
 func (a *App) apply(e *ev.Envelope) (string, bool) {
@@ -150,6 +121,7 @@ func (a *App) apply(e *ev.Envelope) (string, bool) {
 				return "", false
 			}
 			a.policies.Publish(pol)
+			a.published = append(a.published, p.GetDocument())
 		}
 		return "", false
 	}
@@ -162,54 +134,6 @@ func (a *App) apply(e *ev.Envelope) (string, bool) {
 	}
 	return stream.ID(), domain.IsTrigger(e.GetType())
 }
-
-// Run fires due clocks and follows the log for new triggers until ctx is
-// done. It returns nil: failures of the log are logged and retried.
-func (a *App) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		a.idx.Run(ctx, a.clk, a.fire)
-	}()
-	// The log going away (NATS restarting, a network cut) is waited out:
-	// following resumes from the next position, and due clocks keep firing
-	// (their appends fail and are retried) meanwhile.
-	wait := followRetry
-	for {
-		from := a.pos
-		err := a.store.Follow(ctx, a.pos, func(r eventlog.Record) error {
-			a.pos = r.Position + 1
-			if id, trigger := a.apply(r.Event); trigger {
-				if err := a.handle(ctx, id, r.Event.GetVersion()); err != nil && ctx.Err() == nil {
-					a.log.Error("slaclock: trigger not handled; retrying in 1s", "complaint", id, "err", err)
-					a.idx.Retry(id, a.clk.Now().Add(time.Second), r.Event.GetVersion())
-				}
-			}
-			return nil
-		})
-		if ctx.Err() != nil {
-			break
-		}
-		if a.pos > from {
-			wait = followRetry // it had got going again
-		}
-		a.log.Warn("slaclock: following the log failed; retrying", "position", a.pos, "in", wait, "err", err)
-		// A real timer: this waits for the network, not for domain time.
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-		case <-t.C:
-		}
-		wait = min(2*wait, maxFollowRetry)
-	}
-	wg.Wait()
-	return nil
-}
-
-// How long Run waits before following the log again after it failed.
-var followRetry, maxFollowRetry = 500 * time.Millisecond, 15 * time.Second
 
 func (a *App) fire(ctx context.Context, due []timers.Due) {
 	for _, d := range due {

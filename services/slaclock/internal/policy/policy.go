@@ -282,3 +282,13 @@ func (b *Book) Version(v string) *Policy {
 	}
 	return b.current
 }
+
+// Reset forgets every published version: the book holds current alone, as
+// NewBook made it (a view restored from a snapshot publishes again what it
+// had learned).
+func (b *Book) Reset(current *Policy) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.versions = map[string]*Policy{current.Version: current}
+	b.current = current
+}

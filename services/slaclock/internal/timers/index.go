@@ -42,6 +42,7 @@ type key [16]byte
 type slot struct {
 	id      key
 	version uint32 // last stream version applied: older events are ignored
+	retry   bool   // a decision failed and is retried at next (Retry); cleared by Set
 	next    int64  // unix ns of the next due instant; 0: none armed
 	clocks  []sched
 }
@@ -133,6 +134,15 @@ func (x *Index) Complaints() int {
 
 func (x *Index) slotFor(id string, create bool) (uint32, bool) {
 	k, canonical := keyOf(id)
+	if canonical {
+		id = ""
+	}
+	return x.slotForKey(k, id, create)
+}
+
+// slotForKey is slotFor with the key computed; odd is the id when it is
+// not a canonical UUID, else "".
+func (x *Index) slotForKey(k key, odd string, create bool) (uint32, bool) {
 	if i, ok := x.byKey[k]; ok {
 		return i, true
 	}
@@ -148,8 +158,8 @@ func (x *Index) slotFor(id string, create bool) (uint32, bool) {
 	}
 	x.slots[i] = slot{id: k}
 	x.byKey[k] = i
-	if !canonical {
-		x.odd[k] = id
+	if odd != "" {
+		x.odd[k] = odd
 	}
 	return i, true
 }
@@ -204,16 +214,13 @@ func (x *Index) clock(s *sched) domain.Clock {
 // rearm recomputes a slot's next due instant and pushes it.
 func (x *Index) rearm(i uint32) {
 	s := &x.slots[i]
-	if len(s.clocks) == 0 {
+	if len(s.clocks) == 0 && !s.retry {
 		x.release(i)
 		return
 	}
-	var next int64
-	for j := range s.clocks {
-		c := x.clock(&s.clocks[j])
-		if due, _, ok := c.NextDue(x.calOf(c.Business, c.CalendarID)); ok && (next == 0 || due.UnixNano() < next) {
-			next = due.UnixNano()
-		}
+	next := x.nextDue(s)
+	if s.retry && s.next != 0 && (next == 0 || s.next < next) {
+		return // a pending retry comes first; it must not be pushed back
 	}
 	if next == s.next {
 		return
@@ -227,6 +234,18 @@ func (x *Index) rearm(i uint32) {
 	if earliest {
 		x.signal()
 	}
+}
+
+// nextDue is the earliest instant a slot's clocks fall due (0: none).
+func (x *Index) nextDue(s *slot) int64 {
+	var next int64
+	for j := range s.clocks {
+		c := x.clock(&s.clocks[j])
+		if due, _, ok := c.NextDue(x.calOf(c.Business, c.CalendarID)); ok && (next == 0 || due.UnixNano() < next) {
+			next = due.UnixNano()
+		}
+	}
+	return next
 }
 
 // signal wakes the runner: the earliest due instant moved earlier.
@@ -245,7 +264,7 @@ func (x *Index) Set(st *domain.State) {
 	s := &x.slots[i]
 	x.open -= len(s.clocks)
 	s.clocks = s.clocks[:0]
-	s.version = uint32(st.Version)
+	s.version, s.retry = uint32(st.Version), false
 	for j := range st.Clocks {
 		c := &st.Clocks[j]
 		if !c.Open() {
@@ -417,7 +436,7 @@ func (x *Index) Retry(complaintID string, at time.Time, version uint64) {
 	defer x.mu.Unlock()
 	i, _ := x.slotFor(complaintID, true)
 	x.slots[i].version = max(x.slots[i].version, uint32(version))
-	x.slots[i].next = at.UnixNano()
+	x.slots[i].next, x.slots[i].retry = at.UnixNano(), true
 	heap.Push(&x.due, item{at.UnixNano(), i})
 	x.signal()
 }
