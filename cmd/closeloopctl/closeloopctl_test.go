@@ -160,7 +160,7 @@ func TestVerifyCatchesAForgedEventNamingComplaintAndPosition(t *testing.T) {
 	}
 	forged.StreamId, forged.Version, forged.PrevHash = string(eventlog.ComplaintStream(w.id)), 7, []byte("not the hash")
 	raw, _ := proto.Marshal(forged)
-	ack, err := w.js.Publish(t.Context(), jsstore.Subject(eventlog.ComplaintStream(w.id), forged.GetType()), raw)
+	ack, err := w.js.Publish(t.Context(), jsstore.Subject(eventlog.ComplaintStream(w.id)), raw)
 	if err != nil {
 		t.Fatal(err)
 	}
