@@ -229,3 +229,54 @@ func TestDeadLettersListAndShow(t *testing.T) {
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
 
 func hexHash(raw []byte) string { return fmt.Sprintf("%x", eventlog.Hash(raw)) }
+
+// Given a log of the old layout, the other commands refuse it naming the
+// migration; migrate-subjects asks for the writers to be stopped, then
+// moves it, and history reads the complaint again.
+func TestMigrateSubjectsMakesAnOldLogReadable(t *testing.T) {
+	ns, err := natsembed.Start(natsembed.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	nc, err := ns.Connect("test", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: jsstore.StreamName, Subjects: []string{"events.>"}, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	id := "0190c0de-0000-7000-8000-000000000002"
+	e, err := eventlog.NewEvent(eventlog.Meta{ComplaintID: id, Producer: "intake", Actor: "system", OccurredAt: t0},
+		&eventsv1.ComplaintAccepted{AcceptedBy: "system", Automatic: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raws, err := eventlog.Seal(t.Context(), eventlog.ComplaintStream(id), eventlog.StreamEnd{}, t0, []*eventsv1.Envelope{e})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(t.Context(), "events.complaint."+id+".ComplaintAccepted", raws[0]); err != nil {
+		t.Fatal(err)
+	}
+	w := &world{url: ns.ClientURL()}
+
+	if code, _, errOut := w.ctl(t, "history", id); code != exitFailure || !strings.Contains(errOut, "migrate-subjects") {
+		t.Fatalf("history on the old log: exit %d, %q; want 1 naming migrate-subjects", code, errOut)
+	}
+	if code, _, errOut := w.ctl(t, "migrate-subjects"); code != exitUsage || !strings.Contains(errOut, "--writers-stopped") {
+		t.Fatalf("migrate-subjects without the confirmation: exit %d, %q", code, errOut)
+	}
+	code, out, errOut := w.ctl(t, "migrate-subjects", "--writers-stopped")
+	if code != exitOK || !strings.Contains(out, "done") {
+		t.Fatalf("migrate-subjects: exit %d, out %q, err %q", code, out, errOut)
+	}
+	if code, out, errOut := w.ctl(t, "history", id); code != exitOK || !strings.Contains(out, "ComplaintAccepted") {
+		t.Fatalf("history after the migration: exit %d, out %q, err %q", code, out, errOut)
+	}
+}
