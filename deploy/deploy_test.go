@@ -267,7 +267,7 @@ func TestNATSPermissionsFollowTheCatalogue(t *testing.T) {
 	}
 	conf := string(b)
 	kinds := map[string][]string{}
-	userRe := regexp.MustCompile(`(?s)user: (\w+)\s+password: \$\{NATS_\w+_PASSWORD\}\s+permissions: \{\s+publish: \{\s+allow: \[(.*?)\]\s+deny: \[(.*?)\]`)
+	userRe := regexp.MustCompile(`(?s)user: (\w+)\s+password: \$NATS_\w+_PASSWORD\s+permissions: \{\s+publish: \{\s+allow: \[(.*?)\]\s+deny: \[(.*?)\]`)
 	for _, m := range userRe.FindAllStringSubmatch(conf, -1) {
 		user, allow, deny := m[1], m[2], m[3]
 		for _, s := range regexp.MustCompile(`"events\.([^"]*)"`).FindAllStringSubmatch(allow, -1) {
