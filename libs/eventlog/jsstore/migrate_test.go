@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -120,4 +121,48 @@ func mustStream(t *testing.T, js jetstream.JetStream) jetstream.Stream {
 	st, err := js.Stream(testContext(t), jsstore.StreamName)
 	must(t, err)
 	return st
+}
+
+// Given a migration stopped after the old log was deleted (its copy holds
+// the log), when it runs again, then it finishes from the copy.
+func TestMigrateSubjectsResumesFromTheCopy(t *testing.T) {
+	ctx := testContext(t)
+	_, js := startServer(t, natsembed.Options{NoSync: true})
+	_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: jsstore.StreamName, Subjects: []string{"events.>"}, Storage: jetstream.FileStorage})
+	must(t, err)
+	_, scratchJS := startServer(t, natsembed.Options{NoSync: true})
+	a, _ := newComplaint()
+	written := appendN(t, newStore(t, scratchJS, jsstore.Config{}), a, 3)
+	for _, r := range written {
+		_, err := js.Publish(ctx, "events."+a.Kind()+"."+a.ID()+".ResponseRecorded", r.Raw)
+		must(t, err)
+	}
+	// The first steps by hand: the copy, promoted, and the old log deleted.
+	copyCfg := jetstream.StreamConfig{Name: "EVENTS_SUBJECTS_V2", Storage: jetstream.FileStorage, Mirror: &jetstream.StreamSource{
+		Name: jsstore.StreamName, SubjectTransforms: []jetstream.SubjectTransformConfig{{Source: "events.*.*.*", Destination: "events.{{wildcard(1)}}.{{wildcard(2)}}"}},
+	}}
+	_, err = js.CreateStream(ctx, copyCfg)
+	must(t, err)
+	for {
+		st, err := js.Stream(ctx, "EVENTS_SUBJECTS_V2")
+		must(t, err)
+		if st.CachedInfo().State.Msgs == 3 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	copyCfg.Mirror = nil
+	_, err = js.UpdateStream(ctx, copyCfg)
+	must(t, err)
+	must(t, js.DeleteStream(ctx, jsstore.StreamName))
+
+	must(t, jsstore.MigrateSubjects(ctx, js, jsstore.Config{}, func(s string) { t.Log(s) }))
+	recs, err := newStore(t, js, jsstore.Config{}).ReadStream(ctx, a, 1)
+	must(t, err)
+	if len(recs) != 3 || recs[2].Position != written[2].Position || string(recs[2].Raw) != string(written[2].Raw) {
+		t.Fatalf("after the resumed migration: %d events, want the 3 written at the same positions", len(recs))
+	}
+	if _, err := js.Stream(ctx, "EVENTS_SUBJECTS_V2"); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Errorf("the copy is left: %v", err)
+	}
 }
