@@ -83,7 +83,8 @@ func publishLayout(t testing.TB, js jetstream.JetStream, n int, withIDs bool, ms
 				t.Fatal(err)
 			}
 		}
-		if i%1000 == 999 {
+		// Under the client's 4,000 unacknowledged async publishes.
+		if i%300 == 299 {
 			select {
 			case <-js.PublishAsyncComplete():
 			case <-time.After(time.Minute):
