@@ -115,6 +115,13 @@ func copyOldLog(ctx context.Context, js jetstream.JetStream, old jetstream.Strea
 	if _, err := js.UpdateStream(ctx, copyCfg); err != nil {
 		return fmt.Errorf("jsstore: migrate subjects: stop %s mirroring %s: %w", migrationStream, StreamName, err)
 	}
+	// The copy no longer follows EVENTS: anything stored there since would be lost.
+	if st, err := streamState(ctx, js, StreamName); err != nil {
+		return err
+	} else if st.LastSeq != last {
+		return fmt.Errorf("jsstore: migrate subjects: %s grew to %d while copied up to %d: a writer is still running; stop it, delete %s and run again",
+			StreamName, st.LastSeq, last, migrationStream)
+	}
 	say("%s holds positions up to %d; deleting the old %s", migrationStream, last, StreamName)
 	if err := js.DeleteStream(ctx, StreamName); err != nil {
 		return fmt.Errorf("jsstore: migrate subjects: delete the old %s (its copy %s is complete): %w", StreamName, migrationStream, err)
