@@ -33,7 +33,8 @@ type world struct {
 	id    string
 }
 
-func newWorld(t *testing.T) *world {
+// startNATS starts an embedded NATS for the test and connects to it.
+func startNATS(t *testing.T) (url string, js jetstream.JetStream) {
 	t.Helper()
 	ns, err := natsembed.Start(natsembed.Options{})
 	if err != nil {
@@ -45,17 +46,23 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
+	js, err = jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ns.ClientURL(), js
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	url, js := startNATS(t)
 	clk := clock.NewFake(t0)
 	store, err := jsstore.New(t.Context(), js, jsstore.Config{Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	w := &world{url: ns.ClientURL(), js: js, store: store, clk: clk, id: "0190c0de-0000-7000-8000-000000000001"}
+	w := &world{url: url, js: js, store: store, clk: clk, id: "0190c0de-0000-7000-8000-000000000001"}
 	w.append(t, "intake", &eventsv1.ComplaintReceived{
 		Channel: eventsv1.Channel_CHANNEL_PHONE, ChannelRef: "HOT-1", FirstReceiver: "agent-li",
 		Customer:    &eventsv1.Customer{CustomerRef: "cr_1", Personal: &eventsv1.SealedPersonalData{KeyId: "k1", Ciphertext: []byte("sealed")}},
@@ -234,20 +241,7 @@ func hexHash(raw []byte) string { return fmt.Sprintf("%x", eventlog.Hash(raw)) }
 // migration; migrate-subjects asks for the writers to be stopped, then
 // moves it, and history reads the complaint again.
 func TestMigrateSubjectsMakesAnOldLogReadable(t *testing.T) {
-	ns, err := natsembed.Start(natsembed.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := ns.Connect("test", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	url, js := startNATS(t)
 	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: jsstore.StreamName, Subjects: []string{"events.>"}, Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +258,7 @@ func TestMigrateSubjectsMakesAnOldLogReadable(t *testing.T) {
 	if _, err := js.Publish(t.Context(), "events.complaint."+id+".ComplaintAccepted", raws[0]); err != nil {
 		t.Fatal(err)
 	}
-	w := &world{url: ns.ClientURL()}
+	w := &world{url: url}
 
 	if code, _, errOut := w.ctl(t, "history", id); code != exitFailure || !strings.Contains(errOut, "migrate-subjects") {
 		t.Fatalf("history on the old log: exit %d, %q; want 1 naming migrate-subjects", code, errOut)
