@@ -33,7 +33,8 @@ type world struct {
 	id    string
 }
 
-func newWorld(t *testing.T) *world {
+// startNATS starts an embedded NATS for the test and connects to it.
+func startNATS(t *testing.T) (url string, js jetstream.JetStream) {
 	t.Helper()
 	ns, err := natsembed.Start(natsembed.Options{})
 	if err != nil {
@@ -45,17 +46,23 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
+	js, err = jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ns.ClientURL(), js
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	url, js := startNATS(t)
 	clk := clock.NewFake(t0)
 	store, err := jsstore.New(t.Context(), js, jsstore.Config{Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	w := &world{url: ns.ClientURL(), js: js, store: store, clk: clk, id: "0190c0de-0000-7000-8000-000000000001"}
+	w := &world{url: url, js: js, store: store, clk: clk, id: "0190c0de-0000-7000-8000-000000000001"}
 	w.append(t, "intake", &eventsv1.ComplaintReceived{
 		Channel: eventsv1.Channel_CHANNEL_PHONE, ChannelRef: "HOT-1", FirstReceiver: "agent-li",
 		Customer:    &eventsv1.Customer{CustomerRef: "cr_1", Personal: &eventsv1.SealedPersonalData{KeyId: "k1", Ciphertext: []byte("sealed")}},
@@ -160,7 +167,7 @@ func TestVerifyCatchesAForgedEventNamingComplaintAndPosition(t *testing.T) {
 	}
 	forged.StreamId, forged.Version, forged.PrevHash = string(eventlog.ComplaintStream(w.id)), 7, []byte("not the hash")
 	raw, _ := proto.Marshal(forged)
-	ack, err := w.js.Publish(t.Context(), jsstore.Subject(eventlog.ComplaintStream(w.id), forged.GetType()), raw)
+	ack, err := w.js.Publish(t.Context(), jsstore.Subject(eventlog.ComplaintStream(w.id)), raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,3 +236,41 @@ func TestDeadLettersListAndShow(t *testing.T) {
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
 
 func hexHash(raw []byte) string { return fmt.Sprintf("%x", eventlog.Hash(raw)) }
+
+// Given a log of the old layout, the other commands refuse it naming the
+// migration; migrate-subjects asks for the writers to be stopped, then
+// moves it, and history reads the complaint again.
+func TestMigrateSubjectsMakesAnOldLogReadable(t *testing.T) {
+	url, js := startNATS(t)
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: jsstore.StreamName, Subjects: []string{"events.>"}, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	id := "0190c0de-0000-7000-8000-000000000002"
+	e, err := eventlog.NewEvent(eventlog.Meta{ComplaintID: id, Producer: "intake", Actor: "system", OccurredAt: t0},
+		&eventsv1.ComplaintAccepted{AcceptedBy: "system", Automatic: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raws, err := eventlog.Seal(t.Context(), eventlog.ComplaintStream(id), eventlog.StreamEnd{}, t0, []*eventsv1.Envelope{e})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(t.Context(), "events.complaint."+id+".ComplaintAccepted", raws[0]); err != nil {
+		t.Fatal(err)
+	}
+	w := &world{url: url}
+
+	if code, _, errOut := w.ctl(t, "history", id); code != exitFailure || !strings.Contains(errOut, "migrate-subjects") {
+		t.Fatalf("history on the old log: exit %d, %q; want 1 naming migrate-subjects", code, errOut)
+	}
+	if code, _, errOut := w.ctl(t, "migrate-subjects"); code != exitUsage || !strings.Contains(errOut, "--writers-stopped") {
+		t.Fatalf("migrate-subjects without the confirmation: exit %d, %q", code, errOut)
+	}
+	code, out, errOut := w.ctl(t, "migrate-subjects", "--writers-stopped")
+	if code != exitOK || !strings.Contains(out, "done") {
+		t.Fatalf("migrate-subjects: exit %d, out %q, err %q", code, out, errOut)
+	}
+	if code, out, errOut := w.ctl(t, "history", id); code != exitOK || !strings.Contains(out, "ComplaintAccepted") {
+		t.Fatalf("history after the migration: exit %d, out %q, err %q", code, out, errOut)
+	}
+}

@@ -35,6 +35,10 @@ Commands:
   deadletters list                  messages that failed every delivery, with their reasons
   deadletters show <seq>            one dead letter, decoded
   deadletters replay <seq>          hand a dead letter back to its consumer after a fix
+  migrate-subjects --writers-stopped [--replicas N]
+                                    move a log of the old layout (a subject per event type) to
+                                    one subject per entity stream, keeping every position; stop
+                                    every writer first, give a long -timeout for a large log
 
 Flags:
 `
@@ -121,6 +125,8 @@ func dispatch(ctx context.Context, o options, args []string, out io.Writer) erro
 		return submit(ctx, o, rest, out)
 	case "seed-demo":
 		return seedDemo(ctx, o, out)
+	case "migrate-subjects":
+		return migrateSubjects(ctx, o, rest, out)
 	case "history", "as-of", "export", "verify", "deadletters", "show":
 	default:
 		return usageErr("unknown command %q", cmd)

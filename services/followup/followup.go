@@ -319,10 +319,11 @@ func (s *Service) Run(ctx context.Context) error {
 		return nil
 	}
 
-	complaints := strings.TrimSuffix(jsstore.KindSubjects(eventlog.KindComplaint), ">")
+	// The subject names the complaint, not the event type: the consumer
+	// takes every complaint event and React keeps the two it handles.
 	sub, err := bus.Subscribe(ctx, s.deps.JS, bus.Options{
 		Durable:  Durable,
-		Subjects: []string{complaints + "*.ComplaintResolved", complaints + "*.SurveyAnswered"},
+		Subjects: []string{jsstore.KindSubjects(eventlog.KindComplaint)},
 		Logger:   s.log,
 	}, s.app.React)
 	if err != nil {

@@ -54,9 +54,9 @@ func BenchmarkSubmit(b *testing.B) {
 	var seq atomic.Int64
 	var rawMax, sameMax, maxRate float64
 	rawPublish := func(b *testing.B, lat *latencies) {
-		subj := fmt.Sprintf("events.complaint.raw-%d.ComplaintReceived", seq.Add(1))
+		subj := fmt.Sprintf("events.complaint.raw-%d", seq.Add(1))
 		t0 := time.Now()
-		if _, err := e.js.Publish(context.Background(), subj, make([]byte, 600), jetstream.WithExpectLastSequenceForSubject(0, subj)); err != nil {
+		if _, err := e.js.Publish(context.Background(), subj, make([]byte, 600), jetstream.WithExpectLastSequencePerSubject(0)); err != nil {
 			b.Error(err)
 			return
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/closeloop/closeloop/libs/bus"
 	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
@@ -53,7 +54,10 @@ func benchAssign(b *testing.B, rate float64) float64 {
 		assigned atomic.Int64
 		all      = make(chan struct{})
 	)
-	sub, err := nc.Subscribe("events.complaint.*.ComplaintAssigned", func(m *nats.Msg) {
+	sub, err := nc.Subscribe(jsstore.Subject(eventlog.ComplaintStream("*")), func(m *nats.Msg) {
+		if m.Header.Get(jsstore.EventTypeHeader) != "ComplaintAssigned" {
+			return
+		}
 		id := eventlog.StreamID("complaint-" + tokenAt(m.Subject, 2)).ID()
 		// A publish the log refused reaches this subscriber too: count
 		// each complaint once, and check the log itself at the end.

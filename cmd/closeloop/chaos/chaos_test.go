@@ -538,7 +538,7 @@ func setupRosters(ctx context.Context, t *testing.T, cl *clients) {
 func injectPoison(ctx context.Context, t *testing.T, js jetstream.JetStream) poison {
 	t.Helper()
 	id := uuid.NewString()
-	subject := "events.complaint." + id + ".ComplaintAccepted"
+	subject := "events.complaint." + id
 	data, err := proto.Marshal(&eventsv1.Envelope{StreamId: "complaint-" + id, Version: 1})
 	if err != nil {
 		t.Fatal(err)

@@ -56,7 +56,7 @@ var allServices = []string{"intake", "routing", "slaclock", "dispatch", "followu
 var durables = map[string][]string{
 	"routing":  {"events.complaint.>", "events.team.>"},
 	"dispatch": {"events.complaint.>"},
-	"followup": {"events.complaint.*.ComplaintResolved", "events.complaint.*.SurveyAnswered"},
+	"followup": {"events.complaint.>"},
 }
 
 // manifest describes a generated data dir; a run reuses a dir whose

@@ -95,8 +95,9 @@ func (s *JetStreamSink) Publish(ctx context.Context, ev Event) error {
 	if ev.EventID == "" || ev.Type == "" || ev.Stream.Kind() == "" || ev.Stream.ID() == "" {
 		return fmt.Errorf("relay: event at %s: event id, type and a <kind>-<id> stream are required", ev.Position)
 	}
-	msg := nats.NewMsg(jsstore.Subject(ev.Stream, ev.Type))
+	msg := nats.NewMsg(jsstore.Subject(ev.Stream))
 	msg.Data = ev.Raw
+	msg.Header.Set(jsstore.EventTypeHeader, ev.Type)
 	msg.Header.Set(PositionHeader, ev.Position.String())
 	if ev.Traceparent != "" {
 		msg.Header.Set("traceparent", ev.Traceparent)

@@ -113,8 +113,8 @@ func relayFromKurrentDB(t *testing.T, url string, noise func()) {
 	for i, m := range got {
 		w := want[i]
 		stream := eventlog.StreamID(w.Event.GetStreamId())
-		if string(m.rec.Raw) != string(w.Raw) || m.subject != jsstore.Subject(stream, w.Event.GetType()) {
-			t.Errorf("message %d: %s %s, want event %s at %s byte for byte", i+1, m.subject, m.rec.Event.GetEventId(), w.Event.GetEventId(), jsstore.Subject(stream, w.Event.GetType()))
+		if string(m.rec.Raw) != string(w.Raw) || m.subject != jsstore.Subject(stream) {
+			t.Errorf("message %d: %s %s, want event %s at %s byte for byte", i+1, m.subject, m.rec.Event.GetEventId(), w.Event.GetEventId(), jsstore.Subject(stream))
 		}
 		if m.header.Get(jetstream.MsgIDHeader) != w.Event.GetEventId() {
 			t.Errorf("message %d: Nats-Msg-Id %q, want %s", i+1, m.header.Get(jetstream.MsgIDHeader), w.Event.GetEventId())

@@ -250,8 +250,8 @@ func assertExactlyOnceInOrder(t *testing.T, js jetstream.JetStream, want []Event
 		if id != w.EventID || string(m.rec.Raw) != string(w.Raw) {
 			t.Errorf("message %d: event %s, want %s byte for byte", i+1, id, w.EventID)
 		}
-		if m.subject != jsstore.Subject(w.Stream, w.Type) {
-			t.Errorf("message %d: subject %s, want %s", i+1, m.subject, jsstore.Subject(w.Stream, w.Type))
+		if m.subject != jsstore.Subject(w.Stream) {
+			t.Errorf("message %d: subject %s, want %s", i+1, m.subject, jsstore.Subject(w.Stream))
 		}
 		if h := m.header.Get(PositionHeader); h != w.Position.String() {
 			t.Errorf("message %d: %s = %q, want %q", i+1, PositionHeader, h, w.Position)

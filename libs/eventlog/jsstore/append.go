@@ -194,12 +194,13 @@ func (s *Store) publish(ctx context.Context, stream eventlog.StreamID, t tail, e
 
 // publishOne is one synchronous publish expecting t's sequence.
 func (s *Store) publishOne(ctx context.Context, stream eventlog.StreamID, t tail, e *eventsv1.Envelope, raw []byte) (*jetstream.PubAck, error) {
-	msg := nats.NewMsg(Subject(stream, e.GetType()))
+	msg := nats.NewMsg(Subject(stream))
 	msg.Data = raw
+	msg.Header.Set(EventTypeHeader, e.GetType())
 	traceHeaders(ctx, msg.Header, e)
 	ack, err := s.js.PublishMsg(ctx, msg,
 		jetstream.WithMsgID(e.GetEventId()),
-		jetstream.WithExpectLastSequenceForSubject(t.seq, StreamSubjects(stream)))
+		jetstream.WithExpectLastSequencePerSubject(t.seq))
 	if err != nil {
 		return nil, publishError(stream, e, err)
 	}
@@ -275,8 +276,9 @@ func (s *Store) sendBatch(ctx context.Context, stream eventlog.StreamID, t tail,
 	id := s.batchID()
 	last := len(events) - 1
 	for i, e := range events {
-		msg := nats.NewMsg(Subject(stream, e.GetType()))
+		msg := nats.NewMsg(Subject(stream))
 		msg.Data = raws[i]
+		msg.Header.Set(EventTypeHeader, e.GetType())
 		traceHeaders(ctx, msg.Header, e)
 		msg.Header.Set(jetstream.MsgIDHeader, e.GetEventId())
 		msg.Header.Set(batchIDHeader, id)
@@ -284,7 +286,6 @@ func (s *Store) sendBatch(ctx context.Context, stream eventlog.StreamID, t tail,
 		if i == 0 {
 			// Checked at commit, for the whole batch.
 			msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(t.seq, 10))
-			msg.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, StreamSubjects(stream))
 		}
 		if i < last {
 			// Staged without a reply: an error here fails the commit.
@@ -343,7 +344,7 @@ func traceHeaders(ctx context.Context, h nats.Header, e *eventsv1.Envelope) {
 // returns, with the last message's sequence for the server's check: writers
 // expecting the real version are not blocked by what someone slipped in.
 func (s *Store) lastTail(ctx context.Context, stream eventlog.StreamID) (tail, error) {
-	m, err := s.stream.GetLastMsgForSubject(ctx, StreamSubjects(stream))
+	m, err := s.stream.GetLastMsgForSubject(ctx, Subject(stream))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return tail{}, nil
 	}
@@ -355,7 +356,7 @@ func (s *Store) lastTail(ctx context.Context, stream eventlog.StreamID) (tail, e
 		return tail{}, err
 	}
 	if err == nil && eventlog.StreamID(rec.Event.GetStreamId()) == stream {
-		n, err := s.count(ctx, StreamSubjects(stream))
+		n, err := s.count(ctx, Subject(stream))
 		if err != nil {
 			return tail{}, fmt.Errorf("jsstore: count events of %s: %w", stream, err)
 		}

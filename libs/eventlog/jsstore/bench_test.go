@@ -78,19 +78,19 @@ func BenchmarkBaselineRawPublish(b *testing.B) {
 			must(b, err)
 			ctx := testContext(b)
 			type subject struct {
-				subj, filter string
-				seq          uint64
+				subj string
+				seq  uint64
 			}
 			subjects := make([]subject, writers)
 			for i := range subjects {
 				stream := eventlog.ComplaintStream(uuid.NewString())
-				subjects[i] = subject{subj: jsstore.Subject(stream, "ResponseRecorded"), filter: jsstore.StreamSubjects(stream)}
+				subjects[i] = subject{subj: jsstore.Subject(stream)}
 			}
 			runWriters(b, func(w int) error {
 				s := &subjects[w]
 				ack, err := js.Publish(ctx, s.subj, raw,
 					jetstream.WithMsgID(uuid.NewString()),
-					jetstream.WithExpectLastSequenceForSubject(s.seq, s.filter))
+					jetstream.WithExpectLastSequencePerSubject(s.seq))
 				if err != nil {
 					return err
 				}

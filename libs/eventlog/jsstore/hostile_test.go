@@ -120,7 +120,7 @@ func TestReadersSkipMessagesThatAreNotEvents(t *testing.T) {
 	big.StreamId, big.Version = string(stream), 3
 	bigRaw, err := proto.Marshal(big)
 	must(t, err)
-	subject := jsstore.Subject(stream, "ResponseRecorded")
+	subject := jsstore.Subject(stream)
 	secret := []byte{0xff, 0xff, 0xff, 0xff, 0x0f, 's', 'e', 'c', 'r', 'e', 't'}
 	var junk []uint64
 	for _, data := range [][]byte{secret, noIDRaw, noPayload, bigRaw} {
@@ -215,7 +215,7 @@ func TestAnOldEventStoredAgainDoesNotBlockWriters(t *testing.T) {
 	ctx := testContext(t)
 	stream, id := newComplaint()
 	stored := appendN(t, s, stream, 8)
-	replay := publishRaw(t, js, jsstore.Subject(stream, "ResponseRecorded"), stored[1].Raw, uuid.NewString())
+	replay := publishRaw(t, js, jsstore.Subject(stream), stored[1].Raw, uuid.NewString())
 
 	// This store's cached tail is stale (wrong sequence), a new one has none.
 	res, err := s.Append(ctx, stream, 8, response(t, id, "ninth"))

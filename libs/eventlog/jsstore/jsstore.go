@@ -1,9 +1,10 @@
 // Package jsstore is the event log on NATS JetStream: one stream, EVENTS,
-// holding every entity's events on subjects events.<kind>.<id>.<EventType>.
+// holding every entity's events, one literal subject per entity stream:
+// events.<kind>.<id>, the event type in the Closeloop-Event-Type header.
 //
 // Concurrency is optimistic per entity stream: the caller states the version
 // (event count) it read; JetStream checks the *stream sequence* of the last
-// message on events.<kind>.<id>.* (Nats-Expected-Last-Subject-Sequence). The
+// message on events.<kind>.<id> (Nats-Expected-Last-Subject-Sequence). The
 // store keeps the mapping version -> sequence explicit in a bounded cache of
 // each stream's tail (version, sequence, hash of the stored bytes), so the
 // common append is a single publish; a miss or a mismatch is settled by
@@ -26,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -142,7 +144,8 @@ func (c Config) streamConfig() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "Closeloop event log: every entity's events, append-only",
-		Subjects:    []string{subjectRoot + ".>"},
+		Subjects:    []string{subjectRoot + ".*.*"},
+		Metadata:    map[string]string{LayoutMetadataKey: LayoutV2},
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardNew,
 		MaxAge:      maxAge,
@@ -228,6 +231,9 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 		return nil, fmt.Errorf("jsstore: look up stream %s: %w", want.Name, err)
 	}
 	have := s.CachedInfo().Config
+	if err := checkLayout(s.CachedInfo()); err != nil {
+		return nil, err
+	}
 	var fixed []string
 	if have.Storage != want.Storage {
 		fixed = append(fixed, fmt.Sprintf("storage is %s, want %s", have.Storage, want.Storage))
@@ -246,6 +252,11 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 	upd.MaxAge, upd.MaxMsgSize, upd.Replicas, upd.Duplicates = want.MaxAge, want.MaxMsgSize, want.Replicas, want.Duplicates
 	upd.DenyDelete, upd.DenyPurge, upd.AllowDirect = want.DenyDelete, want.DenyPurge, want.AllowDirect
 	upd.AllowAtomicPublish = want.AllowAtomicPublish
+	upd.Metadata = maps.Clone(have.Metadata)
+	if upd.Metadata == nil {
+		upd.Metadata = map[string]string{}
+	}
+	maps.Copy(upd.Metadata, want.Metadata)
 	s, err = js.UpdateStream(ctx, upd)
 	if err != nil {
 		return nil, fmt.Errorf("jsstore: stream %s exists with a different configuration and updating it failed: %w", want.Name, err)
@@ -259,7 +270,30 @@ func sameManagedConfig(have, want jetstream.StreamConfig) bool {
 		have.Replicas == want.Replicas && have.Duplicates == want.Duplicates &&
 		have.DenyDelete == want.DenyDelete && have.DenyPurge == want.DenyPurge &&
 		have.AllowDirect == want.AllowDirect && have.Description == want.Description &&
-		have.AllowAtomicPublish == want.AllowAtomicPublish
+		have.AllowAtomicPublish == want.AllowAtomicPublish &&
+		have.Metadata[LayoutMetadataKey] == want.Metadata[LayoutMetadataKey]
+}
+
+// ErrOldSubjectLayout is returned by New for an EVENTS stream that holds
+// messages and does not record the subject layout this store writes: a log
+// of the old layout (events.<kind>.<id>.<EventType>) must be migrated, not
+// continued, or each entity's stream would be split over two layouts.
+var ErrOldSubjectLayout = errors.New("jsstore: the EVENTS stream holds events in another subject layout")
+
+// checkLayout refuses a stream holding messages without this store's layout
+// in its metadata; an empty one is simply taken over.
+func checkLayout(info *jetstream.StreamInfo) error {
+	layout, ok := info.Config.Metadata[LayoutMetadataKey]
+	if layout == LayoutV2 || (!ok && info.State.Msgs == 0) {
+		return nil
+	}
+	found := fmt.Sprintf("metadata %s is %q", LayoutMetadataKey, layout)
+	if !ok {
+		found = fmt.Sprintf("no metadata %s: the original layout, events.<kind>.<id>.<EventType>", LayoutMetadataKey)
+	}
+	return fmt.Errorf("%w: stream %s holds %d messages, %s, this build writes %q (events.<kind>.<id>); "+
+		"migrate it first with `closeloopctl migrate-subjects` (libs/eventlog/jsstore/README.md, \"Migrating a log to one subject per stream\")",
+		ErrOldSubjectLayout, info.Config.Name, info.State.Msgs, found, LayoutV2)
 }
 
 // apiPrefix is the JetStream API prefix js sends requests to, for the direct

@@ -3,6 +3,7 @@ package jsstore_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -50,8 +51,11 @@ func TestNewCreatesTheEventsStreamAppendOnly(t *testing.T) {
 	if cfg.MaxAge != jsstore.DefaultMaxAge || cfg.Duplicates != 10*time.Minute || cfg.Replicas != 1 {
 		t.Errorf("max age %s, duplicate window %s, replicas %d; want 3 years, 10m, 1", cfg.MaxAge, cfg.Duplicates, cfg.Replicas)
 	}
-	if len(cfg.Subjects) != 1 || cfg.Subjects[0] != "events.>" {
-		t.Errorf("subjects %v, want [events.>]", cfg.Subjects)
+	if len(cfg.Subjects) != 1 || cfg.Subjects[0] != "events.*.*" {
+		t.Errorf("subjects %v, want [events.*.*]", cfg.Subjects)
+	}
+	if cfg.Metadata[jsstore.LayoutMetadataKey] != jsstore.LayoutV2 {
+		t.Errorf("metadata %v, want %s=%s", cfg.Metadata, jsstore.LayoutMetadataKey, jsstore.LayoutV2)
 	}
 
 	// The log cannot be rewritten through the API.
@@ -99,6 +103,41 @@ func TestNewUpdatesWhatItCanOfAnExistingStream(t *testing.T) {
 	if cfg.Metadata["owner"] != "ops" {
 		t.Errorf("metadata the store does not manage was dropped: %v", cfg.Metadata)
 	}
+	if cfg.Metadata[jsstore.LayoutMetadataKey] != jsstore.LayoutV2 || !slices.Equal(cfg.Subjects, []string{"events.*.*"}) {
+		t.Errorf("an empty stream was not taken over with the new layout: subjects %v, metadata %v", cfg.Subjects, cfg.Metadata)
+	}
+}
+
+// Given a log written with the old layout (one subject per event type),
+// when a store opens it, then it refuses and names the migration, rather
+// than splitting every entity's stream over two layouts.
+func TestNewRefusesALogOfTheOldLayout(t *testing.T) {
+	_, js := startServer(t, natsembed.Options{})
+	ctx := testContext(t)
+	_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: jsstore.StreamName, Subjects: []string{"events.>"}, Storage: jetstream.FileStorage})
+	must(t, err)
+	_, err = js.Publish(ctx, "events.complaint.x.ComplaintReceived", []byte("old"))
+	must(t, err)
+	_, err = jsstore.New(ctx, js, jsstore.Config{})
+	if !errors.Is(err, jsstore.ErrOldSubjectLayout) || !strings.Contains(err.Error(), "migrate-subjects") {
+		t.Fatalf("got %v, want ErrOldSubjectLayout naming migrate-subjects", err)
+	}
+	st, err := js.Stream(ctx, jsstore.StreamName)
+	must(t, err)
+	if got := st.CachedInfo().Config.Subjects; !slices.Equal(got, []string{"events.>"}) {
+		t.Errorf("the refused stream was changed: subjects %v", got)
+	}
+}
+
+// A writer still on the old layout gets no stream: the log only captures
+// events.<kind>.<id>.
+func TestOldLayoutSubjectIsNotStored(t *testing.T) {
+	_, js := startServer(t, natsembed.Options{})
+	ctx := testContext(t)
+	newStore(t, js, jsstore.Config{})
+	if _, err := js.Publish(ctx, "events.complaint.x.ComplaintReceived", []byte("old")); !errors.Is(err, jetstream.ErrNoStreamResponse) {
+		t.Fatalf("publish on the old layout: %v, want no stream response", err)
+	}
 }
 
 func TestNewFailsClearlyOnAStreamItCannotFix(t *testing.T) {
@@ -115,9 +154,8 @@ func TestNewFailsClearlyOnAStreamItCannotFix(t *testing.T) {
 func TestSubjects(t *testing.T) {
 	stream := eventlog.ComplaintStream("0190-ab")
 	for got, want := range map[string]string{
-		jsstore.Subject(stream, "ComplaintReceived"): "events.complaint.0190-ab.ComplaintReceived",
-		jsstore.StreamSubjects(stream):               "events.complaint.0190-ab.*",
-		jsstore.KindSubjects("complaint"):            "events.complaint.>",
+		jsstore.Subject(stream):           "events.complaint.0190-ab",
+		jsstore.KindSubjects("complaint"): "events.complaint.>",
 	} {
 		if got != want {
 			t.Errorf("got %q, want %q", got, want)
@@ -126,24 +164,24 @@ func TestSubjects(t *testing.T) {
 }
 
 // The mapping version -> sequence rests on asking the server for the last
-// message of a stream's wildcard subject; this pins that it works (through
-// the direct get API, as AllowDirect is on) on the server version we ship.
-func TestServerFindsLastMessageOfAWildcardSubject(t *testing.T) {
+// message of a stream's subject; this pins that it works (through the
+// direct get API, as AllowDirect is on) on the server version we ship.
+func TestServerFindsLastMessageOfAStreamSubject(t *testing.T) {
 	_, js := startServer(t, natsembed.Options{})
 	ctx := testContext(t)
 	newStore(t, js, jsstore.Config{})
-	for _, subj := range []string{"events.complaint.x.A", "events.complaint.x.B", "events.complaint.y.A", "events.complaint.x.A"} {
+	for _, subj := range []string{"events.complaint.x", "events.complaint.x", "events.complaint.y", "events.complaint.x"} {
 		_, err := js.Publish(ctx, subj, []byte(subj))
 		must(t, err)
 	}
 	st, err := js.Stream(ctx, jsstore.StreamName)
 	must(t, err)
-	m, err := st.GetLastMsgForSubject(ctx, "events.complaint.x.*")
+	m, err := st.GetLastMsgForSubject(ctx, "events.complaint.x")
 	must(t, err)
-	if m.Sequence != 4 || m.Subject != "events.complaint.x.A" {
-		t.Fatalf("last of events.complaint.x.* = seq %d %s, want 4 events.complaint.x.A", m.Sequence, m.Subject)
+	if m.Sequence != 4 || m.Subject != "events.complaint.x" {
+		t.Fatalf("last of events.complaint.x = seq %d %s, want 4", m.Sequence, m.Subject)
 	}
-	if _, err := st.GetLastMsgForSubject(ctx, "events.complaint.none.*"); !errors.Is(err, jetstream.ErrMsgNotFound) {
+	if _, err := st.GetLastMsgForSubject(ctx, "events.complaint.none"); !errors.Is(err, jetstream.ErrMsgNotFound) {
 		t.Fatalf("last of an unknown stream: %v, want ErrMsgNotFound", err)
 	}
 }
@@ -156,19 +194,19 @@ func TestServerAnswersStaleDuplicateWithWrongSequence(t *testing.T) {
 	_, js := startServer(t, natsembed.Options{})
 	ctx := testContext(t)
 	newStore(t, js, jsstore.Config{})
-	opts := []jetstream.PublishOpt{jetstream.WithMsgID("event-1"), jetstream.WithExpectLastSequenceForSubject(0, "events.complaint.x.*")}
-	ack, err := js.Publish(ctx, "events.complaint.x.A", []byte("1"), opts...)
+	opts := []jetstream.PublishOpt{jetstream.WithMsgID("event-1"), jetstream.WithExpectLastSequencePerSubject(0)}
+	ack, err := js.Publish(ctx, "events.complaint.x", []byte("1"), opts...)
 	must(t, err)
 	if ack.Duplicate {
 		t.Fatal("first publish reported as duplicate")
 	}
-	_, err = js.Publish(ctx, "events.complaint.x.A", []byte("1"), opts...)
+	_, err = js.Publish(ctx, "events.complaint.x", []byte("1"), opts...)
 	var apiErr *jetstream.APIError
 	if !errors.As(err, &apiErr) || apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence {
 		t.Fatalf("stale duplicate: %v, want wrong last sequence (10071)", err)
 	}
 	// With the expectation met, the id is caught as a duplicate.
-	ack, err = js.Publish(ctx, "events.complaint.x.A", []byte("1"), jetstream.WithMsgID("event-1"), jetstream.WithExpectLastSequenceForSubject(1, "events.complaint.x.*"))
+	ack, err = js.Publish(ctx, "events.complaint.x", []byte("1"), jetstream.WithMsgID("event-1"), jetstream.WithExpectLastSequencePerSubject(1))
 	must(t, err)
 	if !ack.Duplicate || ack.Sequence != 1 {
 		t.Fatalf("ack %+v, want a duplicate of sequence 1", ack)
@@ -183,18 +221,17 @@ func TestServerRefusesABatchHoldingAStoredIDWhole(t *testing.T) {
 	_, js := startServer(t, natsembed.Options{})
 	ctx := testContext(t)
 	newStore(t, js, jsstore.Config{})
-	ack, err := js.Publish(ctx, "events.complaint.x.A", []byte("1"), jetstream.WithMsgID("event-1"))
+	ack, err := js.Publish(ctx, "events.complaint.x", []byte("1"), jetstream.WithMsgID("event-1"))
 	must(t, err)
 
 	batch := func(id string, expect uint64, msgIDs ...string) error {
 		for i, msgID := range msgIDs {
-			m := nats.NewMsg("events.complaint.x.A")
+			m := nats.NewMsg("events.complaint.x")
 			m.Header.Set(jetstream.MsgIDHeader, msgID)
 			m.Header.Set("Nats-Batch-Id", id)
 			m.Header.Set("Nats-Batch-Sequence", fmt.Sprint(i+1))
 			if i == 0 {
 				m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, fmt.Sprint(expect))
-				m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, "events.complaint.x.*")
 			}
 			if i < len(msgIDs)-1 {
 				must(t, js.Conn().PublishMsg(m))
@@ -317,8 +354,14 @@ func TestAppendStampsTheStoreClockAndTraceHeaders(t *testing.T) {
 	if raw.Header.Get(jetstream.MsgIDHeader) == "" {
 		t.Error("no Nats-Msg-Id header")
 	}
-	if raw.Subject != jsstore.Subject(stream, "ResponseRecorded") {
+	if raw.Subject != jsstore.Subject(stream) {
 		t.Errorf("stored on %s", raw.Subject)
+	}
+	if got := raw.Header.Get(jsstore.EventTypeHeader); got != "ResponseRecorded" {
+		t.Errorf("%s header %q, want ResponseRecorded", jsstore.EventTypeHeader, got)
+	}
+	if got := raw.Header.Get(jetstream.ExpectedLastSubjSeqSubjHeader); got != "" {
+		t.Errorf("%s header %q: appends expect on the literal subject, without it", jetstream.ExpectedLastSubjSeqSubjHeader, got)
 	}
 	rec, err := jsstore.DecodeRawMsg(raw)
 	must(t, err)

@@ -80,7 +80,7 @@ func (s *Store) ReadStream(ctx context.Context, stream eventlog.StreamID, fromVe
 }
 
 // ReadStreamRaw implements eventlog.RawStreamReader: every event stored on
-// the stream's subjects, repeated versions included, for verification.
+// the stream's subject, repeated versions included, for verification.
 func (s *Store) ReadStreamRaw(ctx context.Context, stream eventlog.StreamID) ([]eventlog.Record, error) {
 	return s.readStream(ctx, stream, nil)
 }
@@ -174,7 +174,7 @@ func (c *collector) records() []eventlog.Record {
 func (s *Store) read(ctx context.Context, stream eventlog.StreamID, from uint64, max int, c *collector) error {
 	filter := ""
 	if stream != "" {
-		filter = StreamSubjects(stream)
+		filter = Subject(stream)
 	}
 	from = cmp.Or(from, 1)
 	if fastBatch == 0 { // tests of the slow way

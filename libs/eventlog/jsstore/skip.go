@@ -13,7 +13,7 @@ import (
 	"github.com/closeloop/closeloop/libs/eventlog"
 )
 
-// Anyone with publish rights on events.> can put a message in the log that
+// Anyone with publish rights on events.*.* can put a message in the log that
 // the store never wrote. Readers must not stop on one: a single bad message
 // would stop every service following the log, and the stream denies deletes.
 // So readers leave out, count and log (once per store and position):
@@ -95,7 +95,7 @@ func (o *oddMessages) repeat(ctx context.Context, stream eventlog.StreamID, r ev
 		"stream", string(stream), "position", r.Position, "version", r.Event.GetVersion(), "after_version", top, "event_id", r.Event.GetEventId())
 }
 
-// subjectKind is the <kind> of events.<kind>.<id>.<type>, or "unknown".
+// subjectKind is the <kind> of events.<kind>.<id>, or "unknown".
 func subjectKind(subject string) string {
 	parts := strings.SplitN(subject, ".", 3)
 	if len(parts) < 3 || parts[0] != subjectRoot || parts[1] == "" {

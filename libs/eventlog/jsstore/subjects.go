@@ -13,25 +13,36 @@ import (
 // StreamName is the one JetStream stream holding the whole event log.
 const StreamName = "EVENTS"
 
-// subjectRoot prefixes every event subject; the stream captures root+".>".
+// subjectRoot prefixes every event subject; the stream captures
+// root+".*.*": exactly the layout below, so a writer still using the old
+// one (events.<kind>.<id>.<EventType>) gets no stream rather than writing
+// on a subject no reader looks at.
 const subjectRoot = "events"
 
-// Subject is where an event of the given type of an entity's stream is
-// published: events.<kind>.<id>.<EventType>, e.g.
-// events.complaint.0190….ComplaintReceived.
-func Subject(stream eventlog.StreamID, eventType string) string {
-	return subjectRoot + "." + stream.Kind() + "." + stream.ID() + "." + eventType
-}
+// EventTypeHeader carries the event's type on every stored message, for
+// operators and consumers filtering on headers: the subject no longer names
+// it. Readers take the type from the payload.
+const EventTypeHeader = "Closeloop-Event-Type"
 
-// StreamSubjects matches every event of one entity's stream:
-// events.<kind>.<id>.*.
-func StreamSubjects(stream eventlog.StreamID) string {
-	return subjectRoot + "." + stream.Kind() + "." + stream.ID() + ".*"
+// Subject is the one literal subject of an entity's stream, where each of
+// its events is published: events.<kind>.<id>, e.g. events.complaint.0190….
+// One literal subject per stream lets the server find a stream's messages
+// through its per-subject index, whatever the size of the log (README.md).
+func Subject(stream eventlog.StreamID) string {
+	return subjectRoot + "." + stream.Kind() + "." + stream.ID()
 }
 
 // KindSubjects matches every event of every stream of a kind, e.g.
 // "events.complaint.>" for a bus consumer of complaint events.
 func KindSubjects(kind string) string { return subjectRoot + "." + kind + ".>" }
+
+// Layout metadata: the EVENTS stream records which subject layout it holds,
+// so that a log written with the old one is never mixed with the new.
+const (
+	LayoutMetadataKey = "closeloop.subjects"
+	// LayoutV2 is one literal subject per entity stream, events.<kind>.<id>.
+	LayoutV2 = "v2"
+)
 
 // DecodeMsg turns a message consumed from the EVENTS stream into a Record.
 func DecodeMsg(m jetstream.Msg) (eventlog.Record, error) {

@@ -32,7 +32,7 @@ func TestVerifyDetectsAnEventForgedBehindTheStore(t *testing.T) {
 	forged.StreamId, forged.Version, forged.PrevHash = string(stream), 4, eventlog.Hash([]byte("not the previous event"))
 	raw, err := proto.Marshal(forged)
 	must(t, err)
-	ack, err := js.PublishMsg(ctx, &nats.Msg{Subject: jsstore.Subject(stream, "ResponseRecorded"), Data: raw})
+	ack, err := js.PublishMsg(ctx, &nats.Msg{Subject: jsstore.Subject(stream), Data: raw})
 	must(t, err)
 
 	broken, n, err := eventlog.VerifyStream(ctx, s, stream)
@@ -65,7 +65,7 @@ func TestVerifyDetectsAForgedPrevPosition(t *testing.T) {
 	forged.PrevHash, forged.PrevPosition = eventlog.Hash(stored[2].Raw), stored[0].Position
 	raw, err := proto.Marshal(forged)
 	must(t, err)
-	ack, err := js.PublishMsg(ctx, &nats.Msg{Subject: jsstore.Subject(stream, "ResponseRecorded"), Data: raw})
+	ack, err := js.PublishMsg(ctx, &nats.Msg{Subject: jsstore.Subject(stream), Data: raw})
 	must(t, err)
 
 	broken, _, err := eventlog.VerifyStream(ctx, s, stream)
