@@ -50,7 +50,9 @@ type Options struct {
 	// was applied since the last save (default one minute).
 	SaveEvery    int
 	SaveInterval time.Duration
-	// Clock times SaveInterval (default clock.Real).
+	// Clock times SaveInterval and the catch-up (default clock.Real).
+	// Services leave it unset: when to save a cache is an operational
+	// matter, not domain time, and a test's stopped clock would never save.
 	Clock  clock.Clock
 	Logger *slog.Logger
 }

@@ -192,7 +192,7 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	}
 	follower, err := checkpoint.New(checkpoint.Options{
 		Name: app.ViewName, Format: app.ViewFormat, Log: deps.Log, Snapshots: deps.Snapshots, Rebuild: deps.RebuildViews,
-		Clock: deps.Clock, Logger: logger,
+		Logger: logger,
 	}, view)
 	if err != nil {
 		return nil, fmt.Errorf("dispatch: %w", err)

@@ -237,7 +237,7 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	views := &app.Views{Tracker: tracker, KPI: model}
 	follower, err := checkpoint.New(checkpoint.Options{
 		Name: app.ViewsName, Format: app.ViewsFormat, Log: deps.Log, Snapshots: deps.Snapshots, Rebuild: deps.RebuildViews,
-		Clock: deps.Clock, Logger: logger,
+		Logger: logger,
 	}, views)
 	if err != nil {
 		return nil, fmt.Errorf("followup: %w", err)

@@ -169,7 +169,7 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	view := app.NewView(p)
 	follower, err := checkpoint.New(checkpoint.Options{
 		Name: app.ViewName, Format: app.ViewFormat, Log: deps.Log,
-		Snapshots: deps.Snapshots, Rebuild: deps.RebuildViews, Clock: deps.Clock, Logger: log,
+		Snapshots: deps.Snapshots, Rebuild: deps.RebuildViews, Logger: log,
 	}, view)
 	if err != nil {
 		return nil, fmt.Errorf("routing: view: %w", err)

@@ -60,8 +60,9 @@ var durables = map[string][]string{
 }
 
 // manifest describes a generated data dir; a run reuses a dir whose
-// manifest matches its N and open share.
+// manifest matches its N, open share and the log's subject layout.
 type manifest struct {
+	Layout      string    `json:"layout"`
 	Complaints  int       `json:"complaints"`
 	OpenPercent int       `json:"open_percent"`
 	Seed        uint64    `json:"seed"`
@@ -152,7 +153,7 @@ func build(t *testing.T, bin string) {
 func prepare(t *testing.T, dir, bin string, n, open int) manifest {
 	path := filepath.Join(dir, "manifest.json")
 	var m manifest
-	if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &m) == nil && m.Complaints == n && m.OpenPercent == open {
+	if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &m) == nil && m.Layout == jsstore.LayoutV2 && m.Complaints == n && m.OpenPercent == open {
 		return m
 	}
 	if err := os.RemoveAll(filepath.Join(dir, "nats")); err != nil {
@@ -162,7 +163,7 @@ func prepare(t *testing.T, dir, bin string, n, open int) manifest {
 	defer nd.stop()
 	js := nd.js(t)
 	ctx := context.Background()
-	m = manifest{Complaints: n, OpenPercent: open, Seed: 1, Now: time.Now().UTC().Truncate(time.Second)}
+	m = manifest{Layout: jsstore.LayoutV2, Complaints: n, OpenPercent: open, Seed: 1, Now: time.Now().UTC().Truncate(time.Second)}
 	t.Logf("generating %d complaints into %s", n, dir)
 	sum, err := Generate(ctx, js, Config{
 		Complaints: n, OpenPercent: open, Now: m.Now, Seed: m.Seed, Workers: envInt(t, envWorkers, 64),
