@@ -69,7 +69,7 @@ func BenchmarkSubmit(b *testing.B) {
 	keys, claims := rawBucket(b, e.js, "BENCH_RAW_KEYS"), rawBucket(b, e.js, "BENCH_RAW_CLAIMS")
 	rawSameWrites := func(b *testing.B, lat *latencies) {
 		n := seq.Add(1)
-		subj := fmt.Sprintf("events.complaint.raw-%d.ComplaintReceived", n)
+		subj := fmt.Sprintf("events.complaint.raw-%d", n)
 		key := "k" + strconv.FormatInt(n, 10)
 		t0 := time.Now()
 		claimed := make(chan error, 1)
