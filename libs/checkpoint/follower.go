@@ -141,6 +141,9 @@ func (f *Follower) Run(ctx context.Context) error {
 		<-f.saverDone
 	}()
 	if err := f.restore(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	if err := f.catchUp(ctx); err != nil {

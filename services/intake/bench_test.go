@@ -92,29 +92,13 @@ func BenchmarkSubmit(b *testing.B) {
 		lat.add(time.Since(t0))
 	}
 	b.Run("raw_same_writes", func(b *testing.B) {
-		var lat latencies
-		b.SetParallelism(benchParallelism)
-		start := time.Now()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				rawSameWrites(b, &lat)
-			}
-		})
-		sameMax = lat.report(b, time.Since(start))
+		sameMax = fullRate(b, func(lat *latencies) { rawSameWrites(b, lat) })
 	})
 	b.Run("raw_same_writes_half_rate", func(b *testing.B) {
 		halfRate(b, sameMax, func(lat *latencies) { rawSameWrites(b, lat) })
 	})
 	b.Run("raw_js_publish", func(b *testing.B) {
-		var lat latencies
-		b.SetParallelism(benchParallelism)
-		start := time.Now()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				rawPublish(b, &lat)
-			}
-		})
-		rawMax = lat.report(b, time.Since(start))
+		rawMax = fullRate(b, func(lat *latencies) { rawPublish(b, lat) })
 	})
 	// The baseline's own latency at half its maximum rate, for the API's.
 	b.Run("raw_js_publish_half_rate", func(b *testing.B) {
@@ -139,15 +123,7 @@ func BenchmarkSubmit(b *testing.B) {
 	}
 
 	b.Run("grpc_submit", func(b *testing.B) {
-		var lat latencies
-		b.SetParallelism(benchParallelism)
-		start := time.Now()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				submit(b, &lat)
-			}
-		})
-		maxRate = lat.report(b, time.Since(start))
+		maxRate = fullRate(b, func(lat *latencies) { submit(b, lat) })
 		if sameMax > 0 {
 			b.ReportMetric(100*maxRate/sameMax, "%-of-same-writes")
 		}
@@ -165,6 +141,20 @@ func rawBucket(b *testing.B, js jetstream.JetStream, name string) jetstream.KeyV
 		b.Fatal(err)
 	}
 	return kv
+}
+
+// fullRate runs op from the benchmark's callers as fast as they go, and
+// reports and returns the rate.
+func fullRate(b *testing.B, op func(*latencies)) float64 {
+	var lat latencies
+	b.SetParallelism(benchParallelism)
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			op(&lat)
+		}
+	})
+	return lat.report(b, time.Since(start))
 }
 
 // halfRate runs op from the benchmark's callers, paced together at half of
