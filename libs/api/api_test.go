@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -30,6 +31,7 @@ import (
 
 	"github.com/closeloop/closeloop/libs/api"
 	"github.com/closeloop/closeloop/libs/auth"
+	"github.com/closeloop/closeloop/libs/kernel"
 )
 
 // A test-only service, described at run time so no .proto is generated:
@@ -88,7 +90,19 @@ func echo(ctx context.Context, in *wrapperspb.StringValue) (*wrapperspb.StringVa
 	case "unavailable":
 		return nil, status.Error(codes.Unavailable, "event log unavailable")
 	case "internal":
-		return nil, errors.New("plain error")
+		return nil, errors.New("plain error with a secret")
+	case "kernel-invalid":
+		return nil, kernel.Invalid(kernel.Violation{Field: "severity", Rule: "enum", Message: "must be L1 to L4"})
+	case "kernel-notfound":
+		return nil, fmt.Errorf("complaint_id %q: %w", "c-1", kernel.ErrNotReceived)
+	case "kernel-precondition":
+		return nil, &kernel.PreconditionError{Reason: "resolving needs a response", Missing: []string{"response"}}
+	case "kernel-permission":
+		return nil, fmt.Errorf("only the owner: %w", kernel.ErrPermission)
+	case "kernel-stale":
+		return nil, fmt.Errorf("expected_version 3: %w", kernel.ErrStale)
+	case "kernel-busy":
+		return nil, fmt.Errorf("claim held: %w", kernel.ErrRetryLater)
 	case "whoami":
 		p, _ := auth.FromContext(ctx)
 		return wrapperspb.String(p.ID), nil
@@ -241,7 +255,13 @@ func TestHTTPStatusesFollowGRPCCodes(t *testing.T) {
 		{"agent-token", "exists", 409, "AlreadyExists"},
 		{"agent-token", "precondition", 409, "FailedPrecondition"},
 		{"agent-token", "unavailable", 503, "Unavailable"},
-		{"agent-token", "internal", 500, "Unknown"},
+		{"agent-token", "internal", 500, "Internal"},
+		{"agent-token", "kernel-invalid", 400, "InvalidArgument"},
+		{"agent-token", "kernel-notfound", 404, "NotFound"},
+		{"agent-token", "kernel-precondition", 409, "FailedPrecondition"},
+		{"agent-token", "kernel-permission", 403, "PermissionDenied"},
+		{"agent-token", "kernel-stale", 409, "Aborted"},
+		{"agent-token", "kernel-busy", 503, "Unavailable"},
 		{"agent-token", "panic", 500, "Internal"},
 	} {
 		resp, body := f.post(t, echoPath, tc.token, `"`+tc.in+`"`)
@@ -256,6 +276,15 @@ func TestHTTPStatusesFollowGRPCCodes(t *testing.T) {
 		if err := json.Unmarshal([]byte(body), &eb); err != nil || eb.Code != tc.code || eb.Message == "" {
 			t.Errorf("%s: body %s, want code %s and a message", tc.in, body, tc.code)
 		}
+	}
+	if _, body := f.post(t, echoPath, "agent-token", `"internal"`); strings.Contains(body, "secret") {
+		t.Errorf("an unknown error's text reached the caller: %s", body)
+	}
+	if resp, body := f.post(t, echoPath, "agent-token", `"kernel-busy"`); resp.Header.Get("Retry-After") == "" {
+		t.Errorf("ErrRetryLater without Retry-After: %s", body)
+	}
+	if _, body := f.post(t, echoPath, "agent-token", `"kernel-invalid"`); !strings.Contains(body, `"field":"severity"`) {
+		t.Errorf("violations not listed: %s", body)
 	}
 	if _, body := f.post(t, echoPath, "agent-token", `"manager"`); !strings.Contains(body, "requires role manager") {
 		t.Errorf("permission denied does not name the needed role: %s", body)

@@ -9,19 +9,14 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/closeloop/closeloop/libs/kernel"
 )
 
-// Violation is one thing wrong with a request: the field (a path such as
-// "customer.phone"), the rule it breaks ("required", "max_length", ...) and
-// a message for people. Messages never echo personal data.
-//
-// On the wire it is an errdetails.BadRequest.FieldViolation with Field, the
-// rule in Reason and the message in Description.
-type Violation struct {
-	Field   string `json:"field"`
-	Rule    string `json:"rule"`
-	Message string `json:"message"`
-}
+// Violation is one thing wrong with a request (kernel.Violation). On the
+// wire it is an errdetails.BadRequest.FieldViolation with Field, the rule
+// in Reason and the message in Description.
+type Violation = kernel.Violation
 
 // InvalidArgument returns a codes.InvalidArgument status carrying the
 // violations as errdetails.BadRequest (HTTP 400 with a "violations" list).

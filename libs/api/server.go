@@ -109,11 +109,12 @@ func NewServer(o Options) *Server {
 		s.traceUnary(),
 		s.logUnary(),
 		s.recoverUnary(),
+		s.statusUnary(),
 		auth.UnaryServerInterceptor(o.Authenticator),
 	}, o.UnaryInterceptors...)
 	s.grpc = grpc.NewServer(
 		grpc.ChainUnaryInterceptor(unary...),
-		grpc.ChainStreamInterceptor(s.readyStream(), s.recoverStream(), auth.StreamServerInterceptor(o.Authenticator)),
+		grpc.ChainStreamInterceptor(s.readyStream(), s.recoverStream(), s.statusStream(), auth.StreamServerInterceptor(o.Authenticator)),
 	)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)

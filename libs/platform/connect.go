@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
 
 	"github.com/closeloop/closeloop/libs/checkpoint"
 	"github.com/closeloop/closeloop/libs/clock"
@@ -122,6 +123,7 @@ func Connect(ctx context.Context, service string, open StoreOpener) (*Runtime, e
 		return nil, err
 	}
 	deps.Metrics = tel.MetricsHandler()
+	deps.TracerProvider, deps.MeterProvider = tel.TracerProvider, tel.MeterProvider
 	return &Runtime{Deps: deps, Telemetry: tel, close: func() {
 		stopClock()
 		_ = closeStore()
@@ -206,5 +208,6 @@ func newDeps(ctx context.Context, nc *nats.Conn, clk clock.Clock, logger *slog.L
 		_ = closeStore()
 		return Deps{}, nil, err
 	}
-	return Deps{NC: nc, JS: js, Log: counted, Clock: clk, Logger: logger, Snapshots: snaps, RebuildViews: rebuild}, closeStore, nil
+	return Deps{NC: nc, JS: js, Log: counted, Clock: clk, Logger: logger, Snapshots: snaps, RebuildViews: rebuild,
+		TracerProvider: otel.GetTracerProvider(), MeterProvider: otel.GetMeterProvider()}, closeStore, nil
 }

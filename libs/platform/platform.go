@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/closeloop/closeloop/libs/checkpoint"
 	"github.com/closeloop/closeloop/libs/clock"
@@ -30,9 +32,14 @@ type Deps struct {
 	// RebuildViews asks every view to ignore its snapshot and rebuild
 	// from the log (CLOSELOOP_REBUILD_VIEWS=1).
 	RebuildViews bool
-	// Metrics serves the process's metrics in Prometheus format; a service
+	// Metrics serves the service's metrics in Prometheus format; a service
 	// mounts it at /metrics on its HTTP face (nil: none).
 	Metrics http.Handler
+	// TracerProvider and MeterProvider are the service's own (its
+	// service.name on every span and metric); a service passes them to
+	// everything it builds: its kernel writer, bus consumers, API server.
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
 }
 
 // Service is one of the five services.
