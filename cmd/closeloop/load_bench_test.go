@@ -275,25 +275,7 @@ func BenchmarkSubmitToAssignment(b *testing.B) {
 	const workers = 32
 	b.ResetTimer()
 	start := time.Now()
-	var wg sync.WaitGroup
-	var next atomic.Int64
-	var failed atomic.Pointer[error]
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(b.N) {
-				if err := s.submit(w); err != nil {
-					failed.CompareAndSwap(nil, &err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if err := failed.Load(); err != nil {
-		b.Fatal(*err)
-	}
+	submitAll(b, s, b.N)
 	s.waitAssigned(b, b.N, time.Minute+time.Duration(b.N)*50*time.Millisecond)
 	elapsed := time.Since(start)
 	b.StopTimer()
