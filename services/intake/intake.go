@@ -101,7 +101,11 @@ func ConfigFromEnv() (Config, error) {
 
 func configFrom(env *platform.Env) (Config, error) {
 	c := DefaultConfig()
-	c.GRPCAddr = env.String("INTAKE_GRPC_ADDR", c.GRPCAddr)
+	// An empty HTTP address turns the HTTP face off (the NATS subject
+	// still works, in process); gRPC cannot be off, so empty is the default.
+	if v := env.String("INTAKE_GRPC_ADDR", ""); v != "" {
+		c.GRPCAddr = v
+	}
 	c.HTTPAddr = env.String("INTAKE_HTTP_ADDR", c.HTTPAddr)
 	if v := env.String("INTAKE_PII_SECRET", ""); v != "" {
 		c.Secret = []byte(v)
@@ -109,16 +113,17 @@ func configFrom(env *platform.Env) (Config, error) {
 			env.Fail("INTAKE_PII_SECRET", errors.New("must be at least 16 bytes"))
 		}
 	}
-	// Durations are positive: a zero window, skew or grace would refuse
-	// or take over everything.
-	c.DuplicateWindow = env.Duration("INTAKE_DUPLICATE_WINDOW", c.DuplicateWindow, time.Nanosecond)
-	c.ClockSkew = env.Duration("INTAKE_CLOCK_SKEW", c.ClockSkew, time.Nanosecond)
-	c.ClaimGrace = env.Duration("INTAKE_CLAIM_GRACE", c.ClaimGrace, time.Nanosecond)
-	c.MaxDescription = env.Int("INTAKE_MAX_DESCRIPTION", c.MaxDescription, 1, math.MaxInt32)
-	c.MaxAttachments = env.Int("INTAKE_MAX_ATTACHMENTS", c.MaxAttachments, 0, math.MaxInt32)
-	c.RateBurst = env.Int("INTAKE_BURST", c.RateBurst, 1, math.MaxInt32)
-	c.KVReplicas = env.Int("INTAKE_KV_REPLICAS", c.KVReplicas, 1, 5)
-	c.NATSConcurrency = env.Int("INTAKE_NATS_CONCURRENCY", c.NATSConcurrency, 1, math.MaxInt32)
+	// A second is the least window, skew or grace that means anything;
+	// the upper bounds catch typos (a request body is at most
+	// maxBodyBytes, so no description or attachment list is longer).
+	c.DuplicateWindow = env.Duration("INTAKE_DUPLICATE_WINDOW", c.DuplicateWindow, time.Second)
+	c.ClockSkew = env.Duration("INTAKE_CLOCK_SKEW", c.ClockSkew, time.Second)
+	c.ClaimGrace = env.Duration("INTAKE_CLAIM_GRACE", c.ClaimGrace, time.Second)
+	c.MaxDescription = env.Int("INTAKE_MAX_DESCRIPTION", c.MaxDescription, 1, maxBodyBytes)
+	c.MaxAttachments = env.Int("INTAKE_MAX_ATTACHMENTS", c.MaxAttachments, 0, 10_000)
+	c.RateBurst = env.Int("INTAKE_BURST", c.RateBurst, 1, 1_000_000)
+	c.KVReplicas = env.Int("INTAKE_KV_REPLICAS", c.KVReplicas, 1, 5) // JetStream's most
+	c.NATSConcurrency = env.Int("INTAKE_NATS_CONCURRENCY", c.NATSConcurrency, 1, 100_000)
 	env.Parse("INTAKE_RATE", func(v string) error {
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil || f < 0 || math.IsInf(f, 0) {
