@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
@@ -66,6 +68,9 @@ type env struct {
 	// platform.Deps.Metrics (default: none).
 	logOut  io.Writer
 	metrics http.Handler
+	// tracer and meter are platform.Deps' providers (default: none).
+	tracer trace.TracerProvider
+	meter  metric.MeterProvider
 }
 
 func newEnv(t testing.TB, sync bool) *env {
@@ -118,7 +123,8 @@ func (e *env) start(t testing.TB, cfg intake.Config, store eventlog.Store) *runn
 	if out == nil {
 		out = io.Discard
 	}
-	svc, err := intake.New(platform.Deps{NC: e.nc, JS: e.js, Log: store, Clock: e.clock, Logger: slog.New(slog.NewJSONHandler(out, nil)), Metrics: e.metrics}, cfg)
+	svc, err := intake.New(platform.Deps{NC: e.nc, JS: e.js, Log: store, Clock: e.clock, Logger: slog.New(slog.NewJSONHandler(out, nil)), Metrics: e.metrics,
+		TracerProvider: e.tracer, MeterProvider: e.meter}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

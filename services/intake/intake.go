@@ -11,12 +11,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
+	"math"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 
 	"github.com/closeloop/closeloop/libs/api"
@@ -92,65 +94,48 @@ func DefaultConfig() Config {
 }
 
 // ConfigFromEnv reads the configuration from the environment over the
-// defaults, naming the variable of any bad value.
+// defaults, reporting every bad variable at once, each by name.
 func ConfigFromEnv() (Config, error) {
+	return configFrom(platform.NewEnv())
+}
+
+func configFrom(env *platform.Env) (Config, error) {
 	c := DefaultConfig()
-	var errs []error
-	str := func(name string, dst *string) {
-		if v := os.Getenv(name); v != "" {
-			*dst = v
-		}
+	// An empty HTTP address turns the HTTP face off (the NATS subject
+	// still works, in process); gRPC cannot be off, so empty is the default.
+	if v := env.String("INTAKE_GRPC_ADDR", ""); v != "" {
+		c.GRPCAddr = v
 	}
-	dur := func(name string, dst *time.Duration) {
-		if v := os.Getenv(name); v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil || d <= 0 {
-				errs = append(errs, fmt.Errorf("%s: %q is not a positive duration like 72h or 5m", name, v))
-				return
-			}
-			*dst = d
-		}
-	}
-	num := func(name string, dst *int, min int) {
-		if v := os.Getenv(name); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < min {
-				errs = append(errs, fmt.Errorf("%s: %q is not an integer >= %d", name, v, min))
-				return
-			}
-			*dst = n
-		}
-	}
-	str("INTAKE_GRPC_ADDR", &c.GRPCAddr)
-	str("INTAKE_HTTP_ADDR", &c.HTTPAddr)
-	if v := os.Getenv("INTAKE_PII_SECRET"); v != "" {
+	c.HTTPAddr = env.String("INTAKE_HTTP_ADDR", c.HTTPAddr)
+	if v := env.String("INTAKE_PII_SECRET", ""); v != "" {
 		c.Secret = []byte(v)
-	}
-	dur("INTAKE_DUPLICATE_WINDOW", &c.DuplicateWindow)
-	dur("INTAKE_CLOCK_SKEW", &c.ClockSkew)
-	dur("INTAKE_CLAIM_GRACE", &c.ClaimGrace)
-	num("INTAKE_MAX_DESCRIPTION", &c.MaxDescription, 1)
-	num("INTAKE_MAX_ATTACHMENTS", &c.MaxAttachments, 0)
-	num("INTAKE_BURST", &c.RateBurst, 1)
-	num("INTAKE_KV_REPLICAS", &c.KVReplicas, 1)
-	num("INTAKE_NATS_CONCURRENCY", &c.NATSConcurrency, 1)
-	if v := os.Getenv("INTAKE_RATE"); v != "" {
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || f < 0 {
-			errs = append(errs, fmt.Errorf("INTAKE_RATE: %q is not a number >= 0 (requests per second per caller)", v))
-		} else {
-			c.RatePerSecond = f
+		if len(c.Secret) < 16 {
+			env.Fail("INTAKE_PII_SECRET", errors.New("must be at least 16 bytes"))
 		}
 	}
+	// A second is the least window, skew or grace that means anything;
+	// the upper bounds catch typos (a request body is at most
+	// maxBodyBytes, so no description or attachment list is longer).
+	c.DuplicateWindow = env.Duration("INTAKE_DUPLICATE_WINDOW", c.DuplicateWindow, time.Second)
+	c.ClockSkew = env.Duration("INTAKE_CLOCK_SKEW", c.ClockSkew, time.Second)
+	c.ClaimGrace = env.Duration("INTAKE_CLAIM_GRACE", c.ClaimGrace, time.Second)
+	c.MaxDescription = env.Int("INTAKE_MAX_DESCRIPTION", c.MaxDescription, 1, maxBodyBytes)
+	c.MaxAttachments = env.Int("INTAKE_MAX_ATTACHMENTS", c.MaxAttachments, 0, 10_000)
+	c.RateBurst = env.Int("INTAKE_BURST", c.RateBurst, 1, 1_000_000)
+	c.KVReplicas = env.Int("INTAKE_KV_REPLICAS", c.KVReplicas, 1, 5) // JetStream's most
+	c.NATSConcurrency = env.Int("INTAKE_NATS_CONCURRENCY", c.NATSConcurrency, 1, 100_000)
+	env.Parse("INTAKE_RATE", func(v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 0 || math.IsInf(f, 0) {
+			return fmt.Errorf("%q must be a number >= 0 (requests per second per caller)", v)
+		}
+		c.RatePerSecond = f
+		return nil
+	})
 	a, err := auth.FromEnv()
-	if err != nil {
-		errs = append(errs, err)
-	}
+	env.Check(err)
 	c.Authenticator = a
-	if err := errors.Join(errs...); err != nil {
-		return c, err
-	}
-	return c, c.validate()
+	return c, env.Err()
 }
 
 func (c Config) validate() error {
@@ -198,13 +183,21 @@ func FromEnv(deps platform.Deps) (platform.Service, error) {
 // New builds the service: opens its key-value buckets (PII_KEYS,
 // INTAKE_DUPLICATES, INTAKE_LINKS, and INTAKE_SECRETS when no secret is set)
 // and its libs/api server (gRPC with health and reflection, the HTTP/JSON
-// face, /metrics from deps.Metrics).
+// face, /metrics from deps.Metrics). Its spans and metrics go to deps'
+// providers; without them, nowhere (never to the otel globals, which
+// would mix the services of one process).
 func New(deps platform.Deps, cfg Config) (*Service, error) {
 	if deps.JS == nil || deps.NC == nil || deps.Log == nil || deps.Clock == nil {
 		return nil, errors.New("intake: deps NC, JS, Log and Clock are required")
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
+	}
+	if deps.TracerProvider == nil {
+		deps.TracerProvider = tracenoop.NewTracerProvider()
+	}
+	if deps.MeterProvider == nil {
+		deps.MeterProvider = metricnoop.NewMeterProvider()
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -226,7 +219,7 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("intake: %w", err)
 	}
-	a, err := app.New(deps.Log, keys, index, deps.Clock, app.Config{
+	a, err := app.New(deps.Log, keys, index, deps.Clock, deps.TracerProvider, app.Config{
 		Limits:     domain.Limits{ClockSkew: cfg.ClockSkew, MaxDescription: cfg.MaxDescription, MaxAttachments: cfg.MaxAttachments},
 		Secret:     cfg.Secret,
 		ClaimGrace: cfg.ClaimGrace,
@@ -242,10 +235,12 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 		Logger:            deps.Logger,
 		Authenticator:     cfg.Authenticator,
 		Metrics:           deps.Metrics,
+		TracerProvider:    deps.TracerProvider,
+		MeterProvider:     deps.MeterProvider,
 		UnaryInterceptors: []grpc.UnaryServerInterceptor{rl.Unary},
 		MaxBodyBytes:      maxBodyBytes,
 	})
-	intakev1.RegisterIntakeServiceServer(srv.GRPC(), ports.NewServer(a, deps.Logger))
+	intakev1.RegisterIntakeServiceServer(srv.GRPC(), ports.NewServer(a))
 	return &Service{deps: deps, cfg: cfg, srv: srv, ready: make(chan struct{})}, nil
 }
 
@@ -287,22 +282,21 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("intake: %w", err)
 	}
+	// The server outlives the group's context until the subject is
+	// drained, so the NATS requests in flight still find it.
 	srvCtx, stopSrv := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSrv()
-	srvErr := make(chan error, 1)
-	go func() { srvErr <- s.srv.Run(srvCtx) }()
 	s.readyOnce.Do(func() { close(s.ready) })
 	s.deps.Logger.InfoContext(ctx, "intake: serving", "grpc", s.srv.GRPCAddr(), "http", s.srv.HTTPAddr(), "nats", ports.SubmitSubject)
-
-	select {
-	case <-ctx.Done():
-		nr.Stop()
-		stopSrv()
-		return <-srvErr
-	case err := <-srvErr:
-		nr.Stop()
-		return err
-	}
+	return platform.RunGroup(ctx,
+		func(context.Context) error { return s.srv.Run(srvCtx) },
+		func(ctx context.Context) error {
+			<-ctx.Done() // shutdown, or the server failed
+			nr.Stop()
+			stopSrv()
+			return nil
+		},
+	)
 }
 
 // Ready is closed once the listeners are bound.

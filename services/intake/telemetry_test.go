@@ -166,7 +166,7 @@ func TestLogsCarryNoPersonalData(t *testing.T) {
 	dying.stop()
 
 	out := logs.String()
-	for _, want := range []string{"InvalidArgument", "PermissionDenied", "ResourceExhausted", "intake request failed"} {
+	for _, want := range []string{"InvalidArgument", "PermissionDenied", "ResourceExhausted", "api: request failed"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("log lacks %q (the test would prove nothing):\n%s", want, out)
 		}

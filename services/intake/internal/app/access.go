@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/closeloop/closeloop/libs/auth"
+	"github.com/closeloop/closeloop/libs/kernel"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	"github.com/closeloop/closeloop/services/intake/internal/domain"
 )
@@ -36,7 +37,7 @@ func adapterFor(p auth.Principal, ch eventsv1.Channel) bool {
 
 func requireRole(p auth.Principal, what string, roles ...string) error {
 	if !p.HasRole(roles...) {
-		return fmt.Errorf("%w: %s needs role %s", ErrPermission, what, strings.Join(roles, " or "))
+		return fmt.Errorf("%w: %s needs role %s", kernel.ErrPermission, what, strings.Join(roles, " or "))
 	}
 	return nil
 }

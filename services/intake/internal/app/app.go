@@ -1,6 +1,7 @@
 // Package app holds intake's use cases: one file per command or query. Each
-// loads a complaint from the event log, asks the domain what happens, and
-// appends the result with the version it read (optimistic concurrency).
+// reads a complaint from the event log, asks the domain what happens, and
+// appends the result at the version it read, through the kernel's command
+// loop (libs/kernel), which stamps, traces and retries every write.
 package app
 
 import (
@@ -9,11 +10,13 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/closeloop/closeloop/libs/auth"
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/kernel"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	"github.com/closeloop/closeloop/services/intake/internal/domain"
 )
@@ -21,27 +24,17 @@ import (
 // Producer names intake in the events it writes.
 const Producer = "intake"
 
-// Errors the API maps to status codes (with the domain's).
-var (
-	// ErrPermission: the caller is authenticated but may not do this.
-	ErrPermission = errors.New("permission denied")
-	// ErrRetryLater: a transient state another submission will resolve in
-	// moments; the caller should retry.
-	ErrRetryLater = errors.New("another submission of the same problem is in progress; retry")
-)
+// instrumentation names intake's tracer: the kernel's writer uses the same
+// name for its spans, so a submission and its commands read as one
+// service's.
+const instrumentation = "github.com/closeloop/closeloop/services/" + Producer
 
-// ValidationError carries every violated rule of a request.
-type ValidationError struct{ Violations []domain.Violation }
-
-func (e *ValidationError) Error() string {
-	return fmt.Sprintf("invalid request: %d field violation(s), first: %s: %s", len(e.Violations), e.Violations[0].Field, e.Violations[0].Rule)
-}
-
+// invalid turns the domain's violations into the kernel's refusal, or nil.
 func invalid(v []domain.Violation) error {
 	if len(v) == 0 {
 		return nil
 	}
-	return &ValidationError{Violations: v}
+	return kernel.Invalid(v...)
 }
 
 // Sealer seals and opens personal data with per-customer keys (libs/pii).
@@ -87,35 +80,42 @@ type Config struct {
 
 // App runs intake's use cases.
 type App struct {
-	store eventlog.Store
-	keys  Sealer
-	index DuplicateIndex
-	clock clock.Clock
-	cfg   Config
+	store  eventlog.Store
+	w      *kernel.Writer
+	tracer trace.Tracer
+	keys   Sealer
+	index  DuplicateIndex
+	clock  clock.Clock
+	cfg    Config
 }
 
-// New builds the use cases; every dependency is required.
-func New(store eventlog.Store, keys Sealer, index DuplicateIndex, clk clock.Clock, cfg Config) (*App, error) {
+// New builds the use cases on the service's log, clock and tracer provider
+// (every command is a span of it); every dependency is required.
+func New(store eventlog.Store, keys Sealer, index DuplicateIndex, clk clock.Clock, tp trace.TracerProvider, cfg Config) (*App, error) {
 	switch {
-	case store == nil:
-		return nil, errors.New("app: nil event store")
 	case keys == nil:
 		return nil, errors.New("app: nil key store")
 	case index == nil:
 		return nil, errors.New("app: nil duplicate index")
-	case clk == nil:
-		return nil, errors.New("app: nil clock")
 	case len(cfg.Secret) < 16:
 		return nil, errors.New("app: secret must be at least 16 bytes")
 	}
-	return &App{store: store, keys: keys, index: index, clock: clk, cfg: cfg}, nil
+	w, err := kernel.NewWriter(store, Producer, clk, tp)
+	if err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	return &App{store: store, w: w, tracer: tp.Tracer(instrumentation), keys: keys, index: index, clock: clk, cfg: cfg}, nil
 }
 
-// load rebuilds a complaint from its stream.
-func (a *App) load(ctx context.Context, id string) (domain.State, error) {
-	recs, err := a.store.ReadStream(ctx, eventlog.ComplaintStream(id), 1)
-	if err != nil && !errors.Is(err, eventlog.ErrNotFound) {
-		return domain.State{}, fmt.Errorf("read complaint: %w", err)
+// fold rebuilds a complaint from its stream's records. A stream that does
+// not start with ComplaintReceived holds no complaint intake accepted:
+// domain.ErrNotFound when empty, kernel.ErrNotReceived otherwise.
+func fold(recs []eventlog.Record) (domain.State, error) {
+	if err := kernel.Received(recs); err != nil {
+		if errors.Is(err, kernel.ErrNotReceived) {
+			return domain.State{}, err
+		}
+		return domain.State{}, domain.ErrNotFound
 	}
 	var s domain.State
 	for _, r := range recs {
@@ -124,54 +124,36 @@ func (a *App) load(ctx context.Context, id string) (domain.State, error) {
 	return s, nil
 }
 
-// envelopes wraps payloads for one command.
-func (a *App) envelopes(id, actor string, msgs []proto.Message) ([]*eventsv1.Envelope, error) {
-	corr, err := uuid.NewV7()
+// load reads a complaint for a query, or a decision made outside the
+// command loop.
+func (a *App) load(ctx context.Context, id string) (domain.State, error) {
+	recs, err := a.store.ReadStream(ctx, eventlog.ComplaintStream(id), 1)
 	if err != nil {
-		return nil, fmt.Errorf("correlation id: %w", err)
+		return domain.State{}, fmt.Errorf("read complaint: %w", err)
 	}
-	meta := eventlog.Meta{ComplaintID: id, Producer: Producer, Actor: actor, CorrelationID: corr.String(), OccurredAt: a.clock.Now()}
-	out := make([]*eventsv1.Envelope, 0, len(msgs))
-	for _, m := range msgs {
-		e, err := eventlog.NewEvent(meta, m)
-		if err != nil {
-			return nil, err
-		}
-		if len(out) > 0 {
-			e.CausationId = out[0].GetEventId()
-		}
-		out = append(out, e)
-	}
-	return out, nil
+	return fold(recs)
 }
 
-// update loads, decides and appends, re-deciding on a conflicting write.
-// A decision with no events changes nothing and returns the loaded state.
-func (a *App) update(ctx context.Context, id, actor string, decide func(domain.State) ([]proto.Message, error)) (domain.State, error) {
-	for attempt := 0; ; attempt++ {
-		s, err := a.load(ctx, id)
-		if err != nil {
-			return s, err
-		}
-		msgs, err := decide(s)
-		if err != nil || len(msgs) == 0 {
-			return s, err
-		}
-		envs, err := a.envelopes(id, actor, msgs)
-		if err != nil {
-			return s, err
-		}
-		_, err = a.store.Append(ctx, eventlog.ComplaintStream(id), s.Version, envs...)
-		if errors.Is(err, eventlog.ErrConflict) && attempt < 10 {
-			continue
-		}
-		if err != nil {
-			return s, fmt.Errorf("append: %w", err)
-		}
-		for i, e := range envs {
-			e.Version = s.Version + uint64(i) + 1
-			s = domain.Evolve(s, e)
-		}
-		return s, nil
+// update runs one agent's or adapter's command on a complaint: the kernel
+// reads, folds, decides, stamps (a new correlation, the caller as actor)
+// and appends, re-deciding on a conflicting write. A decision with no
+// events changes nothing and returns the state read.
+func (a *App) update(ctx context.Context, name, id string, p auth.Principal, decide func(domain.State) ([]proto.Message, error)) (domain.State, error) {
+	res, err := kernel.Execute(ctx, a.w, kernel.Command[domain.State]{
+		Name:        name,
+		Stream:      eventlog.ComplaintStream(id),
+		ComplaintID: id,
+		Cause:       kernel.Cause{Actor: p.ID},
+		Fold:        fold,
+		Decide:      func(s domain.State, _ time.Time) ([]proto.Message, error) { return decide(s) },
+	})
+	if err != nil {
+		return res.State, err
 	}
+	s := res.State
+	for _, e := range res.Events {
+		s = domain.Evolve(s, e)
+	}
+	s.Version = res.Version // the envelopes appended need not carry theirs
+	return s, nil
 }

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/closeloop/closeloop/libs/auth"
+	"github.com/closeloop/closeloop/libs/kernel"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	intakev1 "github.com/closeloop/closeloop/proto/gen/closeloop/intake/v1"
 	"github.com/closeloop/closeloop/services/intake/internal/domain"
@@ -21,7 +22,7 @@ func (a *App) Accept(ctx context.Context, p auth.Principal, id string) (domain.S
 	if err := invalid(domain.ValidateID("complaint_id", id)); err != nil {
 		return domain.State{}, err
 	}
-	return a.update(ctx, id, p.ID, func(s domain.State) ([]proto.Message, error) {
+	return a.update(ctx, "AcceptComplaint", id, p, func(s domain.State) ([]proto.Message, error) {
 		return domain.DecideAccept(s, p.ID)
 	})
 }
@@ -35,8 +36,8 @@ func (a *App) AmendCustomer(ctx context.Context, p auth.Principal, id string, ci
 	if err := invalid(append(domain.ValidateID("complaint_id", id), domain.ValidateCustomer("customer", ci)...)); err != nil {
 		return err
 	}
-	_, err := a.update(ctx, id, p.ID, func(s domain.State) ([]proto.Message, error) {
-		if !s.Exists() || s.Erased {
+	_, err := a.update(ctx, "AmendCustomerDetails", id, p, func(s domain.State) ([]proto.Message, error) {
+		if s.Erased {
 			return domain.DecideAmend(s, nil)
 		}
 		sealed, err := a.seal(ctx, s.Customer.GetCustomerRef(), ci)
@@ -56,14 +57,14 @@ func (a *App) AmendCustomer(ctx context.Context, p auth.Principal, id string, ci
 // the complaint came through.
 func (a *App) AttachEvidence(ctx context.Context, p auth.Principal, id string, atts []*eventsv1.Attachment) (domain.State, error) {
 	if !p.HasRole(auth.RoleAgent) && p.Kind != auth.KindAdapter {
-		return domain.State{}, fmt.Errorf("%w: attaching evidence needs role agent or an adapter", ErrPermission)
+		return domain.State{}, fmt.Errorf("%w: attaching evidence needs role agent or an adapter", kernel.ErrPermission)
 	}
 	if err := invalid(append(domain.ValidateID("complaint_id", id), domain.ValidateAttachments("attachments", atts, a.cfg.Limits.MaxAttachments)...)); err != nil {
 		return domain.State{}, err
 	}
-	s, err := a.update(ctx, id, p.ID, func(s domain.State) ([]proto.Message, error) {
-		if s.Exists() && !p.HasRole(auth.RoleAgent) && !ownChannel(p, s) {
-			return nil, fmt.Errorf("%w: the complaint is not of %s's channel", ErrPermission, p.ID)
+	s, err := a.update(ctx, "AttachEvidence", id, p, func(s domain.State) ([]proto.Message, error) {
+		if !p.HasRole(auth.RoleAgent) && !ownChannel(p, s) {
+			return nil, fmt.Errorf("%w: the complaint is not of %s's channel", kernel.ErrPermission, p.ID)
 		}
 		return domain.DecideAttach(s, &eventsv1.EvidenceAttached{Attachments: atts, AttachedBy: p.ID}, a.cfg.Limits.MaxAttachments)
 	})
@@ -81,7 +82,7 @@ func (a *App) Withdraw(ctx context.Context, p auth.Principal, id, reason string)
 	if err := invalid(append(domain.ValidateID("complaint_id", id), domain.ValidateText("reason", reason, true)...)); err != nil {
 		return err
 	}
-	_, err := a.update(ctx, id, p.ID, func(s domain.State) ([]proto.Message, error) {
+	_, err := a.update(ctx, "WithdrawComplaint", id, p, func(s domain.State) ([]proto.Message, error) {
 		return domain.DecideWithdraw(s, &eventsv1.ComplaintWithdrawn{Reason: reason, WithdrawnBy: p.ID})
 	})
 	return err
@@ -103,14 +104,11 @@ func (a *App) EraseCustomer(ctx context.Context, p auth.Principal, id, legalBasi
 	if err != nil {
 		return "", err
 	}
-	if !s.Exists() {
-		return "", domain.ErrNotFound
-	}
 	ref := s.Customer.GetCustomerRef()
 	if err := a.keys.Erase(ctx, ref); err != nil {
 		return "", fmt.Errorf("erase data key: %w", err)
 	}
-	_, err = a.update(ctx, id, p.ID, func(s domain.State) ([]proto.Message, error) {
+	_, err = a.update(ctx, "EraseCustomer", id, p, func(s domain.State) ([]proto.Message, error) {
 		return domain.DecideErase(s, &eventsv1.CustomerErased{KeyId: ref, ErasedBy: p.ID, LegalBasis: legalBasis})
 	})
 	return ref, err

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/closeloop/closeloop/libs/auth"
+	"github.com/closeloop/closeloop/libs/kernel"
 	"github.com/closeloop/closeloop/libs/pii"
 	intakev1 "github.com/closeloop/closeloop/proto/gen/closeloop/intake/v1"
 	"github.com/closeloop/closeloop/services/intake/internal/domain"
@@ -25,18 +26,15 @@ func (a *App) Get(ctx context.Context, p auth.Principal, id string) (*intakev1.C
 	}
 	clear, masked, adapter := p.HasRole(clearReaders...), p.HasRole(maskedReaders...), p.Kind == auth.KindAdapter
 	if !clear && !masked && !adapter {
-		return nil, fmt.Errorf("%w: reading complaints needs role %s, %s or an adapter", ErrPermission, strings.Join(clearReaders, ", "), strings.Join(maskedReaders, ", "))
+		return nil, fmt.Errorf("%w: reading complaints needs role %s, %s or an adapter", kernel.ErrPermission, strings.Join(clearReaders, ", "), strings.Join(maskedReaders, ", "))
 	}
 	s, err := a.load(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	if !s.Exists() {
-		return nil, domain.ErrNotFound
-	}
 	if !clear && !masked {
 		if !ownChannel(p, s) {
-			return nil, fmt.Errorf("%w: the complaint is not of %s's channel", ErrPermission, p.ID)
+			return nil, fmt.Errorf("%w: the complaint is not of %s's channel", kernel.ErrPermission, p.ID)
 		}
 		clear = adapterFor(p, s.Received.GetChannel())
 	}

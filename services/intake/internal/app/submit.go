@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"time"
 
+	otelcodes "go.opentelemetry.io/otel/codes"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/closeloop/closeloop/libs/auth"
 	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/kernel"
 	"github.com/closeloop/closeloop/libs/pii"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	intakev1 "github.com/closeloop/closeloop/proto/gen/closeloop/intake/v1"
@@ -45,13 +47,23 @@ type SubmitResult struct {
 //  5. A duplicate first records the link (KV Create, first writer wins),
 //     then appends DuplicateLinked on the first complaint, once per
 //     (channel, channel_ref).
-func (a *App) Submit(ctx context.Context, p auth.Principal, req *intakev1.SubmitComplaintRequest) (SubmitResult, error) {
+func (a *App) Submit(ctx context.Context, p auth.Principal, req *intakev1.SubmitComplaintRequest) (res SubmitResult, err error) {
+	// The submission is one decision across the indexes and the complaint
+	// stream: one span, in which the events are stamped, and of which the
+	// kernel's commands (a link, a settled receipt) are children.
+	ctx, span := a.tracer.Start(ctx, "SubmitComplaint")
+	defer func() {
+		if err != nil {
+			span.SetStatus(otelcodes.Error, err.Error())
+		}
+		span.End()
+	}()
 	now := a.clock.Now()
 	if err := invalid(domain.ValidateSubmission(req, now, a.cfg.Limits)); err != nil {
 		return SubmitResult{}, err
 	}
 	if !adapterFor(p, req.GetChannel()) {
-		return SubmitResult{}, fmt.Errorf("%w: %s may not submit for %s", ErrPermission, p.ID, req.GetChannel())
+		return SubmitResult{}, fmt.Errorf("%w: %s may not submit for %s", kernel.ErrPermission, p.ID, req.GetChannel())
 	}
 	id := domain.ComplaintID(req.GetChannel(), req.GetChannelRef())
 	link := &eventsv1.DuplicateLinked{Channel: req.GetChannel(), ChannelRef: req.GetChannelRef(), AdapterId: p.ID, ReceivedAt: req.GetReceivedAt()}
@@ -93,13 +105,15 @@ func (a *App) Submit(ctx context.Context, p auth.Principal, req *intakev1.Submit
 	if err != nil {
 		return SubmitResult{}, err
 	}
-	envs, err := a.envelopes(id, p.ID, msgs)
+	envs, err := a.receipt(ctx, id, p, msgs)
 	if err != nil {
 		return SubmitResult{}, err
 	}
+	// Stamped outside the kernel's loop: the first events of a new stream
+	// go in at version 0 without a read, and a conflict is settled below.
 	_, err = a.store.Append(ctx, eventlog.ComplaintStream(id), 0, envs...)
 	if errors.Is(err, eventlog.ErrConflict) {
-		return a.finishReceive(ctx, id, envs)
+		return a.finishReceive(ctx, id, p, envs[0], msgs[1:])
 	}
 	if err != nil {
 		return SubmitResult{}, fmt.Errorf("append: %w", err)
@@ -107,58 +121,77 @@ func (a *App) Submit(ctx context.Context, p auth.Principal, req *intakev1.Submit
 	return SubmitResult{ComplaintID: id, Created: true, Accepted: len(msgs) > 1}, nil
 }
 
+// receipt stamps a new complaint's events: ComplaintReceived starts the
+// submission's correlation, and what follows it (the automatic acceptance)
+// is caused by it.
+func (a *App) receipt(ctx context.Context, id string, p auth.Principal, msgs []proto.Message) ([]*eventsv1.Envelope, error) {
+	now := a.clock.Now()
+	envs, err := a.w.Envelopes(ctx, id, kernel.Cause{Actor: p.ID}, nil, now, msgs[0])
+	if err != nil || len(msgs) == 1 {
+		return envs, err
+	}
+	rest, err := a.w.Envelopes(ctx, id, receivedCause(p, envs[0]), nil, now, msgs[1:]...)
+	return append(envs, rest...), err
+}
+
+// receivedCause is the cause of what follows a ComplaintReceived.
+func receivedCause(p auth.Principal, received *eventsv1.Envelope) kernel.Cause {
+	return kernel.Cause{Actor: p.ID, EventID: received.GetEventId(), CorrelationID: received.GetCorrelationId()}
+}
+
 // finishReceive settles a submission whose append conflicted: usually an
 // earlier attempt stored the complaint. But the log stores a batch one event
 // at a time, so another service reacting to this very ComplaintReceived may
 // have appended before its ComplaintAccepted: the acceptance then follows.
 // The same holds when an earlier attempt crashed between the two events: the
-// retry appends the acceptance it would have made.
-func (a *App) finishReceive(ctx context.Context, id string, envs []*eventsv1.Envelope) (SubmitResult, error) {
-	stream := eventlog.ComplaintStream(id)
-	for attempt := 0; ; attempt++ {
-		recs, err := a.store.ReadStream(ctx, stream, 1)
-		if err != nil {
-			return SubmitResult{}, fmt.Errorf("read complaint: %w", err)
-		}
-		var s domain.State
-		stored := map[string]bool{}
-		for _, r := range recs {
-			s = domain.Evolve(s, r.Event)
-			stored[r.Event.GetEventId()] = true
-		}
-		ours := len(recs) > 0 && recs[0].Event.GetEventId() == envs[0].GetEventId()
-		var rest []*eventsv1.Envelope
-		for _, e := range envs[1:] {
-			if !stored[e.GetEventId()] {
-				rest = append(rest, e)
+// retry appends the acceptance it would have made. A complaint still
+// received is one no acceptance was stored for, so none is made twice.
+// ours is the ComplaintReceived this attempt tried to store, rest what
+// followed it in the decision.
+func (a *App) finishReceive(ctx context.Context, id string, p auth.Principal, ours *eventsv1.Envelope, rest []proto.Message) (SubmitResult, error) {
+	var stored *eventsv1.Envelope // the ComplaintReceived on the stream, ours or an earlier attempt's
+	res, err := kernel.Execute(ctx, a.w, kernel.Command[domain.State]{
+		Name:        "FinishReceive",
+		Stream:      eventlog.ComplaintStream(id),
+		ComplaintID: id,
+		// The conflict showed the stream's first event: a read short of
+		// it must not pass for an empty stream.
+		Cause: kernel.Cause{Actor: p.ID, Version: 1},
+		Fold: func(recs []eventlog.Record) (domain.State, error) {
+			s, err := fold(recs)
+			if err == nil {
+				stored = recs[0].Event
 			}
-		}
-		if len(rest) == 0 || s.Status != domain.StatusReceived {
-			return SubmitResult{ComplaintID: id, Created: ours, Accepted: s.Status == domain.StatusAccepted}, nil
-		}
-		if !ours {
-			// An earlier attempt stored the ComplaintReceived and died
-			// before its ComplaintAccepted: this retry (same channel
-			// reference, same report) records the acceptance in its place.
-			for _, e := range rest {
-				e.CausationId, e.CorrelationId = recs[0].Event.GetEventId(), recs[0].Event.GetCorrelationId()
+			return s, err
+		},
+		Decide: func(s domain.State, _ time.Time) ([]proto.Message, error) {
+			if s.Status != domain.StatusReceived {
+				return nil, nil
 			}
-		}
-		_, err = a.store.Append(ctx, stream, s.Version, rest...)
-		if errors.Is(err, eventlog.ErrConflict) && attempt < 10 {
-			continue
-		}
-		if err != nil {
-			return SubmitResult{}, fmt.Errorf("append: %w", err)
-		}
-		return SubmitResult{ComplaintID: id, Created: ours, Accepted: true}, nil
+			return rest, nil
+		},
+		// The acceptance answers the stored ComplaintReceived, known only
+		// once read: an earlier attempt's (same channel reference, same
+		// report), in whose correlation it then belongs.
+		Stamp: func(m *eventlog.Meta) {
+			c := receivedCause(p, stored)
+			m.CausationID, m.CorrelationID = c.EventID, c.CorrelationID
+		},
+	})
+	if err != nil {
+		return SubmitResult{}, err
 	}
+	return SubmitResult{
+		ComplaintID: id,
+		Created:     stored.GetEventId() == ours.GetEventId(),
+		Accepted:    res.State.Status == domain.StatusAccepted || len(res.Events) > 0,
+	}, nil
 }
 
 // claim returns the complaint that owns the fingerprint: id itself when this
 // submission is the first (or its own earlier attempt claimed it).
 func (a *App) claim(ctx context.Context, fp, id string, now time.Time) (string, error) {
-	for range 5 {
+	for range kernel.MaxAttempts {
 		owner, created, err := a.index.Claim(ctx, fp, id, now)
 		if err != nil {
 			return "", fmt.Errorf("claim in duplicate index: %w", err)
@@ -166,25 +199,29 @@ func (a *App) claim(ctx context.Context, fp, id string, now time.Time) (string, 
 		if created || owner.ComplaintID == id {
 			return id, nil
 		}
-		s, err := a.load(ctx, owner.ComplaintID)
-		if err != nil {
-			return "", err
-		}
-		if s.Exists() {
+		_, err = a.load(ctx, owner.ComplaintID)
+		if err == nil {
 			return owner.ComplaintID, nil
+		}
+		if !errors.Is(err, kernel.ErrNotFound) {
+			return "", err
 		}
 		// The owner claimed but never wrote its complaint. Moments ago: it
 		// is probably appending now. Long ago: it crashed and was never
 		// retried; take the claim over (CAS on the revision).
 		if now.Sub(owner.ClaimedAt) < a.cfg.ClaimGrace {
-			return "", ErrRetryLater
+			return "", errClaimPending
 		}
 		if err := a.index.Takeover(ctx, fp, id, now, owner.Revision); err == nil {
 			return id, nil
 		}
 	}
-	return "", ErrRetryLater
+	return "", errClaimPending
 }
+
+// errClaimPending: the problem is claimed by a submission that is
+// probably appending right now; the caller retries in a moment.
+var errClaimPending = fmt.Errorf("another submission of the same problem is in progress: %w", kernel.ErrRetryLater)
 
 // claimAndSeal claims the fingerprint (claim) while building the event
 // (received), which seals the personal data and so, for a new customer,
@@ -225,7 +262,7 @@ func (a *App) claimAndSeal(ctx context.Context, p auth.Principal, req *intakev1.
 
 // joinFirst appends DuplicateLinked on the first complaint (once).
 func (a *App) joinFirst(ctx context.Context, p auth.Principal, first string, link *eventsv1.DuplicateLinked) (SubmitResult, error) {
-	s, err := a.update(ctx, first, p.ID, func(s domain.State) ([]proto.Message, error) {
+	s, err := a.update(ctx, "LinkDuplicate", first, p, func(s domain.State) ([]proto.Message, error) {
 		return domain.DecideLink(s, link)
 	})
 	if err != nil {

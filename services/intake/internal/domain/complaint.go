@@ -6,10 +6,12 @@ package domain
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/closeloop/closeloop/libs/kernel"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
@@ -23,13 +25,17 @@ const (
 	StatusWithdrawn
 )
 
-// Errors of the decide functions; the API maps them to status codes.
+// Errors of the decide functions, of the kernel's kinds (libs/api maps
+// them to status codes). Their messages name no complaint: a complaint id
+// derives from a channel reference, which may be a customer's message id.
 var (
-	ErrNotFound        = errors.New("complaint not found")
-	ErrAlreadyReceived = errors.New("complaint already received")
-	ErrWithdrawn       = errors.New("complaint is withdrawn")
-	ErrErased          = errors.New("customer personal data is erased")
-	ErrTooManyAttach   = errors.New("too many attachments")
+	ErrNotFound        = fmt.Errorf("complaint %w", kernel.ErrNotFound)
+	ErrAlreadyReceived = &kernel.PreconditionError{Reason: "complaint already received"}
+	ErrWithdrawn       = &kernel.PreconditionError{Reason: "complaint is withdrawn"}
+	ErrErased          = &kernel.PreconditionError{Reason: "customer personal data is erased"}
+	// ErrTooManyAttach is turned into a violation of attachments by the
+	// caller, which knows the limit.
+	ErrTooManyAttach = errors.New("too many attachments")
 )
 
 // SystemActor accepts a complaint complete on arrival.

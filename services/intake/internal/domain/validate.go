@@ -10,17 +10,15 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/closeloop/closeloop/libs/kernel"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	intakev1 "github.com/closeloop/closeloop/proto/gen/closeloop/intake/v1"
 )
 
-// Violation is one broken rule of one field. Message never repeats the
-// value: it may be personal data.
-type Violation struct {
-	Field   string
-	Rule    string
-	Message string
-}
+// Violation is one broken rule of one field (the kernel's, which libs/api
+// answers as a field violation). Message never repeats the value: it may
+// be personal data.
+type Violation = kernel.Violation
 
 // Limits are the configurable bounds of a submission.
 type Limits struct {

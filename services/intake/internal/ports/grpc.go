@@ -1,8 +1,10 @@
+// Package ports exposes intake's use cases: the gRPC service (served with
+// its HTTP/JSON face by libs/api), the NATS request subject, which goes
+// through that same face, and the per-caller rate limit interceptor.
 package ports
 
 import (
 	"context"
-	"log/slog"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -12,16 +14,17 @@ import (
 	"github.com/closeloop/closeloop/services/intake/internal/app"
 )
 
-// Server implements intakev1.IntakeServiceServer on the use cases.
+// Server implements intakev1.IntakeServiceServer on the use cases. Their
+// errors are of libs/kernel's kinds and go back as they are: libs/api's
+// server maps them to gRPC and HTTP (and so NATS) codes.
 type Server struct {
 	intakev1.UnimplementedIntakeServiceServer
 	app *app.App
-	log *slog.Logger
 }
 
 // NewServer builds the gRPC service. It expects the libs/api server's
 // authentication to have put the caller in the context.
-func NewServer(a *app.App, log *slog.Logger) *Server { return &Server{app: a, log: log} }
+func NewServer(a *app.App) *Server { return &Server{app: a} }
 
 func (s *Server) caller(ctx context.Context) (auth.Principal, error) {
 	p, ok := auth.FromContext(ctx)
@@ -38,7 +41,7 @@ func (s *Server) SubmitComplaint(ctx context.Context, req *intakev1.SubmitCompla
 	}
 	r, err := s.app.Submit(ctx, p, req)
 	if err != nil {
-		return nil, toStatus(ctx, s.log, "SubmitComplaint", err)
+		return nil, err
 	}
 	return &intakev1.SubmitComplaintResponse{ComplaintId: r.ComplaintID, Created: r.Created, Linked: r.Linked, Accepted: r.Accepted}, nil
 }
@@ -50,7 +53,7 @@ func (s *Server) AcceptComplaint(ctx context.Context, req *intakev1.AcceptCompla
 	}
 	st, err := s.app.Accept(ctx, p, req.GetComplaintId())
 	if err != nil {
-		return nil, toStatus(ctx, s.log, "AcceptComplaint", err)
+		return nil, err
 	}
 	return &intakev1.AcceptComplaintResponse{ComplaintId: req.GetComplaintId(), AcceptedBy: st.AcceptedBy, Automatic: st.AcceptedAuto}, nil
 }
@@ -61,7 +64,7 @@ func (s *Server) AmendCustomerDetails(ctx context.Context, req *intakev1.AmendCu
 		return nil, err
 	}
 	if err := s.app.AmendCustomer(ctx, p, req.GetComplaintId(), req.GetCustomer()); err != nil {
-		return nil, toStatus(ctx, s.log, "AmendCustomerDetails", err)
+		return nil, err
 	}
 	return &intakev1.AmendCustomerDetailsResponse{ComplaintId: req.GetComplaintId()}, nil
 }
@@ -73,7 +76,7 @@ func (s *Server) AttachEvidence(ctx context.Context, req *intakev1.AttachEvidenc
 	}
 	st, err := s.app.AttachEvidence(ctx, p, req.GetComplaintId(), req.GetAttachments())
 	if err != nil {
-		return nil, toStatus(ctx, s.log, "AttachEvidence", err)
+		return nil, err
 	}
 	return &intakev1.AttachEvidenceResponse{ComplaintId: req.GetComplaintId(), AttachmentCount: int32(len(st.Attachments))}, nil
 }
@@ -84,7 +87,7 @@ func (s *Server) WithdrawComplaint(ctx context.Context, req *intakev1.WithdrawCo
 		return nil, err
 	}
 	if err := s.app.Withdraw(ctx, p, req.GetComplaintId(), req.GetReason()); err != nil {
-		return nil, toStatus(ctx, s.log, "WithdrawComplaint", err)
+		return nil, err
 	}
 	return &intakev1.WithdrawComplaintResponse{ComplaintId: req.GetComplaintId()}, nil
 }
@@ -96,7 +99,7 @@ func (s *Server) GetComplaint(ctx context.Context, req *intakev1.GetComplaintReq
 	}
 	c, err := s.app.Get(ctx, p, req.GetComplaintId())
 	if err != nil {
-		return nil, toStatus(ctx, s.log, "GetComplaint", err)
+		return nil, err
 	}
 	return &intakev1.GetComplaintResponse{Complaint: c}, nil
 }
@@ -108,7 +111,7 @@ func (s *Server) EraseCustomer(ctx context.Context, req *intakev1.EraseCustomerR
 	}
 	ref, err := s.app.EraseCustomer(ctx, p, req.GetComplaintId(), req.GetLegalBasis())
 	if err != nil {
-		return nil, toStatus(ctx, s.log, "EraseCustomer", err)
+		return nil, err
 	}
 	return &intakev1.EraseCustomerResponse{CustomerRef: ref, ComplaintIds: []string{req.GetComplaintId()}}, nil
 }
