@@ -186,24 +186,28 @@ func (g *generator) newWriter(ctx context.Context) (*writer, error) {
 	return &writer{store: store, clk: clk}, nil
 }
 
-// append stores envs at expected and counts them. A lost reply is retried:
-// event ids make the retry idempotent.
+// append stores envs at expected and counts them. A lost reply or a
+// server too busy to answer in time (it stalls for seconds while it writes
+// out a big log) is retried for up to appendPatience: event ids make the
+// retry idempotent.
 func (g *generator) append(ctx context.Context, w *writer, stream eventlog.StreamID, expected uint64, at time.Time, envs []*ev.Envelope) error {
 	w.clk.set(at)
-	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		_, err = w.store.Append(ctx, stream, expected, envs...)
+	deadline := time.Now().Add(appendPatience)
+	for attempt := 1; ; attempt++ {
+		_, err := w.store.Append(ctx, stream, expected, envs...)
 		if err == nil {
 			g.events.Add(int64(len(envs)))
 			return nil
 		}
-		if errors.Is(err, eventlog.ErrConflict) || errors.Is(err, eventlog.ErrInvalidEvent) || ctx.Err() != nil {
+		if errors.Is(err, eventlog.ErrConflict) || errors.Is(err, eventlog.ErrInvalidEvent) || ctx.Err() != nil || time.Now().After(deadline) {
 			return err
 		}
-		time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond)
+		time.Sleep(min(time.Duration(attempt)*100*time.Millisecond, 2*time.Second))
 	}
-	return err
 }
+
+// appendPatience bounds the retries of one append.
+const appendPatience = 3 * time.Minute
 
 // writeDirectory writes the team rosters (members join, some change shifts
 // or leave) and registers the technicians.
