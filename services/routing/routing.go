@@ -13,9 +13,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"strconv"
 	"sync"
+
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/closeloop/closeloop/libs/api"
 	"github.com/closeloop/closeloop/libs/auth"
@@ -23,6 +24,7 @@ import (
 	"github.com/closeloop/closeloop/libs/checkpoint"
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
+	"github.com/closeloop/closeloop/libs/kernel"
 	"github.com/closeloop/closeloop/libs/platform"
 	routingv1 "github.com/closeloop/closeloop/proto/gen/closeloop/routing/v1"
 	"github.com/closeloop/closeloop/services/routing/internal/app"
@@ -38,12 +40,13 @@ var defaultPolicy []byte
 
 // Config of the routing service; DefaultConfig has the defaults.
 type Config struct {
-	// GRPCAddr and HTTPAddr to listen on (ROUTING_GRPC_ADDR, ROUTING_HTTP_ADDR).
+	// GRPCAddr and HTTPAddr to listen on (ROUTING_GRPC_ADDR, ROUTING_HTTP_ADDR;
+	// an empty HTTPAddr serves no HTTP face).
 	GRPCAddr string
 	HTTPAddr string
-	// PolicyFile overrides the embedded classification policy
-	// (ROUTING_POLICY_FILE; empty: policy/classification.v1.json as built).
-	PolicyFile string
+	// Policy classifies, assigns and escalates (ROUTING_POLICY_FILE names a
+	// file replacing it; nil: the embedded policy/classification.v1.json).
+	Policy *domain.Policy
 	// Authenticator checks bearer tokens (libs/auth: CLOSELOOP_TOKENS_FILE,
 	// CLOSELOOP_TOKENS, or CLOSELOOP_AUTH=off for local development).
 	Authenticator auth.Authenticator
@@ -62,61 +65,73 @@ func DefaultConfig() Config {
 }
 
 // ConfigFromEnv reads the configuration from the environment over the
-// defaults, naming the variable of any bad value.
+// defaults, parsing the policy once; it reports every bad variable at
+// once, each by name.
 func ConfigFromEnv() (Config, error) {
-	c := DefaultConfig()
-	for name, dst := range map[string]*string{"ROUTING_GRPC_ADDR": &c.GRPCAddr, "ROUTING_HTTP_ADDR": &c.HTTPAddr, "ROUTING_POLICY_FILE": &c.PolicyFile, "ROUTING_DURABLE": &c.Durable} {
-		if v := os.Getenv(name); v != "" {
-			*dst = v
-		}
+	env, d := platform.NewEnv(), DefaultConfig()
+	c := Config{
+		GRPCAddr:    env.String("ROUTING_GRPC_ADDR", d.GRPCAddr),
+		HTTPAddr:    env.String("ROUTING_HTTP_ADDR", d.HTTPAddr),
+		Policy:      policyFrom(env),
+		Durable:     env.String("ROUTING_DURABLE", d.Durable),
+		Concurrency: env.Int("ROUTING_CONCURRENCY", d.Concurrency, 1, 256),
 	}
-	if v := os.Getenv("ROUTING_CONCURRENCY"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 256 {
-			return c, fmt.Errorf("routing: ROUTING_CONCURRENCY: %q is not an integer between 1 and 256", v)
-		}
-		c.Concurrency = n
+	if c.GRPCAddr == "" {
+		env.Fail("ROUTING_GRPC_ADDR", errors.New("must not be empty"))
+	}
+	if c.Durable == "" {
+		env.Fail("ROUTING_DURABLE", errors.New("must not be empty"))
 	}
 	a, err := auth.FromEnv()
-	if err != nil {
-		return c, err
-	}
+	env.Check(err)
 	c.Authenticator = a
-	if _, err := c.policy(); err != nil {
-		return c, err
+	if err := env.Err(); err != nil {
+		return c, fmt.Errorf("routing: %w", err)
 	}
-	return c, c.validate()
+	return c, nil
 }
 
-func (c Config) validate() error {
-	switch {
-	case c.Authenticator == nil:
-		return errors.New("routing: config Authenticator: required (set CLOSELOOP_TOKENS_FILE, or CLOSELOOP_AUTH=off for local development)")
-	case c.GRPCAddr == "":
-		return errors.New("routing: ROUTING_GRPC_ADDR: must not be empty")
-	case c.Durable == "":
-		return errors.New("routing: ROUTING_DURABLE: must not be empty")
-	case c.Concurrency < 1 || c.Concurrency > 256:
-		return fmt.Errorf("routing: ROUTING_CONCURRENCY: must be between 1 and 256, got %d", c.Concurrency)
+// policyFrom parses the policy ROUTING_POLICY_FILE names, or the embedded
+// one.
+func policyFrom(env *platform.Env) *domain.Policy {
+	const name = "ROUTING_POLICY_FILE"
+	path, _ := env.Lookup(name)
+	if path == "" {
+		p, err := embeddedPolicy()
+		env.Fail("embedded policy/classification.v1.json", err)
+		return p
 	}
-	return nil
-}
-
-// policy loads the configured policy, or the embedded one.
-func (c Config) policy() (*domain.Policy, error) {
-	doc, where := defaultPolicy, "embedded policy/classification.v1.json"
-	if c.PolicyFile != "" {
-		b, err := os.ReadFile(c.PolicyFile)
-		if err != nil {
-			return nil, fmt.Errorf("routing: ROUTING_POLICY_FILE: %w", err)
-		}
-		doc, where = b, "ROUTING_POLICY_FILE "+c.PolicyFile
+	doc := env.File(name)
+	if doc == nil {
+		return nil // unreadable, and recorded
 	}
 	p, err := domain.ParsePolicy(doc)
 	if err != nil {
-		return nil, fmt.Errorf("routing: %s: %w", where, err)
+		env.Fail(name, fmt.Errorf("%s: %w", path, err))
 	}
-	return p, nil
+	return p
+}
+
+func embeddedPolicy() (*domain.Policy, error) { return domain.ParsePolicy(defaultPolicy) }
+
+func (c Config) validate() error {
+	var errs []error
+	if c.Authenticator == nil {
+		errs = append(errs, errors.New("config Authenticator: required (set CLOSELOOP_TOKENS_FILE, or CLOSELOOP_AUTH=off for local development)"))
+	}
+	if c.GRPCAddr == "" {
+		errs = append(errs, errors.New("ROUTING_GRPC_ADDR: must not be empty"))
+	}
+	if c.Durable == "" {
+		errs = append(errs, errors.New("ROUTING_DURABLE: must not be empty"))
+	}
+	if c.Concurrency < 1 || c.Concurrency > 256 {
+		errs = append(errs, fmt.Errorf("ROUTING_CONCURRENCY: must be between 1 and 256, got %d", c.Concurrency))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("routing: %w", err)
+	}
+	return nil
 }
 
 // Service is the running routing service.
@@ -150,7 +165,8 @@ func FromEnv(deps platform.Deps) (platform.Service, error) {
 	return s, nil
 }
 
-// New builds the service; Run starts it.
+// New builds the service; Run starts it. Deps without providers trace
+// and measure nothing (never through the otel globals).
 func New(deps platform.Deps, cfg Config) (*Service, error) {
 	if deps.JS == nil || deps.Log == nil || deps.Clock == nil {
 		return nil, errors.New("routing: deps JS, Log and Clock are required")
@@ -158,12 +174,21 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}
+	if deps.TracerProvider == nil {
+		deps.TracerProvider = tracenoop.NewTracerProvider()
+	}
+	if deps.MeterProvider == nil {
+		deps.MeterProvider = metricnoop.NewMeterProvider()
+	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	p, err := cfg.policy()
-	if err != nil {
-		return nil, err
+	p := cfg.Policy
+	if p == nil {
+		var err error
+		if p, err = embeddedPolicy(); err != nil {
+			return nil, fmt.Errorf("routing: embedded policy/classification.v1.json: %w", err)
+		}
 	}
 	log := deps.Logger
 	view := app.NewView(p)
@@ -174,15 +199,19 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("routing: view: %w", err)
 	}
-	a, err := app.New(deps.Log, deps.Clock, p, view, log)
+	a, err := app.New(deps.Log, deps.Clock, deps.TracerProvider, p, view, log)
 	if err != nil {
 		return nil, err
 	}
-	g, err := ports.NewGRPC(a, log)
+	g, err := ports.NewGRPC(a)
 	if err != nil {
 		return nil, err
 	}
-	srv := api.NewServer(api.Options{Name: Name, Metrics: deps.Metrics, GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, Logger: log, Authenticator: cfg.Authenticator, ReadyWhen: follower.CaughtUp()})
+	srv := api.NewServer(api.Options{
+		Name: Name, Metrics: deps.Metrics, GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, Logger: log,
+		Authenticator: cfg.Authenticator, ReadyWhen: follower.CaughtUp(),
+		TracerProvider: deps.TracerProvider, MeterProvider: deps.MeterProvider,
+	})
 	routingv1.RegisterRoutingServiceServer(srv.GRPC(), g)
 	return &Service{deps: deps, cfg: cfg, app: a, view: view, follower: follower, srv: srv, ready: make(chan struct{})}, nil
 }
@@ -204,90 +233,78 @@ func (s *Service) PolicyVersion() string { return s.app.Policy().Version }
 // Run restores the view from its snapshot and catches it up with the log;
 // then it consumes events.complaint.> and events.team.> on the durable
 // consumer and serves the API until ctx is done, when it drains the
-// consumer and stops the server.
+// consumer and stops the server. The first of them to fail stops the
+// others.
 //
-// Consuming and serving wait for the catch-up: a handler waits at most
-// viewWait for the view to reach its event and is retried a few times
-// before its event is dead-lettered, which a long rebuild would outlast.
-// The durable consumer keeps what arrives meanwhile. The server answers
-// liveness at once, and readiness and calls once the view has caught up.
+// Consuming waits for the catch-up: a handler waits at most viewWait for
+// the view to reach its event and is retried a few times before its event
+// is dead-lettered, which a long rebuild would outlast. The durable
+// consumer keeps what arrives meanwhile. The server answers liveness at
+// once, and readiness and calls once the view has caught up.
 func (s *Service) Run(ctx context.Context) error {
 	if err := s.srv.Listen(); err != nil {
 		return err
 	}
-	srvCtx, stopSrv := context.WithCancel(ctx)
-	defer stopSrv()
-	srvErr := make(chan error, 1)
-	go func() { srvErr <- s.srv.Run(srvCtx) }()
-	stopSrvAndWait := func() error { stopSrv(); return <-srvErr }
-
-	// The view outlives the consumer: handlers being drained still wait on it.
+	// The view outlives the consumer, whose handlers being drained still
+	// wait on it: the consumer stops it once drained, not the group.
 	viewCtx, stopView := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopView()
-	viewErr := make(chan error, 1)
-	go func() { viewErr <- s.view.Run(viewCtx, s.follower) }()
-	stopViewAndWait := func() error { stopView(); return <-viewErr }
+	return platform.RunGroup(ctx,
+		s.srv.Run,
+		func(context.Context) error { return s.follow(viewCtx) },
+		func(ctx context.Context) error {
+			defer stopView()
+			return s.consume(ctx)
+		})
+}
 
-	// The consumer starts once the view has caught up: a handler waits for
-	// the view only so long before its event is retried, and a long
-	// rebuild would use up the retries and dead-letter real events.
+// follow keeps the view applying the log until viewCtx is done.
+func (s *Service) follow(viewCtx context.Context) error {
+	err := s.view.Run(viewCtx, s.follower)
+	if viewCtx.Err() != nil {
+		return nil
+	}
+	if err == nil {
+		err = errors.New("stopped")
+	}
+	select {
+	case <-s.follower.CaughtUp():
+		return fmt.Errorf("routing: view stopped following the log: %w", err)
+	default:
+		return fmt.Errorf("routing: view did not catch up with the log: %w", err)
+	}
+}
+
+// consume handles events on the durable consumer once the view has caught
+// up, until ctx is done; then it drains the handlers running.
+func (s *Service) consume(ctx context.Context) error {
 	select {
 	case <-s.follower.CaughtUp():
 	case <-ctx.Done():
-		_ = stopViewAndWait()
-		return stopSrvAndWait()
-	case err := <-viewErr:
-		if err == nil {
-			err = errors.New("stopped")
-		}
-		_ = stopSrvAndWait()
-		return fmt.Errorf("routing: view did not catch up with the log: %w", err)
-	case err := <-srvErr:
-		_ = stopViewAndWait()
-		return err
+		return nil
 	}
-
-	subCtx, stopSub := context.WithCancel(ctx)
-	defer stopSub()
-	sub, err := bus.Subscribe(subCtx, s.deps.JS, bus.Options{
-		Durable:     s.cfg.Durable,
-		Subjects:    []string{jsstore.KindSubjects(eventlog.KindComplaint), jsstore.KindSubjects(eventlog.KindTeam)},
-		Concurrency: s.cfg.Concurrency,
-		Logger:      s.deps.Logger,
+	sub, err := bus.Subscribe(ctx, s.deps.JS, bus.Options{
+		Durable:        s.cfg.Durable,
+		Subjects:       []string{jsstore.KindSubjects(eventlog.KindComplaint), jsstore.KindSubjects(eventlog.KindTeam)},
+		Concurrency:    s.cfg.Concurrency,
+		Logger:         s.deps.Logger,
+		TracerProvider: s.deps.TracerProvider,
+		MeterProvider:  s.deps.MeterProvider,
 	}, s.handle)
 	if err != nil {
-		_ = stopSrvAndWait()
-		_ = stopViewAndWait()
 		return fmt.Errorf("routing: subscribe: %w", err)
 	}
 	s.readyOnce.Do(func() { close(s.ready) })
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case err := <-viewErr:
-		viewErr <- err
-		runErr = fmt.Errorf("routing: view stopped following the log: %w", err)
-	case err := <-srvErr:
-		srvErr <- err
-		runErr = err
-	}
-	if err := stopSrvAndWait(); err != nil && runErr == nil {
-		runErr = err
-	}
-	stopSub()
+	<-ctx.Done()
 	sub.Stop()
-	if err := stopViewAndWait(); err != nil && runErr == nil {
-		runErr = err
-	}
-	return runErr
+	return nil
 }
 
 // handle is the bus handler: an event about a complaint routing cannot
 // find is dead-lettered rather than retried.
 func (s *Service) handle(ctx context.Context, rec eventlog.Record) error {
 	err := s.app.HandleEvent(ctx, rec)
-	if errors.Is(err, domain.ErrNotFound) {
+	if errors.Is(err, kernel.ErrNotFound) {
 		return bus.Permanent(err)
 	}
 	return err

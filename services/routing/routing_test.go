@@ -9,12 +9,14 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -384,6 +386,21 @@ func TestAPI(t *testing.T) {
 		t.Errorf("empty response: %v", err)
 	}
 
+	// A precondition's missing steps reach the caller as PreconditionFailure details.
+	if _, err := c.PutOnHold(as(e.ctx, ownerToken), &routingv1.PutOnHoldRequest{ComplaintId: "c-api", Reason: eventsv1.HoldReason_HOLD_REASON_WAITING_FOR_CUSTOMER}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Resolve(as(e.ctx, ownerToken), &routingv1.ResolveRequest{ComplaintId: "c-api", ResolutionCode: "X", Summary: "y"})
+	if codeOf(err) != codes.FailedPrecondition || !slices.ContainsFunc(status.Convert(err).Details(), func(d any) bool {
+		pf, ok := d.(*errdetails.PreconditionFailure)
+		return ok && len(pf.GetViolations()) == 1 && pf.GetViolations()[0].GetType() == "missing" && pf.GetViolations()[0].GetSubject() == "take off hold"
+	}) {
+		t.Errorf("resolve on hold: %v (details %v), want FailedPrecondition missing \"take off hold\"", err, status.Convert(err).Details())
+	}
+	if _, err := c.TakeOffHold(as(e.ctx, ownerToken), &routingv1.TakeOffHoldRequest{ComplaintId: "c-api"}); err != nil {
+		t.Fatal(err)
+	}
+
 	// HTTP/JSON face: a response then the resolution.
 	post := func(method, token string, body any) (int, map[string]any) {
 		b, _ := json.Marshal(body)
@@ -398,6 +415,9 @@ func TestAPI(t *testing.T) {
 		var out map[string]any
 		_ = json.NewDecoder(resp.Body).Decode(&out)
 		return resp.StatusCode, out
+	}
+	if code, body := post("RecordResponse", ownerToken, map[string]any{"complaintId": "c-api", "expectedVersion": 1, "channel": "CHANNEL_PHONE", "summary": "parcel located"}); code != http.StatusConflict || body["code"] != "Aborted" {
+		t.Errorf("HTTP stale version: %d %v, want 409 Aborted", code, body)
 	}
 	if code, body := post("RecordResponse", ownerToken, map[string]any{"complaintId": "c-api", "channel": "CHANNEL_PHONE", "summary": "parcel located"}); code != http.StatusOK {
 		t.Fatalf("HTTP RecordResponse: %d %v", code, body)
@@ -440,5 +460,81 @@ func TestConfigFromEnvNamesTheBadVariable(t *testing.T) {
 	t.Setenv("ROUTING_POLICY_FILE", bad)
 	if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), "repeat_window_days") {
 		t.Fatalf("bad policy file: %v", err)
+	}
+}
+
+// An operator fixes every mistake in one go: ConfigFromEnv names each bad
+// variable, not only the first.
+func TestConfigFromEnvReportsEveryMistakeAtOnce(t *testing.T) {
+	t.Setenv("CLOSELOOP_AUTH", "maybe")
+	t.Setenv("ROUTING_CONCURRENCY", "0")
+	t.Setenv("ROUTING_DURABLE", "")
+	t.Setenv("ROUTING_POLICY_FILE", "/nonexistent/policy.json")
+	_, err := ConfigFromEnv()
+	if err == nil {
+		t.Fatal("ConfigFromEnv accepted four bad variables")
+	}
+	for _, name := range []string{"CLOSELOOP_AUTH", "ROUTING_CONCURRENCY", "ROUTING_DURABLE", "ROUTING_POLICY_FILE"} {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("error %q does not name %s", err, name)
+		}
+	}
+}
+
+// ConfigFromEnv hands on the policy it parsed: the embedded one, or the
+// file's.
+func TestConfigFromEnvHandsOnTheParsedPolicy(t *testing.T) {
+	t.Setenv("CLOSELOOP_AUTH", "off")
+	c, err := ConfigFromEnv()
+	if err != nil || c.Policy == nil || c.Policy.Version != "classification.v1" {
+		t.Fatalf("embedded: policy %+v, err %v", c.Policy, err)
+	}
+	doc := bytes.Replace(defaultPolicy, []byte(`"classification.v1"`), []byte(`"classification.v1-local"`), 1)
+	path := t.TempDir() + "/policy.json"
+	if err := os.WriteFile(path, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("ROUTING_POLICY_FILE", path)
+	c, err = ConfigFromEnv()
+	if err != nil || c.Policy == nil || c.Policy.Version != "classification.v1-local" {
+		t.Fatalf("from %s: policy %+v, err %v", path, c.Policy, err)
+	}
+}
+
+// unreadable is a log whose history cannot be read.
+type unreadable struct{ eventlog.Store }
+
+func (unreadable) ReadAll(context.Context, uint64, int) ([]eventlog.Record, error) {
+	return nil, errors.New("log unreachable")
+}
+
+// A view that cannot catch up stops the whole service: Run returns the
+// view's error, having stopped the server it started, and never consumes.
+func TestRunStopsWhenTheViewCannotCatchUp(t *testing.T) {
+	e := newEnv(t)
+	cfg := DefaultConfig()
+	cfg.GRPCAddr, cfg.HTTPAddr, cfg.Authenticator = "127.0.0.1:0", "", auth.Allow
+	quiet := slog.New(slog.DiscardHandler)
+	svc, err := New(platform.Deps{JS: e.js, Log: unreadable{e.store}, Clock: e.clock, Logger: quiet}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(e.ctx) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "did not catch up") || !strings.Contains(err.Error(), "log unreachable") {
+			t.Fatalf("Run = %v, want the view's failure to catch up", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run kept going with a view that cannot catch up")
+	}
+	select {
+	case <-svc.Ready():
+		t.Fatal("ready without a view")
+	default:
+	}
+	if info, err := e.js.Consumer(e.ctx, "EVENTS", cfg.Durable); err == nil {
+		t.Fatalf("consumer %s created: %v", cfg.Durable, info)
 	}
 }

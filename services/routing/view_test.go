@@ -47,7 +47,7 @@ func (e *env) waitAssigned(t *testing.T, ids ...string) {
 // snapshot builds it.
 func (e *env) rebuilt(t *testing.T) *app.View {
 	t.Helper()
-	p, err := DefaultConfig().policy()
+	p, err := embeddedPolicy()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/closeloop/closeloop/libs/kernel"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	"github.com/closeloop/closeloop/services/routing/internal/domain"
 )
@@ -31,11 +32,11 @@ func TestBadInputChangesNothing(t *testing.T) {
 	}
 	version := h.complaint(id).Version
 	var (
-		notFound     = func(err error) bool { return errors.Is(err, domain.ErrNotFound) }
-		stale        = func(err error) bool { return errors.Is(err, domain.ErrStaleVersion) }
-		precondition = func(err error) bool { var e *domain.PreconditionError; return errors.As(err, &e) }
-		invalid      = func(err error) bool { var e *domain.InvalidError; return errors.As(err, &e) }
-		denied       = func(err error) bool { var e *domain.PermissionError; return errors.As(err, &e) }
+		notFound     = func(err error) bool { return errors.Is(err, kernel.ErrNotFound) }
+		stale        = func(err error) bool { return errors.Is(err, kernel.ErrStale) }
+		precondition = func(err error) bool { var e *kernel.PreconditionError; return errors.As(err, &e) }
+		invalid      = func(err error) bool { var e *kernel.InvalidError; return errors.As(err, &e) }
+		denied       = func(err error) bool { return errors.Is(err, kernel.ErrPermission) }
 	)
 	for _, tc := range []struct {
 		name    string
@@ -54,7 +55,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"resolve without the required review", func() error {
 			_, err := h.app.Resolve(h.ctx, Target{ComplaintID: id}, owner, "FIXED", "compressor replaced")
 			return err
-		}, precondition, "missing supervisor review"},
+		}, precondition, "missing: supervisor review"},
 		{"unknown team", func() error {
 			_, _, _, err := h.app.Reassign(h.ctx, Target{ComplaintID: id}, lead, "no-such-team", "", "try elsewhere")
 			return err

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -56,7 +57,7 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	go func() { _ = view.Run(ctx, f) }()
-	a, err := New(store, fc, p, view, nil)
+	a, err := New(store, fc, noop.NewTracerProvider(), p, view, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/kernel"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
-	"github.com/closeloop/closeloop/services/routing/internal/domain"
 )
 
 // A ComplaintAccepted for a complaint never received (its stream does not
@@ -37,8 +37,8 @@ func TestOrphanEventsOfAComplaintNeverReceivedAreRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = h.app.HandleEvent(h.ctx, recs[0])
-	if !errors.Is(err, domain.ErrNotFound) || !strings.Contains(err.Error(), "not ComplaintReceived") {
-		t.Fatalf("HandleEvent(orphan ComplaintAccepted) = %v, want ErrNotFound saying the stream does not start with ComplaintReceived", err)
+	if !errors.Is(err, kernel.ErrNotReceived) || !strings.Contains(err.Error(), "not ComplaintReceived") {
+		t.Fatalf("HandleEvent(orphan ComplaintAccepted) = %v, want ErrNotReceived saying the stream does not start with ComplaintReceived", err)
 	}
 	if got := h.types(id); len(got) != 2 {
 		t.Fatalf("orphan stream now holds %v: routing acted on it", got)
@@ -49,8 +49,8 @@ func TestOrphanEventsOfAComplaintNeverReceivedAreRefused(t *testing.T) {
 	if w := h.app.View().Waiting(eventsv1.Severity_SEVERITY_L3); len(w) != 0 {
 		t.Fatalf("view lists %v as waiting for an owner", w)
 	}
-	if _, err := h.app.Load(h.ctx, id); !errors.Is(err, domain.ErrNotFound) {
-		t.Fatalf("Load(orphan) = %v, want ErrNotFound", err)
+	if _, err := h.app.Load(h.ctx, id); !errors.Is(err, kernel.ErrNotReceived) {
+		t.Fatalf("Load(orphan) = %v, want ErrNotReceived", err)
 	}
 	h.pumped = res.Position // handled above, as the bus would (then dead-lettered)
 	// A received complaint is still handled after it.

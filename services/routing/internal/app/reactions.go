@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/kernel"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	"github.com/closeloop/closeloop/services/routing/internal/domain"
 )
@@ -38,29 +39,30 @@ func (a *Application) HandleEvent(ctx context.Context, rec eventlog.Record) erro
 	if err != nil {
 		return fmt.Errorf("view behind position %d: %w", rec.Position, err)
 	}
-	by := cause{eventID: e.GetEventId(), correlationID: e.GetCorrelationId()}
-	if eventlog.StreamID(e.GetStreamId()).Kind() == eventlog.KindComplaint {
-		by.version = e.GetVersion()
-	}
+	// A complaint event is on the stream the reaction writes to: the read
+	// must reach it. A roster change causes writes to other streams.
+	by := kernel.CauseOf(e, eventlog.StreamID(e.GetStreamId()).Kind() == eventlog.KindComplaint)
 	id := e.GetComplaintId()
 	switch p := e.GetPayload().(type) {
 	case *eventsv1.Envelope_ComplaintAccepted:
-		return a.react(ctx, id, by, func(c *domain.Complaint) []proto.Message { return a.onAccepted(ctx, c, rec.Position) })
+		return a.react(ctx, "AssignOnAccepted", id, by, func(c *domain.Complaint, now time.Time) []proto.Message {
+			return a.onAccepted(ctx, c, rec.Position, now)
+		})
 	case *eventsv1.Envelope_SlaWarning:
 		w := p.SlaWarning
 		reason := fmt.Sprintf("SLA warning: %s at %d%%", w.GetTarget(), w.GetThresholdPercent())
-		return a.react(ctx, id, by, func(c *domain.Complaint) []proto.Message {
-			return domain.NotifyWarning(c, a.view, by.eventID, reason)
+		return a.react(ctx, "NotifyOnSlaWarning", id, by, func(c *domain.Complaint, _ time.Time) []proto.Message {
+			return domain.NotifyWarning(c, a.view, by.EventID, reason)
 		})
 	case *eventsv1.Envelope_SlaBreached:
 		reason := fmt.Sprintf("SLA breached: %s", p.SlaBreached.GetTarget())
-		return a.escalate(ctx, id, by, eventsv1.EscalationCause_ESCALATION_CAUSE_SLA_BREACH, reason)
+		return a.escalate(ctx, "EscalateOnSlaBreached", id, by, eventsv1.EscalationCause_ESCALATION_CAUSE_SLA_BREACH, reason)
 	case *eventsv1.Envelope_ComplaintReopened:
 		reason := fmt.Sprintf("customer dissatisfied (satisfaction %d): complaint reopened", p.ComplaintReopened.GetSatisfaction())
-		return a.escalate(ctx, id, by, eventsv1.EscalationCause_ESCALATION_CAUSE_DISSATISFACTION, reason)
+		return a.escalate(ctx, "EscalateOnReopened", id, by, eventsv1.EscalationCause_ESCALATION_CAUSE_DISSATISFACTION, reason)
 	case *eventsv1.Envelope_WorkOrderUnassignable:
 		reason := "no technician for work order " + p.WorkOrderUnassignable.GetWorkOrderId()
-		return a.escalate(ctx, id, by, eventsv1.EscalationCause_ESCALATION_CAUSE_NO_TECHNICIAN, reason)
+		return a.escalate(ctx, "EscalateOnUnassignable", id, by, eventsv1.EscalationCause_ESCALATION_CAUSE_NO_TECHNICIAN, reason)
 	default:
 		// A roster change may let complaints waiting for an on-shift member
 		// be assigned.
@@ -68,9 +70,10 @@ func (a *Application) HandleEvent(ctx context.Context, rec eventlog.Record) erro
 	}
 }
 
-func (a *Application) react(ctx context.Context, complaintID string, by cause, decide func(c *domain.Complaint) []proto.Message) error {
-	res, err := a.write(ctx, complaintID, 0, domain.SystemActor, by, func(c *domain.Complaint) ([]proto.Message, error) {
-		return decide(c), nil
+// react is a write routing decides by itself, in answer to by.
+func (a *Application) react(ctx context.Context, name, complaintID string, by kernel.Cause, decide func(c *domain.Complaint, now time.Time) []proto.Message) error {
+	res, err := a.write(ctx, name, Target{ComplaintID: complaintID}, by, func(c *domain.Complaint, now time.Time) ([]proto.Message, error) {
+		return decide(c, now), nil
 	})
 	if err != nil || res.Position == 0 {
 		return err
@@ -84,9 +87,9 @@ func (a *Application) react(ctx context.Context, complaintID string, by cause, d
 	return nil
 }
 
-func (a *Application) escalate(ctx context.Context, complaintID string, by cause, why eventsv1.EscalationCause, reason string) error {
-	return a.react(ctx, complaintID, by, func(c *domain.Complaint) []proto.Message {
-		return domain.Escalate(c, a.view, why, by.eventID, reason)
+func (a *Application) escalate(ctx context.Context, name, complaintID string, by kernel.Cause, why eventsv1.EscalationCause, reason string) error {
+	return a.react(ctx, name, complaintID, by, func(c *domain.Complaint, _ time.Time) []proto.Message {
+		return domain.Escalate(c, a.view, why, by.EventID, reason)
 	})
 }
 
@@ -94,8 +97,7 @@ func (a *Application) escalate(ctx context.Context, complaintID string, by cause
 // must be, in one append. Each part is decided only if still missing: the
 // log may store the first part of that append and refuse the rest when
 // another service appends in between, and the retry must finish it.
-func (a *Application) onAccepted(ctx context.Context, c *domain.Complaint, acceptedPos uint64) []proto.Message {
-	now := a.clock.Now()
+func (a *Application) onAccepted(ctx context.Context, c *domain.Complaint, acceptedPos uint64, now time.Time) []proto.Message {
 	window := time.Duration(a.policy.RepeatWindowDays) * 24 * time.Hour
 	if !a.view.Complete(c.AcceptedAt, window) {
 		a.log.WarnContext(ctx, "routing: acceptance handled far behind the log; closed complaints it could repeat may have left the view",
@@ -110,7 +112,7 @@ func (a *Application) onAccepted(ctx context.Context, c *domain.Complaint, accep
 }
 
 // assignWaiting assigns the complaints that wait for a member of a team.
-func (a *Application) assignWaiting(ctx context.Context, team string, by cause) error {
+func (a *Application) assignWaiting(ctx context.Context, team string, by kernel.Cause) error {
 	// A roster change leaving nobody on shift who can own a complaint (one
 	// going off shift, say) would read every waiting complaint's stream
 	// for nothing.
@@ -124,10 +126,10 @@ func (a *Application) assignWaiting(ctx context.Context, team string, by cause) 
 			continue
 		}
 		for _, id := range a.view.Waiting(sev) {
-			err := a.react(ctx, id, by, func(c *domain.Complaint) []proto.Message {
+			err := a.react(ctx, "AssignOnRosterChange", id, by, func(c *domain.Complaint, _ time.Time) []proto.Message {
 				return domain.AssignNew(c, a.policy, a.view, a.view.Load)
 			})
-			if errors.Is(err, domain.ErrNotFound) {
+			if errors.Is(err, kernel.ErrNotFound) {
 				// Not this roster change's fault: the complaint's own event
 				// was dead-lettered for it.
 				a.log.WarnContext(ctx, "routing: waiting complaint not found; not assigned", "complaint_id", id, "error", err)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/closeloop/closeloop/libs/kernel"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	"github.com/closeloop/closeloop/services/routing/internal/domain"
 )
@@ -101,7 +102,7 @@ func TestScenarioPerSeverity(t *testing.T) {
 			}
 			for i, level := range tc.reviews {
 				_, err := h.app.Resolve(h.ctx, Target{ComplaintID: id}, owner, "REPLACED", "unit replaced")
-				var pe *domain.PreconditionError
+				var pe *kernel.PreconditionError
 				if !errors.As(err, &pe) || !strings.Contains(err.Error(), domain.ReviewName(level)+" review") {
 					t.Fatalf("resolve before the %s review: %v, want a failed precondition naming it", domain.ReviewName(level), err)
 				}

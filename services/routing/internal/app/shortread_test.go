@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/closeloop/closeloop/libs/eventlog"
@@ -30,7 +31,7 @@ func TestShortReadIsRetriedNotDecided(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := New(&faulty.ShortRead{Store: h.store}, h.clock, loadPolicy(t), h.app.View(), nil)
+	a, err := New(&faulty.ShortRead{Store: h.store}, h.clock, noop.NewTracerProvider(), loadPolicy(t), h.app.View(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/closeloop/closeloop/libs/kernel"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
@@ -169,21 +170,21 @@ func Override(c *Complaint, a Actor, cat eventsv1.Category, sev eventsv1.Severit
 	if err := Authorize(a, "override the classification"); err != nil {
 		return nil, err
 	}
-	var vs []Violation
+	var vs []kernel.Violation
 	if CategoryName(cat) == "" {
-		vs = append(vs, Violation{"category", "enum", "must be one of the five categories"})
+		vs = append(vs, kernel.Violation{Field: "category", Rule: "enum", Message: "must be one of the five categories"})
 	}
 	if SeverityName(sev) == "" {
-		vs = append(vs, Violation{"severity", "enum", "must be L1..L4"})
+		vs = append(vs, kernel.Violation{Field: "severity", Rule: "enum", Message: "must be L1..L4"})
 	}
 	if PriorityName(pri) == "" {
-		vs = append(vs, Violation{"priority", "enum", "must be general, important or urgent"})
+		vs = append(vs, kernel.Violation{Field: "priority", Rule: "enum", Message: "must be general, important or urgent"})
 	}
 	if strings.TrimSpace(reason) == "" {
-		vs = append(vs, Violation{"reason", "required", "an override needs a reason"})
+		vs = append(vs, kernel.Violation{Field: "reason", Rule: "required", Message: "an override needs a reason"})
 	}
 	if len(vs) > 0 {
-		return nil, &InvalidError{vs}
+		return nil, kernel.Invalid(vs...)
 	}
 	if !c.Classified {
 		return nil, precondition("complaint is not classified yet", "classification")
@@ -208,7 +209,7 @@ func Reassign(c *Complaint, a Actor, team *Team, teamID, owner, reason string, l
 		return nil, invalid("reason", "required", "a reassignment needs a reason")
 	}
 	if team == nil {
-		return nil, fmt.Errorf("team %q: %w", teamID, ErrNotFound)
+		return nil, fmt.Errorf("team %q: %w", teamID, kernel.ErrNotFound)
 	}
 	if !c.Classified {
 		return nil, precondition("complaint is not classified yet", "classification")
@@ -219,7 +220,7 @@ func Reassign(c *Complaint, a Actor, team *Team, teamID, owner, reason string, l
 	if owner != "" {
 		m, ok := team.Members[owner]
 		if !ok {
-			return nil, fmt.Errorf("owner %q: %w in team %q", owner, ErrNotFound, teamID)
+			return nil, fmt.Errorf("owner %q: %w in team %q", owner, kernel.ErrNotFound, teamID)
 		}
 		if !canOwn(m.Role) {
 			return nil, invalid("owner", "role", fmt.Sprintf("a %s does not own complaints", m.Role))
@@ -251,7 +252,7 @@ func AcceptAssignment(c *Complaint, a Actor) ([]proto.Message, error) {
 		return nil, precondition("complaint has no owner yet", "assignment")
 	}
 	if a.ID != c.Owner {
-		return nil, &PermissionError{Actor: a.ID, Role: a.roleList(), Operation: "accept the assignment", Reason: "only the owner may"}
+		return nil, denied(a, "accept the assignment", "only the owner may")
 	}
 	if c.OwnerAccepted {
 		return nil, precondition("assignment already accepted")
@@ -312,14 +313,14 @@ func ReviewSolution(c *Complaint, a Actor, solutionID string, level eventsv1.Rev
 		return nil, invalid("level", "enum", "must be supervisor, quality or senior_management")
 	}
 	if !a.Has(reviewerRoles[int32(level)]...) {
-		return nil, &PermissionError{Actor: a.ID, Role: a.roleList(), Operation: "give a " + ReviewName(level) + " review", Reason: "needs one of the roles " + roleNames(reviewerRoles[int32(level)])}
+		return nil, denied(a, "give a "+ReviewName(level)+" review", "needs one of the roles "+roleNames(reviewerRoles[int32(level)]))
 	}
 	if !approved && strings.TrimSpace(comment) == "" {
 		return nil, invalid("comment", "required", "a rejection needs a comment")
 	}
 	s := c.solution(solutionID)
 	if s == nil {
-		return nil, fmt.Errorf("solution_id %q: %w", solutionID, ErrNotFound)
+		return nil, fmt.Errorf("solution_id %q: %w", solutionID, kernel.ErrNotFound)
 	}
 	if !c.Open() {
 		return nil, precondition("complaint is " + string(c.Status))
@@ -374,33 +375,33 @@ func WorkOrderDefaults(c *Complaint, spec *eventsv1.WorkOrderSpec) *eventsv1.Wor
 // (WorkOrderDefaults); what is still missing is refused, naming the field.
 func RequestDispatch(c *Complaint, a Actor, workOrderID string, spec *eventsv1.WorkOrderSpec, now time.Time) ([]proto.Message, error) {
 	spec = WorkOrderDefaults(c, spec)
-	var vs []Violation
+	var vs []kernel.Violation
 	onSite := spec.GetMode() == eventsv1.ServiceMode_SERVICE_MODE_ON_SITE
 	if !onSite && spec.GetMode() != eventsv1.ServiceMode_SERVICE_MODE_REMOTE {
-		vs = append(vs, Violation{"spec.mode", "enum", "must be on-site or remote"})
+		vs = append(vs, kernel.Violation{Field: "spec.mode", Rule: "enum", Message: "must be on-site or remote"})
 	}
 	if _, ok := eventsv1.ServiceType_name[int32(spec.GetServiceType())]; !ok || spec.GetServiceType() == eventsv1.ServiceType_SERVICE_TYPE_UNSPECIFIED {
-		vs = append(vs, Violation{"spec.service_type", "enum", "must be installation, commissioning, repair, maintenance or remote support"})
+		vs = append(vs, kernel.Violation{Field: "spec.service_type", Rule: "enum", Message: "must be installation, commissioning, repair, maintenance or remote support"})
 	}
 	if strings.TrimSpace(spec.GetEquipmentModel()) == "" {
-		vs = append(vs, Violation{"spec.equipment_model", "required", "must name the equipment model (the complaint's product names none)"})
+		vs = append(vs, kernel.Violation{Field: "spec.equipment_model", Rule: "required", Message: "must name the equipment model (the complaint's product names none)"})
 	}
 	if spec.GetQuantity() == 0 {
-		vs = append(vs, Violation{"spec.quantity", "positive", "must be at least 1"})
+		vs = append(vs, kernel.Violation{Field: "spec.quantity", Rule: "positive", Message: "must be at least 1"})
 	}
 	if strings.TrimSpace(spec.GetRegion()) == "" {
-		vs = append(vs, Violation{"spec.region", "required", "must name the region, which picks the service centre (the complaint's place names none)"})
+		vs = append(vs, kernel.Violation{Field: "spec.region", Rule: "required", Message: "must name the region, which picks the service centre (the complaint's place names none)"})
 	}
 	if spec.GetRequiredBy() == nil || !spec.GetRequiredBy().AsTime().After(now) {
-		vs = append(vs, Violation{"spec.required_by", "future", "must be a time in the future"})
+		vs = append(vs, kernel.Violation{Field: "spec.required_by", Rule: "future", Message: "must be a time in the future"})
 	}
 	if sc := spec.GetSiteContact(); sc != nil && (sc.GetKeyId() == "" || len(sc.GetCiphertext()) == 0) {
-		vs = append(vs, Violation{"spec.site_contact", "sealed", "must be sealed personal data with a key id and ciphertext"})
+		vs = append(vs, kernel.Violation{Field: "spec.site_contact", Rule: "sealed", Message: "must be sealed personal data with a key id and ciphertext"})
 	} else if sc == nil && onSite {
-		vs = append(vs, Violation{"spec.site_contact", "required", "an on-site order needs the sealed site address and contact, and " + noContact(c)})
+		vs = append(vs, kernel.Violation{Field: "spec.site_contact", Rule: "required", Message: "an on-site order needs the sealed site address and contact, and " + noContact(c)})
 	}
 	if len(vs) > 0 {
-		return nil, &InvalidError{vs}
+		return nil, kernel.Invalid(vs...)
 	}
 	if err := handling(c, a, "request a dispatch", false); err != nil {
 		return nil, err
@@ -424,14 +425,14 @@ type RootCause struct{ What, Why, Where, When, Who, How string }
 
 // RecordRootCause records a 5W1H root-cause analysis; every part is required.
 func RecordRootCause(c *Complaint, a Actor, rc RootCause) ([]proto.Message, error) {
-	var vs []Violation
+	var vs []kernel.Violation
 	for _, f := range []struct{ name, v string }{{"what", rc.What}, {"why", rc.Why}, {"where", rc.Where}, {"when", rc.When}, {"who", rc.Who}, {"how", rc.How}} {
 		if strings.TrimSpace(f.v) == "" {
-			vs = append(vs, Violation{f.name, "required", "5W1H needs every part"})
+			vs = append(vs, kernel.Violation{Field: f.name, Rule: "required", Message: "5W1H needs every part"})
 		}
 	}
 	if len(vs) > 0 {
-		return nil, &InvalidError{vs}
+		return nil, kernel.Invalid(vs...)
 	}
 	if err := handling(c, a, "record a root cause", true); err != nil {
 		return nil, err
@@ -493,15 +494,15 @@ func reviewList(ls []eventsv1.ReviewLevel) string {
 // Resolve resolves the complaint, refused while a required review or root
 // cause is missing.
 func Resolve(c *Complaint, a Actor, p *Policy, code, summary string) ([]proto.Message, error) {
-	var vs []Violation
+	var vs []kernel.Violation
 	if strings.TrimSpace(code) == "" {
-		vs = append(vs, Violation{"resolution_code", "required", "must say how it was resolved"})
+		vs = append(vs, kernel.Violation{Field: "resolution_code", Rule: "required", Message: "must say how it was resolved"})
 	}
 	if strings.TrimSpace(summary) == "" {
-		vs = append(vs, Violation{"summary", "required", "must summarise the resolution"})
+		vs = append(vs, kernel.Violation{Field: "summary", Rule: "required", Message: "must summarise the resolution"})
 	}
 	if len(vs) > 0 {
-		return nil, &InvalidError{vs}
+		return nil, kernel.Invalid(vs...)
 	}
 	if err := handling(c, a, "resolve a complaint", false); err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/kernel"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
@@ -100,9 +101,8 @@ func TestResolve(t *testing.T) {
 				}
 				return
 			}
-			var pre *PreconditionError
-			var perm *PermissionError
-			kindOK := (tc.kind == "precondition" && errors.As(err, &pre)) || (tc.kind == "permission" && errors.As(err, &perm))
+			var pre *kernel.PreconditionError
+			kindOK := (tc.kind == "precondition" && errors.As(err, &pre)) || (tc.kind == "permission" && errors.Is(err, kernel.ErrPermission))
 			if !kindOK || !strings.Contains(err.Error(), tc.missing) || out != nil {
 				t.Fatalf("Resolve: %v (events %v), want a %s error mentioning %q", err, out, tc.kind, tc.missing)
 			}
@@ -281,7 +281,7 @@ func TestClassifyOnce(t *testing.T) {
 func TestRequestDispatchValidatesTheWorkOrder(t *testing.T) {
 	c := given(t, received("x"), accepted, classified(l2), assigned)
 	_, err := RequestDispatch(c, owner, "wo", &eventsv1.WorkOrderSpec{}, now)
-	var inv *InvalidError
+	var inv *kernel.InvalidError
 	if !errors.As(err, &inv) || len(inv.Violations) != 6 {
 		t.Fatalf("empty spec: %v", err)
 	}
@@ -375,7 +375,7 @@ func TestRequestDispatchDefaultsFromTheComplaint(t *testing.T) {
 				t.Fatalf("the caller's spec was changed: %v", spec)
 			}
 			if tc.field != "" {
-				var inv *InvalidError
+				var inv *kernel.InvalidError
 				if !errors.As(err, &inv) || len(inv.Violations) != 1 || out != nil {
 					t.Fatalf("want one violation of %s, got %v %v", tc.field, out, err)
 				}

@@ -65,7 +65,7 @@ func Authorize(a Actor, op string) error {
 	if a.Has(RoleSystem) || a.Has(allowed[op]...) {
 		return nil
 	}
-	return &PermissionError{Actor: a.ID, Role: a.roleList(), Operation: op, Reason: "needs one of the roles " + roleNames(allowed[op])}
+	return denied(a, op, "needs one of the roles "+roleNames(allowed[op]))
 }
 
 // authorizeOwner lets the owner handle the complaint, and supervisors act
@@ -75,7 +75,7 @@ func authorizeOwner(c *Complaint, a Actor, op string) error {
 		return err
 	}
 	if a.ID != c.Owner && !a.supervisor() {
-		return &PermissionError{Actor: a.ID, Role: a.roleList(), Operation: op, Reason: "only the owner (or a supervisor) may"}
+		return denied(a, op, "only the owner (or a supervisor) may")
 	}
 	return nil
 }

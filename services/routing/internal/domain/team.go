@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/closeloop/closeloop/libs/kernel"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
@@ -103,7 +104,7 @@ func Update(t *Team, a Actor, c MemberChange) ([]proto.Message, error) {
 		return nil, err
 	}
 	if _, ok := t.Members[c.MemberID]; !ok {
-		return nil, fmt.Errorf("member_id %q: %w in team %q", c.MemberID, ErrNotFound, c.Team)
+		return nil, fmt.Errorf("member_id %q: %w in team %q", c.MemberID, kernel.ErrNotFound, c.Team)
 	}
 	return []proto.Message{&eventsv1.TeamMemberUpdated{Team: c.Team, MemberId: c.MemberID, Skills: c.Skills, Role: string(c.Role), OnShift: c.OnShift}}, nil
 }
@@ -114,7 +115,7 @@ func Leave(t *Team, a Actor, teamID, memberID string) ([]proto.Message, error) {
 		return nil, err
 	}
 	if _, ok := t.Members[memberID]; !ok {
-		return nil, fmt.Errorf("member_id %q: %w in team %q", memberID, ErrNotFound, teamID)
+		return nil, fmt.Errorf("member_id %q: %w in team %q", memberID, kernel.ErrNotFound, teamID)
 	}
 	return []proto.Message{&eventsv1.TeamMemberLeft{Team: teamID, MemberId: memberID}}, nil
 }

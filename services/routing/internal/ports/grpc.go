@@ -1,22 +1,20 @@
 // Package ports serves routing's API: the gRPC RoutingService (and through
-// libs/api its HTTP/JSON face). It maps callers to actors, requests to
-// application calls, and domain errors to status codes.
+// libs/api its HTTP/JSON face). It maps callers to actors and requests to
+// application calls; libs/api maps the errors they return to status codes.
 package ports
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/closeloop/closeloop/libs/api"
 	"github.com/closeloop/closeloop/libs/auth"
+	"github.com/closeloop/closeloop/libs/kernel"
 	routingv1 "github.com/closeloop/closeloop/proto/gen/closeloop/routing/v1"
 	"github.com/closeloop/closeloop/services/routing/internal/app"
 	"github.com/closeloop/closeloop/services/routing/internal/domain"
@@ -26,18 +24,14 @@ import (
 type GRPC struct {
 	routingv1.UnimplementedRoutingServiceServer
 	app *app.Application
-	log *slog.Logger
 }
 
 // NewGRPC refuses a nil application.
-func NewGRPC(a *app.Application, log *slog.Logger) (*GRPC, error) {
+func NewGRPC(a *app.Application) (*GRPC, error) {
 	if a == nil {
 		return nil, errors.New("ports: application: required")
 	}
-	if log == nil {
-		log = slog.Default()
-	}
-	return &GRPC{app: a, log: log}, nil
+	return &GRPC{app: a}, nil
 }
 
 // actor is the authenticated caller as the domain sees it.
@@ -53,59 +47,16 @@ func actor(ctx context.Context) (domain.Actor, error) {
 	return a, nil
 }
 
-// toStatus maps the domain's errors to gRPC status codes.
-func (s *GRPC) toStatus(ctx context.Context, err error) error {
-	if err == nil {
-		return nil
-	}
-	var (
-		inv  *domain.InvalidError
-		pre  *domain.PreconditionError
-		perm *domain.PermissionError
-	)
-	switch {
-	case errors.As(err, &inv):
-		vs := make([]api.Violation, len(inv.Violations))
-		for i, v := range inv.Violations {
-			vs[i] = api.Violation{Field: v.Field, Rule: v.Rule, Message: v.Message}
-		}
-		return api.InvalidArgument(err.Error(), vs...)
-	case errors.As(err, &pre):
-		st := status.New(codes.FailedPrecondition, err.Error())
-		if len(pre.Missing) > 0 {
-			pf := &errdetails.PreconditionFailure{}
-			for _, m := range pre.Missing {
-				pf.Violations = append(pf.Violations, &errdetails.PreconditionFailure_Violation{Type: "missing", Subject: m, Description: pre.Reason})
-			}
-			if d, derr := st.WithDetails(pf); derr == nil {
-				st = d
-			}
-		}
-		return st.Err()
-	case errors.As(err, &perm):
-		return status.Error(codes.PermissionDenied, err.Error())
-	case errors.Is(err, domain.ErrNotFound):
-		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, domain.ErrStaleVersion):
-		return status.Error(codes.Aborted, err.Error())
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return status.FromContextError(err).Err()
-	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	s.log.ErrorContext(ctx, "routing command failed", "error", err)
-	return status.Error(codes.Internal, "internal error")
-}
-
 func result(id string, v uint64) *routingv1.CommandResult {
 	return &routingv1.CommandResult{ComplaintId: id, Version: v}
 }
 
 func target(id string, v uint64) app.Target { return app.Target{ComplaintID: id, ExpectedVersion: v} }
 
-// command runs a complaint command for the authenticated caller.
-func command[R any](s *GRPC, ctx context.Context, do func(domain.Actor) (R, error)) (R, error) {
+// command runs a call for the authenticated caller. Its errors are the
+// kernel's kinds, which libs/api's server maps to gRPC and HTTP.
+// A refused call answers no result, whatever do built.
+func command[R any](ctx context.Context, do func(domain.Actor) (R, error)) (R, error) {
 	var zero R
 	a, err := actor(ctx)
 	if err != nil {
@@ -113,13 +64,13 @@ func command[R any](s *GRPC, ctx context.Context, do func(domain.Actor) (R, erro
 	}
 	r, err := do(a)
 	if err != nil {
-		return zero, s.toStatus(ctx, err)
+		return zero, err
 	}
 	return r, nil
 }
 
 func (s *GRPC) GetComplaint(ctx context.Context, req *routingv1.GetComplaintRequest) (*routingv1.GetComplaintResponse, error) {
-	return command(s, ctx, func(domain.Actor) (*routingv1.GetComplaintResponse, error) {
+	return command(ctx, func(domain.Actor) (*routingv1.GetComplaintResponse, error) {
 		c, err := s.app.Load(ctx, req.GetComplaintId())
 		if err != nil {
 			return nil, err
@@ -129,56 +80,56 @@ func (s *GRPC) GetComplaint(ctx context.Context, req *routingv1.GetComplaintRequ
 }
 
 func (s *GRPC) OverrideClassification(ctx context.Context, req *routingv1.OverrideClassificationRequest) (*routingv1.OverrideClassificationResponse, error) {
-	return command(s, ctx, func(a domain.Actor) (*routingv1.OverrideClassificationResponse, error) {
+	return command(ctx, func(a domain.Actor) (*routingv1.OverrideClassificationResponse, error) {
 		v, err := s.app.OverrideClassification(ctx, target(req.GetComplaintId(), req.GetExpectedVersion()), a, req.GetCategory(), req.GetSeverity(), req.GetPriority(), req.GetReason())
 		return &routingv1.OverrideClassificationResponse{Result: result(req.GetComplaintId(), v)}, err
 	})
 }
 
 func (s *GRPC) Reassign(ctx context.Context, req *routingv1.ReassignRequest) (*routingv1.ReassignResponse, error) {
-	return command(s, ctx, func(a domain.Actor) (*routingv1.ReassignResponse, error) {
+	return command(ctx, func(a domain.Actor) (*routingv1.ReassignResponse, error) {
 		v, team, owner, err := s.app.Reassign(ctx, target(req.GetComplaintId(), req.GetExpectedVersion()), a, req.GetTeam(), req.GetOwner(), req.GetReason())
 		return &routingv1.ReassignResponse{Result: result(req.GetComplaintId(), v), Team: team, Owner: owner}, err
 	})
 }
 
 func (s *GRPC) AcceptAssignment(ctx context.Context, req *routingv1.AcceptAssignmentRequest) (*routingv1.AcceptAssignmentResponse, error) {
-	return command(s, ctx, func(a domain.Actor) (*routingv1.AcceptAssignmentResponse, error) {
+	return command(ctx, func(a domain.Actor) (*routingv1.AcceptAssignmentResponse, error) {
 		v, err := s.app.AcceptAssignment(ctx, target(req.GetComplaintId(), req.GetExpectedVersion()), a)
 		return &routingv1.AcceptAssignmentResponse{Result: result(req.GetComplaintId(), v)}, err
 	})
 }
 
 func (s *GRPC) RecordResponse(ctx context.Context, req *routingv1.RecordResponseRequest) (*routingv1.RecordResponseResponse, error) {
-	return command(s, ctx, func(a domain.Actor) (*routingv1.RecordResponseResponse, error) {
+	return command(ctx, func(a domain.Actor) (*routingv1.RecordResponseResponse, error) {
 		v, err := s.app.RecordResponse(ctx, target(req.GetComplaintId(), req.GetExpectedVersion()), a, req.GetChannel(), req.GetSummary())
 		return &routingv1.RecordResponseResponse{Result: result(req.GetComplaintId(), v)}, err
 	})
 }
 
 func (s *GRPC) ProposeSolution(ctx context.Context, req *routingv1.ProposeSolutionRequest) (*routingv1.ProposeSolutionResponse, error) {
-	return command(s, ctx, func(a domain.Actor) (*routingv1.ProposeSolutionResponse, error) {
+	return command(ctx, func(a domain.Actor) (*routingv1.ProposeSolutionResponse, error) {
 		v, id, required, err := s.app.ProposeSolution(ctx, target(req.GetComplaintId(), req.GetExpectedVersion()), a, req.GetSummary())
 		return &routingv1.ProposeSolutionResponse{Result: result(req.GetComplaintId(), v), SolutionId: id, RequiredReviews: required}, err
 	})
 }
 
 func (s *GRPC) ReviewSolution(ctx context.Context, req *routingv1.ReviewSolutionRequest) (*routingv1.ReviewSolutionResponse, error) {
-	return command(s, ctx, func(a domain.Actor) (*routingv1.ReviewSolutionResponse, error) {
+	return command(ctx, func(a domain.Actor) (*routingv1.ReviewSolutionResponse, error) {
 		v, err := s.app.ReviewSolution(ctx, target(req.GetComplaintId(), req.GetExpectedVersion()), a, req.GetSolutionId(), req.GetLevel(), req.GetApproved(), req.GetComment())
 		return &routingv1.ReviewSolutionResponse{Result: result(req.GetComplaintId(), v)}, err
 	})
 }
 
 func (s *GRPC) RequestDispatch(ctx context.Context, req *routingv1.RequestDispatchRequest) (*routingv1.RequestDispatchResponse, error) {
-	return command(s, ctx, func(a domain.Actor) (*routingv1.RequestDispatchResponse, error) {
+	return command(ctx, func(a domain.Actor) (*routingv1.RequestDispatchResponse, error) {
 		v, id, err := s.app.RequestDispatch(ctx, target(req.GetComplaintId(), req.GetExpectedVersion()), a, req.GetSpec())
 		return &routingv1.RequestDispatchResponse{Result: result(req.GetComplaintId(), v), WorkOrderId: id}, err
 	})
 }
 
 func (s *GRPC) RecordRootCause(ctx context.Context, req *routingv1.RecordRootCauseRequest) (*routingv1.RecordRootCauseResponse, error) {
-	return command(s, ctx, func(a domain.Actor) (*routingv1.RecordRootCauseResponse, error) {
+	return command(ctx, func(a domain.Actor) (*routingv1.RecordRootCauseResponse, error) {
 		rc := domain.RootCause{What: req.GetWhat(), Why: req.GetWhy(), Where: req.GetWhere(), When: req.GetWhen(), Who: req.GetWho(), How: req.GetHow()}
 		v, err := s.app.RecordRootCause(ctx, target(req.GetComplaintId(), req.GetExpectedVersion()), a, rc)
 		return &routingv1.RecordRootCauseResponse{Result: result(req.GetComplaintId(), v)}, err
@@ -186,21 +137,21 @@ func (s *GRPC) RecordRootCause(ctx context.Context, req *routingv1.RecordRootCau
 }
 
 func (s *GRPC) PutOnHold(ctx context.Context, req *routingv1.PutOnHoldRequest) (*routingv1.PutOnHoldResponse, error) {
-	return command(s, ctx, func(a domain.Actor) (*routingv1.PutOnHoldResponse, error) {
+	return command(ctx, func(a domain.Actor) (*routingv1.PutOnHoldResponse, error) {
 		v, err := s.app.PutOnHold(ctx, target(req.GetComplaintId(), req.GetExpectedVersion()), a, req.GetReason(), req.GetNote())
 		return &routingv1.PutOnHoldResponse{Result: result(req.GetComplaintId(), v)}, err
 	})
 }
 
 func (s *GRPC) TakeOffHold(ctx context.Context, req *routingv1.TakeOffHoldRequest) (*routingv1.TakeOffHoldResponse, error) {
-	return command(s, ctx, func(a domain.Actor) (*routingv1.TakeOffHoldResponse, error) {
+	return command(ctx, func(a domain.Actor) (*routingv1.TakeOffHoldResponse, error) {
 		v, err := s.app.TakeOffHold(ctx, target(req.GetComplaintId(), req.GetExpectedVersion()), a)
 		return &routingv1.TakeOffHoldResponse{Result: result(req.GetComplaintId(), v)}, err
 	})
 }
 
 func (s *GRPC) Resolve(ctx context.Context, req *routingv1.ResolveRequest) (*routingv1.ResolveResponse, error) {
-	return command(s, ctx, func(a domain.Actor) (*routingv1.ResolveResponse, error) {
+	return command(ctx, func(a domain.Actor) (*routingv1.ResolveResponse, error) {
 		v, err := s.app.Resolve(ctx, target(req.GetComplaintId(), req.GetExpectedVersion()), a, req.GetResolutionCode(), req.GetSummary())
 		return &routingv1.ResolveResponse{Result: result(req.GetComplaintId(), v)}, err
 	})
@@ -211,34 +162,34 @@ func memberChange(team, id, name string, skills []string, role string, onShift b
 }
 
 func (s *GRPC) AddTeamMember(ctx context.Context, req *routingv1.AddTeamMemberRequest) (*routingv1.AddTeamMemberResponse, error) {
-	return command(s, ctx, func(a domain.Actor) (*routingv1.AddTeamMemberResponse, error) {
+	return command(ctx, func(a domain.Actor) (*routingv1.AddTeamMemberResponse, error) {
 		v, err := s.app.AddTeamMember(ctx, a, memberChange(req.GetTeam(), req.GetMemberId(), req.GetDisplayName(), req.GetSkills(), req.GetRole(), req.GetOnShift()))
 		return &routingv1.AddTeamMemberResponse{Version: v}, err
 	})
 }
 
 func (s *GRPC) UpdateTeamMember(ctx context.Context, req *routingv1.UpdateTeamMemberRequest) (*routingv1.UpdateTeamMemberResponse, error) {
-	return command(s, ctx, func(a domain.Actor) (*routingv1.UpdateTeamMemberResponse, error) {
+	return command(ctx, func(a domain.Actor) (*routingv1.UpdateTeamMemberResponse, error) {
 		v, err := s.app.UpdateTeamMember(ctx, a, memberChange(req.GetTeam(), req.GetMemberId(), "", req.GetSkills(), req.GetRole(), req.GetOnShift()))
 		return &routingv1.UpdateTeamMemberResponse{Version: v}, err
 	})
 }
 
 func (s *GRPC) RemoveTeamMember(ctx context.Context, req *routingv1.RemoveTeamMemberRequest) (*routingv1.RemoveTeamMemberResponse, error) {
-	return command(s, ctx, func(a domain.Actor) (*routingv1.RemoveTeamMemberResponse, error) {
+	return command(ctx, func(a domain.Actor) (*routingv1.RemoveTeamMemberResponse, error) {
 		v, err := s.app.RemoveTeamMember(ctx, a, req.GetTeam(), req.GetMemberId())
 		return &routingv1.RemoveTeamMemberResponse{Version: v}, err
 	})
 }
 
 func (s *GRPC) GetTeam(ctx context.Context, req *routingv1.GetTeamRequest) (*routingv1.GetTeamResponse, error) {
-	return command(s, ctx, func(domain.Actor) (*routingv1.GetTeamResponse, error) {
+	return command(ctx, func(domain.Actor) (*routingv1.GetTeamResponse, error) {
 		t, err := s.app.LoadTeam(ctx, req.GetTeam())
 		if err != nil {
 			return nil, err
 		}
 		if t.Version == 0 {
-			return nil, fmt.Errorf("team %q: %w", req.GetTeam(), domain.ErrNotFound)
+			return nil, fmt.Errorf("team %q: %w", req.GetTeam(), kernel.ErrNotFound)
 		}
 		out := &routingv1.GetTeamResponse{Team: t.ID, Version: t.Version}
 		for _, id := range sortedMembers(t) {
