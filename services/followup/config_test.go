@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/closeloop/closeloop/libs/platform"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	"github.com/closeloop/closeloop/services/followup"
 )
@@ -47,5 +48,28 @@ func TestConfigFromEnvRefuses(t *testing.T) {
 				t.Fatal("the error echoes the secret")
 			}
 		})
+	}
+}
+
+// Every mistake is reported at once, each naming its variable.
+func TestConfigOfReportsEveryMistake(t *testing.T) {
+	t.Setenv("CLOSELOOP_AUTH", "off")
+	_, err := followup.ConfigOf(platform.EnvOf(map[string]string{
+		"FOLLOWUP_NO_RESPONSE_AFTER":     "a week",
+		"FOLLOWUP_RETURN_VISIT_FROM":     "L9",
+		"FOLLOWUP_KPI_TIMEZONE":          "Mars/Olympus",
+		"FOLLOWUP_FIRST_FEEDBACK_WITHIN": "-1h",
+	}))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, name := range []string{"FOLLOWUP_NO_RESPONSE_AFTER", "FOLLOWUP_RETURN_VISIT_FROM", "FOLLOWUP_KPI_TIMEZONE", "FOLLOWUP_FIRST_FEEDBACK_WITHIN: must be positive"} {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("err = %v, does not name %s", err, name)
+		}
+	}
+	c, err := followup.ConfigOf(platform.EnvOf(map[string]string{"FOLLOWUP_KPI_TIMEZONE": "Europe/Paris"}))
+	if err != nil || c.KPILocation == nil || c.KPILocation.String() != "Europe/Paris" {
+		t.Fatalf("KPI location %v, %v; want Europe/Paris, parsed once", c.KPILocation, err)
 	}
 }

@@ -13,11 +13,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"time"
 	_ "time/tzdata" // the KPI time zone must load on hosts without a zoneinfo database
+
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/closeloop/closeloop/libs/api"
 	"github.com/closeloop/closeloop/libs/auth"
@@ -55,9 +59,9 @@ type Config struct {
 	// (72h), FOLLOWUP_NO_RESPONSE_AFTER (168h), FOLLOWUP_RETURN_VISIT_AFTER (720h),
 	// FOLLOWUP_RETURN_VISIT_FROM (L3; L1–L4, or "none").
 	Policy domain.Policy
-	// KPITimeZone cuts KPI days, weeks and months (FOLLOWUP_KPI_TIMEZONE,
+	// KPILocation cuts KPI days, weeks and months (FOLLOWUP_KPI_TIMEZONE,
 	// default "Asia/Shanghai").
-	KPITimeZone string
+	KPILocation *time.Location
 	// KPIFoldAfter is how long, in log time, the KPI model keeps an ended
 	// complaint's facts before folding them into its group's cell
 	// (FOLLOWUP_KPI_FOLD_AFTER, default 720h). Events of a folded complaint
@@ -71,29 +75,33 @@ type Config struct {
 
 // DefaultConfig returns the defaults (without an authenticator).
 func DefaultConfig() Config {
+	// The time zone database is embedded (time/tzdata): this cannot fail,
+	// and Validate would name the variable if it did.
+	shanghai, _ := time.LoadLocation("Asia/Shanghai")
 	return Config{
 		GRPCAddr:      ":7005",
 		HTTPAddr:      ":8005",
 		SurveyBaseURL: "http://localhost:8005",
 		Policy:        domain.DefaultPolicy(),
-		KPITimeZone:   "Asia/Shanghai",
+		KPILocation:   shanghai,
 		KPIFoldAfter:  kpi.DefaultFoldAfter,
 	}
 }
 
-// ConfigFromEnv reads the environment over the defaults and validates it.
-func ConfigFromEnv() (Config, error) {
+// ConfigFromEnv reads the process environment over the defaults.
+func ConfigFromEnv() (Config, error) { return ConfigOf(platform.NewEnv()) }
+
+// ConfigOf reads env over the defaults, parses every setting once and
+// validates the result; the error lists every mistake, each naming its
+// variable.
+func ConfigOf(env *platform.Env) (Config, error) {
 	c := DefaultConfig()
-	str := func(name string, dst *string) {
-		if v, ok := os.LookupEnv(name); ok {
-			*dst = v
-		}
-	}
-	str("FOLLOWUP_GRPC_ADDR", &c.GRPCAddr)
-	str("FOLLOWUP_HTTP_ADDR", &c.HTTPAddr)
-	str("FOLLOWUP_SURVEY_SECRET", &c.SurveySecret)
-	str("FOLLOWUP_SURVEY_BASE_URL", &c.SurveyBaseURL)
-	str("FOLLOWUP_KPI_TIMEZONE", &c.KPITimeZone)
+	c.GRPCAddr = env.String("FOLLOWUP_GRPC_ADDR", c.GRPCAddr)
+	c.HTTPAddr = env.String("FOLLOWUP_HTTP_ADDR", c.HTTPAddr)
+	c.SurveySecret = env.String("FOLLOWUP_SURVEY_SECRET", c.SurveySecret)
+	c.SurveyBaseURL = env.String("FOLLOWUP_SURVEY_BASE_URL", c.SurveyBaseURL)
+	// Durations are parsed here and judged by Validate, which says what
+	// is wrong with a negative one.
 	for _, d := range []struct {
 		name string
 		dst  *time.Duration
@@ -104,30 +112,41 @@ func ConfigFromEnv() (Config, error) {
 		{"FOLLOWUP_RETURN_VISIT_AFTER", &c.Policy.ReturnVisitAfter},
 		{"FOLLOWUP_KPI_FOLD_AFTER", &c.KPIFoldAfter},
 	} {
-		if v, ok := os.LookupEnv(d.name); ok {
+		env.Parse(d.name, func(v string) error {
 			parsed, err := time.ParseDuration(v)
 			if err != nil {
-				return Config{}, fmt.Errorf("%s: must be a Go duration such as 72h, got %q", d.name, v)
+				return fmt.Errorf("must be a Go duration such as 72h, got %q", v)
 			}
 			*d.dst = parsed
-		}
+			return nil
+		})
 	}
-	if v, ok := os.LookupEnv("FOLLOWUP_RETURN_VISIT_FROM"); ok {
+	env.Parse("FOLLOWUP_RETURN_VISIT_FROM", func(v string) error {
 		switch s := strings.ToUpper(v); s {
 		case "NONE":
 			c.Policy.ReturnVisitFrom = eventsv1.Severity_SEVERITY_UNSPECIFIED
 		case "L1", "L2", "L3", "L4":
 			c.Policy.ReturnVisitFrom = eventsv1.Severity(eventsv1.Severity_value["SEVERITY_"+s])
 		default:
-			return Config{}, fmt.Errorf("FOLLOWUP_RETURN_VISIT_FROM: must be L1, L2, L3, L4 or none, got %q", v)
+			return fmt.Errorf("must be L1, L2, L3, L4 or none, got %q", v)
 		}
-	}
+		return nil
+	})
+	env.Parse("FOLLOWUP_KPI_TIMEZONE", func(v string) error {
+		loc, err := time.LoadLocation(v)
+		if err != nil {
+			return fmt.Errorf("unknown time zone %q", v)
+		}
+		c.KPILocation = loc
+		return nil
+	})
 	a, err := auth.FromEnv()
-	if err != nil {
+	env.Check(err)
+	c.Auth = a
+	if err := errors.Join(env.Err(), c.Validate()); err != nil {
 		return Config{}, err
 	}
-	c.Auth = a
-	return c, c.Validate()
+	return c, nil
 }
 
 // Validate checks the configuration; errors name the environment variable.
@@ -166,8 +185,8 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("FOLLOWUP_KPI_FOLD_AFTER: must be at least FOLLOWUP_SECOND_FEEDBACK_WITHIN (%s): a later SLA result would be lost, got %s",
 			p.SecondFeedbackWithin, c.KPIFoldAfter))
 	}
-	if _, err := time.LoadLocation(c.KPITimeZone); err != nil {
-		errs = append(errs, fmt.Errorf("FOLLOWUP_KPI_TIMEZONE: unknown time zone %q", c.KPITimeZone))
+	if c.KPILocation == nil {
+		errs = append(errs, errors.New("FOLLOWUP_KPI_TIMEZONE: required"))
 	}
 	return errors.Join(errs...)
 }
@@ -177,8 +196,9 @@ type Service struct {
 	deps    platform.Deps
 	cfg     Config
 	log     *slog.Logger
+	tracers trace.TracerProvider
+	meters  metric.MeterProvider
 	app     *app.App
-	tracker *app.Tracker
 	kpi     *kpi.Model
 	// follower keeps the tracker and the KPI model (views) with the log.
 	views    *app.Views
@@ -198,11 +218,7 @@ func FromEnv(deps platform.Deps) (platform.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := New(deps, cfg)
-	if err != nil {
-		return nil, err
-	}
-	return s, nil
+	return New(deps, cfg)
 }
 
 // New builds the service; Run starts it.
@@ -217,6 +233,15 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
+	// Without the runner's providers (tests) nothing is recorded: never
+	// the otel globals, which would mix the services' telemetry.
+	tracers, meters := deps.TracerProvider, deps.MeterProvider
+	if tracers == nil {
+		tracers = tracenoop.NewTracerProvider()
+	}
+	if meters == nil {
+		meters = metricnoop.NewMeterProvider()
+	}
 	secret := []byte(cfg.SurveySecret)
 	if len(secret) == 0 {
 		secret = make([]byte, survey.MinSecretLen)
@@ -227,9 +252,11 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	loc, _ := time.LoadLocation(cfg.KPITimeZone)
 	tracker := app.NewTracker()
-	a, err := app.New(app.Options{Log: deps.Log, Clock: deps.Clock, Signer: signer, Policy: cfg.Policy, BaseURL: cfg.SurveyBaseURL, Logger: logger, Tracker: tracker})
+	a, err := app.New(app.Options{
+		Log: deps.Log, Clock: deps.Clock, Signer: signer, Policy: cfg.Policy, BaseURL: cfg.SurveyBaseURL,
+		Logger: logger, Tracker: tracker, TracerProvider: tracers,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -242,17 +269,23 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("followup: %w", err)
 	}
-	apiSrv := api.NewServer(api.Options{Name: Name, Metrics: deps.Metrics, GRPCAddr: cfg.GRPCAddr, Logger: logger, Authenticator: cfg.Auth})
-	g := &ports.GRPC{App: a, KPI: model, KPILocation: loc, Logger: logger}
+	// Calls wait for the views: due tasks and KPIs from a partial view
+	// would look like answers.
+	apiSrv := api.NewServer(api.Options{
+		Name: Name, Metrics: deps.Metrics, GRPCAddr: cfg.GRPCAddr, Logger: logger, Authenticator: cfg.Auth,
+		TracerProvider: tracers, MeterProvider: meters, ReadyWhen: follower.CaughtUp(),
+	})
+	g := &ports.GRPC{App: a, KPI: model, KPILocation: cfg.KPILocation}
 	followupv1.RegisterFollowupServiceServer(apiSrv.GRPC(), g)
 	followupv1.RegisterKpiServiceServer(apiSrv.GRPC(), g)
 
 	mux := http.NewServeMux()
-	(&ports.HTTP{GRPC: g, Auth: cfg.Auth}).Register(mux)
+	(&ports.HTTP{GRPC: g, Auth: cfg.Auth, Logger: logger, Ready: follower.CaughtUp()}).Register(mux)
 	mux.Handle("/", apiSrv.HTTPHandler())
 
 	return &Service{
-		deps: deps, cfg: cfg, log: logger, app: a, tracker: tracker, kpi: model, views: views, follower: follower, api: apiSrv,
+		deps: deps, cfg: cfg, log: logger, tracers: tracers, meters: meters,
+		app: a, kpi: model, views: views, follower: follower, api: apiSrv,
 		http:  &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
 		ready: make(chan struct{}),
 	}, nil
@@ -280,86 +313,88 @@ func (s *Service) KPIPosition() uint64 { return s.kpi.Position() }
 
 // Run implements platform.Service: it restores the tracker and the KPI
 // model from their snapshot, catches them up with the log and keeps
-// following it; once caught up it reacts to resolutions
-// and answers through the bus, fires the no-response timers, and serves the API.
+// following it. It serves at once: the survey pages read the complaint's
+// stream, while calls that read the views are refused as unavailable
+// until they caught up. Once caught up it reacts to resolutions and
+// answers through the bus and fires the no-response timers.
 func (s *Service) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if err := s.api.Listen(); err != nil {
-		return err
-	}
 	lis, err := net.Listen("tcp", s.cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("followup: listen HTTP on %s: %w", s.cfg.HTTPAddr, err)
 	}
-	s.httpLis = lis
-
-	var wg sync.WaitGroup
-	errc := make(chan error, 4)
-	// One follower feeds both read models, the timers' tracker and the
-	// KPIs: restored from their snapshot, caught up, then following. The
-	// rest starts once they caught up, so timers and queries see the log.
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := s.follower.Run(ctx); err != nil {
-			errc <- fmt.Errorf("followup: follow the log: %w", err)
-		}
-	}()
-	select {
-	case <-s.follower.CaughtUp():
-	case err := <-errc:
-		cancel()
-		wg.Wait()
+	if err := s.api.Listen(); err != nil {
 		lis.Close()
 		return err
-	case <-ctx.Done():
-		wg.Wait()
-		lis.Close()
-		return nil
 	}
+	s.httpLis = lis
+	return platform.RunGroup(ctx,
+		s.followLog,
+		s.api.Run,
+		s.serveHTTP,
+		s.stopHTTP,
+		s.afterCatchUp(s.consume),
+		s.afterCatchUp(func(ctx context.Context) error { s.app.RunNoResponseTimers(ctx); return nil }),
+	)
+}
 
-	// The subject names the complaint, not the event type: the consumer
-	// takes every complaint event and React keeps the two it handles.
+// followLog keeps both read models, the timers' tracker and the KPIs,
+// with the log: restored from their snapshot, caught up, then following.
+func (s *Service) followLog(ctx context.Context) error {
+	if err := s.follower.Run(ctx); err != nil {
+		return fmt.Errorf("followup: follow the log: %w", err)
+	}
+	return nil
+}
+
+// afterCatchUp runs part once the views have caught up with the log, so
+// timers fire on every deadline the log holds; nothing if ctx ends first.
+func (s *Service) afterCatchUp(part func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		select {
+		case <-s.follower.CaughtUp():
+			return part(ctx)
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// consume reacts to the complaint events until ctx is done. The subject
+// names the complaint, not the event type: the consumer takes every
+// complaint event and React keeps the two it handles.
+func (s *Service) consume(ctx context.Context) error {
 	sub, err := bus.Subscribe(ctx, s.deps.JS, bus.Options{
-		Durable:  Durable,
-		Subjects: []string{jsstore.KindSubjects(eventlog.KindComplaint)},
-		Logger:   s.log,
+		Durable:        Durable,
+		Subjects:       []string{jsstore.KindSubjects(eventlog.KindComplaint)},
+		Logger:         s.log,
+		TracerProvider: s.tracers,
+		MeterProvider:  s.meters,
 	}, s.app.React)
 	if err != nil {
-		cancel()
-		wg.Wait()
-		lis.Close()
 		return fmt.Errorf("followup: subscribe: %w", err)
 	}
-
-	wg.Add(3)
-	go func() { defer wg.Done(); s.app.RunNoResponseTimers(ctx) }()
-	go func() {
-		defer wg.Done()
-		if err := s.api.Run(ctx); err != nil {
-			errc <- err
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		if err := s.http.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("followup: serve HTTP: %w", err)
-		}
-	}()
 	s.readyOnce.Do(func() { close(s.ready) })
 	s.log.Info("followup: running", "grpc", s.GRPCAddr(), "http", s.HTTPAddr())
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc:
-	}
-	cancel()
-	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer scancel()
-	_ = s.http.Shutdown(sctx)
+	<-ctx.Done()
 	sub.Stop()
-	wg.Wait()
-	return runErr
+	return nil
+}
+
+// serveHTTP serves the survey pages, the CSV export and the JSON face
+// until stopHTTP shuts the server down.
+func (s *Service) serveHTTP(context.Context) error {
+	if err := s.http.Serve(s.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("followup: serve HTTP: %w", err)
+	}
+	return nil
+}
+
+// stopHTTP shuts the HTTP server down when ctx is done, letting requests
+// in flight finish.
+func (s *Service) stopHTTP(ctx context.Context) error {
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_ = s.http.Shutdown(sctx)
+	return nil
 }

@@ -73,6 +73,11 @@ func TestScenarioSatisfied(t *testing.T) {
 	if c := got[8].GetComplaintClosed(); c.GetOutcome() != eventsv1.CloseOutcome_CLOSE_OUTCOME_SATISFIED {
 		t.Fatalf("closed %v", c)
 	}
+	// The close names the answer written in the same append as its cause.
+	if got[8].GetCausationId() != got[7].GetEventId() || got[8].GetCorrelationId() == "" || got[8].GetCorrelationId() != got[7].GetCorrelationId() {
+		t.Fatalf("close: causation %q correlation %q; want the answer's id %q and correlation %q",
+			got[8].GetCausationId(), got[8].GetCorrelationId(), got[7].GetEventId(), got[7].GetCorrelationId())
+	}
 	// The link is single-use: a second submission is refused and writes nothing.
 	if code := postAgain(t, link, 1); code != http.StatusGone {
 		t.Fatalf("reused link: HTTP %d, want 410", code)

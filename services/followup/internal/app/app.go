@@ -1,6 +1,7 @@
-// Package app runs follow-up's use cases: each command loads the complaint's
-// stream, lets the domain decide, and appends the result with the version it
-// read, so two instances (or a redelivery and a timer) never both act.
+// Package app runs follow-up's use cases: each command goes through the
+// kernel (libs/kernel), which reads the complaint's stream, lets the domain
+// decide and appends the result at the version it read, so two instances
+// (or a redelivery and a timer) never both act.
 package app
 
 import (
@@ -8,11 +9,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
+	"time"
 
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/kernel"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	"github.com/closeloop/closeloop/services/followup/internal/domain"
 	"github.com/closeloop/closeloop/services/followup/internal/survey"
@@ -21,15 +27,10 @@ import (
 // Producer is the envelope's producer of every event follow-up writes.
 const Producer = "followup"
 
-// ErrNotFound: the complaint has no events.
-var ErrNotFound = errors.New("complaint not found")
-
-// maxConflictRetries bounds re-read/re-decide rounds on a concurrency conflict.
-const maxConflictRetries = 5
-
 // App is follow-up's application layer.
 type App struct {
-	log     eventlog.Store
+	log     eventlog.Store // what queries read; commands go through w
+	w       *kernel.Writer
 	clock   clock.Clock
 	signer  *survey.Signer
 	policy  domain.Policy
@@ -47,6 +48,9 @@ type Options struct {
 	BaseURL string // survey links: <BaseURL>/survey/<complaint id>?t=<token>
 	Logger  *slog.Logger
 	Tracker *Tracker // the in-memory view of open follow-ups (due tasks)
+	// TracerProvider is the service's: every command is a span of it
+	// (nil: none).
+	TracerProvider trace.TracerProvider
 }
 
 // New refuses missing dependencies.
@@ -64,117 +68,138 @@ func New(o Options) (*App, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &App{log: o.Log, clock: o.Clock, signer: o.Signer, policy: o.Policy, baseURL: o.BaseURL, logger: o.Logger, tracker: o.Tracker}, nil
+	if o.TracerProvider == nil {
+		o.TracerProvider = noop.NewTracerProvider()
+	}
+	a := &App{clock: o.Clock, signer: o.Signer, policy: o.Policy, baseURL: o.BaseURL, logger: o.Logger, tracker: o.Tracker}
+	if err := a.use(o.Log, o.TracerProvider); err != nil {
+		return nil, err
+	}
+	return a, nil
 }
 
-// Cause is who or what a command comes from, for the envelopes it writes.
-type Cause struct {
-	Actor         string
-	CorrelationID string
-	CausationID   string
-	Traceparent   string
-	// Version of the triggering event on the complaint's stream (0: a
-	// command): a read of the complaint must reach it (eventlog.Reached).
-	Version uint64
+// use reads and writes log.
+func (a *App) use(log eventlog.Store, tp trace.TracerProvider) error {
+	w, err := kernel.NewWriter(answerLinks{log}, Producer, a.clock, tp)
+	if err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
+	a.log, a.w = log, w
+	return nil
 }
 
 // load folds the complaint's stream.
 func (a *App) load(ctx context.Context, complaintID string) (*domain.State, error) {
-	s, _, err := a.loadRecords(ctx, complaintID, 0)
-	return s, err
+	recs, err := a.log.ReadStream(ctx, eventlog.ComplaintStream(complaintID), 1)
+	if err != nil {
+		return nil, fmt.Errorf("read complaint %s: %w", complaintID, err)
+	}
+	return fold(complaintID, recs)
 }
 
-// loadRecords folds the complaint's stream and returns its records too. A
-// read that ends before version atLeast is refused (eventlog.Reached): it
-// could look like nothing to do.
-func (a *App) loadRecords(ctx context.Context, complaintID string, atLeast uint64) (*domain.State, []eventlog.Record, error) {
-	stream := eventlog.ComplaintStream(complaintID)
-	recs, err := a.log.ReadStream(ctx, stream, 1)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read complaint stream: %w", err)
-	}
-	if err := eventlog.Reached(stream, eventlog.LastVersion(recs), atLeast); err != nil {
-		return nil, nil, err
-	}
-	if len(recs) == 0 {
-		return nil, nil, ErrNotFound
-	}
-	if _, ok := recs[0].Event.GetPayload().(*eventsv1.Envelope_ComplaintReceived); !ok {
-		// Events of a complaint never received, published past intake.
-		return nil, nil, fmt.Errorf("%w: its stream does not start with ComplaintReceived", ErrNotFound)
+// fold folds a complaint's records: kernel.ErrNotFound when there are
+// none, kernel.ErrNotReceived when they do not start with its receipt
+// (events published past intake for a complaint never accepted).
+func fold(complaintID string, recs []eventlog.Record) (*domain.State, error) {
+	if err := kernel.Received(recs); err != nil {
+		return nil, fmt.Errorf("complaint %s: %w", complaintID, err)
 	}
 	s := &domain.State{ComplaintID: complaintID}
 	for _, r := range recs {
 		domain.Evolve(s, r.Event)
 	}
-	return s, recs, nil
+	return s, nil
 }
 
-// execute loads, decides and appends with the version read; on a conflict
-// it starts over from a fresh read. It returns the events written (none
-// when the decision was that nothing is left to do) and the stream's version
-// after them.
+// decision is what a command decides on: the complaint's state and, when
+// an earlier attempt of this command stored its answer before a conflict
+// refused the rest, that stored answer, which the command then concludes.
+type decision struct {
+	state  *domain.State
+	answer *eventsv1.Envelope
+}
+
+// execute runs cmd on the complaint's stream through the kernel. It
+// returns the events written (none when nothing was left to do) and the
+// stream's version after them.
 //
 // A survey answer is appended with its consequence one event at a time, so
 // a writer slipping in between (the Conclude reaction to the answer itself)
 // can store the answer and refuse the rest. The answer then stands: instead
 // of refusing it as a second one, execute concludes it and reports the
-// events it decided.
-func (a *App) execute(ctx context.Context, complaintID string, cmd domain.Command, c Cause) ([]proto.Message, uint64, error) {
-	var cut []proto.Message // an answer whose append stored only its first event
-	var answerID string     // the event id of the answer of the last refused append
-	for attempt := 0; ; attempt++ {
-		s, recs, err := a.loadRecords(ctx, complaintID, c.Version)
-		if err != nil {
-			return nil, 0, err
-		}
-		if answerID != "" && holds(recs, answerID) {
-			cmd = domain.Conclude{}
-		} else {
-			cut = nil
-		}
-		now := a.clock.Now()
-		msgs, err := domain.Decide(s, cmd, now, a.policy)
-		if err != nil {
-			return nil, 0, err
-		}
-		if len(msgs) == 0 {
-			return cut, s.Version, nil
-		}
-		envs := make([]*eventsv1.Envelope, 0, len(msgs))
-		for _, m := range msgs {
-			e, err := eventlog.NewEvent(eventlog.Meta{
-				ComplaintID: complaintID, Producer: Producer, Actor: c.Actor,
-				CorrelationID: c.CorrelationID, CausationID: c.CausationID, Traceparent: c.Traceparent,
-				OccurredAt: now,
-			}, m)
+// events the answer was decided with.
+func (a *App) execute(ctx context.Context, complaintID string, cmd domain.Command, cause kernel.Cause) ([]*eventsv1.Envelope, uint64, error) {
+	var refused []*eventsv1.Envelope  // the last refused append that began with an answer
+	var concluding *eventsv1.Envelope // the stored answer this attempt concludes, for Stamp
+	res, err := kernel.Execute(ctx, a.w, kernel.Command[decision]{
+		Name:        reflect.TypeOf(cmd).Name(),
+		Stream:      eventlog.ComplaintStream(complaintID),
+		ComplaintID: complaintID,
+		Cause:       cause,
+		Fold: func(recs []eventlog.Record) (decision, error) {
+			s, err := fold(complaintID, recs)
 			if err != nil {
-				return nil, 0, err
+				return decision{}, err
 			}
-			envs = append(envs, e)
-		}
-		res, err := a.log.Append(ctx, eventlog.ComplaintStream(complaintID), s.Version, envs...)
-		if err == nil {
-			if cut != nil {
-				return cut, res.Version, nil
+			d := decision{state: s}
+			if len(refused) > 0 {
+				d.answer = find(recs, refused[0].GetEventId())
 			}
-			return msgs, res.Version, nil
-		}
-		if !errors.Is(err, eventlog.ErrConflict) || attempt >= maxConflictRetries {
-			return nil, 0, fmt.Errorf("append follow-up events: %w", err)
-		}
-		if _, ok := cmd.(domain.AnswerSurvey); ok {
-			answerID, cut = envs[0].GetEventId(), msgs
-		}
+			concluding = d.answer
+			return d, nil
+		},
+		Decide: func(d decision, now time.Time) ([]proto.Message, error) {
+			if d.answer != nil {
+				return domain.Decide(d.state, domain.Conclude{}, now, a.policy)
+			}
+			return domain.Decide(d.state, cmd, now, a.policy)
+		},
+		// The conclusion of an answer stored by an earlier attempt is
+		// caused by that answer, in its correlation, as when the answer's
+		// own append had gone through (answerLinks).
+		Stamp: func(m *eventlog.Meta) {
+			if concluding != nil {
+				m.CausationID, m.CorrelationID = concluding.GetEventId(), concluding.GetCorrelationId()
+			}
+		},
+		Refused: func(envs []*eventsv1.Envelope) {
+			if len(envs) > 0 && envs[0].GetSurveyAnswered() != nil {
+				refused = envs
+			}
+		},
+	})
+	if err != nil {
+		return nil, 0, err
 	}
+	if res.State.answer != nil {
+		return refused, res.Version, nil
+	}
+	return res.Events, res.Version, nil
 }
 
-// holds tells whether recs hold the event eventID.
-func holds(recs []eventlog.Record, eventID string) bool {
+// find returns the event eventID of recs, or nil.
+func find(recs []eventlog.Record, eventID string) *eventsv1.Envelope {
 	for _, r := range recs {
 		if r.Event.GetEventId() == eventID {
-			return true
+			return r.Event
 		}
 	}
-	return false
+	return nil
+}
+
+// answerLinks is the log follow-up's writer appends through. An answer is
+// appended with what it leads to (the close or reopen, a return visit),
+// and is their cause: their causation id is the answer's event id. The
+// kernel stamps one cause on a whole decision, and the answer's id exists
+// only once the answer is stamped, so the link is made here, on the
+// envelopes about to be appended.
+type answerLinks struct{ eventlog.Store }
+
+func (l answerLinks) Append(ctx context.Context, stream eventlog.StreamID, expected uint64, envs ...*eventsv1.Envelope) (eventlog.AppendResult, error) {
+	if len(envs) > 1 && envs[0].GetSurveyAnswered() != nil {
+		for _, e := range envs[1:] {
+			e.CausationId = envs[0].GetEventId()
+		}
+	}
+	return l.Store.Append(ctx, stream, expected, envs...)
 }

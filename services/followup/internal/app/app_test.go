@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/closeloop/closeloop/libs/clock"
@@ -71,6 +72,14 @@ func (f *fixture) resolve(t *testing.T, id string) *domain.State {
 		t.Fatalf("version %d after a redelivered resolution, want 5 (2 + two tasks + survey)", s.Version)
 	}
 	return s
+}
+
+// useLog makes the app read and write log (a store with faults).
+func (f *fixture) useLog(t *testing.T, log eventlog.Store) {
+	t.Helper()
+	if err := f.app.use(log, noop.NewTracerProvider()); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (f *fixture) count(t *testing.T, id, typ string) int {

@@ -5,9 +5,8 @@ import (
 	"errors"
 	"fmt"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/kernel"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	"github.com/closeloop/closeloop/services/followup/internal/domain"
 )
@@ -31,13 +30,8 @@ func (a *App) React(ctx context.Context, rec eventlog.Record) error {
 // writes nothing.
 func (a *App) ConcludeOnAnswered(ctx context.Context, rec eventlog.Record) error {
 	e := rec.Event
-	corr := e.GetCorrelationId()
-	if corr == "" {
-		corr = e.GetEventId()
-	}
-	_, _, err := a.execute(ctx, e.GetComplaintId(), domain.Conclude{},
-		Cause{Actor: "system", CorrelationID: corr, CausationID: e.GetEventId(), Traceparent: e.GetTraceparent(), Version: e.GetVersion()})
-	if errors.Is(err, ErrNotFound) {
+	_, _, err := a.execute(kernel.Traced(ctx, e), e.GetComplaintId(), domain.Conclude{}, kernel.CauseOf(e, true))
+	if errors.Is(err, kernel.ErrNotFound) {
 		return nil
 	}
 	return err
@@ -50,43 +44,65 @@ func (a *App) ScheduleFollowUpOnResolved(ctx context.Context, rec eventlog.Recor
 	if _, ok := e.GetPayload().(*eventsv1.Envelope_ComplaintResolved); !ok {
 		return nil
 	}
-	corr := e.GetCorrelationId()
-	if corr == "" {
-		corr = e.GetEventId()
-	}
-	_, _, err := a.execute(ctx, e.GetComplaintId(), domain.ScheduleFollowUp{ResolutionEventID: e.GetEventId()},
-		Cause{Actor: "system", CorrelationID: corr, CausationID: e.GetEventId(), Traceparent: e.GetTraceparent(), Version: e.GetVersion()})
-	if errors.Is(err, ErrNotFound) {
+	_, _, err := a.execute(kernel.Traced(ctx, e), e.GetComplaintId(), domain.ScheduleFollowUp{ResolutionEventID: e.GetEventId()}, kernel.CauseOf(e, true))
+	if errors.Is(err, kernel.ErrNotFound) {
 		return nil
 	}
 	return err
 }
 
 // DeliverFeedback records feedback an agent gave; it returns the stream's version.
-func (a *App) DeliverFeedback(ctx context.Context, complaintID string, cmd domain.DeliverFeedback, c Cause) (uint64, error) {
+func (a *App) DeliverFeedback(ctx context.Context, complaintID string, cmd domain.DeliverFeedback, c kernel.Cause) (uint64, error) {
 	_, v, err := a.execute(ctx, complaintID, cmd, c)
 	return v, err
 }
 
 // RecordPhoneAnswer records a survey answer an agent took by phone.
-func (a *App) RecordPhoneAnswer(ctx context.Context, complaintID string, cmd domain.AnswerSurvey, c Cause) (Outcome, uint64, error) {
+func (a *App) RecordPhoneAnswer(ctx context.Context, complaintID string, cmd domain.AnswerSurvey, c kernel.Cause) (Outcome, uint64, error) {
 	cmd.Via = eventsv1.SurveyVia_SURVEY_VIA_PHONE
-	msgs, v, err := a.execute(ctx, complaintID, cmd, c)
+	envs, v, err := a.execute(ctx, complaintID, cmd, c)
 	if err != nil {
 		return OutcomeNone, 0, err
 	}
-	return outcomeOf(msgs), v, nil
+	return outcomeOf(envs), v, nil
 }
 
 // CloseUnanswered closes the complaint NO_RESPONSE if its survey's time is
-// up; otherwise it does nothing.
+// up; otherwise it does nothing. The close is the timer's reaction to the
+// SurveySent that set the deadline: in its trace and correlation, caused
+// by it.
 func (a *App) CloseUnanswered(ctx context.Context, complaintID string) error {
-	_, _, err := a.execute(ctx, complaintID, domain.CloseUnanswered{}, Cause{Actor: "system"})
+	recs, err := a.log.ReadStream(ctx, eventlog.ComplaintStream(complaintID), 1)
+	if err != nil {
+		return fmt.Errorf("read complaint %s: %w", complaintID, err)
+	}
+	s, err := fold(complaintID, recs)
+	if err != nil {
+		return err
+	}
+	if at, ok := s.NoResponseDeadline(); !ok || a.clock.Now().Before(at) {
+		return nil // answered, closed or not yet due: the decision below would agree
+	}
+	sent := surveySent(recs, s.CurrentSurvey().ID)
+	if sent == nil {
+		return fmt.Errorf("complaint %s: survey %s has a deadline but no SurveySent", complaintID, s.CurrentSurvey().ID)
+	}
+	_, _, err = a.execute(kernel.Traced(ctx, sent), complaintID, domain.CloseUnanswered{}, kernel.CauseOf(sent, true))
 	return err
 }
 
+// surveySent returns the SurveySent of survey surveyID in recs, or nil.
+func surveySent(recs []eventlog.Record, surveyID string) *eventsv1.Envelope {
+	for _, r := range recs {
+		if r.Event.GetSurveySent().GetSurveyId() == surveyID {
+			return r.Event
+		}
+	}
+	return nil
+}
+
 // CompleteReturnVisit records a return visit; it returns the stream's version.
-func (a *App) CompleteReturnVisit(ctx context.Context, complaintID string, cmd domain.CompleteReturnVisit, c Cause) (uint64, error) {
+func (a *App) CompleteReturnVisit(ctx context.Context, complaintID string, cmd domain.CompleteReturnVisit, c kernel.Cause) (uint64, error) {
 	_, v, err := a.execute(ctx, complaintID, cmd, c)
 	return v, err
 }
@@ -101,9 +117,10 @@ const (
 	OutcomeReopened
 )
 
-func outcomeOf(msgs []proto.Message) Outcome {
-	for _, m := range msgs {
-		switch e := m.(type) {
+// outcomeOf is the outcome of an answer's events.
+func outcomeOf(envs []*eventsv1.Envelope) Outcome {
+	for _, env := range envs {
+		switch e := eventlog.Payload(env).(type) {
 		case *eventsv1.ComplaintReopened:
 			return OutcomeReopened
 		case *eventsv1.ComplaintClosed:

@@ -8,6 +8,7 @@ import (
 
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/memstore"
+	"github.com/closeloop/closeloop/libs/kernel"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	"github.com/closeloop/closeloop/services/followup/internal/domain"
 )
@@ -56,7 +57,7 @@ func newCutFixture(t *testing.T) (*fixture, *cutStore) {
 	t.Helper()
 	f := newFixture(t)
 	cs := &cutStore{Store: f.log}
-	f.app.log = cs
+	f.useLog(t, cs)
 	return f, cs
 }
 
@@ -90,13 +91,13 @@ func TestAnswerStoredWithoutItsCloseIsConcludedByTheReaction(t *testing.T) {
 	sv := f.resolve(t, "c1").CurrentSurvey()
 
 	cs.cutNext(nil)
-	if _, _, err := f.app.RecordPhoneAnswer(ctx, "c1", phoneAnswer(sv.ID, 5), Cause{Actor: "agent-1"}); !errors.Is(err, errAckLost) {
+	if _, _, err := f.app.RecordPhoneAnswer(ctx, "c1", phoneAnswer(sv.ID, 5), kernel.Cause{Actor: "agent-1"}); !errors.Is(err, errAckLost) {
 		t.Fatalf("RecordPhoneAnswer with the ack lost = %v, want errAckLost", err)
 	}
 	if f.count(t, "c1", "SurveyAnswered") != 1 || f.count(t, "c1", "ComplaintClosed") != 0 {
 		t.Fatal("the cut append should leave the answer alone in the stream")
 	}
-	if _, _, err := f.app.RecordPhoneAnswer(ctx, "c1", phoneAnswer(sv.ID, 5), Cause{Actor: "agent-1"}); !errors.Is(err, domain.ErrSurveyAnswered) {
+	if _, _, err := f.app.RecordPhoneAnswer(ctx, "c1", phoneAnswer(sv.ID, 5), kernel.Cause{Actor: "agent-1"}); !errors.Is(err, domain.ErrSurveyAnswered) {
 		t.Fatalf("retried answer = %v, want ErrSurveyAnswered", err)
 	}
 	rec := f.answered(t, "c1")
@@ -135,7 +136,7 @@ func TestAnswerOvertakenByItsOwnReactionReportsTheOutcome(t *testing.T) {
 					t.Error(err)
 				}
 			})
-			out, v, err := f.app.RecordPhoneAnswer(ctx, "c1", phoneAnswer(sv.ID, tt.satisfaction), Cause{Actor: "agent-1"})
+			out, v, err := f.app.RecordPhoneAnswer(ctx, "c1", phoneAnswer(sv.ID, tt.satisfaction), kernel.Cause{Actor: "agent-1"})
 			if err != nil || out != tt.want || v != 7 {
 				t.Fatalf("RecordPhoneAnswer = %v, version %d, %v; want %v, version 7, no error", out, v, err, tt.want)
 			}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/faulty"
+	"github.com/closeloop/closeloop/libs/kernel"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
@@ -34,8 +35,8 @@ func TestOrphanResolutionSchedulesNothing(t *testing.T) {
 	if recs, _ = f.log.ReadStream(ctx, stream, 1); len(recs) != 1 {
 		t.Fatalf("orphan stream holds %d events, want the 1 published: follow-up acted on it", len(recs))
 	}
-	if _, err := f.app.FollowUp(ctx, "orphan-1"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("FollowUp(orphan) = %v, want ErrNotFound", err)
+	if _, err := f.app.FollowUp(ctx, "orphan-1"); !errors.Is(err, kernel.ErrNotReceived) {
+		t.Fatalf("FollowUp(orphan) = %v, want kernel.ErrNotReceived", err)
 	}
 }
 
@@ -60,7 +61,7 @@ func TestShortReadIsRetriedNotDecided(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.app.log = &faulty.ShortRead{Store: f.log}
+	f.useLog(t, &faulty.ShortRead{Store: f.log})
 	if err := f.app.ScheduleFollowUpOnResolved(ctx, recs[0]); !errors.Is(err, eventlog.ErrShortRead) {
 		t.Fatalf("ScheduleFollowUpOnResolved on a short read = %v, want ErrShortRead", err)
 	}

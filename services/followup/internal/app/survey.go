@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/closeloop/closeloop/libs/kernel"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	"github.com/closeloop/closeloop/services/followup/internal/domain"
 	"github.com/closeloop/closeloop/services/followup/internal/survey"
@@ -24,8 +25,8 @@ type OpenSurvey struct {
 }
 
 // CheckSurveyLink verifies a link's token and that its survey still takes
-// an answer. Errors: the survey package's token errors, ErrNotFound, or the
-// domain's precondition errors (answered, expired, closed…).
+// an answer. Errors: the survey package's token errors, kernel.ErrNotFound,
+// or the domain's precondition errors (answered, expired, closed…).
 func (a *App) CheckSurveyLink(ctx context.Context, complaintID, token string) (OpenSurvey, error) {
 	now := a.clock.Now()
 	claims, err := a.signer.Verify(token, complaintID, now)
@@ -57,14 +58,14 @@ func (a *App) AnswerByLink(ctx context.Context, complaintID, token string, ans L
 	if err != nil {
 		return OutcomeNone, err
 	}
-	msgs, _, err := a.execute(ctx, complaintID, domain.AnswerSurvey{
+	envs, _, err := a.execute(ctx, complaintID, domain.AnswerSurvey{
 		SurveyID: claims.SurveyID, Satisfaction: ans.Satisfaction, Resolved: ans.Resolved, Comment: ans.Comment,
 		Via: eventsv1.SurveyVia_SURVEY_VIA_LINK, RecordedBy: "customer",
-	}, Cause{Actor: "customer", CorrelationID: claims.SurveyID})
+	}, kernel.Cause{Actor: "customer", CorrelationID: claims.SurveyID})
 	if err != nil {
 		return OutcomeNone, err
 	}
-	return outcomeOf(msgs), nil
+	return outcomeOf(envs), nil
 }
 
 // SurveyLink is the customer's link to the complaint's open survey, or ""

@@ -162,7 +162,7 @@ func deliverFeedback(s *State, c DeliverFeedback) ([]proto.Message, error) {
 	}
 	t := s.Task(c.TaskID)
 	if t == nil {
-		return nil, (violations{{"task_id", "exists", "no such feedback task on this complaint"}}).err()
+		return nil, (violations{{Field: "task_id", Rule: "exists", Message: "no such feedback task on this complaint"}}).err()
 	}
 	switch {
 	case s.Status == StatusWithdrawn:
@@ -239,7 +239,7 @@ func (s *State) CheckAnswerable(surveyID string, now time.Time) error {
 	sv := s.Survey(surveyID)
 	switch {
 	case sv == nil:
-		return (violations{{"survey_id", "exists", "no such survey on this complaint"}}).err()
+		return (violations{{Field: "survey_id", Rule: "exists", Message: "no such survey on this complaint"}}).err()
 	case sv.Answered:
 		return ErrSurveyAnswered
 	case s.Status == StatusWithdrawn:
@@ -303,7 +303,7 @@ func completeReturnVisit(s *State, c CompleteReturnVisit) ([]proto.Message, erro
 	}
 	v := s.Visit(c.VisitID)
 	if v == nil {
-		return nil, (violations{{"visit_id", "exists", "no such return visit on this complaint"}}).err()
+		return nil, (violations{{Field: "visit_id", Rule: "exists", Message: "no such return visit on this complaint"}}).err()
 	}
 	if v.Completed {
 		return nil, ErrVisitCompleted

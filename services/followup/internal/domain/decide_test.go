@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/kernel"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
@@ -49,6 +50,9 @@ var (
 	sent     = &eventsv1.SurveySent{SurveyId: "sv-e2", ExpiresAt: ts(t0.Add(7 * day)), ResolutionEventId: "e2"}
 )
 
+// errInvalid stands for a *kernel.InvalidError in the table below.
+var errInvalid = errors.New("invalid command")
+
 func TestDecide(t *testing.T) {
 	p := DefaultPolicy()
 	now := t0.Add(time.Hour)
@@ -64,7 +68,7 @@ func TestDecide(t *testing.T) {
 		now     time.Time
 		want    []proto.Message
 		wantErr error
-		field   string // the violation's field, for ErrInvalid
+		field   string // the violation's field, for errInvalid
 	}{
 		{
 			name:  "resolution schedules two feedback tasks (24 h, 72 h after resolution) and a survey expiring after 7 days",
@@ -122,11 +126,11 @@ func TestDecide(t *testing.T) {
 		{name: "answer after no-response close refused", given: append(append([]proto.Message{}, awaiting...), &eventsv1.ComplaintClosed{Outcome: eventsv1.CloseOutcome_CLOSE_OUTCOME_NO_RESPONSE}), cmd: answer(5, true), now: now, wantErr: ErrSurveyClosed},
 		{name: "answer to a survey of an earlier resolution refused", given: append(append([]proto.Message{}, awaiting...), resolved), cmd: answer(5, true), now: now, wantErr: ErrSurveyOverTaken},
 		{name: "answer on withdrawn complaint refused", given: append(append([]proto.Message{}, awaiting...), &eventsv1.ComplaintWithdrawn{}), cmd: answer(5, true), now: now, wantErr: ErrWithdrawn},
-		{name: "unknown survey", given: awaiting, cmd: AnswerSurvey{SurveyID: "sv-x", Satisfaction: 4, Via: eventsv1.SurveyVia_SURVEY_VIA_PHONE, RecordedBy: "a1"}, now: now, wantErr: ErrInvalid, field: "survey_id"},
-		{name: "score 0 refused", given: awaiting, cmd: answer(0, true), now: now, wantErr: ErrInvalid, field: "satisfaction"},
-		{name: "score 6 refused", given: awaiting, cmd: answer(6, true), now: now, wantErr: ErrInvalid, field: "satisfaction"},
-		{name: "answer without via refused", given: awaiting, cmd: AnswerSurvey{SurveyID: "sv-e2", Satisfaction: 4, RecordedBy: "a1"}, now: now, wantErr: ErrInvalid, field: "via"},
-		{name: "comment too long refused", given: awaiting, cmd: AnswerSurvey{SurveyID: "sv-e2", Satisfaction: 4, Via: eventsv1.SurveyVia_SURVEY_VIA_PHONE, RecordedBy: "a1", Comment: strings.Repeat("好", MaxTextLen+1)}, now: now, wantErr: ErrInvalid, field: "comment"},
+		{name: "unknown survey", given: awaiting, cmd: AnswerSurvey{SurveyID: "sv-x", Satisfaction: 4, Via: eventsv1.SurveyVia_SURVEY_VIA_PHONE, RecordedBy: "a1"}, now: now, wantErr: errInvalid, field: "survey_id"},
+		{name: "score 0 refused", given: awaiting, cmd: answer(0, true), now: now, wantErr: errInvalid, field: "satisfaction"},
+		{name: "score 6 refused", given: awaiting, cmd: answer(6, true), now: now, wantErr: errInvalid, field: "satisfaction"},
+		{name: "answer without via refused", given: awaiting, cmd: AnswerSurvey{SurveyID: "sv-e2", Satisfaction: 4, RecordedBy: "a1"}, now: now, wantErr: errInvalid, field: "via"},
+		{name: "comment too long refused", given: awaiting, cmd: AnswerSurvey{SurveyID: "sv-e2", Satisfaction: 4, Via: eventsv1.SurveyVia_SURVEY_VIA_PHONE, RecordedBy: "a1", Comment: strings.Repeat("好", MaxTextLen+1)}, now: now, wantErr: errInvalid, field: "comment"},
 		// An answer is appended with its consequence one event at a time: a
 		// lost ack or a crash can leave the answer alone in the stream.
 		{
@@ -166,9 +170,9 @@ func TestDecide(t *testing.T) {
 		},
 		{name: "feedback delivered twice refused", given: append(append([]proto.Message{}, awaiting...), &eventsv1.FeedbackDelivered{TaskId: "fb1-e2"}), cmd: DeliverFeedback{TaskID: "fb1-e2", Channel: eventsv1.Channel_CHANNEL_PHONE, DeliveredBy: "a1", Summary: "again"}, now: now, wantErr: ErrTaskDelivered},
 		{name: "feedback of an earlier resolution refused", given: append(append([]proto.Message{}, awaiting...), resolved), cmd: DeliverFeedback{TaskID: "fb1-e2", Channel: eventsv1.Channel_CHANNEL_PHONE, DeliveredBy: "a1", Summary: "x"}, now: now, wantErr: ErrTaskOverTaken},
-		{name: "feedback without a summary refused", given: awaiting, cmd: DeliverFeedback{TaskID: "fb1-e2", Channel: eventsv1.Channel_CHANNEL_PHONE, DeliveredBy: "a1"}, now: now, wantErr: ErrInvalid, field: "summary"},
-		{name: "feedback with an unknown channel refused", given: awaiting, cmd: DeliverFeedback{TaskID: "fb1-e2", Channel: 99, DeliveredBy: "a1", Summary: "x"}, now: now, wantErr: ErrInvalid, field: "channel"},
-		{name: "feedback for an unknown task refused", given: awaiting, cmd: DeliverFeedback{TaskID: "nope", Channel: eventsv1.Channel_CHANNEL_PHONE, DeliveredBy: "a1", Summary: "x"}, now: now, wantErr: ErrInvalid, field: "task_id"},
+		{name: "feedback without a summary refused", given: awaiting, cmd: DeliverFeedback{TaskID: "fb1-e2", Channel: eventsv1.Channel_CHANNEL_PHONE, DeliveredBy: "a1"}, now: now, wantErr: errInvalid, field: "summary"},
+		{name: "feedback with an unknown channel refused", given: awaiting, cmd: DeliverFeedback{TaskID: "fb1-e2", Channel: 99, DeliveredBy: "a1", Summary: "x"}, now: now, wantErr: errInvalid, field: "channel"},
+		{name: "feedback for an unknown task refused", given: awaiting, cmd: DeliverFeedback{TaskID: "nope", Channel: eventsv1.Channel_CHANNEL_PHONE, DeliveredBy: "a1", Summary: "x"}, now: now, wantErr: errInvalid, field: "task_id"},
 		{
 			name:  "return visit completed",
 			given: append(append([]proto.Message{}, awaitingL3...), &eventsv1.ReturnVisitScheduled{VisitId: "rv-sv-e2", DueAt: ts(t0.Add(30 * day))}),
@@ -180,22 +184,25 @@ func TestDecide(t *testing.T) {
 			given: append(append([]proto.Message{}, awaitingL3...), &eventsv1.ReturnVisitScheduled{VisitId: "rv-sv-e2"}, &eventsv1.ReturnVisitCompleted{VisitId: "rv-sv-e2"}),
 			cmd:   CompleteReturnVisit{VisitID: "rv-sv-e2", VisitedBy: "a1"}, now: now, wantErr: ErrVisitCompleted,
 		},
-		{name: "unknown return visit refused", given: awaiting, cmd: CompleteReturnVisit{VisitID: "rv-x", VisitedBy: "a1"}, now: now, wantErr: ErrInvalid, field: "visit_id"},
-		{name: "return visit satisfaction 6 refused", given: awaiting, cmd: CompleteReturnVisit{VisitID: "rv-x", VisitedBy: "a1", Satisfaction: 6}, now: now, wantErr: ErrInvalid, field: "satisfaction"},
+		{name: "unknown return visit refused", given: awaiting, cmd: CompleteReturnVisit{VisitID: "rv-x", VisitedBy: "a1"}, now: now, wantErr: errInvalid, field: "visit_id"},
+		{name: "return visit satisfaction 6 refused", given: awaiting, cmd: CompleteReturnVisit{VisitID: "rv-x", VisitedBy: "a1", Satisfaction: 6}, now: now, wantErr: errInvalid, field: "satisfaction"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := Fold("c1", given(tt.given...))
 			got, err := Decide(s, tt.cmd, tt.now, p)
 			if tt.wantErr != nil {
-				if !errors.Is(err, tt.wantErr) {
+				var ve *kernel.InvalidError
+				if tt.wantErr == errInvalid && !errors.As(err, &ve) || tt.wantErr != errInvalid && !errors.Is(err, tt.wantErr) {
 					t.Fatalf("err = %v, want %v", err, tt.wantErr)
+				}
+				if tt.wantErr != errInvalid && !errors.Is(err, kernel.ErrPrecondition) {
+					t.Fatalf("err = %v is not a kernel.ErrPrecondition: the API would not answer FailedPrecondition", err)
 				}
 				if got != nil {
 					t.Fatalf("events on error: %v", got)
 				}
 				if tt.field != "" {
-					var ve *ValidationError
 					if !errors.As(err, &ve) || ve.Violations[0].Field != tt.field {
 						t.Fatalf("err = %v, want a violation of %s", err, tt.field)
 					}

@@ -1,18 +1,9 @@
 package domain
 
-import (
-	"errors"
-	"strings"
-)
+import "github.com/closeloop/closeloop/libs/kernel"
 
-// ErrInvalid is wrapped by every *ValidationError: the command is malformed.
-var ErrInvalid = errors.New("invalid command")
-
-// ErrPrecondition is wrapped by the errors of a command that is well formed
-// but not allowed in the complaint's current state.
-var ErrPrecondition = errors.New("failed precondition")
-
-// Precondition failures callers may want to tell apart.
+// Precondition failures callers may want to tell apart; each is a
+// kernel.ErrPrecondition, so libs/api answers FailedPrecondition.
 var (
 	ErrNotResolved     = preconditionError("complaint is not resolved")
 	ErrSurveyAnswered  = preconditionError("survey already answered: a survey takes one answer")
@@ -28,40 +19,21 @@ var (
 type precondition struct{ msg string }
 
 func (p *precondition) Error() string        { return p.msg }
-func (p *precondition) Is(target error) bool { return target == ErrPrecondition }
+func (p *precondition) Is(target error) bool { return target == kernel.ErrPrecondition }
 
 func preconditionError(msg string) error { return &precondition{msg} }
 
-// Violation is one problem with one field of a command.
-type Violation struct {
-	Field   string
-	Rule    string
-	Message string
-}
-
-// ValidationError lists every problem found with a command.
-type ValidationError struct{ Violations []Violation }
-
-func (e *ValidationError) Error() string {
-	parts := make([]string, len(e.Violations))
-	for i, v := range e.Violations {
-		parts[i] = v.Field + ": " + v.Message
-	}
-	return "invalid command: " + strings.Join(parts, "; ")
-}
-
-func (e *ValidationError) Is(target error) bool { return target == ErrInvalid }
-
-// violations collects problems; err returns nil when there are none.
-type violations []Violation
+// violations collects what is wrong with a command; err is a
+// *kernel.InvalidError listing them all, or nil when there are none.
+type violations []kernel.Violation
 
 func (vs *violations) add(field, rule, msg string) {
-	*vs = append(*vs, Violation{Field: field, Rule: rule, Message: msg})
+	*vs = append(*vs, kernel.Violation{Field: field, Rule: rule, Message: msg})
 }
 
 func (vs violations) err() error {
 	if len(vs) == 0 {
 		return nil
 	}
-	return &ValidationError{Violations: vs}
+	return kernel.Invalid(vs...)
 }

@@ -4,23 +4,17 @@ package ports
 
 import (
 	"context"
-	"errors"
-	"log/slog"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/closeloop/closeloop/libs/api"
 	"github.com/closeloop/closeloop/libs/auth"
-	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/kernel"
 	followupv1 "github.com/closeloop/closeloop/proto/gen/closeloop/followup/v1"
 	"github.com/closeloop/closeloop/services/followup/internal/app"
 	"github.com/closeloop/closeloop/services/followup/internal/domain"
 	"github.com/closeloop/closeloop/services/followup/internal/kpi"
-	"github.com/closeloop/closeloop/services/followup/internal/survey"
 )
 
 // Who may do what.
@@ -29,7 +23,8 @@ var (
 	kpiRoles   = []string{auth.RoleTeamLead, auth.RoleManager, auth.RoleSeniorManager, auth.RoleQualityReviewer, auth.RoleAuditor, auth.RoleAdmin}
 )
 
-// GRPC implements FollowupService and KpiService.
+// GRPC implements FollowupService and KpiService. Its methods return the
+// kernel's kinds of error; libs/api's server maps them to gRPC statuses.
 type GRPC struct {
 	followupv1.UnimplementedFollowupServiceServer
 	followupv1.UnimplementedKpiServiceServer
@@ -37,26 +32,16 @@ type GRPC struct {
 	KPI *kpi.Model
 	// KPILocation cuts KPI days, weeks and months.
 	KPILocation *time.Location
-	Logger      *slog.Logger
 }
 
-// fail maps err to a status, logging what the caller is not told.
-func (g *GRPC) fail(err error) error {
-	st := Status(err)
-	if status.Code(st) == codes.Internal && g.Logger != nil {
-		g.Logger.Error("followup: request failed", "err", err)
-	}
-	return st
-}
-
-func cause(ctx context.Context) app.Cause {
+func cause(ctx context.Context) kernel.Cause {
 	p, _ := auth.FromContext(ctx)
-	return app.Cause{Actor: p.ID}
+	return kernel.Cause{Actor: p.ID}
 }
 
 func requireID(id string) error {
 	if id == "" {
-		return api.InvalidArgument("invalid request", api.Violation{Field: "complaint_id", Rule: "required", Message: "is required"})
+		return kernel.Invalid(kernel.Violation{Field: "complaint_id", Rule: "required", Message: "is required"})
 	}
 	return nil
 }
@@ -72,7 +57,7 @@ func (g *GRPC) DeliverFeedback(ctx context.Context, r *followupv1.DeliverFeedbac
 		TaskID: r.GetTaskId(), Channel: r.GetChannel(), DeliveredBy: r.GetDeliveredBy(), Summary: r.GetSummary(),
 	}, cause(ctx))
 	if err != nil {
-		return nil, g.fail(err)
+		return nil, err
 	}
 	return &followupv1.DeliverFeedbackResponse{Version: v}, nil
 }
@@ -89,7 +74,7 @@ func (g *GRPC) RecordSurveyAnswer(ctx context.Context, r *followupv1.RecordSurve
 		Comment: r.GetComment(), RecordedBy: r.GetRecordedBy(),
 	}, cause(ctx))
 	if err != nil {
-		return nil, g.fail(err)
+		return nil, err
 	}
 	return &followupv1.RecordSurveyAnswerResponse{Outcome: outcomePB(out), Version: v}, nil
 }
@@ -100,7 +85,7 @@ func (g *GRPC) GetSurvey(ctx context.Context, r *followupv1.GetSurveyRequest) (*
 	}
 	open, err := g.App.CheckSurveyLink(ctx, r.GetComplaintId(), r.GetToken())
 	if err != nil {
-		return nil, g.fail(err)
+		return nil, err
 	}
 	return &followupv1.GetSurveyResponse{SurveyId: open.SurveyID, ExpiresAt: timestamppb.New(open.ExpiresAt), Questions: app.Questions}, nil
 }
@@ -113,7 +98,7 @@ func (g *GRPC) SubmitSurvey(ctx context.Context, r *followupv1.SubmitSurveyReque
 		Satisfaction: r.GetSatisfaction(), Resolved: r.GetResolved(), Comment: r.GetComment(),
 	})
 	if err != nil {
-		return nil, g.fail(err)
+		return nil, err
 	}
 	return &followupv1.SubmitSurveyResponse{Outcome: outcomePB(out)}, nil
 }
@@ -129,7 +114,7 @@ func (g *GRPC) CompleteReturnVisit(ctx context.Context, r *followupv1.CompleteRe
 		VisitID: r.GetVisitId(), VisitedBy: r.GetVisitedBy(), Notes: r.GetNotes(), Satisfaction: r.GetSatisfaction(),
 	}, cause(ctx))
 	if err != nil {
-		return nil, g.fail(err)
+		return nil, err
 	}
 	return &followupv1.CompleteReturnVisitResponse{Version: v}, nil
 }
@@ -143,7 +128,7 @@ func (g *GRPC) GetFollowUp(ctx context.Context, r *followupv1.GetFollowUpRequest
 	}
 	s, err := g.App.FollowUp(ctx, r.GetComplaintId())
 	if err != nil {
-		return nil, g.fail(err)
+		return nil, err
 	}
 	resp := &followupv1.GetFollowUpResponse{
 		ComplaintId: s.ComplaintID, Status: statusPB(s.Status), CloseOutcome: s.Outcome,
@@ -175,7 +160,7 @@ func (g *GRPC) ListDueTasks(ctx context.Context, r *followupv1.ListDueTasksReque
 	}
 	limit := int(r.GetLimit())
 	if limit > maxDueLimit {
-		return nil, api.InvalidArgument("invalid request", api.Violation{Field: "limit", Rule: "max", Message: "must be at most 1000"})
+		return nil, kernel.Invalid(kernel.Violation{Field: "limit", Rule: "max", Message: "must be at most 1000"})
 	}
 	if limit == 0 {
 		limit = defaultDueLimit
@@ -216,7 +201,7 @@ func (g *GRPC) QueryKpis(ctx context.Context, r *followupv1.QueryKpisRequest) (*
 // KPIQuery checks a KPI request; unspecified group and period mean ALL.
 func KPIQuery(r *followupv1.QueryKpisRequest, loc *time.Location) (kpi.Query, error) {
 	q := kpi.Query{Location: loc}
-	var vs []api.Violation
+	var vs []kernel.Violation
 	switch r.GetGroup() {
 	case followupv1.KpiGroup_KPI_GROUP_UNSPECIFIED, followupv1.KpiGroup_KPI_GROUP_ALL:
 		q.Group = kpi.GroupAll
@@ -229,7 +214,7 @@ func KPIQuery(r *followupv1.QueryKpisRequest, loc *time.Location) (kpi.Query, er
 	case followupv1.KpiGroup_KPI_GROUP_CATEGORY:
 		q.Group = kpi.GroupCategory
 	default:
-		vs = append(vs, api.Violation{Field: "group", Rule: "enum", Message: "must be all, team, owner, technician or category"})
+		vs = append(vs, kernel.Violation{Field: "group", Rule: "enum", Message: "must be all, team, owner, technician or category"})
 	}
 	switch r.GetPeriod() {
 	case followupv1.KpiPeriod_KPI_PERIOD_UNSPECIFIED, followupv1.KpiPeriod_KPI_PERIOD_ALL:
@@ -241,7 +226,7 @@ func KPIQuery(r *followupv1.QueryKpisRequest, loc *time.Location) (kpi.Query, er
 	case followupv1.KpiPeriod_KPI_PERIOD_MONTH:
 		q.Period = kpi.PeriodMonth
 	default:
-		vs = append(vs, api.Violation{Field: "period", Rule: "enum", Message: "must be all, day, week or month"})
+		vs = append(vs, kernel.Violation{Field: "period", Rule: "enum", Message: "must be all, day, week or month"})
 	}
 	if r.GetFrom() != nil {
 		q.From = r.GetFrom().AsTime()
@@ -250,10 +235,10 @@ func KPIQuery(r *followupv1.QueryKpisRequest, loc *time.Location) (kpi.Query, er
 		q.To = r.GetTo().AsTime()
 	}
 	if !q.From.IsZero() && !q.To.IsZero() && !q.From.Before(q.To) {
-		vs = append(vs, api.Violation{Field: "to", Rule: "after", Message: "must be after from"})
+		vs = append(vs, kernel.Violation{Field: "to", Rule: "after", Message: "must be after from"})
 	}
 	if len(vs) > 0 {
-		return kpi.Query{}, api.InvalidArgument("invalid KPI query", vs...)
+		return kpi.Query{}, kernel.Invalid(vs...)
 	}
 	return q, nil
 }
@@ -307,34 +292,4 @@ func statusPB(s domain.Status) followupv1.FollowUpStatus {
 		return followupv1.FollowUpStatus_FOLLOW_UP_STATUS_WITHDRAWN
 	}
 	return followupv1.FollowUpStatus_FOLLOW_UP_STATUS_UNSPECIFIED
-}
-
-// Status maps an application error to a gRPC status: field violations to
-// InvalidArgument, a bad or foreign survey link to PermissionDenied, an
-// expired one or a refused state change to FailedPrecondition. Messages
-// carry ids and rules, never personal data.
-func Status(err error) error {
-	var ve *domain.ValidationError
-	switch {
-	case errors.As(err, &ve):
-		vs := make([]api.Violation, len(ve.Violations))
-		for i, v := range ve.Violations {
-			vs[i] = api.Violation{Field: v.Field, Rule: v.Rule, Message: v.Message}
-		}
-		return api.InvalidArgument("invalid request", vs...)
-	case errors.Is(err, survey.ErrMalformed), errors.Is(err, survey.ErrForged), errors.Is(err, survey.ErrWrongComplaint):
-		return status.Error(codes.PermissionDenied, "this survey link is not valid")
-	case errors.Is(err, survey.ErrExpired):
-		return status.Error(codes.FailedPrecondition, "this survey link has expired")
-	case errors.Is(err, domain.ErrPrecondition):
-		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, app.ErrNotFound):
-		return status.Error(codes.NotFound, "complaint not found")
-	case errors.Is(err, eventlog.ErrConflict):
-		return status.Error(codes.Aborted, "the complaint changed meanwhile; retry")
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return status.FromContextError(err).Err()
-	default:
-		return status.Error(codes.Internal, "internal error")
-	}
 }

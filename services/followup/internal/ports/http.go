@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"html/template"
 	"io"
+	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -19,6 +22,7 @@ import (
 
 	"github.com/closeloop/closeloop/libs/api"
 	"github.com/closeloop/closeloop/libs/auth"
+	"github.com/closeloop/closeloop/libs/kernel"
 	followupv1 "github.com/closeloop/closeloop/proto/gen/closeloop/followup/v1"
 	"github.com/closeloop/closeloop/services/followup/internal/app"
 	"github.com/closeloop/closeloop/services/followup/internal/kpi"
@@ -34,6 +38,13 @@ const maxFormBytes = 64 << 10
 type HTTP struct {
 	GRPC *GRPC
 	Auth auth.Authenticator
+	// Logger gets the errors a caller is only told "internal error" of.
+	Logger *slog.Logger
+	// Ready is closed once the KPI model has caught up with the log; until
+	// then the export answers 503 rather than the figures of a partial
+	// view (nil: ready). The survey pages read the complaint's stream and
+	// need no view.
+	Ready <-chan struct{}
 }
 
 // Register adds the routes to mux.
@@ -85,8 +96,19 @@ func renderPage(w http.ResponseWriter, code int, d pageData) {
 	_ = page.Execute(w, d)
 }
 
-// pageError turns a gRPC status into what a customer reads.
-func pageError(w http.ResponseWriter, err error) {
+// status maps err as libs/api's server maps a handler's error: these
+// routes call the handlers directly, outside its interceptors.
+func (h *HTTP) status(r *http.Request, err error) error {
+	log := h.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return api.Status(r.Context(), log, r.Method+" "+r.Pattern, err)
+}
+
+// pageError tells a customer what went wrong, in words.
+func (h *HTTP) pageError(w http.ResponseWriter, r *http.Request, err error) {
+	err = h.status(r, err)
 	st := status.Convert(err)
 	code, msg := api.HTTPStatus(st.Code()), "Sorry, something went wrong. Please try again later."
 	switch st.Code() {
@@ -110,7 +132,7 @@ func pageError(w http.ResponseWriter, err error) {
 func (h *HTTP) surveyPage(w http.ResponseWriter, r *http.Request) {
 	token := r.URL.Query().Get("t")
 	if _, err := h.GRPC.GetSurvey(r.Context(), &followupv1.GetSurveyRequest{ComplaintId: r.PathValue("complaint"), Token: token}); err != nil {
-		pageError(w, err)
+		h.pageError(w, r, err)
 		return
 	}
 	renderPage(w, http.StatusOK, pageData{Form: true, Token: token})
@@ -123,25 +145,25 @@ func (h *HTTP) surveySubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := &followupv1.SubmitSurveyRequest{ComplaintId: r.PathValue("complaint"), Token: r.PostForm.Get("t"), Comment: r.PostForm.Get("comment")}
-	var bad []api.Violation
+	var bad []kernel.Violation
 	if n, err := strconv.ParseUint(r.PostForm.Get("satisfaction"), 10, 32); err == nil {
 		req.Satisfaction = uint32(n)
 	} else {
-		bad = append(bad, api.Violation{Field: "satisfaction", Rule: "range", Message: "must be 1 to 5"})
+		bad = append(bad, kernel.Violation{Field: "satisfaction", Rule: "range", Message: "must be 1 to 5"})
 	}
 	switch r.PostForm.Get("resolved") {
 	case "yes":
 		req.Resolved = true
 	case "no":
 	default:
-		bad = append(bad, api.Violation{Field: "resolved", Rule: "enum", Message: "must be yes or no"})
+		bad = append(bad, kernel.Violation{Field: "resolved", Rule: "enum", Message: "must be yes or no"})
 	}
 	if len(bad) > 0 {
-		pageError(w, api.InvalidArgument("invalid answer", bad...))
+		h.pageError(w, r, kernel.Invalid(bad...))
 		return
 	}
 	if _, err := h.GRPC.SubmitSurvey(r.Context(), req); err != nil {
-		pageError(w, err)
+		h.pageError(w, r, err)
 		return
 	}
 	renderPage(w, http.StatusOK, pageData{Message: "Thank you for your feedback."})
@@ -149,10 +171,10 @@ func (h *HTTP) surveySubmit(w http.ResponseWriter, r *http.Request) {
 
 var jsonOut = protojson.MarshalOptions{}
 
-func writeProto(w http.ResponseWriter, m proto.Message) {
+func (h *HTTP) writeProto(w http.ResponseWriter, r *http.Request, m proto.Message) {
 	b, err := jsonOut.Marshal(m)
 	if err != nil {
-		writeErr(w, err)
+		h.writeErr(w, r, err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -161,8 +183,12 @@ func writeProto(w http.ResponseWriter, m proto.Message) {
 }
 
 // writeErr answers like the api package's HTTP face does.
-func writeErr(w http.ResponseWriter, err error) {
+func (h *HTTP) writeErr(w http.ResponseWriter, r *http.Request, err error) {
+	err = h.status(r, err)
 	st := status.Convert(err)
+	if d, ok := api.RetryAfter(err); ok {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(d.Seconds())), 10))
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(api.HTTPStatus(st.Code()))
 	_ = json.NewEncoder(w).Encode(api.ErrorBody{Code: st.Code().String(), Message: st.Message(), Violations: api.Violations(err)})
@@ -171,52 +197,60 @@ func writeErr(w http.ResponseWriter, err error) {
 func (h *HTTP) surveyJSON(w http.ResponseWriter, r *http.Request) {
 	resp, err := h.GRPC.GetSurvey(r.Context(), &followupv1.GetSurveyRequest{ComplaintId: r.PathValue("complaint"), Token: r.URL.Query().Get("t")})
 	if err != nil {
-		writeErr(w, err)
+		h.writeErr(w, r, err)
 		return
 	}
-	writeProto(w, resp)
+	h.writeProto(w, r, resp)
 }
 
 func (h *HTTP) surveySubmitJSON(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFormBytes))
 	if err != nil {
-		writeErr(w, api.InvalidArgument("request body too large or unreadable"))
+		h.writeErr(w, r, kernel.Invalid(kernel.Violation{Field: "body", Rule: "readable", Message: "too large or unreadable"}))
 		return
 	}
 	req := &followupv1.SubmitSurveyRequest{}
 	if err := (protojson.UnmarshalOptions{}).Unmarshal(body, req); err != nil {
-		writeErr(w, api.InvalidArgument("request body is not a valid SubmitSurveyRequest"))
+		h.writeErr(w, r, kernel.Invalid(kernel.Violation{Field: "body", Rule: "json", Message: "is not a valid SubmitSurveyRequest"}))
 		return
 	}
 	req.ComplaintId = r.PathValue("complaint")
 	resp, err := h.GRPC.SubmitSurvey(r.Context(), req)
 	if err != nil {
-		writeErr(w, err)
+		h.writeErr(w, r, err)
 		return
 	}
-	writeProto(w, resp)
+	h.writeProto(w, r, resp)
 }
 
 // exportCSV: GET /v1/kpi/export.csv?group=team&period=month&from=2026-03-01&to=2026-04-01
 // (from/to as RFC 3339 or YYYY-MM-DD in the KPI time zone).
 func (h *HTTP) exportCSV(w http.ResponseWriter, r *http.Request) {
+	if h.Ready != nil {
+		select {
+		case <-h.Ready:
+		default:
+			h.writeErr(w, r, fmt.Errorf("the KPI model is catching up with the log: %w", kernel.ErrRetryLater))
+			return
+		}
+	}
 	ctx, err := h.authenticate(r)
 	if err != nil {
-		writeErr(w, err)
+		h.writeErr(w, r, err)
 		return
 	}
 	if err := auth.RequireRole(ctx, kpiRoles...); err != nil {
-		writeErr(w, err)
+		h.writeErr(w, r, err)
 		return
 	}
 	req, err := kpiRequestFromURL(r, h.GRPC.KPILocation)
 	if err != nil {
-		writeErr(w, err)
+		h.writeErr(w, r, err)
 		return
 	}
 	q, err := KPIQuery(req, h.GRPC.KPILocation)
 	if err != nil {
-		writeErr(w, err)
+		h.writeErr(w, r, err)
 		return
 	}
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
@@ -242,18 +276,18 @@ func (h *HTTP) authenticate(r *http.Request) (context.Context, error) {
 func kpiRequestFromURL(r *http.Request, loc *time.Location) (*followupv1.QueryKpisRequest, error) {
 	v := r.URL.Query()
 	req := &followupv1.QueryKpisRequest{}
-	var bad []api.Violation
+	var bad []kernel.Violation
 	if g := v.Get("group"); g != "" {
 		n, ok := followupv1.KpiGroup_value["KPI_GROUP_"+strings.ToUpper(g)]
 		if !ok {
-			bad = append(bad, api.Violation{Field: "group", Rule: "enum", Message: "must be all, team, owner, technician or category"})
+			bad = append(bad, kernel.Violation{Field: "group", Rule: "enum", Message: "must be all, team, owner, technician or category"})
 		}
 		req.Group = followupv1.KpiGroup(n)
 	}
 	if p := v.Get("period"); p != "" {
 		n, ok := followupv1.KpiPeriod_value["KPI_PERIOD_"+strings.ToUpper(p)]
 		if !ok {
-			bad = append(bad, api.Violation{Field: "period", Rule: "enum", Message: "must be all, day, week or month"})
+			bad = append(bad, kernel.Violation{Field: "period", Rule: "enum", Message: "must be all, day, week or month"})
 		}
 		req.Period = followupv1.KpiPeriod(n)
 	}
@@ -267,13 +301,13 @@ func kpiRequestFromURL(r *http.Request, loc *time.Location) (*followupv1.QueryKp
 		}
 		t, err := parseTime(s, loc)
 		if err != nil {
-			bad = append(bad, api.Violation{Field: f.name, Rule: "time", Message: "must be RFC 3339 or YYYY-MM-DD"})
+			bad = append(bad, kernel.Violation{Field: f.name, Rule: "time", Message: "must be RFC 3339 or YYYY-MM-DD"})
 			continue
 		}
 		*f.dst = timestamppb.New(t)
 	}
 	if len(bad) > 0 {
-		return nil, api.InvalidArgument("invalid KPI export query", bad...)
+		return nil, kernel.Invalid(bad...)
 	}
 	return req, nil
 }

@@ -9,21 +9,35 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/closeloop/closeloop/libs/kernel"
 )
 
-// Errors of Verify. None of them echoes the token.
+// Errors of Verify. None of them echoes the token. A malformed, forged or
+// foreign link is not the caller's to use (kernel.ErrPermission); an
+// expired one was, and is refused for its time (kernel.ErrPrecondition).
 var (
-	ErrMalformed      = errors.New("survey token: malformed")
-	ErrForged         = errors.New("survey token: signature does not match")
-	ErrExpired        = errors.New("survey token: expired")
-	ErrWrongComplaint = errors.New("survey token: issued for another complaint")
+	ErrMalformed      = refusal("survey token: malformed", kernel.ErrPermission)
+	ErrForged         = refusal("survey token: signature does not match", kernel.ErrPermission)
+	ErrExpired        = refusal("survey token: expired", kernel.ErrPrecondition)
+	ErrWrongComplaint = refusal("survey token: issued for another complaint", kernel.ErrPermission)
 )
+
+// refused is a Verify error of a kernel kind.
+type refused struct {
+	msg  string
+	kind error
+}
+
+func refusal(msg string, kind error) error { return &refused{msg: msg, kind: kind} }
+
+func (r *refused) Error() string        { return r.msg }
+func (r *refused) Is(target error) bool { return target == r.kind }
 
 // MinSecretLen is the shortest secret accepted: 256 bits, the size of the MAC.
 const MinSecretLen = 32

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/closeloop/closeloop/libs/kernel"
 )
 
 var (
@@ -68,6 +70,15 @@ func TestTokenRefused(t *testing.T) {
 			_, err := s.Verify(tt.token, tt.complaint, tt.now)
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+			// An expired link was the caller's and is refused for its
+			// time; any other is not theirs to use.
+			kind := kernel.ErrPermission
+			if tt.want == ErrExpired {
+				kind = kernel.ErrPrecondition
+			}
+			if !errors.Is(err, kind) {
+				t.Fatalf("err = %v is not a %v", err, kind)
 			}
 		})
 	}
