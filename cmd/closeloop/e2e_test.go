@@ -102,6 +102,8 @@ type e2e struct {
 	followup followupv1.FollowupServiceClient
 	// followupHTTP is the follow-up HTTP face (survey links) host:port.
 	followupHTTP string
+	// sys is the running services and their telemetry.
+	sys *system
 }
 
 // syncBuffer collects the services' logs.
@@ -156,19 +158,20 @@ func startE2E(t *testing.T) *e2e {
 	// Monday 2 November 2026, 09:00 in Shanghai.
 	start := time.Date(2026, 11, 2, 1, 0, 0, 0, time.UTC)
 	e := &e2e{ctx: ctx, clk: clock.NewFake(start), logs: &syncBuffer{}, start: start}
-	services, closeAll, err := startServices(ctx, ns, e.clk, nil, e.logs)
+	sys, err := startServices(ctx, ns, e.clk, e.logs)
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.sys = sys
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- runAll(runCtx, services, slog.New(slog.NewJSONHandler(e.logs, nil))) }()
+	go func() { done <- runAll(runCtx, sys.services, slog.New(slog.NewJSONHandler(e.logs, nil))) }()
 	t.Cleanup(func() {
 		stop()
 		if err := <-done; err != nil {
 			t.Errorf("services stopped with: %v", err)
 		}
-		closeAll()
+		sys.close()
 		if t.Failed() {
 			t.Logf("service warnings and errors:\n%s", problems(e.logs.String()))
 		}
@@ -179,7 +182,7 @@ func startE2E(t *testing.T) *e2e {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	deps, err := platform.NewDeps(ctx, nc, e.clk, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	deps, err := platform.NewDeps(ctx, nc, e.clk, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +190,7 @@ func startE2E(t *testing.T) *e2e {
 	e.js, e.log = deps.JS, deps.Log
 
 	addrs := map[string]string{}
-	for _, s := range services {
+	for _, s := range sys.services {
 		addrs[s.Name()] = e.grpcAddr(t, s, done)
 	}
 	dial := func(name string) *grpc.ClientConn {

@@ -76,19 +76,19 @@ func startLoad(b *testing.B) *loadSystem {
 		b.Fatal(err)
 	}
 	b.Cleanup(ns.Shutdown)
-	services, closeAll, err := startServices(ctx, ns, clock.Real{}, nil, io.Discard)
+	sys, err := startServices(ctx, ns, clock.Real{}, io.Discard)
 	if err != nil {
 		b.Fatal(err)
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- runAll(runCtx, services, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	go func() { done <- runAll(runCtx, sys.services, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
 	b.Cleanup(func() {
 		stop()
 		if err := <-done; err != nil {
 			b.Errorf("services stopped with: %v", err)
 		}
-		closeAll()
+		sys.close()
 	})
 
 	nc, err := ns.Connect("load-bench", true)
@@ -96,7 +96,7 @@ func startLoad(b *testing.B) *loadSystem {
 		b.Fatal(err)
 	}
 	b.Cleanup(nc.Close)
-	deps, err := platform.NewDeps(ctx, nc, clock.Real{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	deps, err := platform.NewDeps(ctx, nc, clock.Real{}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func startLoad(b *testing.B) *loadSystem {
 	s := &loadSystem{ctx: ctx, js: deps.JS, started: map[string]time.Time{}, done: map[string]time.Time{}}
 
 	addrs := map[string]string{}
-	for _, svc := range services {
+	for _, svc := range sys.services {
 		addrs[svc.Name()] = serviceAddr(b, svc, done)
 	}
 	dial := func(name string) *grpc.ClientConn {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/natsembed"
@@ -63,57 +64,101 @@ func run(ctx context.Context, cfg runnerConfig, logger *slog.Logger) error {
 	defer ns.Shutdown()
 	logger.Info("embedded NATS JetStream ready", "url", ns.ClientURL(), "store", filepath.Join(cfg.DataDir, "nats"), "sync_every_write", !cfg.NoSync)
 
-	tel, err := telemetry.Setup(ctx, "closeloop")
+	sys, err := startServices(ctx, ns, clock.Real{}, os.Stderr)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = tel.Shutdown(context.Background()) }()
-
-	services, closeAll, err := startServices(ctx, ns, clock.Real{}, tel, os.Stderr)
-	if err != nil {
-		return err
-	}
-	defer closeAll()
-	return runAll(ctx, services, logger)
+	defer sys.close()
+	return runAll(ctx, sys.services, logger)
 }
 
-// startServices builds every service on its own connection to ns, on clock
-// clk, logging to logOut (the end-to-end test passes a fake clock and
-// captures the logs). Connections go over loopback TCP, as a separate
-// process's would: the in-process pipe reads the log more slowly
-// (libs/eventlog/jsstore/README.md).
-func startServices(ctx context.Context, ns *natsembed.Server, clk clock.Clock, tel *telemetry.Telemetry, logOut io.Writer) ([]platform.Service, func(), error) {
-	var closers []func()
-	closeAll := func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
+// processName is the service.name of the otel globals in the runner: only
+// a library that was not handed its service's providers reports under it.
+const processName = "closeloop"
+
+// system is the five services startServices started.
+type system struct {
+	services []platform.Service
+	// telemetry is each service's own, by name: every span and metric of
+	// the service says service.name=<name>, and its /metrics page shows
+	// only its own metrics.
+	telemetry map[string]*telemetry.Telemetry
+	// process backs the otel globals (service.name=closeloop).
+	process *telemetry.Telemetry
+	closers []func()
+}
+
+// close releases the services' logs and connections, then flushes and
+// stops every provider (bounded: an unreachable collector must not hold
+// the runner's exit).
+func (s *system) close() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
 	}
-	var services []platform.Service
+	s.closers = nil
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, tel := range s.telemetry {
+		_ = tel.Shutdown(ctx)
+	}
+	if s.process != nil {
+		_ = s.process.Shutdown(ctx)
+	}
+	s.telemetry, s.process = nil, nil
+}
+
+// forceFlush exports what every provider holds (tests: to read the
+// collector's view before the services stop).
+func (s *system) forceFlush(ctx context.Context) error {
+	var errs []error
+	for _, tel := range s.telemetry {
+		errs = append(errs, tel.ForceFlush(ctx))
+	}
+	errs = append(errs, s.process.ForceFlush(ctx))
+	return errors.Join(errs...)
+}
+
+// startServices builds every service on its own connection to ns and with
+// its own telemetry, on clock clk, logging to logOut (the end-to-end test
+// passes a fake clock and captures the logs). Connections go over loopback
+// TCP, as a separate process's would: the in-process pipe reads the log
+// more slowly (libs/eventlog/jsstore/README.md). The otel globals become
+// a provider named closeloop: a library still reaching for them shows up
+// under that name instead of under a service it does not belong to.
+func startServices(ctx context.Context, ns *natsembed.Server, clk clock.Clock, logOut io.Writer) (*system, error) {
+	process, err := telemetry.New(ctx, processName)
+	if err != nil {
+		return nil, err
+	}
+	process.SetGlobal()
+	sys := &system{telemetry: map[string]*telemetry.Telemetry{}, process: process}
+	fail := func(err error) (*system, error) {
+		sys.close()
+		return nil, err
+	}
 	for _, b := range builders {
+		tel, err := telemetry.New(ctx, b.name)
+		if err != nil {
+			return fail(fmt.Errorf("%s: %w", b.name, err))
+		}
+		sys.telemetry[b.name] = tel
 		nc, err := ns.Connect("closeloop-"+b.name, false)
 		if err != nil {
-			closeAll()
-			return nil, nil, fmt.Errorf("%s: connect: %w", b.name, err)
+			return fail(fmt.Errorf("%s: connect: %w", b.name, err))
 		}
-		deps, err := platform.NewDeps(ctx, nc, clk, telemetry.NewLogger(b.name, logOut))
+		deps, err := platform.NewDeps(ctx, nc, clk, telemetry.NewLogger(b.name, logOut), tel)
 		if err != nil {
 			nc.Close()
-			closeAll()
-			return nil, nil, fmt.Errorf("%s: %w", b.name, err)
+			return fail(fmt.Errorf("%s: %w", b.name, err))
 		}
-		if tel != nil {
-			deps.Metrics = tel.MetricsHandler()
-		}
-		closers = append(closers, func() { _ = deps.Log.Close(); nc.Close() })
+		sys.closers = append(sys.closers, func() { _ = deps.Log.Close(); nc.Close() })
 		svc, err := b.build(deps)
 		if err != nil {
-			closeAll()
-			return nil, nil, fmt.Errorf("%s: %w", b.name, err)
+			return fail(fmt.Errorf("%s: %w", b.name, err))
 		}
-		services = append(services, svc)
+		sys.services = append(sys.services, svc)
 	}
-	return services, closeAll, nil
+	return sys, nil
 }
 
 // runAll runs every service until ctx is done or one of them fails, which

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -12,6 +13,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/closeloop/closeloop/libs/checkpoint"
 	"github.com/closeloop/closeloop/libs/clock"
@@ -115,15 +118,13 @@ func Connect(ctx context.Context, service string, open StoreOpener) (*Runtime, e
 		_ = tel.Shutdown(context.Background())
 		return nil, err
 	}
-	deps, closeStore, err := newDeps(ctx, nc, clk, logger, open)
+	deps, closeStore, err := newDeps(ctx, nc, clk, logger, tel, open)
 	if err != nil {
 		stopClock()
 		nc.Close()
 		_ = tel.Shutdown(context.Background())
 		return nil, err
 	}
-	deps.Metrics = tel.MetricsHandler()
-	deps.TracerProvider, deps.MeterProvider = tel.TracerProvider, tel.MeterProvider
 	return &Runtime{Deps: deps, Telemetry: tel, close: func() {
 		stopClock()
 		_ = closeStore()
@@ -170,15 +171,28 @@ func clockFromEnv(ctx context.Context, nc *nats.Conn) (clock.Clock, func(), erro
 
 // NewDeps builds a service's dependencies on an open connection: the
 // JetStream context and the event log on the EVENTS stream, configured from
-// the environment. Close the log (Deps.Log.Close) when done.
-func NewDeps(ctx context.Context, nc *nats.Conn, clk clock.Clock, logger *slog.Logger) (Deps, error) {
-	deps, _, err := newDeps(ctx, nc, clk, logger, nil)
+// the environment. tel is the service's own telemetry: its providers go in
+// Deps and count the log's appends, its metrics are Deps.Metrics. The
+// standalone runner, which runs five services in one process, passes each
+// its own (telemetry.New); nil means the otel globals and no metrics page,
+// for a client that is not a service (a test reading the log). Close the
+// log (Deps.Log.Close) when done; tel stays the caller's to shut down.
+func NewDeps(ctx context.Context, nc *nats.Conn, clk clock.Clock, logger *slog.Logger, tel *telemetry.Telemetry) (Deps, error) {
+	deps, _, err := newDeps(ctx, nc, clk, logger, tel, nil)
 	return deps, err
 }
 
-func newDeps(ctx context.Context, nc *nats.Conn, clk clock.Clock, logger *slog.Logger, open StoreOpener) (Deps, func() error, error) {
+func newDeps(ctx context.Context, nc *nats.Conn, clk clock.Clock, logger *slog.Logger, tel *telemetry.Telemetry, open StoreOpener) (Deps, func() error, error) {
 	if open == nil {
 		open = OpenJetStream
+	}
+	var (
+		tp      trace.TracerProvider = otel.GetTracerProvider()
+		mp      metric.MeterProvider = otel.GetMeterProvider()
+		metrics http.Handler
+	)
+	if tel != nil {
+		tp, mp, metrics = tel.TracerProvider, tel.MeterProvider, tel.MetricsHandler()
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -189,11 +203,12 @@ func newDeps(ctx context.Context, nc *nats.Conn, clk clock.Clock, logger *slog.L
 		return Deps{}, nil, err
 	}
 	cfg.Clock = clk
+	cfg.MeterProvider = mp
 	store, closeStore, err := open(ctx, js, cfg, logger)
 	if err != nil {
 		return Deps{}, nil, fmt.Errorf("open the event log: %w", err)
 	}
-	counted, err := eventlog.Instrument(store, nil)
+	counted, err := eventlog.Instrument(store, mp)
 	if err != nil {
 		_ = closeStore()
 		return Deps{}, nil, err
@@ -209,5 +224,5 @@ func newDeps(ctx context.Context, nc *nats.Conn, clk clock.Clock, logger *slog.L
 		return Deps{}, nil, err
 	}
 	return Deps{NC: nc, JS: js, Log: counted, Clock: clk, Logger: logger, Snapshots: snaps, RebuildViews: rebuild,
-		TracerProvider: otel.GetTracerProvider(), MeterProvider: otel.GetMeterProvider()}, closeStore, nil
+		Metrics: metrics, TracerProvider: tp, MeterProvider: mp}, closeStore, nil
 }

@@ -18,8 +18,11 @@ import (
 
 // Telemetry holds a service's tracer and meter providers. Setup also makes
 // them the otel globals, so libraries that use otel.Tracer/otel.Meter report
-// through them.
+// through them; New does not, for a process that runs several services
+// (the standalone runner), each of which must report under its own name.
 type Telemetry struct {
+	// ServiceName is the service.name of every span and metric.
+	ServiceName    string
 	TracerProvider *sdktrace.TracerProvider
 	MeterProvider  *sdkmetric.MeterProvider
 	// Exporting says whether an OTLP collector was configured.
@@ -38,13 +41,25 @@ func otlpConfigured(signal string) bool {
 	return os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_"+signal+"_ENDPOINT") != ""
 }
 
-// Setup builds the providers for serviceName. Spans and metrics go to an
-// OTLP/gRPC collector when OTEL_EXPORTER_OTLP_ENDPOINT (or the per-signal
-// variable) is set; otherwise spans are still created (their ids appear in
-// logs) and metrics are served by MetricsHandler only. A missing or
-// unreachable collector never stops the service from starting: the
-// exporters connect lazily and drop what they cannot send.
+// Setup builds the providers for serviceName (see New) and makes them the
+// otel globals (SetGlobal): what a binary that runs one service calls.
 func Setup(ctx context.Context, serviceName string) (*Telemetry, error) {
+	t, err := New(ctx, serviceName)
+	if err != nil {
+		return nil, err
+	}
+	t.SetGlobal()
+	return t, nil
+}
+
+// New builds the providers for serviceName and leaves the otel globals
+// alone. Spans and metrics go to an OTLP/gRPC collector when
+// OTEL_EXPORTER_OTLP_ENDPOINT (or the per-signal variable) is set;
+// otherwise spans are still created (their ids appear in logs) and metrics
+// are served by MetricsHandler only. A missing or unreachable collector
+// never stops the service from starting: the exporters connect lazily and
+// drop what they cannot send.
+func New(ctx context.Context, serviceName string) (*Telemetry, error) {
 	if serviceName == "" {
 		return nil, errors.New("telemetry: service name: required")
 	}
@@ -52,7 +67,7 @@ func Setup(ctx context.Context, serviceName string) (*Telemetry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: resource: %w", err)
 	}
-	t := &Telemetry{prom: sdkmetric.NewManualReader()}
+	t := &Telemetry{ServiceName: serviceName, prom: sdkmetric.NewManualReader()}
 
 	topts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
 	if otlpConfigured("TRACES") {
@@ -83,16 +98,26 @@ func Setup(ctx context.Context, serviceName string) (*Telemetry, error) {
 		t.Exporting = true
 	}
 	t.MeterProvider = sdkmetric.NewMeterProvider(mopts...)
+	return t, nil
+}
 
+// SetGlobal makes t's providers the otel globals, and Propagator the
+// global propagator, for the libraries that are not handed providers.
+func (t *Telemetry) SetGlobal() {
 	otel.SetTracerProvider(t.TracerProvider)
 	otel.SetMeterProvider(t.MeterProvider)
 	otel.SetTextMapPropagator(Propagator)
-	return t, nil
 }
 
 // MetricsHandler serves the current metrics in the Prometheus text format
 // (mount it at /metrics).
 func (t *Telemetry) MetricsHandler() http.Handler { return PrometheusHandler(t.prom) }
+
+// ForceFlush exports every span ended and every metric recorded so far
+// (to the collector, when one is configured) without stopping anything.
+func (t *Telemetry) ForceFlush(ctx context.Context) error {
+	return errors.Join(t.TracerProvider.ForceFlush(ctx), t.MeterProvider.ForceFlush(ctx))
+}
 
 // Shutdown flushes and stops both providers.
 func (t *Telemetry) Shutdown(ctx context.Context) error {

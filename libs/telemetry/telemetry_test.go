@@ -134,3 +134,59 @@ func TestNATSCarrierKeepsLowerCaseTraceparent(t *testing.T) {
 		t.Fatalf("extracted %v, want trace %s", got, span.SpanContext().TraceID())
 	}
 }
+
+// serviceNameOf is the service.name on the resource of a span tp records.
+func serviceNameOf(t *testing.T, tp trace.TracerProvider) string {
+	t.Helper()
+	_, span := tp.Tracer("test").Start(context.Background(), "op")
+	defer span.End()
+	ro, ok := span.(sdktrace.ReadOnlySpan)
+	if !ok {
+		t.Fatalf("span %T is not recorded by the sdk", span)
+	}
+	v, _ := ro.Resource().Set().Value("service.name")
+	return v.AsString()
+}
+
+func TestNewKeepsEachServiceApartAndLeavesTheGlobals(t *testing.T) {
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+	t.Setenv("OTEL_SERVICE_NAME", "from-the-environment")
+	global := otel.GetTracerProvider()
+	intake, err := telemetry.New(context.Background(), "intake")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer intake.Shutdown(context.Background())
+	routing, err := telemetry.New(context.Background(), "routing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer routing.Shutdown(context.Background())
+	if otel.GetTracerProvider() != global {
+		t.Fatal("New replaced the global tracer provider")
+	}
+	for tel, want := range map[*telemetry.Telemetry]string{intake: "intake", routing: "routing"} {
+		if got := serviceNameOf(t, tel.TracerProvider); got != want || tel.ServiceName != want {
+			t.Errorf("service.name %q (ServiceName %q), want %q", got, tel.ServiceName, want)
+		}
+	}
+
+	c, _ := intake.MeterProvider.Meter("test").Int64Counter("intake.only")
+	c.Add(context.Background(), 1)
+	scrape := func(tel *telemetry.Telemetry) string {
+		rr := httptest.NewRecorder()
+		tel.MetricsHandler().ServeHTTP(rr, httptest.NewRequest("GET", "/metrics", nil))
+		return rr.Body.String()
+	}
+	if body := scrape(intake); !strings.Contains(body, "intake_only_total 1\n") {
+		t.Errorf("intake's metrics lack its own counter:\n%s", body)
+	}
+	if body := scrape(routing); strings.Contains(body, "intake_only") {
+		t.Errorf("routing's metrics carry intake's counter:\n%s", body)
+	}
+
+	intake.SetGlobal()
+	if got := serviceNameOf(t, otel.GetTracerProvider()); got != "intake" {
+		t.Errorf("after SetGlobal the global tracer says service.name %q, want intake", got)
+	}
+}
