@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -202,6 +203,112 @@ func TestConfigFromEnvNamesTheVariable(t *testing.T) {
 	t.Setenv("DISPATCH_ACCEPT_TIMEOUT", "5m")
 	cfg, err := dispatch.ConfigFromEnv()
 	if err != nil || cfg.AcceptTimeout != 5*time.Minute || cfg.GRPCAddr != ":7004" || cfg.HTTPAddr != ":8004" {
+		t.Fatalf("cfg %+v err %v", cfg, err)
+	}
+}
+
+// gatedLog holds the view's catch-up (ReadAll) until open is closed.
+type gatedLog struct {
+	eventlog.Store
+	open <-chan struct{}
+}
+
+func (g gatedLog) ReadAll(ctx context.Context, from uint64, max int) ([]eventlog.Record, error) {
+	select {
+	case <-g.open:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return g.Store.ReadAll(ctx, from, max)
+}
+
+// Until the view has caught up with the log the API listens but answers
+// UNAVAILABLE (and /readyz 503) rather than from a partial view; once it
+// has, the same call is answered.
+func TestCallsBeforeTheViewCaughtUpAreUnavailable(t *testing.T) {
+	srv, err := natsembed.Start(natsembed.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	nc, err := srv.Connect("dispatch-ready-test", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	fake := clock.NewFake(time.Date(2026, 3, 10, 2, 0, 0, 0, time.UTC))
+	store, err := jsstore.New(ctx, js, jsstore.Config{Clock: fake})
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := make(chan struct{})
+	cfg := dispatch.DefaultConfig()
+	cfg.GRPCAddr, cfg.HTTPAddr, cfg.Authenticator = "127.0.0.1:0", "127.0.0.1:0", principalTokens(t)
+	svc, err := dispatch.New(platform.Deps{NC: nc, JS: js, Log: gatedLog{Store: store, open: open}, Clock: fake}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(runCtx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	checkFor(t, 10*time.Second, func() error {
+		if svc.API().GRPCAddr() == "" || svc.API().HTTPAddr() == "" {
+			return fmt.Errorf("not listening yet")
+		}
+		return nil
+	})
+	conn, err := grpc.NewClient(svc.API().GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := dispatchv1.NewDispatchServiceClient(conn)
+	get := &dispatchv1.GetWorkOrderRequest{WorkOrderId: "wo-none"}
+	if _, err := client.GetWorkOrder(as(ctx, "admin-token"), get); status.Code(err) != codes.Unavailable {
+		t.Fatalf("GetWorkOrder before the view caught up: %v, want UNAVAILABLE", err)
+	}
+	resp, err := http.Get("http://" + svc.API().HTTPAddr() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz before the view caught up: %d, want 503", resp.StatusCode)
+	}
+	close(open)
+	checkFor(t, 10*time.Second, func() error {
+		_, err := client.GetWorkOrder(as(ctx, "admin-token"), get)
+		if status.Code(err) != codes.NotFound {
+			return fmt.Errorf("GetWorkOrder of an unknown id after catch-up: %v, want NOT_FOUND", err)
+		}
+		return nil
+	})
+}
+
+// Every bad variable is named at once, not the first only.
+func TestConfigFromNamesEveryBadVariable(t *testing.T) {
+	t.Setenv("CLOSELOOP_AUTH", "off") // auth.FromEnv reads the process environment
+	_, err := dispatch.ConfigFrom(platform.EnvOf(map[string]string{
+		"DISPATCH_ACCEPT_TIMEOUT":  "soon",
+		"DISPATCH_RECONCILE_GRACE": "-1m",
+		"DISPATCH_KV_REPLICAS":     "0",
+	}))
+	for _, name := range []string{"DISPATCH_ACCEPT_TIMEOUT", "DISPATCH_RECONCILE_GRACE", "DISPATCH_KV_REPLICAS"} {
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("error %v does not name %s", err, name)
+		}
+	}
+	cfg, err := dispatch.ConfigFrom(platform.EnvOf(map[string]string{"DISPATCH_TRAVEL_TIME": "90m", "DISPATCH_KV_REPLICAS": "3"}))
+	if err != nil || cfg.TravelTime != 90*time.Minute || cfg.KVReplicas != 3 || cfg.AcceptTimeout != 10*time.Minute {
 		t.Fatalf("cfg %+v err %v", cfg, err)
 	}
 }
