@@ -49,43 +49,57 @@ func as(ctx context.Context, token string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 }
 
-// The service wired end to end: routing's DispatchRequested arrives through
-// the bus, the technician works the job through gRPC and the HTTP/JSON face,
-// and the API refuses the wrong caller and the wrong state with their codes.
-func TestServiceDispatchesFromTheBusAndServesTechnicians(t *testing.T) {
+// running is the service on an embedded NATS, with a gRPC client of it.
+type running struct {
+	ctx    context.Context
+	js     jetstream.JetStream
+	store  *jsstore.Store
+	clock  *clock.Fake
+	svc    *dispatch.Service
+	client dispatchv1.DispatchServiceClient
+}
+
+// startService runs the service until the test ends, once it listens;
+// wrap, if set, wraps the log the service is given.
+func startService(t *testing.T, wrap func(eventlog.Store) eventlog.Store) *running {
+	t.Helper()
 	srv, err := natsembed.Start(natsembed.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Shutdown()
+	t.Cleanup(srv.Shutdown)
 	nc, err := srv.Connect("dispatch-service-test", true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(nc.Close)
 	js, _ := jetstream.New(nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	fake := clock.NewFake(time.Date(2026, 3, 10, 2, 0, 0, 0, time.UTC))
 	store, err := jsstore.New(ctx, js, jsstore.Config{Clock: fake})
 	if err != nil {
 		t.Fatal(err)
 	}
+	var log eventlog.Store = store
+	if wrap != nil {
+		log = wrap(store)
+	}
 	cfg := dispatch.DefaultConfig()
 	cfg.GRPCAddr, cfg.HTTPAddr, cfg.Authenticator = "127.0.0.1:0", "127.0.0.1:0", principalTokens(t)
-	svc, err := dispatch.New(platform.Deps{NC: nc, JS: js, Log: store, Clock: fake}, cfg)
+	svc, err := dispatch.New(platform.Deps{NC: nc, JS: js, Log: log, Clock: fake}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(runCtx) }()
-	defer func() {
+	t.Cleanup(func() {
 		stop()
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
-	}()
+	})
 	checkFor(t, 10*time.Second, func() error {
 		if svc.API().GRPCAddr() == "" || svc.API().HTTPAddr() == "" {
 			return fmt.Errorf("not listening yet")
@@ -96,8 +110,16 @@ func TestServiceDispatchesFromTheBusAndServesTechnicians(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	client := dispatchv1.NewDispatchServiceClient(conn)
+	t.Cleanup(func() { conn.Close() })
+	return &running{ctx: ctx, js: js, store: store, clock: fake, svc: svc, client: dispatchv1.NewDispatchServiceClient(conn)}
+}
+
+// The service wired end to end: routing's DispatchRequested arrives through
+// the bus, the technician works the job through gRPC and the HTTP/JSON face,
+// and the API refuses the wrong caller and the wrong state with their codes.
+func TestServiceDispatchesFromTheBusAndServesTechnicians(t *testing.T) {
+	r := startService(t, nil)
+	ctx, js, store, fake, svc, client := r.ctx, r.js, r.store, r.clock, r.svc, r.client
 
 	profile := &dispatchv1.TechnicianProfile{
 		DisplayName: "Ann", ProductLines: []string{"chiller"}, Services: []eventsv1.ServiceType{eventsv1.ServiceType_SERVICE_TYPE_REPAIR},
@@ -226,52 +248,9 @@ func (g gatedLog) ReadAll(ctx context.Context, from uint64, max int) ([]eventlog
 // UNAVAILABLE (and /readyz 503) rather than from a partial view; once it
 // has, the same call is answered.
 func TestCallsBeforeTheViewCaughtUpAreUnavailable(t *testing.T) {
-	srv, err := natsembed.Start(natsembed.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	nc, err := srv.Connect("dispatch-ready-test", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	fake := clock.NewFake(time.Date(2026, 3, 10, 2, 0, 0, 0, time.UTC))
-	store, err := jsstore.New(ctx, js, jsstore.Config{Clock: fake})
-	if err != nil {
-		t.Fatal(err)
-	}
 	open := make(chan struct{})
-	cfg := dispatch.DefaultConfig()
-	cfg.GRPCAddr, cfg.HTTPAddr, cfg.Authenticator = "127.0.0.1:0", "127.0.0.1:0", principalTokens(t)
-	svc, err := dispatch.New(platform.Deps{NC: nc, JS: js, Log: gatedLog{Store: store, open: open}, Clock: fake}, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(runCtx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	checkFor(t, 10*time.Second, func() error {
-		if svc.API().GRPCAddr() == "" || svc.API().HTTPAddr() == "" {
-			return fmt.Errorf("not listening yet")
-		}
-		return nil
-	})
-	conn, err := grpc.NewClient(svc.API().GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	client := dispatchv1.NewDispatchServiceClient(conn)
+	r := startService(t, func(s eventlog.Store) eventlog.Store { return gatedLog{Store: s, open: open} })
+	ctx, svc, client := r.ctx, r.svc, r.client
 	get := &dispatchv1.GetWorkOrderRequest{WorkOrderId: "wo-none"}
 	if _, err := client.GetWorkOrder(as(ctx, "admin-token"), get); status.Code(err) != codes.Unavailable {
 		t.Fatalf("GetWorkOrder before the view caught up: %v, want UNAVAILABLE", err)

@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -153,15 +152,7 @@ func TestEveryEventCarriesItsCorrelationAndCause(t *testing.T) {
 		t.Fatal(err)
 	}
 	assigned = last(t, h.complaintEvents("c2"), "TechnicianAssigned")
-	ctx, cancel := context.WithCancel(h.ctx)
-	defer cancel()
-	go func() { _ = a.RunAcceptTimeouts(ctx) }()
-	checkFor(t, 5*time.Second, func() error {
-		if h.clock.Pending() == 0 {
-			return errors.New("the timeout loop has not armed its timer")
-		}
-		return nil
-	})
+	h.runAcceptTimeouts(a)
 	h.clock.Advance(10 * time.Minute)
 	checkFor(t, 5*time.Second, func() error {
 		for _, r := range h.technicianEvents("tech-a") {

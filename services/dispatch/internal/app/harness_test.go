@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"testing"
@@ -235,6 +236,21 @@ func (h *harness) technician(id string) *domain.Technician {
 		}
 	}
 	return t
+}
+
+// runAcceptTimeouts runs a's accept timeouts until the test ends, once the
+// loop has armed its timer.
+func (h *harness) runAcceptTimeouts(a *app.App) {
+	h.t.Helper()
+	ctx, cancel := context.WithCancel(h.ctx)
+	h.t.Cleanup(cancel)
+	go func() { _ = a.RunAcceptTimeouts(ctx) }()
+	checkFor(h.t, 5*time.Second, func() error {
+		if h.clock.Pending() == 0 {
+			return errors.New("the timeout loop has not armed its timer")
+		}
+		return nil
+	})
 }
 
 // checkFor polls cond until it holds or the deadline passes.
