@@ -11,14 +11,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"strconv"
 	"time"
 
 	"github.com/google/uuid"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/closeloop/closeloop/libs/api"
 	"github.com/closeloop/closeloop/libs/auth"
+	"github.com/closeloop/closeloop/libs/bus"
 	"github.com/closeloop/closeloop/libs/calendar"
 	"github.com/closeloop/closeloop/libs/checkpoint"
 	"github.com/closeloop/closeloop/libs/pii"
@@ -68,47 +69,27 @@ func DefaultConfig() Config {
 	}
 }
 
-// ConfigFromEnv reads the configuration from the environment over the
-// defaults, naming the variable of any bad value.
-func ConfigFromEnv() (Config, error) {
+// ConfigFromEnv reads the configuration from the process environment
+// (ConfigFrom).
+func ConfigFromEnv() (Config, error) { return ConfigFrom(platform.NewEnv()) }
+
+// ConfigFrom reads the configuration from env over the defaults; the error
+// names every bad variable at once. The authenticator comes from the
+// process environment whatever env is: auth.FromEnv reads nothing else.
+func ConfigFrom(env *platform.Env) (Config, error) {
 	c := DefaultConfig()
-	var errs []error
-	str := func(name string, dst *string) {
-		if v := os.Getenv(name); v != "" {
-			*dst = v
-		}
-	}
-	dur := func(name string, dst *time.Duration) {
-		if v := os.Getenv(name); v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil || d <= 0 {
-				errs = append(errs, fmt.Errorf("%s: %q is not a positive duration like 10m or 2h", name, v))
-				return
-			}
-			*dst = d
-		}
-	}
-	str("DISPATCH_GRPC_ADDR", &c.GRPCAddr)
-	str("DISPATCH_HTTP_ADDR", &c.HTTPAddr)
-	dur("DISPATCH_ACCEPT_TIMEOUT", &c.AcceptTimeout)
-	dur("DISPATCH_TRAVEL_TIME", &c.TravelTime)
-	dur("DISPATCH_RECONCILE_EVERY", &c.ReconcileEvery)
-	dur("DISPATCH_RECONCILE_GRACE", &c.ReconcileGrace)
-	if v := os.Getenv("DISPATCH_KV_REPLICAS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			errs = append(errs, fmt.Errorf("DISPATCH_KV_REPLICAS: %q is not an integer >= 1", v))
-		} else {
-			c.KVReplicas = n
-		}
-	}
+	c.GRPCAddr = env.String("DISPATCH_GRPC_ADDR", c.GRPCAddr)
+	c.HTTPAddr = env.String("DISPATCH_HTTP_ADDR", c.HTTPAddr)
+	c.AcceptTimeout = env.Duration("DISPATCH_ACCEPT_TIMEOUT", c.AcceptTimeout, time.Second)
+	c.TravelTime = env.Duration("DISPATCH_TRAVEL_TIME", c.TravelTime, 0)
+	c.ReconcileEvery = env.Duration("DISPATCH_RECONCILE_EVERY", c.ReconcileEvery, time.Second)
+	c.ReconcileGrace = env.Duration("DISPATCH_RECONCILE_GRACE", c.ReconcileGrace, time.Second)
+	c.KVReplicas = env.Int("DISPATCH_KV_REPLICAS", c.KVReplicas, 1, 5)
 	a, err := auth.FromEnv()
-	if err != nil {
-		errs = append(errs, err)
-	}
+	env.Check(err)
 	c.Authenticator = a
-	if err := errors.Join(errs...); err != nil {
-		return c, err
+	if err := env.Err(); err != nil {
+		return c, fmt.Errorf("dispatch: configuration: %w", err)
 	}
 	return c, c.validate()
 }
@@ -167,6 +148,14 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}
+	// Without the runner's providers (tests) telemetry goes nowhere rather
+	// than to the process-wide otel globals.
+	if deps.TracerProvider == nil {
+		deps.TracerProvider = tracenoop.NewTracerProvider()
+	}
+	if deps.MeterProvider == nil {
+		deps.MeterProvider = metricnoop.NewMeterProvider()
+	}
 	logger := deps.Logger
 	if cfg.Calendars == nil {
 		set, err := calendar.Default()
@@ -186,7 +175,10 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	appCfg.ReconcileGrace = cfg.ReconcileGrace
 	appCfg.Policy.TravelTime = cfg.TravelTime
 	view := app.NewView(adapters.NewCalendarSchedules(cfg.Calendars), logger)
-	a, err := app.New(deps.Log, deps.Clock, view, keys, appCfg, logger, func() string { return uuid.Must(uuid.NewV7()).String() })
+	a, err := app.New(app.Deps{
+		Log: deps.Log, Clock: deps.Clock, TracerProvider: deps.TracerProvider, View: view, Sealer: keys, Logger: logger,
+		NewID: func() string { return uuid.Must(uuid.NewV7()).String() },
+	}, appCfg)
 	if err != nil {
 		return nil, fmt.Errorf("dispatch: %w", err)
 	}
@@ -197,8 +189,13 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dispatch: %w", err)
 	}
-	srv := api.NewServer(api.Options{Name: Name, Metrics: deps.Metrics, GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, Logger: logger, Authenticator: cfg.Authenticator})
-	dispatchv1.RegisterDispatchServiceServer(srv.GRPC(), ports.NewGRPC(a, logger))
+	// Until the view has caught up with the log, calls are refused as
+	// UNAVAILABLE: answers from a partial view would be wrong, not late.
+	srv := api.NewServer(api.Options{
+		Name: Name, Metrics: deps.Metrics, GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, Logger: logger, Authenticator: cfg.Authenticator,
+		TracerProvider: deps.TracerProvider, MeterProvider: deps.MeterProvider, ReadyWhen: follower.CaughtUp(),
+	})
+	dispatchv1.RegisterDispatchServiceServer(srv.GRPC(), ports.NewGRPC(a))
 	return &Service{deps: deps, cfg: cfg, app: a, view: view, follower: follower, srv: srv}, nil
 }
 
@@ -213,15 +210,17 @@ func (s *Service) App() *app.App { return s.app }
 
 // Run restores the view from its snapshot and catches it up with the log,
 // repairs what a crash may have left (Reconcile), then follows the log,
-// consumes complaint events, fires accept timeouts and serves the API until
-// ctx is done. The API reports ready (/readyz) only once the view caught up.
+// consumes complaint events, fires accept timeouts and reconciles until ctx
+// is done. The API listens from the start but is ready (/readyz, and every
+// call but health) only once the view caught up. Every goroutine is joined
+// before Run returns.
 func (s *Service) Run(ctx context.Context) error {
-	return platform.RunGroup(ctx, s.follower.Run, s.runCaughtUp)
+	return platform.RunGroup(ctx, s.follower.Run, s.srv.Run, s.runCaughtUp)
 }
 
 // runCaughtUp waits for the view to catch up with the log, repairs what a
-// crash may have left, then consumes, fires accept timeouts, reconciles
-// and serves until ctx is done.
+// crash may have left, then consumes, fires accept timeouts and reconciles
+// until ctx is done.
 func (s *Service) runCaughtUp(ctx context.Context) error {
 	select {
 	case <-s.follower.CaughtUp():
@@ -232,12 +231,14 @@ func (s *Service) runCaughtUp(ctx context.Context) error {
 	if err := s.app.Reconcile(ctx); err != nil {
 		log.Warn("reconcile at start", "err", err)
 	}
-	sub, err := ports.SubscribeComplaintEvents(ctx, s.deps.JS, s.app, log)
+	sub, err := ports.SubscribeComplaintEvents(ctx, s.deps.JS, s.app, bus.Options{
+		Logger: log, TracerProvider: s.deps.TracerProvider, MeterProvider: s.deps.MeterProvider,
+	})
 	if err != nil {
 		return fmt.Errorf("dispatch: subscribe: %w", err)
 	}
-	defer sub.Stop()
-	return platform.RunGroup(ctx, s.app.RunAcceptTimeouts, s.srv.Run, func(ctx context.Context) error {
+	defer sub.Stop() // drains and waits for the handlers in flight
+	return platform.RunGroup(ctx, s.app.RunAcceptTimeouts, func(ctx context.Context) error {
 		s.reconcileLoop(ctx, log)
 		return nil
 	})

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,43 +49,57 @@ func as(ctx context.Context, token string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 }
 
-// The service wired end to end: routing's DispatchRequested arrives through
-// the bus, the technician works the job through gRPC and the HTTP/JSON face,
-// and the API refuses the wrong caller and the wrong state with their codes.
-func TestServiceDispatchesFromTheBusAndServesTechnicians(t *testing.T) {
+// running is the service on an embedded NATS, with a gRPC client of it.
+type running struct {
+	ctx    context.Context
+	js     jetstream.JetStream
+	store  *jsstore.Store
+	clock  *clock.Fake
+	svc    *dispatch.Service
+	client dispatchv1.DispatchServiceClient
+}
+
+// startService runs the service until the test ends, once it listens;
+// wrap, if set, wraps the log the service is given.
+func startService(t *testing.T, wrap func(eventlog.Store) eventlog.Store) *running {
+	t.Helper()
 	srv, err := natsembed.Start(natsembed.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Shutdown()
+	t.Cleanup(srv.Shutdown)
 	nc, err := srv.Connect("dispatch-service-test", true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(nc.Close)
 	js, _ := jetstream.New(nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	fake := clock.NewFake(time.Date(2026, 3, 10, 2, 0, 0, 0, time.UTC))
 	store, err := jsstore.New(ctx, js, jsstore.Config{Clock: fake})
 	if err != nil {
 		t.Fatal(err)
 	}
+	var log eventlog.Store = store
+	if wrap != nil {
+		log = wrap(store)
+	}
 	cfg := dispatch.DefaultConfig()
 	cfg.GRPCAddr, cfg.HTTPAddr, cfg.Authenticator = "127.0.0.1:0", "127.0.0.1:0", principalTokens(t)
-	svc, err := dispatch.New(platform.Deps{NC: nc, JS: js, Log: store, Clock: fake}, cfg)
+	svc, err := dispatch.New(platform.Deps{NC: nc, JS: js, Log: log, Clock: fake}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(runCtx) }()
-	defer func() {
+	t.Cleanup(func() {
 		stop()
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
-	}()
+	})
 	checkFor(t, 10*time.Second, func() error {
 		if svc.API().GRPCAddr() == "" || svc.API().HTTPAddr() == "" {
 			return fmt.Errorf("not listening yet")
@@ -95,8 +110,16 @@ func TestServiceDispatchesFromTheBusAndServesTechnicians(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	client := dispatchv1.NewDispatchServiceClient(conn)
+	t.Cleanup(func() { conn.Close() })
+	return &running{ctx: ctx, js: js, store: store, clock: fake, svc: svc, client: dispatchv1.NewDispatchServiceClient(conn)}
+}
+
+// The service wired end to end: routing's DispatchRequested arrives through
+// the bus, the technician works the job through gRPC and the HTTP/JSON face,
+// and the API refuses the wrong caller and the wrong state with their codes.
+func TestServiceDispatchesFromTheBusAndServesTechnicians(t *testing.T) {
+	r := startService(t, nil)
+	ctx, js, store, fake, svc, client := r.ctx, r.js, r.store, r.clock, r.svc, r.client
 
 	profile := &dispatchv1.TechnicianProfile{
 		DisplayName: "Ann", ProductLines: []string{"chiller"}, Services: []eventsv1.ServiceType{eventsv1.ServiceType_SERVICE_TYPE_REPAIR},
@@ -202,6 +225,69 @@ func TestConfigFromEnvNamesTheVariable(t *testing.T) {
 	t.Setenv("DISPATCH_ACCEPT_TIMEOUT", "5m")
 	cfg, err := dispatch.ConfigFromEnv()
 	if err != nil || cfg.AcceptTimeout != 5*time.Minute || cfg.GRPCAddr != ":7004" || cfg.HTTPAddr != ":8004" {
+		t.Fatalf("cfg %+v err %v", cfg, err)
+	}
+}
+
+// gatedLog holds the view's catch-up (ReadAll) until open is closed.
+type gatedLog struct {
+	eventlog.Store
+	open <-chan struct{}
+}
+
+func (g gatedLog) ReadAll(ctx context.Context, from uint64, max int) ([]eventlog.Record, error) {
+	select {
+	case <-g.open:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return g.Store.ReadAll(ctx, from, max)
+}
+
+// Until the view has caught up with the log the API listens but answers
+// UNAVAILABLE (and /readyz 503) rather than from a partial view; once it
+// has, the same call is answered.
+func TestCallsBeforeTheViewCaughtUpAreUnavailable(t *testing.T) {
+	open := make(chan struct{})
+	r := startService(t, func(s eventlog.Store) eventlog.Store { return gatedLog{Store: s, open: open} })
+	ctx, svc, client := r.ctx, r.svc, r.client
+	get := &dispatchv1.GetWorkOrderRequest{WorkOrderId: "wo-none"}
+	if _, err := client.GetWorkOrder(as(ctx, "admin-token"), get); status.Code(err) != codes.Unavailable {
+		t.Fatalf("GetWorkOrder before the view caught up: %v, want UNAVAILABLE", err)
+	}
+	resp, err := http.Get("http://" + svc.API().HTTPAddr() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz before the view caught up: %d, want 503", resp.StatusCode)
+	}
+	close(open)
+	checkFor(t, 10*time.Second, func() error {
+		_, err := client.GetWorkOrder(as(ctx, "admin-token"), get)
+		if status.Code(err) != codes.NotFound {
+			return fmt.Errorf("GetWorkOrder of an unknown id after catch-up: %v, want NOT_FOUND", err)
+		}
+		return nil
+	})
+}
+
+// Every bad variable is named at once, not the first only.
+func TestConfigFromNamesEveryBadVariable(t *testing.T) {
+	t.Setenv("CLOSELOOP_AUTH", "off") // auth.FromEnv reads the process environment
+	_, err := dispatch.ConfigFrom(platform.EnvOf(map[string]string{
+		"DISPATCH_ACCEPT_TIMEOUT":  "soon",
+		"DISPATCH_RECONCILE_GRACE": "-1m",
+		"DISPATCH_KV_REPLICAS":     "0",
+	}))
+	for _, name := range []string{"DISPATCH_ACCEPT_TIMEOUT", "DISPATCH_RECONCILE_GRACE", "DISPATCH_KV_REPLICAS"} {
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("error %v does not name %s", err, name)
+		}
+	}
+	cfg, err := dispatch.ConfigFrom(platform.EnvOf(map[string]string{"DISPATCH_TRAVEL_TIME": "90m", "DISPATCH_KV_REPLICAS": "3"}))
+	if err != nil || cfg.TravelTime != 90*time.Minute || cfg.KVReplicas != 3 || cfg.AcceptTimeout != 10*time.Minute {
 		t.Fatalf("cfg %+v err %v", cfg, err)
 	}
 }

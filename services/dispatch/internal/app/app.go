@@ -1,8 +1,8 @@
-// Package app runs dispatch's use cases: it loads a technician or a
-// complaint by folding its stream, asks the domain to decide, and appends
-// the events with the version it read (re-reading and re-deciding on a
-// conflict). Matching reads the in-memory View; booking re-reads the
-// technician's stream so capacity is never exceeded, whatever the view says.
+// Package app runs dispatch's use cases: every write is a kernel.Execute on
+// a technician's or a complaint's stream (fold, decide, append with the
+// version read, re-read and re-decide on a conflict). Matching reads the
+// in-memory View; booking re-reads the technician's stream so capacity is
+// never exceeded, whatever the view says.
 package app
 
 import (
@@ -12,12 +12,12 @@ import (
 	"log/slog"
 	"time"
 
-	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/eventlog"
-	"github.com/closeloop/closeloop/libs/telemetry"
+	"github.com/closeloop/closeloop/libs/kernel"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	"github.com/closeloop/closeloop/services/dispatch/internal/domain"
 )
@@ -62,10 +62,24 @@ func DefaultConfig() Config {
 	}
 }
 
+// Deps are what the use cases run on; every one is required.
+type Deps struct {
+	Log   eventlog.Store
+	Clock clock.Clock
+	// TracerProvider is the service's own: every decision is a span of it.
+	TracerProvider trace.TracerProvider
+	View           *View
+	Sealer         Sealer
+	Logger         *slog.Logger
+	// NewID names follow-on work orders.
+	NewID func() string
+}
+
 // App holds the use cases of dispatch.
 type App struct {
 	log    eventlog.Store
 	clock  clock.Clock
+	w      *kernel.Writer
 	view   *View
 	cfg    Config
 	sealer Sealer
@@ -73,168 +87,136 @@ type App struct {
 	newID  func() string
 }
 
-// New builds the use cases; every dependency is required.
-func New(log eventlog.Store, clk clock.Clock, view *View, sealer Sealer, cfg Config, logger *slog.Logger, newID func() string) (*App, error) {
+// New builds the use cases.
+func New(d Deps, cfg Config) (*App, error) {
 	switch {
-	case log == nil:
-		return nil, errors.New("app: event log is required")
-	case clk == nil:
-		return nil, errors.New("app: clock is required")
-	case view == nil:
+	case d.View == nil:
 		return nil, errors.New("app: view is required")
-	case sealer == nil:
+	case d.Sealer == nil:
 		return nil, errors.New("app: sealer is required")
-	case logger == nil:
+	case d.Logger == nil:
 		return nil, errors.New("app: logger is required")
-	case newID == nil:
+	case d.NewID == nil:
 		return nil, errors.New("app: id generator is required")
 	}
-	return &App{log: log, clock: clk, view: view, cfg: cfg, sealer: sealer, logger: logger, newID: newID}, nil
+	w, err := kernel.NewWriter(d.Log, Producer, d.Clock, d.TracerProvider)
+	if err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	return &App{log: d.Log, clock: d.Clock, w: w, view: d.View, cfg: cfg, sealer: d.Sealer, logger: d.Logger, newID: d.NewID}, nil
 }
 
 // View is the read model the app keeps up to date.
 func (a *App) View() *View { return a.view }
 
-// Cause is what led to an append: the actor, and the event that caused it
-// (for correlation and causation ids).
-type Cause struct {
-	actor       string
-	correlation string
-	causation   string
-	// version of the triggering event on its complaint's stream: a read
-	// of that complaint must reach it (eventlog.Reached).
-	version uint64
+// actorOf is who a cause says acts: its actor, or dispatch itself for a
+// reaction (as the kernel stamps it).
+func actorOf(by kernel.Cause) string {
+	if by.Actor == "" {
+		return Producer
+	}
+	return by.Actor
 }
 
-// ByActor is a cause with no triggering event: a command of actor.
-func ByActor(actor string) Cause { return Cause{actor: actor} }
-
-func (c Cause) after(rec eventlog.Record) Cause {
-	c.causation = rec.Event.GetEventId()
-	c.correlation = rec.Event.GetCorrelationId()
-	if eventlog.StreamID(rec.Event.GetStreamId()).Kind() == eventlog.KindComplaint {
-		c.version = rec.Event.GetVersion()
-	}
-	if c.correlation == "" {
-		c.correlation = c.causation
-	}
-	return c
+// orderCause is the cause of a command on a work order by actor: it
+// continues the correlation of the event that opened the order, when the
+// view knows it (else the kernel starts one).
+func (a *App) orderCause(actor, workOrderID string) kernel.Cause {
+	return kernel.Cause{Actor: actor, CorrelationID: a.view.CorrelationOf(workOrderID)}
 }
 
-// append wraps payloads in envelopes and appends them at expected.
-func (a *App) append(ctx context.Context, stream eventlog.StreamID, complaintID string, expected uint64, by Cause, payloads []proto.Message) error {
-	carrier := propagation.MapCarrier{}
-	telemetry.Propagator.Inject(ctx, carrier)
-	meta := eventlog.Meta{
-		ComplaintID: complaintID, Producer: Producer, Actor: by.actor, CorrelationID: by.correlation, CausationID: by.causation,
-		Traceparent: carrier.Get("traceparent"), Tracestate: carrier.Get("tracestate"), OccurredAt: a.clock.Now(),
-	}
-	envs := make([]*eventsv1.Envelope, len(payloads))
-	for i, p := range payloads {
-		e, err := eventlog.NewEvent(meta, p)
-		if err != nil {
-			return err
+// foldComplaint folds a complaint's records (and refreshes the view with
+// them). A complaint never received (its events published past intake)
+// gets no technician: the refusal is unusable, and the bus dead-letters
+// the event.
+func (a *App) foldComplaint(complaintID string) func([]eventlog.Record) (*domain.Complaint, error) {
+	return func(recs []eventlog.Record) (*domain.Complaint, error) {
+		if err := kernel.Received(recs); err != nil {
+			if errors.Is(err, kernel.ErrNotReceived) {
+				return nil, fmt.Errorf("%w: complaint %s: %w", ErrUnusable, complaintID, err)
+			}
+			return nil, fmt.Errorf("complaint %s: %w", complaintID, err)
 		}
-		envs[i] = e
+		c := &domain.Complaint{ID: complaintID, Orders: map[string]*domain.WorkOrder{}}
+		for _, r := range recs {
+			c = domain.EvolveComplaint(c, complaintID, r.Event.GetVersion(), r.Event.GetOccurredAt().AsTime(), eventlog.Payload(r.Event))
+		}
+		a.view.PutComplaint(c, Correlations(recs))
+		return c, nil
 	}
-	if _, err := a.log.Append(ctx, stream, expected, envs...); err != nil {
-		return fmt.Errorf("append to %s: %w", stream, err)
-	}
-	return nil
 }
 
-// loadComplaint folds a complaint's stream (and refreshes the view with it).
-// by's triggering event, when on this stream, must be in the read: a
-// shorter read could look like nothing to do (eventlog.Reached).
-func (a *App) loadComplaint(ctx context.Context, complaintID string, by Cause) (*domain.Complaint, error) {
+// loadComplaint reads a complaint to decide what to do next, outside a
+// write. by's event, when on this stream, must be in the read: a shorter
+// read could look like nothing to do (eventlog.Reached).
+func (a *App) loadComplaint(ctx context.Context, complaintID string, by kernel.Cause) (*domain.Complaint, error) {
 	stream := eventlog.ComplaintStream(complaintID)
 	recs, err := a.log.ReadStream(ctx, stream, 1)
 	if err != nil {
-		return nil, fmt.Errorf("read complaint stream: %w", err)
+		return nil, fmt.Errorf("read %s: %w", stream, err)
 	}
-	if err := eventlog.Reached(stream, eventlog.LastVersion(recs), by.version); err != nil {
+	if err := eventlog.Reached(stream, eventlog.LastVersion(recs), by.Version); err != nil {
 		return nil, err
 	}
-	if len(recs) == 0 {
-		return nil, fmt.Errorf("%w: complaint %s", domain.ErrNotFound, complaintID)
-	}
-	if recs[0].Event.GetComplaintReceived() == nil {
-		// Events of a complaint never received (published past intake):
-		// no technician is sent for it. The bus dead-letters the event.
-		return nil, fmt.Errorf("%w: %w: complaint %s was never received: its stream starts with %s",
-			ErrUnusable, domain.ErrNotFound, complaintID, recs[0].Event.GetType())
-	}
-	c := &domain.Complaint{ID: complaintID, Orders: map[string]*domain.WorkOrder{}}
-	for _, r := range recs {
-		c = domain.EvolveComplaint(c, complaintID, r.Event.GetVersion(), r.Event.GetOccurredAt().AsTime(), eventlog.Payload(r.Event))
-	}
-	a.view.PutComplaint(c)
-	return c, nil
+	return a.foldComplaint(complaintID)(recs)
 }
 
-// loadTechnician folds a technician's stream (and refreshes the view).
+func technicianStream(id string) eventlog.StreamID {
+	return eventlog.Stream(eventlog.KindTechnician, id)
+}
+
+// foldTechnician folds a technician's records (and refreshes the view); a
+// technician never registered is an empty one, for RegisterTechnician.
+func (a *App) foldTechnician(id string) func([]eventlog.Record) (*domain.Technician, error) {
+	return func(recs []eventlog.Record) (*domain.Technician, error) {
+		var t *domain.Technician
+		for _, r := range recs {
+			t = domain.EvolveTechnician(t, r.Event.GetOccurredAt().AsTime(), eventlog.Payload(r.Event))
+		}
+		if t == nil {
+			return &domain.Technician{ID: id}, nil
+		}
+		a.view.PutTechnician(t)
+		return t, nil
+	}
+}
+
+// loadTechnician reads a technician outside a write.
 func (a *App) loadTechnician(ctx context.Context, id string) (*domain.Technician, error) {
-	recs, err := a.log.ReadStream(ctx, eventlog.Stream(eventlog.KindTechnician, id), 1)
+	recs, err := a.log.ReadStream(ctx, technicianStream(id), 1)
 	if err != nil {
-		return nil, fmt.Errorf("read technician stream: %w", err)
+		return nil, fmt.Errorf("read %s: %w", technicianStream(id), err)
 	}
-	var t *domain.Technician
-	for _, r := range recs {
-		t = domain.EvolveTechnician(t, r.Event.GetOccurredAt().AsTime(), eventlog.Payload(r.Event))
-	}
-	if t == nil {
-		return &domain.Technician{ID: id}, nil
-	}
-	a.view.PutTechnician(t)
-	return t, nil
+	return a.foldTechnician(id)(recs)
 }
 
-// maxAttempts bounds re-read/re-decide loops on conflicts; contention on one
-// stream beyond this is reported, and the bus retries the message.
-const maxAttempts = 20
-
-// onTechnician decides on a fresh fold of a technician and appends.
-func (a *App) onTechnician(ctx context.Context, id string, by Cause, decide func(*domain.Technician) ([]proto.Message, error)) (*domain.Technician, error) {
-	for range maxAttempts {
-		t, err := a.loadTechnician(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		evs, err := decide(t)
-		if err != nil || len(evs) == 0 {
-			return t, err
-		}
-		err = a.append(ctx, eventlog.Stream(eventlog.KindTechnician, id), "", t.Version, by, evs)
-		if errors.Is(err, eventlog.ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return a.loadTechnician(ctx, id)
+// onTechnician decides the command name on a fresh fold of a technician and
+// appends (kernel.Execute), returning the technician after it. Technician
+// events name no complaint, as they always have: a booking says which in
+// its payload.
+func (a *App) onTechnician(ctx context.Context, name, id string, by kernel.Cause, decide func(*domain.Technician) ([]proto.Message, error)) (*domain.Technician, error) {
+	by.Version = 0 // the cause is on a complaint's stream, never this one
+	res, err := kernel.Execute(ctx, a.w, kernel.Command[*domain.Technician]{
+		Name: name, Stream: technicianStream(id), Cause: by, Fold: a.foldTechnician(id),
+		Decide: func(t *domain.Technician, _ time.Time) ([]proto.Message, error) { return decide(t) },
+	})
+	if err != nil || len(res.Events) == 0 {
+		return res.State, err
 	}
-	return nil, fmt.Errorf("technician %s: %w after %d attempts", id, eventlog.ErrConflict, maxAttempts)
+	// Read back, not folded onto res.State: the view holds that fold.
+	return a.loadTechnician(ctx, id)
 }
 
-// onComplaint decides on a fresh fold of a complaint and appends.
-func (a *App) onComplaint(ctx context.Context, complaintID string, by Cause, decide func(*domain.Complaint, time.Time) ([]proto.Message, error)) (*domain.Complaint, error) {
-	for range maxAttempts {
-		c, err := a.loadComplaint(ctx, complaintID, by)
-		if err != nil {
-			return nil, err
-		}
-		evs, err := decide(c, a.clock.Now())
-		if err != nil || len(evs) == 0 {
-			return c, err
-		}
-		err = a.append(ctx, eventlog.ComplaintStream(complaintID), complaintID, c.Version, by, evs)
-		if errors.Is(err, eventlog.ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return a.loadComplaint(ctx, complaintID, by)
+// onComplaint decides the command name on a fresh fold of a complaint and
+// appends (kernel.Execute), returning the complaint after it (on a refusal,
+// the one decided on).
+func (a *App) onComplaint(ctx context.Context, name, complaintID string, by kernel.Cause, decide func(*domain.Complaint, time.Time) ([]proto.Message, error)) (*domain.Complaint, error) {
+	res, err := kernel.Execute(ctx, a.w, kernel.Command[*domain.Complaint]{
+		Name: name, Stream: eventlog.ComplaintStream(complaintID), ComplaintID: complaintID, Cause: by,
+		Fold: a.foldComplaint(complaintID), Decide: decide,
+	})
+	if err != nil || len(res.Events) == 0 {
+		return res.State, err
 	}
-	return nil, fmt.Errorf("complaint %s: %w after %d attempts", complaintID, eventlog.ErrConflict, maxAttempts)
+	return a.loadComplaint(ctx, complaintID, kernel.Cause{Version: res.Version})
 }

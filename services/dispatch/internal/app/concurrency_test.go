@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/kernel"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	"github.com/closeloop/closeloop/services/dispatch/internal/app"
 	"github.com/closeloop/closeloop/services/dispatch/internal/domain"
@@ -119,13 +120,13 @@ func TestReconcileAfterCrashBetweenBookingAndAssignment(t *testing.T) {
 	h.register(a, "tech-b", "east")
 	// The order is opened, but the dispatcher died after booking tech-b.
 	h.receive("c7")
-	if err := a.OpenWorkOrder(h.ctx, "c7", "wo7", h.onSiteSpec("east"), app.ByActor("routing")); err != nil {
+	if err := a.OpenWorkOrder(h.ctx, "c7", "wo7", h.onSiteSpec("east"), kernel.Cause{Actor: "routing"}); err != nil {
 		t.Fatal(err)
 	}
 	bookDirectly(h, "tech-b", "c7", "wo7")
 	// An orphan: tech-a booked for an order already assigned to tech-b.
 	h.receive("c8")
-	if err := a.OpenWorkOrder(h.ctx, "c8", "wo8", h.onSiteSpec("east"), app.ByActor("routing")); err != nil {
+	if err := a.OpenWorkOrder(h.ctx, "c8", "wo8", h.onSiteSpec("east"), kernel.Cause{Actor: "routing"}); err != nil {
 		t.Fatal(err)
 	}
 	bookDirectly(h, "tech-b", "c8", "wo8")
@@ -135,7 +136,7 @@ func TestReconcileAfterCrashBetweenBookingAndAssignment(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := a.Dispatch(h.ctx, "c8", "wo8", app.ByActor("routing")); err != nil {
+	if _, err := a.Dispatch(h.ctx, "c8", "wo8", kernel.Cause{Actor: "routing"}); err != nil {
 		t.Fatal(err)
 	}
 	if o := h.order("c8", "wo8"); o.TechnicianID != "tech-b" {

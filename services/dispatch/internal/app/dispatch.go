@@ -9,6 +9,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/kernel"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	"github.com/closeloop/closeloop/services/dispatch/internal/domain"
 )
@@ -21,8 +23,8 @@ type Outcome struct {
 }
 
 // OpenWorkOrder opens the order routing asked for (idempotent by id).
-func (a *App) OpenWorkOrder(ctx context.Context, complaintID, workOrderID string, spec *eventsv1.WorkOrderSpec, by Cause) error {
-	_, err := a.onComplaint(ctx, complaintID, by, func(c *domain.Complaint, _ time.Time) ([]proto.Message, error) {
+func (a *App) OpenWorkOrder(ctx context.Context, complaintID, workOrderID string, spec *eventsv1.WorkOrderSpec, by kernel.Cause) error {
+	_, err := a.onComplaint(ctx, "OpenWorkOrder", complaintID, by, func(c *domain.Complaint, _ time.Time) ([]proto.Message, error) {
 		return domain.OpenWorkOrder(c, workOrderID, spec, "")
 	})
 	return err
@@ -32,7 +34,7 @@ func (a *App) OpenWorkOrder(ctx context.Context, complaintID, workOrderID string
 // or marks it unassignable. It is idempotent: an order already assigned is
 // left alone, and a booking left by a dispatcher that crashed before
 // assigning is completed into the assignment rather than duplicated.
-func (a *App) Dispatch(ctx context.Context, complaintID, workOrderID string, by Cause) (Outcome, error) {
+func (a *App) Dispatch(ctx context.Context, complaintID, workOrderID string, by kernel.Cause) (Outcome, error) {
 	c, err := a.loadComplaint(ctx, complaintID, by)
 	if err != nil {
 		return Outcome{}, err
@@ -65,7 +67,7 @@ func (a *App) Dispatch(ctx context.Context, complaintID, workOrderID string, by 
 		}
 	}
 	reason := res.WhyNone()
-	_, err = a.onComplaint(ctx, complaintID, by, func(c *domain.Complaint, _ time.Time) ([]proto.Message, error) {
+	_, err = a.onComplaint(ctx, "MarkUnassignable", complaintID, by, func(c *domain.Complaint, _ time.Time) ([]proto.Message, error) {
 		return domain.MarkUnassignable(c, workOrderID, reason, res.Explain(a.cfg.Policy.MaxExplained))
 	})
 	if errors.Is(err, domain.ErrWrongState) {
@@ -104,8 +106,8 @@ func (a *App) heldFor(workOrderID string, declined []string) string {
 // book takes a slot on the technician's stream with the version just read;
 // on a conflict it re-reads and re-decides, so two dispatchers can never
 // both take the last slot. It reports false when the technician is full.
-func (a *App) book(ctx context.Context, technicianID, workOrderID, complaintID, day string, by Cause) (bool, error) {
-	_, err := a.onTechnician(ctx, technicianID, by, func(t *domain.Technician) ([]proto.Message, error) {
+func (a *App) book(ctx context.Context, technicianID, workOrderID, complaintID, day string, by kernel.Cause) (bool, error) {
+	_, err := a.onTechnician(ctx, "BookJob", technicianID, by, func(t *domain.Technician) ([]proto.Message, error) {
 		return domain.BookJob(t, workOrderID, complaintID, day)
 	})
 	switch {
@@ -121,9 +123,9 @@ func (a *App) book(ctx context.Context, technicianID, workOrderID, complaintID, 
 // assign records the assignment of a booked technician. If the order was
 // taken meanwhile (another instance assigned it, or it was cancelled), the
 // booking is released.
-func (a *App) assign(ctx context.Context, complaintID, workOrderID string, s domain.Scored, res domain.MatchResult, by Cause) (assigned, error) {
+func (a *App) assign(ctx context.Context, complaintID, workOrderID string, s domain.Scored, res domain.MatchResult, by kernel.Cause) (assigned, error) {
 	acceptBy := a.clock.Now().Add(a.cfg.AcceptTimeout)
-	c, err := a.onComplaint(ctx, complaintID, by, func(c *domain.Complaint, _ time.Time) ([]proto.Message, error) {
+	c, err := a.onComplaint(ctx, "Assign", complaintID, by, func(c *domain.Complaint, _ time.Time) ([]proto.Message, error) {
 		return domain.Assign(c, workOrderID, s.TechnicianID, res.Explain(a.cfg.Policy.MaxExplained), res.WhyChosen(s), acceptBy)
 	})
 	if err != nil && !errors.Is(err, domain.ErrWrongState) {
@@ -148,8 +150,8 @@ type assigned struct {
 }
 
 // release gives a work order's slot back (nothing if it holds none).
-func (a *App) release(ctx context.Context, technicianID, workOrderID, reason string, by Cause) error {
-	_, err := a.onTechnician(ctx, technicianID, by, func(t *domain.Technician) ([]proto.Message, error) {
+func (a *App) release(ctx context.Context, technicianID, workOrderID, reason string, by kernel.Cause) error {
+	_, err := a.onTechnician(ctx, "ReleaseJob", technicianID, by, func(t *domain.Technician) ([]proto.Message, error) {
 		return domain.ReleaseJob(t, workOrderID, reason), nil
 	})
 	return err
@@ -177,7 +179,7 @@ func releaseReason(s domain.Status) string {
 // any change of it: an open order is dispatched, a finished order releases
 // its technician's slot, a decliner's or a stale booking is released.
 // Idempotent; the bus calls it for every dispatch event, commands at once.
-func (a *App) Settle(ctx context.Context, complaintID, workOrderID string, by Cause) error {
+func (a *App) Settle(ctx context.Context, complaintID, workOrderID string, by kernel.Cause) error {
 	// The order is read fresh, not from the view: a lagging view would keep
 	// a finished order's booking.
 	c, err := a.loadComplaint(ctx, complaintID, by)
@@ -227,7 +229,8 @@ func (a *App) Settle(ctx context.Context, complaintID, workOrderID string, by Ca
 // leave: a booking whose order has no assignment to that technician. Once a
 // booking is older than the grace period (so no live dispatcher is still
 // between the appends) an open order is completed into the assignment and
-// any other booking is released. Run at start and periodically.
+// any other booking is released. Run at start and periodically. What it
+// writes is caused by the booking it repairs.
 func (a *App) Reconcile(ctx context.Context) error {
 	now := a.clock.Now()
 	var errs []error
@@ -240,10 +243,46 @@ func (a *App) Reconcile(ctx context.Context) error {
 			if o != nil && o.Status.Holding() && o.TechnicianID == t.ID {
 				continue
 			}
-			if err := a.Settle(ctx, b.ComplaintID, b.WorkOrderID, ByActor("system")); err != nil {
+			bctx, by, err := a.causeOfBooking(ctx, t.ID, b.WorkOrderID)
+			if err == nil {
+				err = a.Settle(bctx, b.ComplaintID, b.WorkOrderID, by)
+			}
+			if err != nil {
 				errs = append(errs, fmt.Errorf("reconcile work order %s: %w", b.WorkOrderID, err))
 			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// causeOfBooking is the cause of repairing a technician's booking for a
+// work order: the booking event, whose trace ctx continues. A booking
+// written before technician events carried a correlation takes the
+// order's.
+func (a *App) causeOfBooking(ctx context.Context, technicianID, workOrderID string) (context.Context, kernel.Cause, error) {
+	recs, err := a.log.ReadStream(ctx, technicianStream(technicianID), 1)
+	if err != nil {
+		return ctx, kernel.Cause{}, fmt.Errorf("read %s: %w", technicianStream(technicianID), err)
+	}
+	rec, ok := lastOf(recs, func(e *eventsv1.Envelope) bool {
+		return e.GetTechnicianJobBooked().GetWorkOrderId() == workOrderID
+	})
+	if !ok { // the view saw a booking this read does not hold: settle it anyway
+		return ctx, a.orderCause("", workOrderID), nil
+	}
+	by := kernel.CauseOf(rec.Event, false)
+	if c := a.view.CorrelationOf(workOrderID); rec.Event.GetCorrelationId() == "" && c != "" {
+		by.CorrelationID = c
+	}
+	return kernel.Traced(ctx, rec.Event), by, nil
+}
+
+// lastOf returns the last record whose event matches.
+func lastOf(recs []eventlog.Record, match func(*eventsv1.Envelope) bool) (eventlog.Record, bool) {
+	for i := len(recs) - 1; i >= 0; i-- {
+		if match(recs[i].Event) {
+			return recs[i], true
+		}
+	}
+	return eventlog.Record{}, false
 }

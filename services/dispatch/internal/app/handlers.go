@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/kernel"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	"github.com/closeloop/closeloop/services/dispatch/internal/domain"
 )
@@ -21,10 +22,11 @@ var ErrUnusable = errors.New("event cannot be handled")
 // "dispatch" consumer): DispatchRequested opens and dispatches a work order;
 // every dispatch event settles its order (dispatch an open order, release
 // the slot of a finished one); a withdrawn complaint cancels its orders.
-// Idempotent: every step re-reads the stream it decides on.
+// Idempotent: every step re-reads the stream it decides on. Everything it
+// writes, on the complaint's stream or a technician's, is caused by rec.
 func (a *App) HandleComplaintEvent(ctx context.Context, rec eventlog.Record) error {
 	complaintID := rec.Event.GetComplaintId()
-	by := ByActor("system").after(rec)
+	by := kernel.CauseOf(rec.Event, true)
 	var workOrderID string
 	switch e := eventlog.Payload(rec.Event).(type) {
 	case *eventsv1.DispatchRequested:
@@ -63,7 +65,7 @@ func (a *App) HandleComplaintEvent(ctx context.Context, rec eventlog.Record) err
 	return a.Settle(ctx, complaintID, workOrderID, by)
 }
 
-func (a *App) cancelAll(ctx context.Context, complaintID string, by Cause) error {
+func (a *App) cancelAll(ctx context.Context, complaintID string, by kernel.Cause) error {
 	c, err := a.loadComplaint(ctx, complaintID, by)
 	if err != nil {
 		return err
@@ -72,11 +74,11 @@ func (a *App) cancelAll(ctx context.Context, complaintID string, by Cause) error
 		if c.Orders[id].Status.Terminal() {
 			continue
 		}
-		_, err := a.onComplaint(ctx, complaintID, by, func(c *domain.Complaint, _ time.Time) ([]proto.Message, error) {
+		_, err := a.onComplaint(ctx, "CancelOnWithdrawn", complaintID, by, func(c *domain.Complaint, _ time.Time) ([]proto.Message, error) {
 			if c.Order(id).Status.Terminal() {
 				return nil, nil
 			}
-			return domain.Cancel(c, id, "complaint withdrawn", by.actor)
+			return domain.Cancel(c, id, "complaint withdrawn", actorOf(by))
 		})
 		if err != nil {
 			return err

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"testing"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/closeloop/closeloop/libs/calendar"
@@ -38,6 +41,9 @@ type harness struct {
 	keys  *pii.Keystore
 	clock *clock.Fake
 	cals  *calendar.Set
+	// spans records every span the apps start (their tracer provider).
+	spans *tracetest.SpanRecorder
+	tp    *sdktrace.TracerProvider
 }
 
 func newHarness(t *testing.T) *harness {
@@ -71,7 +77,17 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{t: t, ctx: ctx, js: js, store: store, keys: keys, clock: fake, cals: cals}
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	return &harness{t: t, ctx: ctx, js: js, store: store, keys: keys, clock: fake, cals: cals, spans: spans, tp: tp}
+}
+
+// deps are an app's dependencies on store with view.
+func (h *harness) deps(store eventlog.Store, view *app.View) app.Deps {
+	return app.Deps{
+		Log: store, Clock: h.clock, TracerProvider: h.tp, View: view, Sealer: h.keys,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), NewID: func() string { return uuid.Must(uuid.NewV7()).String() },
+	}
 }
 
 // newApp starts one dispatch instance: its own view following the log.
@@ -87,9 +103,8 @@ func (h *harness) newAppOn(store eventlog.Store, mod ...func(*app.Config)) *app.
 	for _, m := range mod {
 		m(&cfg)
 	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	view := app.NewView(adapters.NewCalendarSchedules(h.cals), logger)
-	a, err := app.New(store, h.clock, view, h.keys, cfg, logger, func() string { return uuid.Must(uuid.NewV7()).String() })
+	view := app.NewView(adapters.NewCalendarSchedules(h.cals), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a, err := app.New(h.deps(store, view), cfg)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -221,6 +236,21 @@ func (h *harness) technician(id string) *domain.Technician {
 		}
 	}
 	return t
+}
+
+// runAcceptTimeouts runs a's accept timeouts until the test ends, once the
+// loop has armed its timer.
+func (h *harness) runAcceptTimeouts(a *app.App) {
+	h.t.Helper()
+	ctx, cancel := context.WithCancel(h.ctx)
+	h.t.Cleanup(cancel)
+	go func() { _ = a.RunAcceptTimeouts(ctx) }()
+	checkFor(h.t, 5*time.Second, func() error {
+		if h.clock.Pending() == 0 {
+			return errors.New("the timeout loop has not armed its timer")
+		}
+		return nil
+	})
 }
 
 // checkFor polls cond until it holds or the deadline passes.

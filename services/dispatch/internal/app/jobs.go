@@ -22,16 +22,17 @@ func (a *App) ListMyJobs(technicianID string) []*domain.WorkOrder {
 	})
 }
 
-// jobCommand runs a technician's command on one work order, then settles the
-// order's bookings (releases the slot of a finished order, re-dispatches a
-// declined one, dispatches a follow-on).
-func (a *App) jobCommand(ctx context.Context, caller, workOrderID string, decide func(*domain.Complaint, time.Time) ([]proto.Message, error)) (*domain.WorkOrder, error) {
+// jobCommand runs the command name of caller on one work order, then
+// settles the order's bookings (releases the slot of a finished order,
+// re-dispatches a declined one, dispatches a follow-on). All it writes
+// continues the correlation of the event that opened the order.
+func (a *App) jobCommand(ctx context.Context, name, caller, workOrderID string, decide func(*domain.Complaint, time.Time) ([]proto.Message, error)) (*domain.WorkOrder, error) {
 	complaintID := a.view.ComplaintOf(workOrderID)
 	if complaintID == "" {
 		return nil, fmt.Errorf("work order %s: %w", workOrderID, domain.ErrNotFound)
 	}
-	by := ByActor(caller)
-	c, err := a.onComplaint(ctx, complaintID, by, decide)
+	by := a.orderCause(caller, workOrderID)
+	c, err := a.onComplaint(ctx, name, complaintID, by, decide)
 	if err != nil {
 		return nil, err
 	}
@@ -51,35 +52,35 @@ func (a *App) jobCommand(ctx context.Context, caller, workOrderID string, decide
 
 // Accept is the technician taking the job.
 func (a *App) Accept(ctx context.Context, caller, workOrderID string) (*domain.WorkOrder, error) {
-	return a.jobCommand(ctx, caller, workOrderID, func(c *domain.Complaint, _ time.Time) ([]proto.Message, error) {
+	return a.jobCommand(ctx, "Accept", caller, workOrderID, func(c *domain.Complaint, _ time.Time) ([]proto.Message, error) {
 		return domain.Accept(c, workOrderID, caller)
 	})
 }
 
 // Decline is the technician refusing the job; it is dispatched again to someone else.
 func (a *App) Decline(ctx context.Context, caller, workOrderID, reason string) (*domain.WorkOrder, error) {
-	return a.jobCommand(ctx, caller, workOrderID, func(c *domain.Complaint, _ time.Time) ([]proto.Message, error) {
+	return a.jobCommand(ctx, "Decline", caller, workOrderID, func(c *domain.Complaint, _ time.Time) ([]proto.Message, error) {
 		return domain.Decline(c, workOrderID, caller, reason)
 	})
 }
 
 // ReportContacted records the first contact with the customer and the ETA.
 func (a *App) ReportContacted(ctx context.Context, caller, workOrderID string, eta time.Time, note string) (*domain.WorkOrder, error) {
-	return a.jobCommand(ctx, caller, workOrderID, func(c *domain.Complaint, now time.Time) ([]proto.Message, error) {
+	return a.jobCommand(ctx, "ReportContacted", caller, workOrderID, func(c *domain.Complaint, now time.Time) ([]proto.Message, error) {
 		return domain.ReportContacted(c, workOrderID, caller, eta, note, now)
 	})
 }
 
 // ReportEnRoute records the technician leaving for the site.
 func (a *App) ReportEnRoute(ctx context.Context, caller, workOrderID string) (*domain.WorkOrder, error) {
-	return a.jobCommand(ctx, caller, workOrderID, func(c *domain.Complaint, _ time.Time) ([]proto.Message, error) {
+	return a.jobCommand(ctx, "ReportEnRoute", caller, workOrderID, func(c *domain.Complaint, _ time.Time) ([]proto.Message, error) {
 		return domain.ReportEnRoute(c, workOrderID, caller)
 	})
 }
 
 // ReportArrived records the technician on site.
 func (a *App) ReportArrived(ctx context.Context, caller, workOrderID string) (*domain.WorkOrder, error) {
-	return a.jobCommand(ctx, caller, workOrderID, func(c *domain.Complaint, _ time.Time) ([]proto.Message, error) {
+	return a.jobCommand(ctx, "ReportArrived", caller, workOrderID, func(c *domain.Complaint, _ time.Time) ([]proto.Message, error) {
 		return domain.ReportArrived(c, workOrderID, caller)
 	})
 }
@@ -139,7 +140,7 @@ func (a *App) Complete(ctx context.Context, caller, workOrderID string, in Compl
 	if !in.SignedAt.IsZero() {
 		report.SignOff.SignedAt = timestamppb.New(in.SignedAt)
 	}
-	return a.jobCommand(ctx, caller, workOrderID, func(c *domain.Complaint, now time.Time) ([]proto.Message, error) {
+	return a.jobCommand(ctx, "Complete", caller, workOrderID, func(c *domain.Complaint, now time.Time) ([]proto.Message, error) {
 		return domain.Complete(c, workOrderID, caller, report, a.cfg.Checklists, now)
 	})
 }
@@ -157,7 +158,7 @@ func (a *App) followOn(mode eventsv1.ServiceMode) domain.FollowOn {
 // order with the same work sheet is opened and dispatched.
 func (a *App) ReportFailed(ctx context.Context, caller, workOrderID, reason string) (*domain.WorkOrder, error) {
 	next := a.followOn(eventsv1.ServiceMode_SERVICE_MODE_ON_SITE)
-	return a.jobCommand(ctx, caller, workOrderID, func(c *domain.Complaint, _ time.Time) ([]proto.Message, error) {
+	return a.jobCommand(ctx, "ReportFailed", caller, workOrderID, func(c *domain.Complaint, _ time.Time) ([]proto.Message, error) {
 		if o := c.Order(workOrderID); o != nil && o.Spec.GetMode() == eventsv1.ServiceMode_SERVICE_MODE_REMOTE {
 			next.RequiredBy = a.followOn(eventsv1.ServiceMode_SERVICE_MODE_REMOTE).RequiredBy
 		}
@@ -167,14 +168,14 @@ func (a *App) ReportFailed(ctx context.Context, caller, workOrderID, reason stri
 
 // StartRemoteSession starts remote support (and accepts the job).
 func (a *App) StartRemoteSession(ctx context.Context, caller, workOrderID, sessionRef string) (*domain.WorkOrder, error) {
-	return a.jobCommand(ctx, caller, workOrderID, func(c *domain.Complaint, _ time.Time) ([]proto.Message, error) {
+	return a.jobCommand(ctx, "StartRemoteSession", caller, workOrderID, func(c *domain.Complaint, _ time.Time) ([]proto.Message, error) {
 		return domain.StartRemoteSession(c, workOrderID, caller, sessionRef)
 	})
 }
 
 // ResolveRemotely closes a remote order the session fixed.
 func (a *App) ResolveRemotely(ctx context.Context, caller, workOrderID, summary string) (*domain.WorkOrder, error) {
-	return a.jobCommand(ctx, caller, workOrderID, func(c *domain.Complaint, _ time.Time) ([]proto.Message, error) {
+	return a.jobCommand(ctx, "ResolveRemotely", caller, workOrderID, func(c *domain.Complaint, _ time.Time) ([]proto.Message, error) {
 		return domain.ResolveRemotely(c, workOrderID, caller, summary)
 	})
 }
@@ -182,14 +183,14 @@ func (a *App) ResolveRemotely(ctx context.Context, caller, workOrderID, summary 
 // EscalateToOnSite ends a remote order and opens (and dispatches) an on-site one.
 func (a *App) EscalateToOnSite(ctx context.Context, caller, workOrderID, reason string) (*domain.WorkOrder, error) {
 	next := a.followOn(eventsv1.ServiceMode_SERVICE_MODE_ON_SITE)
-	return a.jobCommand(ctx, caller, workOrderID, func(c *domain.Complaint, _ time.Time) ([]proto.Message, error) {
+	return a.jobCommand(ctx, "EscalateToOnSite", caller, workOrderID, func(c *domain.Complaint, _ time.Time) ([]proto.Message, error) {
 		return domain.EscalateToOnSite(c, workOrderID, caller, reason, next)
 	})
 }
 
 // CancelWorkOrder calls an order off (a supervisor, or the complaint withdrawn).
 func (a *App) CancelWorkOrder(ctx context.Context, actor, workOrderID, reason string) (*domain.WorkOrder, error) {
-	return a.jobCommand(ctx, actor, workOrderID, func(c *domain.Complaint, _ time.Time) ([]proto.Message, error) {
+	return a.jobCommand(ctx, "CancelWorkOrder", actor, workOrderID, func(c *domain.Complaint, _ time.Time) ([]proto.Message, error) {
 		return domain.Cancel(c, workOrderID, reason, actor)
 	})
 }

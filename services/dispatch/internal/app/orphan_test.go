@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/faulty"
@@ -49,6 +50,12 @@ func TestShortReadIsRetriedNotDecided(t *testing.T) {
 	h := newHarness(t)
 	h.register(h.newApp(), "tech-a", "east")
 	a := h.newAppOn(&faulty.ShortRead{Store: h.store})
+	checkFor(t, 5*time.Second, func() error { // else the retry finds nobody to send
+		if a.View().Technician("tech-a") == nil {
+			return errors.New("the view has not seen tech-a")
+		}
+		return nil
+	})
 	req := h.requestDispatch("c-short", "wo-s", h.onSiteSpec("east"))
 	if err := a.HandleComplaintEvent(h.ctx, req); !errors.Is(err, eventlog.ErrShortRead) {
 		t.Fatalf("HandleComplaintEvent on a short read = %v, want ErrShortRead", err)

@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -149,15 +148,7 @@ func TestDeclineTimeoutRedispatches(t *testing.T) {
 	if o := h.order("c2", "wo2"); o.TechnicianID != "tech-a" || !o.AcceptBy.Equal(start.Add(10*time.Minute)) {
 		t.Fatalf("assigned to %q accept by %s", o.TechnicianID, o.AcceptBy)
 	}
-	ctx, cancel := context.WithCancel(h.ctx)
-	defer cancel()
-	go func() { _ = a.RunAcceptTimeouts(ctx) }()
-	checkFor(t, 5*time.Second, func() error {
-		if h.clock.Pending() == 0 {
-			return errors.New("the timeout loop has not armed its timer")
-		}
-		return nil
-	})
+	h.runAcceptTimeouts(a)
 	h.clock.Advance(9 * time.Minute)
 	if o := h.order("c2", "wo2"); o.TechnicianID != "tech-a" {
 		t.Fatalf("declined before the timeout: now %q", o.TechnicianID)

@@ -3,10 +3,14 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/kernel"
+	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	"github.com/closeloop/closeloop/services/dispatch/internal/domain"
 )
 
@@ -66,12 +70,35 @@ func (a *App) RunAcceptTimeouts(ctx context.Context) error {
 // retryAfter spaces out retries of a failed timeout decline.
 const retryAfter = 5 * time.Second
 
+// declineOnTimeout is caused by the assignment whose accept-by passed: the
+// decline and what settling it writes are its reactions, in its trace.
 func (a *App) declineOnTimeout(ctx context.Context, o *domain.WorkOrder) error {
-	by := ByActor("system")
-	if _, err := a.onComplaint(ctx, o.ComplaintID, by, func(c *domain.Complaint, now time.Time) ([]proto.Message, error) {
+	ctx, by, err := a.causeOfAssignment(ctx, o)
+	if err != nil {
+		return err
+	}
+	if _, err := a.onComplaint(ctx, "DeclineOnTimeout", o.ComplaintID, by, func(c *domain.Complaint, now time.Time) ([]proto.Message, error) {
 		return domain.DeclineOnTimeout(c, o.ID, now)
 	}); err != nil {
 		return err
 	}
 	return a.Settle(ctx, o.ComplaintID, o.ID, by)
+}
+
+// causeOfAssignment finds the order's last TechnicianAssigned: the cause
+// of its timeout, whose trace ctx continues. The read is one per timeout;
+// the view keeps orders, not their events.
+func (a *App) causeOfAssignment(ctx context.Context, o *domain.WorkOrder) (context.Context, kernel.Cause, error) {
+	stream := eventlog.ComplaintStream(o.ComplaintID)
+	recs, err := a.log.ReadStream(ctx, stream, 1)
+	if err != nil {
+		return ctx, kernel.Cause{}, fmt.Errorf("read %s: %w", stream, err)
+	}
+	rec, ok := lastOf(recs, func(e *eventsv1.Envelope) bool {
+		return e.GetTechnicianAssigned().GetWorkOrderId() == o.ID
+	})
+	if !ok { // the view is ahead of this read: decide without a cause event
+		return ctx, a.orderCause("", o.ID), nil
+	}
+	return kernel.Traced(ctx, rec.Event), kernel.CauseOf(rec.Event, true), nil
 }

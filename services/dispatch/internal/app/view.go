@@ -34,6 +34,7 @@ type View struct {
 	dirtyCands  bool
 	complaints  map[string]*domain.Complaint
 	orderOwner  map[string]string    // work order id -> complaint id
+	correlation map[string]string    // work order id -> correlation id of its WorkOrderOpened
 	booked      map[string]int       // work order id -> technicians holding a booking for it
 	finished    map[string]time.Time // complaints with nothing in play -> since when
 	logTime     time.Time            // latest occurred_at applied
@@ -46,7 +47,7 @@ type View struct {
 func NewView(s Schedules, logger *slog.Logger) *View {
 	return &View{
 		schedules: s, logger: logger, techs: map[string]*domain.Technician{}, complaints: map[string]*domain.Complaint{},
-		orderOwner: map[string]string{}, booked: map[string]int{}, finished: map[string]time.Time{}, keep: DefaultKeepFinished,
+		orderOwner: map[string]string{}, correlation: map[string]string{}, booked: map[string]int{}, finished: map[string]time.Time{}, keep: DefaultKeepFinished,
 		changed: make(chan struct{}),
 	}
 }
@@ -102,6 +103,9 @@ func (v *View) Apply(_ context.Context, rec eventlog.Record) error {
 		}
 		before := len(orderIDs(c))
 		c = domain.EvolveComplaint(c, stream.ID(), e.GetVersion(), at, payload)
+		if opened, ok := payload.(*eventsv1.WorkOrderOpened); ok {
+			v.noteCorrelationLocked(opened.GetWorkOrderId(), e.GetCorrelationId())
+		}
 		v.complaints[stream.ID()] = c
 		if len(c.Sequence) != before {
 			for _, id := range c.Sequence {
@@ -193,6 +197,7 @@ func (v *View) advanceLocked(at time.Time) {
 		}
 		for _, wo := range v.complaints[id].Sequence {
 			delete(v.orderOwner, wo)
+			delete(v.correlation, wo)
 		}
 		delete(v.complaints, id)
 		delete(v.finished, id)
@@ -235,8 +240,9 @@ func (v *View) PutTechnician(t *domain.Technician) {
 	}
 }
 
-// PutComplaint replaces a complaint with a fresher fold read from the log.
-func (v *View) PutComplaint(c *domain.Complaint) {
+// PutComplaint replaces a complaint with a fresher fold read from the log;
+// correlations are its orders' (Correlations of the records folded).
+func (v *View) PutComplaint(c *domain.Complaint, correlations map[string]string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if old := v.complaints[c.ID]; old != nil && old.Version >= c.Version {
@@ -245,6 +251,7 @@ func (v *View) PutComplaint(c *domain.Complaint) {
 	v.complaints[c.ID] = c
 	for _, id := range c.Sequence {
 		v.orderOwner[id] = c.ID
+		v.noteCorrelationLocked(id, correlations[id])
 	}
 	v.retireIfFinishedLocked(c.ID)
 	v.notifyLocked()
@@ -315,6 +322,36 @@ func (v *View) ComplaintOf(workOrderID string) string {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	return v.orderOwner[workOrderID]
+}
+
+// CorrelationOf returns the correlation id of the event that opened a work
+// order (what its technician's commands continue), or "" when unknown.
+func (v *View) CorrelationOf(workOrderID string) string {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.correlation[workOrderID]
+}
+
+// noteCorrelationLocked keeps the first correlation seen for an order: the
+// one of the event that opened it.
+func (v *View) noteCorrelationLocked(workOrderID, correlationID string) {
+	if _, known := v.correlation[workOrderID]; !known && correlationID != "" {
+		v.correlation[workOrderID] = correlationID
+	}
+}
+
+// Correlations maps the work orders opened in recs to the correlation ids
+// of the events that opened them.
+func Correlations(recs []eventlog.Record) map[string]string {
+	out := map[string]string{}
+	for _, r := range recs {
+		if opened := r.Event.GetWorkOrderOpened(); opened != nil {
+			if _, known := out[opened.GetWorkOrderId()]; !known {
+				out[opened.GetWorkOrderId()] = r.Event.GetCorrelationId()
+			}
+		}
+	}
+	return out
 }
 
 // Order returns a copy of a work order, or nil.

@@ -18,7 +18,7 @@ import (
 // bump ViewFormat when the encoding below changes meaning.
 const (
 	ViewName   = "dispatch-view"
-	ViewFormat = 1
+	ViewFormat = 2
 )
 
 var _ checkpoint.View = (*View)(nil)
@@ -52,6 +52,8 @@ type orderState struct {
 	ETA          time.Time     `json:"eta"`
 	FollowOnID   string        `json:"follow_on_id,omitempty"`
 	UpdatedAt    time.Time     `json:"updated_at"`
+	// CorrelationID of the event that opened the order (View.CorrelationOf).
+	CorrelationID string `json:"correlation_id,omitempty"`
 }
 
 // Snapshot implements checkpoint.View.
@@ -74,6 +76,7 @@ func (v *View) Snapshot() ([]byte, error) {
 			cs.Orders = append(cs.Orders, orderState{
 				ID: o.ID, Spec: spec, FollowsID: o.FollowsID, Status: o.Status, TechnicianID: o.TechnicianID, AcceptBy: o.AcceptBy.UTC(),
 				Declined: o.Declined, OpenedAt: o.OpenedAt.UTC(), ETA: o.ETA.UTC(), FollowOnID: o.FollowOnID, UpdatedAt: o.UpdatedAt.UTC(),
+				CorrelationID: v.correlation[o.ID],
 			})
 		}
 		st.Complaints = append(st.Complaints, cs)
@@ -104,7 +107,7 @@ func (v *View) Restore(position uint64, data []byte) error {
 			booked[id]++
 		}
 	}
-	complaints, owner := map[string]*domain.Complaint{}, map[string]string{}
+	complaints, owner, correlation := map[string]*domain.Complaint{}, map[string]string{}, map[string]string{}
 	for _, cs := range st.Complaints {
 		c := &domain.Complaint{ID: cs.ID, Version: cs.Version, Orders: map[string]*domain.WorkOrder{}}
 		for _, os := range cs.Orders {
@@ -118,12 +121,15 @@ func (v *View) Restore(position uint64, data []byte) error {
 			}
 			c.Sequence = append(c.Sequence, os.ID)
 			owner[os.ID] = cs.ID
+			if os.CorrelationID != "" {
+				correlation[os.ID] = os.CorrelationID
+			}
 		}
 		complaints[cs.ID] = c
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.techs, v.booked, v.complaints, v.orderOwner = techs, booked, complaints, owner
+	v.techs, v.booked, v.complaints, v.orderOwner, v.correlation = techs, booked, complaints, owner, correlation
 	v.logTime, v.finished = st.LogTime, map[string]time.Time{}
 	for id := range complaints {
 		v.retireIfFinishedLocked(id)

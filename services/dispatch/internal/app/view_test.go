@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/closeloop/closeloop/libs/checkpoint"
@@ -179,8 +178,7 @@ func TestViewSnapshotsAndRetiresFinishedOrders(t *testing.T) {
 			t.Fatalf("%s: view differs from rebuilt", name)
 		}
 		// Dispatch still works on it.
-		b, err := app.New(h.store, h.clock, v, h.keys, app.DefaultConfig(), slog.New(slog.NewTextHandler(io.Discard, nil)),
-			func() string { return uuid.Must(uuid.NewV7()).String() })
+		b, err := app.New(h.deps(h.store, v), app.DefaultConfig())
 		if err != nil {
 			t.Fatal(err)
 		}

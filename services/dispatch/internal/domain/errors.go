@@ -1,43 +1,33 @@
 package domain
 
 import (
-	"errors"
 	"fmt"
-	"strings"
+
+	"github.com/closeloop/closeloop/libs/kernel"
 )
 
-// Errors a command can be refused with; callers map them to status codes.
+// Errors a command can be refused with. Each is one of the kernel's kinds,
+// which libs/api maps to a status code: the domain says what went wrong,
+// never how a caller hears it.
 var (
 	// ErrWrongState: the work order or technician is not in a state that
-	// allows the command (FailedPrecondition).
-	ErrWrongState = errors.New("not allowed in the current state")
-	// ErrNotAssignee: the caller is not the work order's technician
-	// (PermissionDenied).
-	ErrNotAssignee = errors.New("caller is not the technician of this work order")
-	// ErrNotFound: no such work order or technician.
-	ErrNotFound = errors.New("not found")
+	// allows the command.
+	ErrWrongState = fmt.Errorf("%w", kernel.ErrPrecondition)
+	// ErrNotAssignee: the caller is not the work order's technician.
+	ErrNotAssignee = fmt.Errorf("%w: the caller is not the technician of this work order", kernel.ErrPermission)
+	// ErrNotFound: no such work order or technician (also a complaint
+	// never received: kernel.ErrNotReceived is one).
+	ErrNotFound = kernel.ErrNotFound
 	// ErrNoCapacity: the technician cannot take another job.
-	ErrNoCapacity = errors.New("technician has no free capacity")
+	ErrNoCapacity = fmt.Errorf("%w: the technician has no free capacity", kernel.ErrPrecondition)
 )
 
 // Violation is one field-level problem with a command: the field, the rule
 // it broke and a message that never echoes personal data.
-type Violation struct {
-	Field   string
-	Rule    string
-	Message string
-}
+type Violation = kernel.Violation
 
 // ValidationError lists every violation of one command; nothing is decided.
-type ValidationError struct{ Violations []Violation }
-
-func (e *ValidationError) Error() string {
-	parts := make([]string, len(e.Violations))
-	for i, v := range e.Violations {
-		parts[i] = fmt.Sprintf("%s: %s (%s)", v.Field, v.Message, v.Rule)
-	}
-	return "invalid command: " + strings.Join(parts, "; ")
-}
+type ValidationError = kernel.InvalidError
 
 // violations collects field problems while a command is checked.
 type violations []Violation
@@ -50,5 +40,5 @@ func (vs violations) err() error {
 	if len(vs) == 0 {
 		return nil
 	}
-	return &ValidationError{Violations: vs}
+	return kernel.Invalid(vs...)
 }

@@ -3,7 +3,6 @@ package ports
 import (
 	"context"
 	"errors"
-	"log/slog"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -19,13 +18,13 @@ const Durable = "dispatch"
 
 // SubscribeComplaintEvents feeds complaint events to the app: routing's
 // DispatchRequested, and dispatch's own events (to settle bookings and
-// dispatch follow-on orders even after a crash).
-func SubscribeComplaintEvents(ctx context.Context, js jetstream.JetStream, a *app.App, logger *slog.Logger) (*bus.Subscription, error) {
-	return bus.Subscribe(ctx, js, bus.Options{
-		Durable:  Durable,
-		Subjects: []string{jsstore.KindSubjects(eventlog.KindComplaint)},
-		Logger:   logger,
-	}, func(ctx context.Context, rec eventlog.Record) error {
+// dispatch follow-on orders even after a crash). opts brings the logger
+// and the service's telemetry providers; the durable and subjects are set
+// here.
+func SubscribeComplaintEvents(ctx context.Context, js jetstream.JetStream, a *app.App, opts bus.Options) (*bus.Subscription, error) {
+	opts.Durable = Durable
+	opts.Subjects = []string{jsstore.KindSubjects(eventlog.KindComplaint)}
+	return bus.Subscribe(ctx, js, opts, func(ctx context.Context, rec eventlog.Record) error {
 		err := a.HandleComplaintEvent(ctx, rec)
 		if errors.Is(err, app.ErrUnusable) {
 			return bus.Permanent(err)

@@ -1,20 +1,18 @@
 // Package ports serves dispatch's use cases: the gRPC API (and through
 // libs/api its HTTP/JSON face) and the bus subscription to complaint events.
+// Handlers return the app's errors as they are: they are of the kernel's
+// kinds, and libs/api maps them to codes.
 package ports
 
 import (
 	"context"
-	"errors"
-	"log/slog"
+	"fmt"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/closeloop/closeloop/libs/api"
 	"github.com/closeloop/closeloop/libs/auth"
-	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/kernel"
 	dispatchv1 "github.com/closeloop/closeloop/proto/gen/closeloop/dispatch/v1"
 	"github.com/closeloop/closeloop/services/dispatch/internal/app"
 	"github.com/closeloop/closeloop/services/dispatch/internal/domain"
@@ -23,12 +21,11 @@ import (
 // GRPC implements dispatchv1.DispatchServiceServer over the app.
 type GRPC struct {
 	dispatchv1.UnimplementedDispatchServiceServer
-	app    *app.App
-	logger *slog.Logger
+	app *app.App
 }
 
 // NewGRPC returns the gRPC face of the app.
-func NewGRPC(a *app.App, logger *slog.Logger) *GRPC { return &GRPC{app: a, logger: logger} }
+func NewGRPC(a *app.App) *GRPC { return &GRPC{app: a} }
 
 var managers = []string{auth.RoleAdmin, auth.RoleManager, auth.RoleTeamLead}
 
@@ -46,39 +43,11 @@ func actor(ctx context.Context) string {
 	return p.ID
 }
 
-// toStatus maps the app's errors to gRPC codes. Messages name fields and
-// ids, never personal data (the domain guarantees that of its errors).
-func toStatus(err error) error {
-	if err == nil {
-		return nil
-	}
-	var ve *domain.ValidationError
-	switch {
-	case errors.As(err, &ve):
-		vs := make([]api.Violation, len(ve.Violations))
-		for i, v := range ve.Violations {
-			vs[i] = api.Violation{Field: v.Field, Rule: v.Rule, Message: v.Message}
-		}
-		return api.InvalidArgument("invalid request", vs...)
-	case errors.Is(err, domain.ErrNotAssignee):
-		return status.Error(codes.PermissionDenied, err.Error())
-	case errors.Is(err, domain.ErrWrongState):
-		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, domain.ErrNotFound):
-		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, eventlog.ErrConflict):
-		return status.Error(codes.Aborted, "too many concurrent changes, retry")
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return status.FromContextError(err).Err()
-	}
-	return status.Error(codes.Internal, "internal error")
-}
-
 func required(field, value string) error {
 	if value != "" {
 		return nil
 	}
-	return api.InvalidArgument("invalid request", api.Violation{Field: field, Rule: "required", Message: field + " is required"})
+	return kernel.Invalid(kernel.Violation{Field: field, Rule: "required", Message: field + " is required"})
 }
 
 // RegisterTechnician implements dispatchv1.DispatchServiceServer.
@@ -88,7 +57,7 @@ func (g *GRPC) RegisterTechnician(ctx context.Context, r *dispatchv1.RegisterTec
 	}
 	t, err := g.app.RegisterTechnician(ctx, actor(ctx), r.GetTechnicianId(), profileFrom(r.GetProfile()))
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &dispatchv1.RegisterTechnicianResponse{Technician: technicianTo(t)}, nil
 }
@@ -103,7 +72,7 @@ func (g *GRPC) UpdateTechnician(ctx context.Context, r *dispatchv1.UpdateTechnic
 	}
 	t, err := g.app.UpdateTechnician(ctx, actor(ctx), r.GetTechnicianId(), profileFrom(r.GetProfile()))
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &dispatchv1.UpdateTechnicianResponse{Technician: technicianTo(t)}, nil
 }
@@ -118,7 +87,7 @@ func (g *GRPC) SetTechnicianStatus(ctx context.Context, r *dispatchv1.SetTechnic
 	}
 	t, err := g.app.SetTechnicianStatus(ctx, actor(ctx), r.GetTechnicianId(), r.GetStatus())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &dispatchv1.SetTechnicianStatusResponse{Technician: technicianTo(t)}, nil
 }
@@ -136,7 +105,7 @@ func (g *GRPC) GetTechnician(ctx context.Context, r *dispatchv1.GetTechnicianReq
 	}
 	t, err := g.app.Technician(ctx, r.GetTechnicianId())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &dispatchv1.GetTechnicianResponse{Technician: technicianTo(t)}, nil
 }
@@ -151,7 +120,7 @@ func (g *GRPC) GetWorkOrder(ctx context.Context, r *dispatchv1.GetWorkOrderReque
 	}
 	o := g.app.View().Order(r.GetWorkOrderId())
 	if o == nil {
-		return nil, status.Error(codes.NotFound, "work order "+r.GetWorkOrderId()+" not found")
+		return nil, fmt.Errorf("work order %s: %w", r.GetWorkOrderId(), kernel.ErrNotFound)
 	}
 	return &dispatchv1.GetWorkOrderResponse{Job: jobTo(o)}, nil
 }
@@ -166,7 +135,7 @@ func (g *GRPC) CancelWorkOrder(ctx context.Context, r *dispatchv1.CancelWorkOrde
 	}
 	o, err := g.app.CancelWorkOrder(ctx, actor(ctx), r.GetWorkOrderId(), r.GetReason())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &dispatchv1.CancelWorkOrderResponse{Job: jobTo(o)}, nil
 }
@@ -195,7 +164,7 @@ func (g *GRPC) job(ctx context.Context, workOrderID string, run func(me string) 
 	}
 	o, err := run(me)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return jobTo(o), nil
 }
