@@ -35,7 +35,7 @@ func newApp(t testing.TB, store eventlog.Store, clk clock.Clock, part Partition)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := New(store, clk, slog.New(slog.DiscardHandler), policy.NewBook(p), cals, part)
+	a, err := New(store, clk, slog.New(slog.DiscardHandler), policy.NewBook(p), cals, part, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
