@@ -232,7 +232,7 @@ func (a *App) decide(ctx context.Context, name, complaintID string, cause kernel
 		},
 	})
 	if err != nil {
-		return fmt.Errorf("app: complaint %s: %w", complaintID, err)
+		return fmt.Errorf("app: %s: %w", name, err)
 	}
 	st := res.State
 	for _, e := range res.Events {
