@@ -2,8 +2,8 @@ package slaclock
 
 import (
 	"context"
+	"errors"
 
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
@@ -17,9 +17,10 @@ type slaMetrics struct {
 	warnings, breaches, met metric.Int64Counter
 }
 
+// newSLAMetrics counts on mp, the service's meter provider.
 func newSLAMetrics(mp metric.MeterProvider) (*slaMetrics, error) {
 	if mp == nil {
-		mp = otel.GetMeterProvider()
+		return nil, errors.New("slaclock: metrics: meter provider required")
 	}
 	m := mp.Meter("github.com/closeloop/closeloop/services/slaclock")
 	var s slaMetrics

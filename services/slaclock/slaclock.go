@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 
+	"go.opentelemetry.io/otel"
+
 	"github.com/closeloop/closeloop/libs/api"
 	"github.com/closeloop/closeloop/libs/auth"
 	"github.com/closeloop/closeloop/libs/calendar"
@@ -27,7 +29,8 @@ import (
 // Name is the service's name (logs, metrics, its NATS consumer).
 const Name = "slaclock"
 
-// Config of the service; DefaultConfig has the defaults.
+// Config of the service; DefaultConfig has the defaults. Every setting is
+// parsed once, in ConfigFromEnv: the service gets the parsed values.
 type Config struct {
 	// GRPCAddr (SLACLOCK_GRPC_ADDR, default ":7003") and HTTPAddr
 	// (SLACLOCK_HTTP_ADDR, default ":8003"; empty: no HTTP face).
@@ -36,11 +39,11 @@ type Config struct {
 	// Partition is this instance's share of the complaints
 	// (SLACLOCK_PARTITION "i/n", default "0/1": all of them).
 	Partition app.Partition
-	// Policy is the policy document used until one is published on the
-	// log (SLACLOCK_POLICY_FILE; default: the shipped policy/sla.v1.json).
-	Policy []byte
+	// Policy is the policy used until one is published on the log
+	// (SLACLOCK_POLICY_FILE; nil: the shipped policy/sla.v1.json).
+	Policy *policy.Policy
 	// Calendars (SLACLOCK_CALENDAR_DIR: a directory with calendars.json and
-	// <region>/<year>.json; default: the calendars shipped in libs/calendar).
+	// <region>/<year>.json; nil: the calendars shipped in libs/calendar).
 	Calendars *calendar.Set
 	// Authenticator for the API (libs/auth: CLOSELOOP_TOKENS_FILE,
 	// CLOSELOOP_TOKENS, or CLOSELOOP_AUTH=off).
@@ -49,46 +52,35 @@ type Config struct {
 
 // DefaultConfig returns the defaults (no authenticator: set one).
 func DefaultConfig() Config {
-	return Config{GRPCAddr: ":7003", HTTPAddr: ":8003", Partition: app.Partition{Index: 0, Count: 1}, Policy: policydata.Default}
+	return Config{GRPCAddr: ":7003", HTTPAddr: ":8003", Partition: app.Partition{Index: 0, Count: 1}}
 }
 
-// ConfigFromEnv reads the configuration from the environment.
+// ConfigFromEnv reads the configuration from the environment and reports
+// every mistake in it at once, each naming its variable.
 func ConfigFromEnv() (Config, error) {
 	c := DefaultConfig()
-	var errs []error
-	if v, ok := os.LookupEnv("SLACLOCK_GRPC_ADDR"); ok {
-		c.GRPCAddr = v
+	env := platform.NewEnv()
+	c.GRPCAddr = env.String("SLACLOCK_GRPC_ADDR", c.GRPCAddr)
+	c.HTTPAddr = env.String("SLACLOCK_HTTP_ADDR", c.HTTPAddr)
+	env.Parse("SLACLOCK_PARTITION", func(v string) (err error) {
+		c.Partition, err = ParsePartition(v)
+		return err
+	})
+	doc := env.File("SLACLOCK_POLICY_FILE")
+	if doc == nil {
+		doc = policydata.Default
 	}
-	if v, ok := os.LookupEnv("SLACLOCK_HTTP_ADDR"); ok {
-		c.HTTPAddr = v
-	}
-	if v := os.Getenv("SLACLOCK_PARTITION"); v != "" {
-		p, err := ParsePartition(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("SLACLOCK_PARTITION: %w", err))
-		}
-		c.Partition = p
-	}
-	if path := os.Getenv("SLACLOCK_POLICY_FILE"); path != "" {
-		doc, err := os.ReadFile(path)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("SLACLOCK_POLICY_FILE: %w", err))
-		}
-		c.Policy = doc
-	}
-	if dir := os.Getenv("SLACLOCK_CALENDAR_DIR"); dir != "" {
-		set, err := calendar.LoadFS(os.DirFS(dir))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("SLACLOCK_CALENDAR_DIR: %w", err))
-		}
-		c.Calendars = set
-	}
+	pol, err := policy.Parse(doc)
+	env.Fail("SLACLOCK_POLICY_FILE", err)
+	c.Policy = pol
+	env.Parse("SLACLOCK_CALENDAR_DIR", func(dir string) (err error) {
+		c.Calendars, err = calendar.LoadFS(os.DirFS(dir))
+		return err
+	})
 	a, err := auth.FromEnv()
-	if err != nil {
-		errs = append(errs, err)
-	}
+	env.Check(err)
 	c.Authenticator = a
-	if err := errors.Join(errs...); err != nil {
+	if err := env.Err(); err != nil {
 		return c, err
 	}
 	return c, c.validate()
@@ -111,9 +103,6 @@ func (c Config) validate() error {
 	}
 	if c.Authenticator == nil {
 		return errors.New("slaclock: config Authenticator: required (set CLOSELOOP_TOKENS_FILE)")
-	}
-	if _, err := policy.Parse(c.Policy); err != nil {
-		return fmt.Errorf("slaclock: SLACLOCK_POLICY_FILE: %w", err)
 	}
 	return nil
 }
@@ -140,7 +129,8 @@ func FromEnv(deps platform.Deps) (platform.Service, error) {
 	return s, nil
 }
 
-// New builds the service on deps (Log, Clock and Logger are used).
+// New builds the service on deps (Log, Clock, Logger, the snapshots and
+// the telemetry providers are used).
 func New(deps platform.Deps, cfg Config) (*Service, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -148,7 +138,13 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	if deps.Log == nil || deps.Clock == nil {
 		return nil, errors.New("slaclock: deps Log and Clock: required")
 	}
-	pol, _ := policy.Parse(cfg.Policy)
+	pol := cfg.Policy
+	if pol == nil {
+		var err error
+		if pol, err = policy.Parse(policydata.Default); err != nil {
+			return nil, fmt.Errorf("slaclock: shipped policy: %w", err)
+		}
+	}
 	cals := cfg.Calendars
 	if cals == nil {
 		var err error
@@ -156,18 +152,28 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 			return nil, err
 		}
 	}
+	// Until every runner hands the service its own providers, the otel
+	// globals stand in, as in libs/api.
+	tp, mp := deps.TracerProvider, deps.MeterProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
 	logger := deps.Logger
-	a, err := app.New(deps.Log, deps.Clock, logger, policy.NewBook(pol), cals, cfg.Partition)
+	a, err := app.New(deps.Log, deps.Clock, logger, policy.NewBook(pol), cals, cfg.Partition, tp)
 	if err != nil {
 		return nil, err
 	}
-	m, err := newSLAMetrics(nil)
+	m, err := newSLAMetrics(mp)
 	if err != nil {
 		return nil, err
 	}
 	a.OnAppended(m.record)
 	a.UseSnapshots(deps.Snapshots, deps.RebuildViews, 0)
-	srv := api.NewServer(api.Options{Name: Name, Metrics: deps.Metrics, GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, Logger: logger, Authenticator: cfg.Authenticator})
+	srv := api.NewServer(api.Options{Name: Name, Metrics: deps.Metrics, GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, Logger: logger,
+		Authenticator: cfg.Authenticator, TracerProvider: tp, MeterProvider: mp, ReadyWhen: a.Rebuilt()})
 	slaclockv1.RegisterSlaClockServiceServer(srv.GRPC(), ports.NewServer(a))
 	return &Service{app: a, api: srv}, nil
 }
@@ -183,26 +189,19 @@ func (s *Service) API() *api.Server { return s.api }
 
 // Run starts the schedule (from its snapshot, caught up with the log, or
 // rebuilt from the whole log), then fires clocks, follows the log and
-// serves the API until ctx is done. The API turns ready (/readyz, gRPC
-// health) once the schedule has caught up and the triggers found on the
-// way are decided.
+// serves the API until ctx is done. The API listens at once and turns
+// ready (/readyz, gRPC health; other calls wait) once the schedule has
+// caught up and the triggers found on the way are decided.
 func (s *Service) Run(ctx context.Context) error {
 	if err := s.api.Listen(); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	appDone := make(chan error, 1)
-	go func() {
-		appDone <- s.app.Run(ctx)
-		cancel() // one part stopping stops the other
-	}()
-	select {
-	case <-s.app.Rebuilt():
-	case err := <-appDone:
-		return err // stopped, or failed, while starting
+	schedule := func(ctx context.Context) error {
+		err := s.app.Run(ctx)
+		if err == nil && ctx.Err() == nil {
+			return errors.New("slaclock: the schedule stopped") // the API must not answer without it
+		}
+		return err
 	}
-	err := s.api.Run(ctx)
-	cancel()
-	return errors.Join(err, <-appDone)
+	return platform.RunGroup(ctx, schedule, s.api.Run)
 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -212,5 +214,19 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 	cfg, err := slaclock.ConfigFromEnv()
 	if err != nil || cfg.Partition.Index != 1 || cfg.Partition.Count != 3 || cfg.GRPCAddr != ":7003" || cfg.HTTPAddr != ":8003" {
 		t.Fatalf("cfg = %+v, err = %v", cfg, err)
+	}
+	if cfg.Policy == nil || cfg.Policy.Version != "sla.v1" {
+		t.Fatalf("cfg.Policy = %+v, want the shipped sla.v1, parsed", cfg.Policy)
+	}
+	// Every mistake at once, each naming its variable.
+	bad := filepath.Join(t.TempDir(), "sla.json")
+	if err := os.WriteFile(bad, []byte(`{"version": ""}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SLACLOCK_POLICY_FILE", bad)
+	t.Setenv("SLACLOCK_PARTITION", "x")
+	_, err = slaclock.ConfigFromEnv()
+	if err == nil || !strings.Contains(err.Error(), "SLACLOCK_POLICY_FILE") || !strings.Contains(err.Error(), "SLACLOCK_PARTITION") {
+		t.Fatalf("err = %v, want both the policy file and the partition named", err)
 	}
 }

@@ -16,11 +16,15 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/closeloop/closeloop/libs/calendar"
 	"github.com/closeloop/closeloop/libs/checkpoint"
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/kernel"
 	ev "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	"github.com/closeloop/closeloop/services/slaclock/internal/domain"
 	"github.com/closeloop/closeloop/services/slaclock/internal/policy"
@@ -47,6 +51,7 @@ func (p Partition) Owns(complaintID string) bool {
 // App is one instance of the sla-clock.
 type App struct {
 	store     eventlog.Store
+	w         *kernel.Writer // every write goes through it: one span per decision
 	clk       clock.Clock
 	log       *slog.Logger
 	policies  *policy.Book
@@ -76,15 +81,23 @@ type App struct {
 	drainMu sync.Mutex         // one drain at a time
 }
 
-// New builds an instance; call Run (or Rebuild, then Run).
-func New(store eventlog.Store, clk clock.Clock, log *slog.Logger, policies *policy.Book, cals *calendar.Set, part Partition) (*App, error) {
+// New builds an instance; call Run (or Rebuild, then Run). Its decisions
+// are spans of tp (nil: none recorded).
+func New(store eventlog.Store, clk clock.Clock, log *slog.Logger, policies *policy.Book, cals *calendar.Set, part Partition, tp trace.TracerProvider) (*App, error) {
 	if store == nil || clk == nil || policies == nil || cals == nil {
 		return nil, errors.New("app: store, clock, policies and calendars are required")
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	a := &App{store: store, clk: clk, log: log, policies: policies, calendars: cals, part: part, rebuilt: make(chan struct{}),
+	if tp == nil {
+		tp = noop.NewTracerProvider()
+	}
+	w, err := kernel.NewWriter(eachEventStore{store}, domain.Producer, clk, tp)
+	if err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	a := &App{store: store, w: w, clk: clk, log: log, policies: policies, calendars: cals, part: part, rebuilt: make(chan struct{}),
 		base: policies.Current(), pending: map[string]trigger{}, saveEvery: saveEvery, lag: catchUpLag}
 	a.idx = timers.New(a.env(time.Time{}).CalendarOf)
 	return a, nil
@@ -137,26 +150,37 @@ func (a *App) apply(e *ev.Envelope) (string, bool) {
 
 func (a *App) fire(ctx context.Context, due []timers.Due) {
 	for _, d := range due {
-		if err := a.handle(ctx, d.ComplaintID, d.Version); err != nil && ctx.Err() == nil {
+		name := "FireDueClocks"
+		if d.Retry {
+			name = "RetryDecision"
+		}
+		err := a.handle(traced(ctx, d.Trace), name, d.ComplaintID, kernel.Cause{Version: d.Version})
+		if err != nil && ctx.Err() == nil {
 			a.log.Error("slaclock: firing failed; retrying in 1s", "complaint", d.ComplaintID, "err", err)
-			a.idx.Retry(d.ComplaintID, a.clk.Now().Add(time.Second), d.Version)
+			a.idx.Retry(d.ComplaintID, a.clk.Now().Add(time.Second), d.Version, d.Trace)
 		}
 	}
 }
 
-// Handle decides one complaint from its stream at the current time and
-// appends what is missing; on a conflict it re-reads and decides again.
-func (a *App) Handle(ctx context.Context, complaintID string) error {
-	return a.handle(ctx, complaintID, 0)
+// traced is ctx continuing the trace tr (kernel.Traced): a decision the
+// index or the catch-up starts by itself is in the trace of its cause.
+func traced(ctx context.Context, tr timers.Trace) context.Context {
+	return kernel.Traced(ctx, &ev.Envelope{Traceparent: tr.Traceparent()})
 }
 
-// handle is Handle for a complaint whose stream is known to have reached
-// version atLeast: a read that ends before it is refused, not decided on.
-func (a *App) handle(ctx context.Context, complaintID string, atLeast uint64) error {
-	err := a.decideAndAppend(ctx, complaintID, atLeast, func(st domain.State, env domain.Env) []*ev.Envelope {
+// Handle decides one complaint from its stream at the current time and
+// appends what is missing.
+func (a *App) Handle(ctx context.Context, complaintID string) error {
+	return a.handle(ctx, "DecideClocks", complaintID, kernel.Cause{})
+}
+
+// handle decides a complaint's clocks for cause: what its triggers not
+// yet handled call for, and what fell due.
+func (a *App) handle(ctx context.Context, name, complaintID string, cause kernel.Cause) error {
+	err := a.decide(ctx, name, complaintID, cause, func(st domain.State, env domain.Env) []*ev.Envelope {
 		return domain.Decide(st, env)
 	})
-	if errors.Is(err, ErrNotReceived) {
+	if errors.Is(err, kernel.ErrNotReceived) {
 		// Events published past intake: no clock to keep, nothing to retry.
 		a.log.Warn("slaclock: complaint never received; no clocks", "complaint", complaintID, "err", err)
 		return nil
@@ -164,20 +188,17 @@ func (a *App) handle(ctx context.Context, complaintID string, atLeast uint64) er
 	return err
 }
 
-// ErrNotReceived: the complaint's stream does not start with
-// ComplaintReceived (its events were published past intake).
-var ErrNotReceived = errors.New("complaint never received")
-
 // reapplyOps is the namespace of reapply operation ids.
 var reapplyOps = uuid.MustParse("6f1d0c52-7c1e-4f43-9d55-2d8f0b7a1e10")
 
-// Reapply moves a complaint's open clocks to the current policy version.
-func (a *App) Reapply(ctx context.Context, complaintID, reason string) ([]string, error) {
+// Reapply moves a complaint's open clocks to the current policy version;
+// by is who asks (empty: the service).
+func (a *App) Reapply(ctx context.Context, complaintID, reason, by string) ([]string, error) {
 	// The same request under the same policy version is the same operation:
 	// a retry completes a reapply cut short by a crash and does nothing more.
 	op := uuid.NewSHA1(reapplyOps, []byte(complaintID+"\x00"+a.policies.Current().Version+"\x00"+reason))
 	var replaced []string
-	err := a.decideAndAppend(ctx, complaintID, 0, func(st domain.State, env domain.Env) []*ev.Envelope {
+	err := a.decide(ctx, "ReapplyPolicy", complaintID, kernel.Cause{Actor: by}, func(st domain.State, env domain.Env) []*ev.Envelope {
 		replaced = replaced[:0]
 		out := domain.DecideReapply(st, env, reason, op.String())
 		for _, e := range out {
@@ -190,69 +211,39 @@ func (a *App) Reapply(ctx context.Context, complaintID, reason string) ([]string
 	return replaced, err
 }
 
-// decideAndAppend decides from the complaint's stream and appends the
-// result at the version read. On a conflict (another writer got in first,
-// maybe cutting this append short: the log may store a batch one event at a
-// time) it reads again and decides again: a cut append leaves its triggers
-// pending, and the decision redoes only what its stored part left out.
-func (a *App) decideAndAppend(ctx context.Context, complaintID string, atLeast uint64, decide func(domain.State, domain.Env) []*ev.Envelope) error {
+// decide runs one decision on a complaint's stream through the kernel
+// (read, check the read reached the cause, decide, append at the version
+// read, and on a conflict read and decide again: a cut append leaves its
+// triggers pending, and the decision redoes only what its stored part left
+// out), then puts the complaint's clocks back in the schedule.
+func (a *App) decide(ctx context.Context, name, complaintID string, cause kernel.Cause, decide func(domain.State, domain.Env) []*ev.Envelope) error {
 	defer a.lock(complaintID)()
-	stream := eventlog.ComplaintStream(complaintID)
-	for attempt := 0; ; attempt++ {
-		st, err := a.load(ctx, complaintID, time.Time{})
-		if err != nil {
-			return err
-		}
-		if err := eventlog.Reached(stream, st.Version, atLeast); err != nil {
-			return fmt.Errorf("app: %w", err) // the caller retries
-		}
-		out := decide(st, a.env(a.clk.Now()))
-		if len(out) == 0 {
-			if a.part.Owns(complaintID) {
-				a.idx.Set(&st)
+	each := &eachEvent{}
+	res, err := kernel.Execute(context.WithValue(ctx, eachEventKey{}, each), a.w, kernel.Command[domain.State]{
+		Name: name, Stream: eventlog.ComplaintStream(complaintID), ComplaintID: complaintID, Cause: cause,
+		Fold: func(recs []eventlog.Record) (domain.State, error) { return fold(complaintID, recs, time.Time{}) },
+		Decide: func(st domain.State, now time.Time) ([]proto.Message, error) {
+			each.decided = decide(st, a.env(now))
+			msgs := make([]proto.Message, len(each.decided))
+			for i, e := range each.decided {
+				msgs[i] = eventlog.Payload(e)
 			}
-			return nil
-		}
-		if err := a.stamp(out, st); err != nil {
-			return err
-		}
-		_, err = a.store.Append(ctx, stream, st.Version, out...)
-		if errors.Is(err, eventlog.ErrConflict) && attempt < 10 {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("app: append to %s: %w", stream, err)
-		}
-		for _, e := range out {
-			st = domain.Evolve(st, e)
-			if a.fired != nil {
-				a.fired(e)
-			}
-		}
-		if a.part.Owns(complaintID) {
-			a.idx.Set(&st)
-		}
-		return nil
+			return msgs, nil
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("app: %s: %w", name, err)
 	}
-}
-
-// stamp gives decided events their ids, and the correlation id of the
-// trigger that caused them (a timer's event starts its own correlation).
-func (a *App) stamp(out []*ev.Envelope, st domain.State) error {
-	corr := map[string]string{}
-	for _, p := range st.Pending {
-		corr[p.GetEventId()] = p.GetCorrelationId()
+	st := res.State
+	for _, e := range res.Events {
+		st = domain.Evolve(st, e)
+		if a.fired != nil {
+			a.fired(e)
+		}
 	}
-	for _, e := range out {
-		id, err := uuid.NewV7()
-		if err != nil {
-			return fmt.Errorf("app: event id: %w", err)
-		}
-		e.EventId = id.String()
-		e.CorrelationId = corr[e.GetCausationId()]
-		if e.CorrelationId == "" {
-			e.CorrelationId = e.EventId
-		}
+	st.Version = res.Version
+	if a.part.Owns(complaintID) {
+		a.idx.Set(&st)
 	}
 	return nil
 }
@@ -264,8 +255,17 @@ func (a *App) load(ctx context.Context, complaintID string, asOf time.Time) (dom
 	if err != nil {
 		return domain.State{}, fmt.Errorf("app: read complaint %s: %w", complaintID, err)
 	}
-	if len(recs) > 0 && recs[0].Event.GetComplaintReceived() == nil {
-		return domain.State{}, fmt.Errorf("app: complaint %s: %w: its stream starts with %s", complaintID, ErrNotReceived, recs[0].Event.GetType())
+	return fold(complaintID, recs, asOf)
+}
+
+// fold folds a complaint's records up to asOf (zero: all of them). A
+// stream that does not start with ComplaintReceived is refused
+// (kernel.ErrNotReceived); an empty one is a complaint with no clocks.
+func fold(complaintID string, recs []eventlog.Record, asOf time.Time) (domain.State, error) {
+	if len(recs) > 0 {
+		if err := kernel.Received(recs); err != nil {
+			return domain.State{}, fmt.Errorf("complaint %s: %w: its stream starts with %s", complaintID, err, recs[0].Event.GetType())
+		}
 	}
 	st := domain.State{ComplaintID: complaintID}
 	for _, r := range recs {

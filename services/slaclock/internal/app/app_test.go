@@ -17,6 +17,7 @@ import (
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/faulty"
 	"github.com/closeloop/closeloop/libs/eventlog/memstore"
+	"github.com/closeloop/closeloop/libs/kernel"
 	ev "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	"github.com/closeloop/closeloop/services/slaclock/internal/domain"
 	policydata "github.com/closeloop/closeloop/services/slaclock/policy"
@@ -351,13 +352,13 @@ func TestPublishedPolicyAppliesToNewClocksOnly(t *testing.T) {
 	waitFor(t, "c1 started", has(t, store, "c1", "SlaClockStarted resolution-1"))
 
 	v2 := strings.NewReplacer(`"version": "sla.v1"`, `"version": "sla.v2"`, `"acceptance":         {"limit": "24h"`, `"acceptance":         {"limit": "8h"`).Replace(string(policydata.Default))
-	if _, err := in.app.PublishPolicy(context.Background(), []byte("{}"), "manager-1"); !errors.Is(err, ErrInvalid) {
+	if _, err := in.app.PublishPolicy(context.Background(), []byte("{}"), "manager-1"); !isInvalid(err, "document") {
 		t.Fatalf("bad document: err = %v", err)
 	}
 	if v, err := in.app.PublishPolicy(context.Background(), []byte(v2), "manager-1"); err != nil || v != "sla.v2" {
 		t.Fatalf("publish: %q %v", v, err)
 	}
-	if _, err := in.app.PublishPolicy(context.Background(), []byte(v2), "manager-1"); !errors.Is(err, ErrInvalid) {
+	if _, err := in.app.PublishPolicy(context.Background(), []byte(v2), "manager-1"); !isInvalid(err, "document") {
 		t.Fatalf("same version twice: err = %v", err)
 	}
 	write(t, store, "c2", t0, received(t0))
@@ -375,7 +376,7 @@ func TestPublishedPolicyAppliesToNewClocksOnly(t *testing.T) {
 		t.Fatalf("rebuilt instance uses %q", got)
 	}
 	// Re-applied on purpose, c1's acceptance moves to v2's 8 h.
-	ids, err := in.app.Reapply(context.Background(), "c1", "policy review")
+	ids, err := in.app.Reapply(context.Background(), "c1", "policy review", "manager-1")
 	if err != nil || len(ids) != 3 {
 		t.Fatalf("reapply: %v %v", ids, err)
 	}
@@ -421,7 +422,7 @@ func TestWhatIfChangesNothing(t *testing.T) {
 	if len(after) != len(before) {
 		t.Fatalf("what-if wrote %d events", len(after)-len(before))
 	}
-	if _, err := in.app.WhatIf(context.Background(), nil, "no-such-calendar", t0, t0.Add(time.Hour)); !errors.Is(err, ErrInvalid) {
+	if _, err := in.app.WhatIf(context.Background(), nil, "no-such-calendar", t0, t0.Add(time.Hour)); !isInvalid(err, "calendar_id") {
 		t.Fatalf("unknown calendar: err = %v", err)
 	}
 }
@@ -508,4 +509,10 @@ func TestShortReadIsRetriedNotDecided(t *testing.T) {
 	}
 	clk.Advance(time.Second)
 	waitFor(t, "the acceptance clock", has(t, inner, id, "SlaClockStarted acceptance-1"))
+}
+
+// isInvalid reports a request refused for the content of field.
+func isInvalid(err error, field string) bool {
+	var inv *kernel.InvalidError
+	return errors.As(err, &inv) && len(inv.Violations) == 1 && inv.Violations[0].Field == field
 }

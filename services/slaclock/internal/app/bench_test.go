@@ -35,7 +35,7 @@ func newApp(t testing.TB, store eventlog.Store, clk clock.Clock, part Partition)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := New(store, clk, slog.New(slog.DiscardHandler), policy.NewBook(p), cals, part)
+	a, err := New(store, clk, slog.New(slog.DiscardHandler), policy.NewBook(p), cals, part, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,6 +48,8 @@ func startedEvent(id string, version uint64, at, deadline time.Time, warn []uint
 			Deadline: timestamppb.New(deadline), Budget: durationpb.New(deadline.Sub(at)), WarnPercents: warn})
 	e.StreamId = string(eventlog.ComplaintStream(id))
 	e.Version = version
+	// As written by a decision: the index keeps the trace its firing continues.
+	e.Traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	return e
 }
 

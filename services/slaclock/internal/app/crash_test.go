@@ -148,12 +148,12 @@ func TestReapplyCutShortIsCompletedByItsRetry(t *testing.T) {
 			t.Fatal(err)
 		}
 		before := len(own(t, inner, id))
-		_, err := newApp(t, &crashingStore{Store: inner, keep: keep}, clk, Partition{}).Reapply(ctx, id, "audit")
+		_, err := newApp(t, &crashingStore{Store: inner, keep: keep}, clk, Partition{}).Reapply(ctx, id, "audit", "")
 		if keep < 0 && err != nil || keep >= 0 && !errors.Is(err, memstore.ErrCut) {
 			t.Fatalf("first reapply: %v", err)
 		}
 		first = len(own(t, inner, id)) - before
-		if _, err := newApp(t, inner, clk, Partition{}).Reapply(ctx, id, "audit"); err != nil {
+		if _, err := newApp(t, inner, clk, Partition{}).Reapply(ctx, id, "audit", ""); err != nil {
 			t.Fatal(err)
 		}
 		for _, e := range own(t, inner, id) {

@@ -9,6 +9,7 @@ import (
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/memstore"
+	"github.com/closeloop/closeloop/libs/kernel"
 	ev "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
@@ -41,7 +42,7 @@ func TestOrphanComplaintGetsNoClocks(t *testing.T) {
 	if len(recs) != 1 {
 		t.Fatalf("orphan stream holds %d events: slaclock acted on it", len(recs))
 	}
-	if _, _, err := a.Clocks(ctx, "orphan-1", time.Time{}); !errors.Is(err, ErrNotReceived) {
-		t.Fatalf("Clocks(orphan) = %v, want ErrNotReceived", err)
+	if _, _, err := a.Clocks(ctx, "orphan-1", time.Time{}); !errors.Is(err, kernel.ErrNotReceived) {
+		t.Fatalf("Clocks(orphan) = %v, want kernel.ErrNotReceived", err)
 	}
 }

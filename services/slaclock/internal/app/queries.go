@@ -2,12 +2,15 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"slices"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/closeloop/closeloop/libs/calendar"
 	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/kernel"
 	ev "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	"github.com/closeloop/closeloop/services/slaclock/internal/domain"
 	"github.com/closeloop/closeloop/services/slaclock/internal/policy"
@@ -55,53 +58,41 @@ func (a *App) DueWithin(window time.Duration, limit int) []timers.Upcoming {
 	return a.idx.DueBefore(a.clk.Now().Add(window), limit)
 }
 
-// PublishPolicy validates a document and appends it to the policy stream.
+// PublishPolicy validates a document and appends it to the policy stream;
+// by is who publishes it.
 func (a *App) PublishPolicy(ctx context.Context, doc []byte, by string) (string, error) {
 	p, err := policy.Parse(doc)
 	if err != nil {
 		return "", invalid("document", err)
 	}
-	for attempt := 0; ; attempt++ {
-		recs, err := a.store.ReadStream(ctx, PolicyStream, 1)
-		if err != nil {
-			return "", err
-		}
-		for _, r := range recs {
-			if r.Event.GetSlaPolicyPublished().GetPolicyVersion() == p.Version {
-				return "", invalid("document", fmt.Errorf("policy version %q is already published; a changed policy needs a new version", p.Version))
+	_, err = kernel.Execute(ctx, a.w, kernel.Command[[]string]{
+		Name: "PublishPolicy", Stream: PolicyStream, Cause: kernel.Cause{Actor: by},
+		Fold: func(recs []eventlog.Record) ([]string, error) {
+			versions := make([]string, 0, len(recs))
+			for _, r := range recs {
+				versions = append(versions, r.Event.GetSlaPolicyPublished().GetPolicyVersion())
 			}
-		}
-		e, err := eventlog.NewEvent(eventlog.Meta{Producer: domain.Producer, Actor: by, OccurredAt: a.clk.Now(), PolicyVersion: p.Version},
-			&ev.SlaPolicyPublished{PolicyVersion: p.Version, Document: doc, PublishedBy: by})
-		if err != nil {
-			return "", err
-		}
-		e.CorrelationId = e.GetEventId()
-		_, err = a.store.Append(ctx, PolicyStream, uint64(len(recs)), e)
-		if errors.Is(err, eventlog.ErrConflict) && attempt < 5 {
-			continue
-		}
-		if err != nil {
-			return "", err
-		}
-		a.policies.Publish(p)
-		return p.Version, nil
+			return versions, nil
+		},
+		Decide: func(published []string, _ time.Time) ([]proto.Message, error) {
+			if slices.Contains(published, p.Version) {
+				return nil, invalid("document", fmt.Errorf("policy version %q is already published; a changed policy needs a new version", p.Version))
+			}
+			return []proto.Message{&ev.SlaPolicyPublished{PolicyVersion: p.Version, Document: doc, PublishedBy: by}}, nil
+		},
+		Stamp: func(m *eventlog.Meta) { m.PolicyVersion = p.Version },
+	})
+	if err != nil {
+		return "", err
 	}
+	a.policies.Publish(p)
+	return p.Version, nil
 }
 
-// ErrInvalid marks a request that is refused as it stands; the error is a
-// *FieldError naming the field.
-var ErrInvalid = errors.New("invalid request")
-
-// FieldError is a refused request: the field and what is wrong with it.
-type FieldError struct {
-	Field string
-	Err   error
+// invalid refuses a request for the content of one field.
+func invalid(field string, err error) error {
+	return kernel.Invalid(kernel.Violation{Field: field, Rule: "valid", Message: err.Error()})
 }
-
-func (e *FieldError) Error() string         { return fmt.Sprintf("%s: %s: %v", ErrInvalid, e.Field, e.Err) }
-func (e *FieldError) Unwrap() []error       { return []error{ErrInvalid, e.Err} }
-func invalid(field string, err error) error { return &FieldError{Field: field, Err: err} }
 
 // WhatIfReport is the result of a what-if replay.
 type WhatIfReport struct {

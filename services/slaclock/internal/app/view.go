@@ -10,13 +10,17 @@ import (
 
 	"github.com/closeloop/closeloop/libs/checkpoint"
 	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/kernel"
+	"github.com/closeloop/closeloop/libs/platform"
 	"github.com/closeloop/closeloop/services/slaclock/internal/domain"
 	"github.com/closeloop/closeloop/services/slaclock/internal/policy"
+	"github.com/closeloop/closeloop/services/slaclock/internal/timers"
 )
 
 // SnapshotFormat is the encoding version of the timers view's snapshot:
-// bump it when Snapshot's bytes change meaning.
-const SnapshotFormat = 1
+// bump it when Snapshot's bytes change meaning. 2: every clock and retry
+// keeps the trace its firing continues; a format-1 snapshot is rebuilt.
+const SnapshotFormat = 2
 
 // saveEvery is how many events are applied between two snapshots. A
 // snapshot is encoded on the Follower's goroutine at a cost per open clock,
@@ -99,26 +103,43 @@ func (a *App) run(ctx context.Context, follow bool) error {
 	a.started = true
 	a.runCtx, a.follower = ctx, f
 	began := time.Now()
-	done := make(chan error, 1)
-	go func() {
-		done <- f.Run(ctx)
-		cancel()
-	}()
-	select {
-	case <-f.CaughtUp():
-	case err := <-done:
+	follower := func(ctx context.Context) error {
+		err := f.Run(ctx)
+		cancel() // the schedule stops with the view it reads
 		if err == nil || ctx.Err() != nil {
-			return nil // stopped while starting
+			return nil // stopped (while starting, too)
 		}
-		return fmt.Errorf("app: start: %w", err)
+		select {
+		case <-f.CaughtUp():
+			return err
+		default:
+			return fmt.Errorf("app: start: %w", err)
+		}
 	}
-	// Without snapshots the catch-up's triggers are still waiting (with
-	// them, encoding the snapshot at the end of the catch-up decided them).
-	if err := a.drainAll(ctx); err != nil {
-		cancel()
-		<-done
-		return nil // only a stop cuts a drain short
+	schedule := func(ctx context.Context) error {
+		select {
+		case <-f.CaughtUp():
+		case <-ctx.Done():
+			return nil
+		}
+		// Without snapshots the catch-up's triggers are still waiting (with
+		// them, encoding the snapshot at the end of the catch-up decided them).
+		if err := a.drainAll(ctx); err != nil {
+			return nil // only a stop cuts a drain short
+		}
+		a.startedUp(f, began)
+		if !follow {
+			cancel()
+			return nil
+		}
+		a.idx.Run(ctx, a.clk, a.fire)
+		return nil
 	}
+	return platform.RunGroup(ctx, follower, schedule)
+}
+
+// startedUp logs the end of the start-up and turns the instance ready.
+func (a *App) startedUp(f *checkpoint.Follower, began time.Time) {
 	st := f.Started()
 	a.mu.Lock()
 	decided := a.decided
@@ -130,20 +151,6 @@ func (a *App) run(ctx context.Context, follow bool) error {
 	default:
 		close(a.rebuilt)
 	}
-	if !follow {
-		cancel()
-		return <-done
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		a.idx.Run(ctx, a.clk, a.fire)
-	}()
-	err = <-done
-	cancel()
-	wg.Wait()
-	return err
 }
 
 // resetView empties the view before a Follower restores or rebuilds it.
@@ -185,16 +192,16 @@ func (v *timersView) Apply(ctx context.Context, r eventlog.Record) error {
 		if err := a.drainAll(ctx); err != nil {
 			return err
 		}
-		if err := a.handle(ctx, id, r.Event.GetVersion()); err != nil {
+		if err := a.handle(kernel.Traced(ctx, r.Event), "DecideOnTrigger", id, kernel.CauseOf(r.Event, true)); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err() // not applied: the position stays before it
 			}
 			a.log.Error("slaclock: trigger not handled; retrying in 1s", "complaint", id, "err", err)
-			a.idx.Retry(id, a.clk.Now().Add(time.Second), r.Event.GetVersion())
+			a.idx.Retry(id, a.clk.Now().Add(time.Second), r.Event.GetVersion(), timers.ParseTrace(r.Event.GetTraceparent()))
 		}
 	case isTrigger:
 		a.mu.Lock()
-		a.pending[id] = trigger{version: r.Event.GetVersion(), position: r.Position}
+		a.pending[id] = trigger{cause: kernel.CauseOf(r.Event, true), trace: timers.ParseTrace(r.Event.GetTraceparent()), position: r.Position}
 		a.mu.Unlock()
 	case id != "" && r.Event.GetProducer() == domain.Producer && r.Event.GetBatchRemaining() == 0:
 		// Whoever made a whole append had seen everything before it; an
@@ -209,8 +216,13 @@ func (v *timersView) Apply(ctx context.Context, r eventlog.Record) error {
 	return nil
 }
 
-// trigger is the last trigger of a complaint not yet decided.
-type trigger struct{ version, position uint64 }
+// trigger is the last trigger of a complaint not yet decided: the cause
+// of the catch-up's decision, and the trace it continues.
+type trigger struct {
+	cause    kernel.Cause
+	trace    timers.Trace
+	position uint64
+}
 
 // drainAll decides every pending trigger.
 func (a *App) drainAll(ctx context.Context) error { return a.drain(ctx, ^uint64(0)) }
@@ -236,38 +248,40 @@ func (a *App) drain(ctx context.Context, before uint64) error {
 	}
 	began := time.Now()
 	ids := make(chan string)
-	var wg sync.WaitGroup
-	for range min(catchUpWorkers, len(work)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for id := range ids {
-				tr := work[id]
-				if err := a.handle(ctx, id, tr.version); err != nil {
-					if ctx.Err() != nil {
-						continue
-					}
-					a.log.Error("slaclock: reconciling failed; retrying in 1s", "complaint", id, "err", err)
-					a.idx.Retry(id, a.clk.Now().Add(time.Second), tr.version)
-				}
-				a.mu.Lock()
-				if a.pending[id] == tr {
-					delete(a.pending, id)
-				}
-				a.mu.Unlock()
+	feed := func(ctx context.Context) error {
+		defer close(ids)
+		for id := range work {
+			select {
+			case ids <- id:
+			case <-ctx.Done():
+				return nil
 			}
-		}()
-	}
-feed:
-	for id := range work {
-		select {
-		case ids <- id:
-		case <-ctx.Done():
-			break feed
 		}
+		return nil
 	}
-	close(ids)
-	wg.Wait()
+	decide := func(ctx context.Context) error {
+		for id := range ids {
+			tr := work[id]
+			if err := a.handle(traced(ctx, tr.trace), "CatchUp", id, tr.cause); err != nil {
+				if ctx.Err() != nil {
+					continue
+				}
+				a.log.Error("slaclock: reconciling failed; retrying in 1s", "complaint", id, "err", err)
+				a.idx.Retry(id, a.clk.Now().Add(time.Second), tr.cause.Version, tr.trace)
+			}
+			a.mu.Lock()
+			if a.pending[id] == tr {
+				delete(a.pending, id)
+			}
+			a.mu.Unlock()
+		}
+		return nil
+	}
+	parts := []func(context.Context) error{feed}
+	for range min(catchUpWorkers, len(work)) {
+		parts = append(parts, decide)
+	}
+	_ = platform.RunGroup(ctx, parts...) // the parts return no error: a failed decision is retried
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"cmp"
 	"slices"
 	"time"
 
@@ -43,7 +44,8 @@ func (env Env) CalendarOf(business bool, id string) *calendar.Calendar {
 // Decide returns the clock events the state is missing at env.Now: it
 // handles the pending triggers in stream order (firing, before each, what
 // fell due before it happened), then fires every warning and breach due by
-// now. Events fired after their due instant carry late_by.
+// now. Events fired after their due instant carry late_by; a warning or a
+// breach is caused by the event that started or last changed its clock.
 //
 // An append cut short by a crash leaves its triggers pending over a state
 // that holds part of what they did. Decide skips those handled whole (before
@@ -52,10 +54,11 @@ func (env Env) CalendarOf(business bool, id string) *calendar.Calendar {
 // it started itself, meets, pauses and cancels only clocks still in the state
 // it changes, and replaces a clock by starting the new one before cancelling
 // the old. Firing due clocks is idempotent as it is. The envelopes
-// have ComplaintId, Type, OccurredAt, Producer, CausationId and the policy
-// and calendar versions set; the caller adds ids and appends them.
+// have ComplaintId, Type, OccurredAt, Producer, CausationId, CorrelationId
+// (of the cause; empty for an operation's) and the policy and calendar
+// versions set; the caller adds ids and appends them.
 func Decide(s State, env Env) []*ev.Envelope {
-	d := &decider{s: clone(s), env: env}
+	d := newDecider(s, env)
 	for _, trig := range s.Pending[s.RedoFrom:] {
 		at := triggerTime(trig)
 		if at.After(env.Now) {
@@ -73,7 +76,7 @@ func Decide(s State, env Env) []*ev.Envelope {
 // it has used carried over. Pending triggers and due timers are handled first.
 // cause is the operation's id: the clocks it started are not replaced again.
 func DecideReapply(s State, env Env, reason, cause string) []*ev.Envelope {
-	d := &decider{s: clone(s), env: env}
+	d := newDecider(s, env)
 	d.out = Decide(s, env)
 	for _, e := range d.out {
 		d.s = Evolve(d.s, e)
@@ -110,6 +113,19 @@ type decider struct {
 	s   State
 	env Env
 	out []*ev.Envelope
+	// corr is the correlation id of each cause: an event carries its
+	// cause's, so a complaint's clock events join the trace and the
+	// correlation of what started them.
+	corr map[string]string
+}
+
+func newDecider(s State, env Env) *decider {
+	d := &decider{s: clone(s), env: env, corr: map[string]string{}}
+	for _, trig := range s.Pending {
+		// A cause without a correlation id starts its own (kernel.CauseOf).
+		d.corr[trig.GetEventId()] = cmp.Or(trig.GetCorrelationId(), trig.GetEventId())
+	}
+	return d
 }
 
 func (d *decider) emit(payload proto.Message, at time.Time, policyVersion, calendarVersion, cause string) {
@@ -117,8 +133,9 @@ func (d *decider) emit(payload proto.Message, at time.Time, policyVersion, calen
 		ComplaintId:     d.s.ComplaintID,
 		OccurredAt:      timestamppb.New(at),
 		Producer:        Producer,
-		Actor:           "system",
+		Actor:           Producer, // the service's own reaction (libs/kernel)
 		CausationId:     cause,
+		CorrelationId:   d.corr[cause],
 		PolicyVersion:   policyVersion,
 		CalendarVersion: calendarVersion,
 	}
@@ -157,11 +174,17 @@ func (d *decider) fireDue(until time.Time) {
 			return
 		}
 		c := &d.s.Clocks[best]
+		// A firing is caused by the event that started or last changed
+		// the clock.
+		cause := c.LastChange.EventID
+		if _, ok := d.corr[cause]; !ok && cause != "" {
+			d.corr[cause] = cmp.Or(c.LastChange.CorrelationID, cause)
+		}
 		ts, dl := timestamppb.New(bestDue), timestamppb.New(c.Deadline)
 		if bestP > 0 {
-			d.emitFor(c, &ev.SlaWarning{ClockId: c.ID, Target: c.Target, ThresholdPercent: bestP, DueAt: ts, Deadline: dl, LateBy: late(d.env.Now, bestDue)}, bestDue, "")
+			d.emitFor(c, &ev.SlaWarning{ClockId: c.ID, Target: c.Target, ThresholdPercent: bestP, DueAt: ts, Deadline: dl, LateBy: late(d.env.Now, bestDue)}, bestDue, cause)
 		} else {
-			d.emitFor(c, &ev.SlaBreached{ClockId: c.ID, Target: c.Target, Deadline: dl, LateBy: late(d.env.Now, bestDue)}, bestDue, "")
+			d.emitFor(c, &ev.SlaBreached{ClockId: c.ID, Target: c.Target, Deadline: dl, LateBy: late(d.env.Now, bestDue)}, bestDue, cause)
 		}
 	}
 }

@@ -57,6 +57,23 @@ type Clock struct {
 	// StartedBy is the causation id of the clock's start: the trigger (or
 	// operation) whose handling started it.
 	StartedBy string
+	// LastChange is the event that started or last changed the clock: its
+	// next firing is caused by it and continues its trace.
+	LastChange Change
+}
+
+// Change is an event of this service that started or changed a clock, as
+// the cause of the clock's next firing. A change decided but not stored
+// yet has no id: it stands for the trigger that caused it.
+type Change struct {
+	EventID, CorrelationID, Traceparent string
+}
+
+func changeOf(e *ev.Envelope) Change {
+	if e.GetEventId() == "" {
+		return Change{EventID: e.GetCausationId(), CorrelationID: e.GetCorrelationId()}
+	}
+	return Change{EventID: e.GetEventId(), CorrelationID: e.GetCorrelationId(), Traceparent: e.GetTraceparent()}
 }
 
 // Open reports whether the clock may still fire or be met.
@@ -124,19 +141,19 @@ func Evolve(s State, e *ev.Envelope) State {
 			StartedAt: p.GetStartedAt().AsTime(), Deadline: p.GetDeadline().AsTime(),
 			Budget: p.GetBudget().AsDuration(), Business: p.GetBusinessTime(), CalendarID: p.GetCalendarId(),
 			CalendarVersion: e.GetCalendarVersion(), PolicyVersion: e.GetPolicyVersion(),
-			WarnPercents: slices.Clone(p.GetWarnPercents()), StartedBy: e.GetCausationId(),
+			WarnPercents: slices.Clone(p.GetWarnPercents()), StartedBy: e.GetCausationId(), LastChange: changeOf(e),
 		})
 	case *ev.SlaClockPaused:
 		if c := s.Clock(p.GetClockId()); c != nil {
-			c.Status, c.Remaining = Paused, p.GetRemaining().AsDuration()
+			c.Status, c.Remaining, c.LastChange = Paused, p.GetRemaining().AsDuration(), changeOf(e)
 		}
 	case *ev.SlaClockResumed:
 		if c := s.Clock(p.GetClockId()); c != nil {
-			c.Status, c.Deadline = Running, p.GetNewDeadline().AsTime()
+			c.Status, c.Deadline, c.LastChange = Running, p.GetNewDeadline().AsTime(), changeOf(e)
 		}
 	case *ev.SlaWarning:
 		if c := s.Clock(p.GetClockId()); c != nil {
-			c.Warned = append(c.Warned, p.GetThresholdPercent())
+			c.Warned, c.LastChange = append(c.Warned, p.GetThresholdPercent()), changeOf(e)
 		}
 	case *ev.SlaBreached:
 		if c := s.Clock(p.GetClockId()); c != nil {

@@ -1,21 +1,19 @@
 // Package ports is the sla-clock's gRPC API (served over HTTP/JSON too by
 // libs/api): validation, roles, and mapping between the app and the wire.
+// Handlers return the kinds of libs/kernel; libs/api maps them to codes.
 package ports
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"strings"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/closeloop/closeloop/libs/api"
 	"github.com/closeloop/closeloop/libs/auth"
+	"github.com/closeloop/closeloop/libs/kernel"
 	ev "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	slaclockv1 "github.com/closeloop/closeloop/proto/gen/closeloop/slaclock/v1"
 	"github.com/closeloop/closeloop/services/slaclock/internal/app"
@@ -39,23 +37,15 @@ var (
 
 func required(field, v string) error {
 	if strings.TrimSpace(v) == "" {
-		return api.InvalidArgument("invalid request", api.Violation{Field: field, Rule: "required", Message: field + " is required"})
+		return kernel.Invalid(kernel.Violation{Field: field, Rule: "required", Message: field + " is required"})
 	}
 	return nil
 }
 
-// appError maps an app error to a status; a refused request names its field.
-func appError(err error) error {
-	if fe := (*app.FieldError)(nil); errors.As(err, &fe) {
-		return api.InvalidArgument("invalid request", api.Violation{Field: fe.Field, Rule: "valid", Message: fe.Err.Error()})
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return status.FromContextError(err).Err()
-	}
-	if errors.Is(err, app.ErrNotReceived) {
-		return status.Error(codes.NotFound, err.Error())
-	}
-	return status.Error(codes.Internal, err.Error())
+// caller is who makes the call (the actor of what it writes).
+func caller(ctx context.Context) string {
+	p, _ := auth.FromContext(ctx)
+	return p.ID
 }
 
 func (s *Server) GetClocks(ctx context.Context, r *slaclockv1.GetClocksRequest) (*slaclockv1.GetClocksResponse, error) {
@@ -67,7 +57,7 @@ func (s *Server) GetClocks(ctx context.Context, r *slaclockv1.GetClocksRequest) 
 	}
 	views, at, err := s.app.Clocks(ctx, r.GetComplaintId(), time.Time{})
 	if err != nil {
-		return nil, appError(err)
+		return nil, err
 	}
 	return &slaclockv1.GetClocksResponse{Clocks: toWire(r.GetComplaintId(), views), AsOf: timestamppb.New(at)}, nil
 }
@@ -80,11 +70,11 @@ func (s *Server) GetClocksAsOf(ctx context.Context, r *slaclockv1.GetClocksAsOfR
 		return nil, err
 	}
 	if r.GetAsOf() == nil || r.GetAsOf().CheckValid() != nil {
-		return nil, api.InvalidArgument("invalid request", api.Violation{Field: "as_of", Rule: "required", Message: "as_of must be a valid timestamp"})
+		return nil, kernel.Invalid(kernel.Violation{Field: "as_of", Rule: "required", Message: "as_of must be a valid timestamp"})
 	}
 	views, at, err := s.app.Clocks(ctx, r.GetComplaintId(), r.GetAsOf().AsTime())
 	if err != nil {
-		return nil, appError(err)
+		return nil, err
 	}
 	return &slaclockv1.GetClocksAsOfResponse{Clocks: toWire(r.GetComplaintId(), views), AsOf: timestamppb.New(at)}, nil
 }
@@ -93,19 +83,19 @@ func (s *Server) ListDueWithin(ctx context.Context, r *slaclockv1.ListDueWithinR
 	if err := auth.RequireRole(ctx, readers...); err != nil {
 		return nil, err
 	}
-	var vs []api.Violation
+	var vs []kernel.Violation
 	if r.GetWindow() == nil || r.GetWindow().CheckValid() != nil || r.GetWindow().AsDuration() <= 0 {
-		vs = append(vs, api.Violation{Field: "window", Rule: "positive", Message: "window must be a positive duration"})
+		vs = append(vs, kernel.Violation{Field: "window", Rule: "positive", Message: "window must be a positive duration"})
 	}
 	limit := int(r.GetLimit())
 	if limit == 0 {
 		limit = 100
 	}
 	if limit > 1000 {
-		vs = append(vs, api.Violation{Field: "limit", Rule: "max", Message: "limit must be at most 1000"})
+		vs = append(vs, kernel.Violation{Field: "limit", Rule: "max", Message: "limit must be at most 1000"})
 	}
 	if len(vs) > 0 {
-		return nil, api.InvalidArgument("invalid request", vs...)
+		return nil, kernel.Invalid(vs...)
 	}
 	resp := &slaclockv1.ListDueWithinResponse{}
 	for _, u := range s.app.DueWithin(r.GetWindow().AsDuration(), limit) {
@@ -119,18 +109,18 @@ func (s *Server) ReapplyPolicy(ctx context.Context, r *slaclockv1.ReapplyPolicyR
 	if err := auth.RequireRole(ctx, owners...); err != nil {
 		return nil, err
 	}
-	var vs []api.Violation
+	var vs []kernel.Violation
 	for field, v := range map[string]string{"complaint_id": r.GetComplaintId(), "reason": r.GetReason()} {
 		if strings.TrimSpace(v) == "" {
-			vs = append(vs, api.Violation{Field: field, Rule: "required", Message: field + " is required"})
+			vs = append(vs, kernel.Violation{Field: field, Rule: "required", Message: field + " is required"})
 		}
 	}
 	if len(vs) > 0 {
-		return nil, api.InvalidArgument("invalid request", vs...)
+		return nil, kernel.Invalid(vs...)
 	}
-	ids, err := s.app.Reapply(ctx, r.GetComplaintId(), r.GetReason())
+	ids, err := s.app.Reapply(ctx, r.GetComplaintId(), r.GetReason(), caller(ctx))
 	if err != nil {
-		return nil, appError(err)
+		return nil, err
 	}
 	return &slaclockv1.ReapplyPolicyResponse{ReplacedClockIds: ids, PolicyVersion: s.app.CurrentPolicyVersion()}, nil
 }
@@ -139,19 +129,19 @@ func (s *Server) PublishPolicy(ctx context.Context, r *slaclockv1.PublishPolicyR
 	if err := auth.RequireRole(ctx, owners...); err != nil {
 		return nil, err
 	}
-	var vs []api.Violation
+	var vs []kernel.Violation
 	if len(r.GetDocument()) == 0 {
-		vs = append(vs, api.Violation{Field: "document", Rule: "required", Message: "document is required"})
+		vs = append(vs, kernel.Violation{Field: "document", Rule: "required", Message: "document is required"})
 	}
 	if strings.TrimSpace(r.GetPublishedBy()) == "" {
-		vs = append(vs, api.Violation{Field: "published_by", Rule: "required", Message: "published_by is required"})
+		vs = append(vs, kernel.Violation{Field: "published_by", Rule: "required", Message: "published_by is required"})
 	}
 	if len(vs) > 0 {
-		return nil, api.InvalidArgument("invalid request", vs...)
+		return nil, kernel.Invalid(vs...)
 	}
 	v, err := s.app.PublishPolicy(ctx, r.GetDocument(), r.GetPublishedBy())
 	if err != nil {
-		return nil, appError(err)
+		return nil, err
 	}
 	return &slaclockv1.PublishPolicyResponse{PolicyVersion: v}, nil
 }
@@ -160,19 +150,19 @@ func (s *Server) WhatIf(ctx context.Context, r *slaclockv1.WhatIfRequest) (*slac
 	if err := auth.RequireRole(ctx, planners...); err != nil {
 		return nil, err
 	}
-	var vs []api.Violation
+	var vs []kernel.Violation
 	if r.GetFrom() == nil || r.GetFrom().CheckValid() != nil {
-		vs = append(vs, api.Violation{Field: "from", Rule: "required", Message: "from must be a valid timestamp"})
+		vs = append(vs, kernel.Violation{Field: "from", Rule: "required", Message: "from must be a valid timestamp"})
 	}
 	if r.GetTo() == nil || r.GetTo().CheckValid() != nil || (r.GetFrom() != nil && !r.GetTo().AsTime().After(r.GetFrom().AsTime())) {
-		vs = append(vs, api.Violation{Field: "to", Rule: "after_from", Message: "to must be a valid timestamp after from"})
+		vs = append(vs, kernel.Violation{Field: "to", Rule: "after_from", Message: "to must be a valid timestamp after from"})
 	}
 	if len(vs) > 0 {
-		return nil, api.InvalidArgument("invalid request", vs...)
+		return nil, kernel.Invalid(vs...)
 	}
 	rep, err := s.app.WhatIf(ctx, r.GetPolicyDocument(), r.GetCalendarId(), r.GetFrom().AsTime(), r.GetTo().AsTime())
 	if err != nil {
-		return nil, appError(err)
+		return nil, err
 	}
 	resp := &slaclockv1.WhatIfResponse{Complaints: uint32(rep.Complaints), CandidatePolicyVersion: rep.CandidateVersion}
 	for v := range ev.SlaTarget_name {

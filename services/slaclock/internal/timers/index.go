@@ -25,16 +25,46 @@ import (
 	"github.com/closeloop/closeloop/services/slaclock/internal/policy"
 )
 
-// sched is one open clock in 32 bytes: no strings, no pointers.
+// sched is one open clock in 48 bytes: no strings, no pointers.
 type sched struct {
 	deadline int64 // unix ns; the remaining budget (ns) while paused
 	budget   int64
 	seq      uint16 // the n of "<target>-<n>"
 	target   uint8
-	paused   bool
+	flags    uint8 // flagPaused, flagSampled
 	warned   uint8 // bit i: warns[warnSet][i] has fired
 	warnSet  uint8
 	cal      uint16 // cals[cal]; 0 is calendar time
+	// The trace of the event that started or last changed the clock
+	// (zero: none): its firing continues it.
+	traceID [16]byte
+	spanID  [8]byte
+}
+
+const (
+	flagPaused uint8 = 1 << iota
+	flagSampled
+)
+
+func (c *sched) paused() bool { return c.flags&flagPaused != 0 }
+
+func (c *sched) setPaused(p bool) {
+	c.flags &^= flagPaused
+	if p {
+		c.flags |= flagPaused
+	}
+}
+
+func (c *sched) trace() Trace {
+	return Trace{TraceID: c.traceID, SpanID: c.spanID, Sampled: c.flags&flagSampled != 0}
+}
+
+func (c *sched) setTrace(t Trace) {
+	c.traceID, c.spanID = t.TraceID, t.SpanID
+	c.flags &^= flagSampled
+	if t.Sampled {
+		c.flags |= flagSampled
+	}
 }
 
 type key [16]byte
@@ -78,15 +108,18 @@ type Index struct {
 	byKey map[key]uint32
 	odd   map[key]string // complaint ids that are not canonical UUIDs
 	due   dueHeap        // may hold stale items: an item counts only if it matches its slot's next
-	open  int
-	cals  []string // interned calendar ids; [0] = "" (calendar time)
-	warns [][]uint32
-	wake  chan struct{}
+	// retries are the traces of the decisions a pending retry redoes
+	// (rare: kept aside rather than in every slot).
+	retries map[key]Trace
+	open    int
+	cals    []string // interned calendar ids; [0] = "" (calendar time)
+	warns   [][]uint32
+	wake    chan struct{}
 }
 
 // New returns an empty index.
 func New(calOf CalendarOf) *Index {
-	return &Index{calOf: calOf, byKey: map[key]uint32{}, odd: map[key]string{}, cals: []string{""}, wake: make(chan struct{}, 1)}
+	return &Index{calOf: calOf, byKey: map[key]uint32{}, odd: map[key]string{}, retries: map[key]Trace{}, cals: []string{""}, wake: make(chan struct{}, 1)}
 }
 
 func keyOf(id string) (key, bool) {
@@ -169,6 +202,7 @@ func (x *Index) release(i uint32) {
 	x.open -= len(s.clocks)
 	delete(x.byKey, s.id)
 	delete(x.odd, s.id)
+	delete(x.retries, s.id)
 	*s = slot{}
 	x.free = append(x.free, i)
 }
@@ -176,8 +210,10 @@ func (x *Index) release(i uint32) {
 func toSched(c *domain.Clock, calIdx uint16, warnIdx uint8, warns []uint32) sched {
 	seq, _ := strconv.Atoi(c.ID[strings.LastIndexByte(c.ID, '-')+1:])
 	s := sched{budget: int64(c.Budget), seq: uint16(seq), target: uint8(c.Target), cal: calIdx, warnSet: warnIdx}
+	s.setTrace(ParseTrace(c.LastChange.Traceparent))
 	if c.Status == domain.Paused {
-		s.paused, s.deadline = true, int64(c.Remaining)
+		s.setPaused(true)
+		s.deadline = int64(c.Remaining)
 	} else {
 		s.deadline = c.Deadline.UnixNano()
 	}
@@ -200,7 +236,7 @@ func (x *Index) clock(s *sched) domain.Clock {
 		WarnPercents: x.warns[s.warnSet],
 		Deadline:     time.Unix(0, s.deadline).UTC(),
 	}
-	if s.paused {
+	if s.paused() {
 		c.Status, c.Deadline, c.Remaining = domain.Paused, time.Time{}, time.Duration(s.deadline)
 	}
 	for b, p := range c.WarnPercents {
@@ -238,14 +274,21 @@ func (x *Index) rearm(i uint32) {
 
 // nextDue is the earliest instant a slot's clocks fall due (0: none).
 func (x *Index) nextDue(s *slot) int64 {
+	next, _ := x.firstDue(s)
+	return next
+}
+
+// firstDue is nextDue and the clock that falls due then (-1: none).
+func (x *Index) firstDue(s *slot) (int64, int) {
 	var next int64
+	first := -1
 	for j := range s.clocks {
 		c := x.clock(&s.clocks[j])
 		if due, _, ok := c.NextDue(x.calOf(c.Business, c.CalendarID)); ok && (next == 0 || due.UnixNano() < next) {
-			next = due.UnixNano()
+			next, first = due.UnixNano(), j
 		}
 	}
-	return next
+	return next, first
 }
 
 // signal wakes the runner: the earliest due instant moved earlier.
@@ -265,6 +308,7 @@ func (x *Index) Set(st *domain.State) {
 	x.open -= len(s.clocks)
 	s.clocks = s.clocks[:0]
 	s.version, s.retry = uint32(st.Version), false
+	delete(x.retries, s.id)
 	for j := range st.Clocks {
 		c := &st.Clocks[j]
 		if !c.Open() {
@@ -303,19 +347,22 @@ func (x *Index) Apply(e *ev.Envelope) {
 			return
 		}
 		ci, wi := x.intern(calKey(p.GetBusinessTime(), p.GetCalendarId()), p.GetWarnPercents())
-		c := domain.Clock{ID: p.GetClockId(), Target: p.GetTarget(), Status: domain.Running, Deadline: p.GetDeadline().AsTime(), Budget: p.GetBudget().AsDuration()}
+		c := domain.Clock{ID: p.GetClockId(), Target: p.GetTarget(), Status: domain.Running, Deadline: p.GetDeadline().AsTime(), Budget: p.GetBudget().AsDuration(),
+			LastChange: domain.Change{Traceparent: e.GetTraceparent()}}
 		s := &x.slots[i]
 		s.clocks = append(s.clocks, toSched(&c, ci, wi, nil))
 		x.open++
 		x.rearm(i)
 	case *ev.SlaClockPaused:
 		x.update(e, p.GetClockId(), func(s *sched) bool {
-			s.paused, s.deadline = true, int64(p.GetRemaining().AsDuration())
+			s.setPaused(true)
+			s.deadline = int64(p.GetRemaining().AsDuration())
 			return true
 		})
 	case *ev.SlaClockResumed:
 		x.update(e, p.GetClockId(), func(s *sched) bool {
-			s.paused, s.deadline = false, p.GetNewDeadline().AsTime().UnixNano()
+			s.setPaused(false)
+			s.deadline = p.GetNewDeadline().AsTime().UnixNano()
 			return true
 		})
 	case *ev.SlaWarning:
@@ -364,6 +411,8 @@ func (x *Index) update(e *ev.Envelope, clockID string, f func(*sched) bool) {
 		if !f(c) {
 			s.clocks = slices.Delete(s.clocks, j, j+1)
 			x.open--
+		} else {
+			c.setTrace(ParseTrace(e.GetTraceparent())) // the clock's last change
 		}
 		break
 	}
@@ -415,7 +464,13 @@ func (x *Index) TakeDue(now time.Time) []Due {
 		it := heap.Pop(&x.due).(item)
 		s := &x.slots[it.slot]
 		s.next = 0
-		out = append(out, Due{ComplaintID: x.idOf(s.id), At: time.Unix(0, it.due).UTC(), Version: uint64(s.version)})
+		d := Due{ComplaintID: x.idOf(s.id), At: time.Unix(0, it.due).UTC(), Version: uint64(s.version), Retry: s.retry}
+		if s.retry {
+			d.Trace = x.retries[s.id]
+		} else if _, j := x.firstDue(s); j >= 0 {
+			d.Trace = s.clocks[j].trace()
+		}
+		out = append(out, d)
 	}
 }
 
@@ -426,17 +481,29 @@ type Due struct {
 	// Version is the stream version known for the complaint: a decision
 	// must read at least that far.
 	Version uint64
+	// Retry: a failed decision is redone (Retry), not a clock fired.
+	Retry bool
+	// Trace is the trace the decision continues: that of the event that
+	// started or last changed the clock falling due, or the retried
+	// decision's.
+	Trace Trace
 }
 
 // Retry arms a complaint at an instant (after a failed decision), also one
 // with no clock yet (its first trigger failed). version is the stream
-// version the decision must see at least (the trigger's).
-func (x *Index) Retry(complaintID string, at time.Time, version uint64) {
+// version the decision must see at least (the trigger's); tr is the trace
+// the failed decision continued, which the retry continues too.
+func (x *Index) Retry(complaintID string, at time.Time, version uint64, tr Trace) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	i, _ := x.slotFor(complaintID, true)
 	x.slots[i].version = max(x.slots[i].version, uint32(version))
 	x.slots[i].next, x.slots[i].retry = at.UnixNano(), true
+	if tr.IsZero() {
+		delete(x.retries, x.slots[i].id)
+	} else {
+		x.retries[x.slots[i].id] = tr
+	}
 	heap.Push(&x.due, item{at.UnixNano(), i})
 	x.signal()
 }
@@ -460,7 +527,7 @@ func (x *Index) DueBefore(until time.Time, limit int) []Upcoming {
 		s := &x.slots[i]
 		for j := range s.clocks {
 			c := &s.clocks[j]
-			if !c.paused && c.deadline < u {
+			if !c.paused() && c.deadline < u {
 				out = append(out, Upcoming{x.idOf(s.id), domain.ClockID(ev.SlaTarget(c.target), int(c.seq)), ev.SlaTarget(c.target), time.Unix(0, c.deadline).UTC()})
 			}
 		}

@@ -93,3 +93,40 @@ func TestRunFiresOnTheFakeClock(t *testing.T) {
 		t.Fatalf("second fired %+v", d)
 	}
 }
+
+// A firing continues the trace of the event that last changed the clock
+// falling due, not of another clock of the complaint.
+func TestTakeDueCarriesTheTraceOfTheClockFallingDue(t *testing.T) {
+	x := New(calOf)
+	first := event("c1", 1, start("acceptance-1", t0.Add(10*time.Hour)))
+	first.Traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	second := event("c1", 2, &ev.SlaClockStarted{ClockId: "resolution-1", Target: ev.SlaTarget_SLA_TARGET_RESOLUTION,
+		Deadline: timestamppb.New(t0.Add(5 * time.Hour)), Budget: durationpb.New(5 * time.Hour)})
+	second.Traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+	x.Apply(first)
+	x.Apply(second)
+	due := x.TakeDue(t0.Add(6 * time.Hour))
+	if len(due) != 1 || due[0].Trace.Traceparent() != second.Traceparent {
+		t.Fatalf("due %+v, want resolution-1's trace %s", due, second.Traceparent)
+	}
+	// A warning changes its clock: the breach after it continues its trace.
+	warned := event("c1", 3, &ev.SlaWarning{ClockId: "acceptance-1", ThresholdPercent: 50})
+	warned.Traceparent = "00-11111111111111111111111111111111-2222222222222222-01"
+	x.Apply(warned)
+	x.Apply(event("c1", 4, &ev.SlaBreached{ClockId: "resolution-1"}))
+	if due := x.TakeDue(t0.Add(11 * time.Hour)); len(due) != 1 || due[0].Trace.Traceparent() != warned.Traceparent {
+		t.Fatalf("due %+v, want the warning's trace %s", due, warned.Traceparent)
+	}
+}
+
+func TestParseTraceRefusesMalformedTraceparents(t *testing.T) {
+	for _, tp := range []string{"", "00-zz-00f067aa0ba902b7-01", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7", "00-4bf92f3577b34da6a3ce929d0e0e4736x00f067aa0ba902b7-01"} {
+		if tr := ParseTrace(tp); !tr.IsZero() {
+			t.Errorf("ParseTrace(%q) = %+v, want none", tp, tr)
+		}
+	}
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+	if got := ParseTrace(tp).Traceparent(); got != tp {
+		t.Errorf("round trip of %s: %s", tp, got)
+	}
+}

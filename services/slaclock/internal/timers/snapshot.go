@@ -9,10 +9,11 @@ import (
 	"slices"
 )
 
-// Encode writes the index (open clocks, stream versions, pending retries)
-// in a canonical form: complaints sorted by key, clocks by target and
-// sequence, calendars and warning sets spelled out rather than interned, so
-// the same schedule encodes to the same bytes however it was built. Armed
+// Encode writes the index (open clocks with the trace each firing
+// continues, stream versions, pending retries with theirs) in a canonical
+// form: complaints sorted by key, clocks by target and sequence, calendars
+// and warning sets spelled out rather than interned, so the same schedule
+// encodes to the same bytes however it was built. Armed
 // due instants are not written (Restore recomputes them from the clocks),
 // except a pending retry, which a clock may not cover (a trigger whose
 // decision failed).
@@ -42,6 +43,9 @@ func (x *Index) Encode() []byte {
 			retry = max(s.next, 1) // disarmed while being fired: due at once
 		}
 		b = binary.AppendVarint(b, retry)
+		if retry != 0 {
+			b = appendTrace(b, x.retries[s.id])
+		}
 		// The order of a slot's clocks means nothing: sort them in place.
 		clocks := s.clocks
 		slices.SortFunc(clocks, func(a, b sched) int {
@@ -58,10 +62,11 @@ func (x *Index) Encode() []byte {
 			b = binary.AppendVarint(b, c.deadline)
 			b = binary.AppendVarint(b, c.budget)
 			paused := byte(0)
-			if c.paused {
+			if c.paused() {
 				paused = 1
 			}
 			b = append(b, paused, c.warned)
+			b = appendTrace(b, c.trace())
 			b = appendString(b, x.cals[c.cal])
 			warns := x.warns[c.warnSet]
 			b = binary.AppendUvarint(b, uint64(len(warns)))
@@ -71,6 +76,21 @@ func (x *Index) Encode() []byte {
 		}
 	}
 	return b
+}
+
+// appendTrace writes a trace as one byte (0: none, 1: not sampled, 2:
+// sampled) and, unless none, its trace and span ids.
+func appendTrace(b []byte, t Trace) []byte {
+	switch {
+	case t.IsZero():
+		return append(b, 0)
+	case t.Sampled:
+		b = append(b, 2)
+	default:
+		b = append(b, 1)
+	}
+	b = append(b, t.TraceID[:]...)
+	return append(b, t.SpanID[:]...)
 }
 
 func appendString(b []byte, s string) []byte {
@@ -125,6 +145,22 @@ func (d *decoder) bytes(n uint64) []byte {
 
 func (d *decoder) string() string { return string(d.bytes(d.uvarint())) }
 
+func (d *decoder) trace() Trace {
+	var t Trace
+	kind := d.bytes(1)
+	if d.err != nil || kind[0] == 0 {
+		return t
+	}
+	if kind[0] > 2 {
+		d.err = fmt.Errorf("trace kind %d unknown", kind[0])
+		return t
+	}
+	copy(t.TraceID[:], d.bytes(16))
+	copy(t.SpanID[:], d.bytes(8))
+	t.Sampled = kind[0] == 2
+	return t
+}
+
 // Restore replaces the index with one Encode wrote. On an error the index
 // is left as it was.
 func (x *Index) Restore(data []byte) error {
@@ -146,6 +182,10 @@ func (x *Index) Restore(data []byte) error {
 			d.err = fmt.Errorf("complaint kind %d unknown", kind[0])
 		}
 		version, retry := d.uvarint(), d.varint()
+		var retryTrace Trace
+		if retry != 0 {
+			retryTrace = d.trace()
+		}
 		if version > uint64(^uint32(0)) {
 			d.err = fmt.Errorf("complaint #%d: version %d out of range", k0, version)
 		}
@@ -159,10 +199,14 @@ func (x *Index) Restore(data []byte) error {
 		i, _ := fresh.slotForKey(k, odd, true)
 		s := &fresh.slots[i]
 		s.version, s.retry = uint32(version), retry != 0
+		if !retryTrace.IsZero() {
+			fresh.retries[k] = retryTrace
+		}
 		for j := uint64(0); j < nc && d.err == nil; j++ {
 			target, seq := d.uvarint(), d.uvarint()
 			deadline, budget := d.varint(), d.varint()
 			flags := d.bytes(2)
+			tr := d.trace()
 			cal := d.string()
 			nw := d.uvarint()
 			if nw > 8 {
@@ -180,8 +224,10 @@ func (x *Index) Restore(data []byte) error {
 				break
 			}
 			ci, wi := fresh.intern(cal, warns)
-			s.clocks = append(s.clocks, sched{deadline: deadline, budget: budget, seq: uint16(seq), target: uint8(target),
-				paused: flags[0] == 1, warned: flags[1], warnSet: wi, cal: ci})
+			c := sched{deadline: deadline, budget: budget, seq: uint16(seq), target: uint8(target), warned: flags[1], warnSet: wi, cal: ci}
+			c.setPaused(flags[0] == 1)
+			c.setTrace(tr)
+			s.clocks = append(s.clocks, c)
 		}
 		fresh.open += len(s.clocks)
 		switch {
@@ -223,7 +269,7 @@ func (x *Index) Reset() { x.replace(New(x.calOf)) }
 func (x *Index) replace(fresh *Index) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.slots, x.free, x.byKey, x.odd, x.due = fresh.slots, fresh.free, fresh.byKey, fresh.odd, fresh.due
+	x.slots, x.free, x.byKey, x.odd, x.due, x.retries = fresh.slots, fresh.free, fresh.byKey, fresh.odd, fresh.due, fresh.retries
 	x.open, x.cals, x.warns = fresh.open, fresh.cals, fresh.warns
 	x.signal()
 }
