@@ -52,10 +52,25 @@ func exempt(fullMethod string) bool {
 	return strings.HasPrefix(fullMethod, "/grpc.health.v1.Health/") || strings.HasPrefix(fullMethod, "/grpc.reflection.")
 }
 
+// ready reports whether calls are taken: ReadyWhen is closed (looked at
+// directly, so a service that turns ready on the same channel is never
+// refused in the moment before Run notices).
+func (s *Server) ready() bool {
+	if s.opts.ReadyWhen == nil || s.serving.Load() {
+		return true
+	}
+	select {
+	case <-s.opts.ReadyWhen:
+		return true
+	default:
+		return false
+	}
+}
+
 // readyUnary refuses calls until the server is ready (Options.ReadyWhen).
 func (s *Server) readyUnary() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if !s.serving.Load() && s.opts.ReadyWhen != nil && !exempt(info.FullMethod) {
+		if !s.ready() && !exempt(info.FullMethod) {
 			return nil, errNotReady
 		}
 		return handler(ctx, req)
@@ -65,7 +80,7 @@ func (s *Server) readyUnary() grpc.UnaryServerInterceptor {
 // readyStream is readyUnary for streams.
 func (s *Server) readyStream() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		if !s.serving.Load() && s.opts.ReadyWhen != nil && !exempt(info.FullMethod) {
+		if !s.ready() && !exempt(info.FullMethod) {
 			return errNotReady
 		}
 		return handler(srv, ss)

@@ -197,15 +197,20 @@ const (
 // (the JSON itself). CLOSELOOP_AUTH=off selects Allow, for local development
 // only. With none of them set it fails: a service never runs open by
 // accident.
-func FromEnv() (Authenticator, error) {
-	switch mode := os.Getenv(EnvAuth); mode {
+func FromEnv() (Authenticator, error) { return FromLookup(os.LookupEnv) }
+
+// FromLookup is FromEnv reading variables through lookup (a service's
+// platform.Env, or a test's map).
+func FromLookup(lookup func(string) (string, bool)) (Authenticator, error) {
+	get := func(name string) string { v, _ := lookup(name); return v }
+	switch mode := get(EnvAuth); mode {
 	case "off":
 		return Allow, nil
 	case "", "tokens":
 	default:
 		return nil, fmt.Errorf("auth: %s: must be \"tokens\" or \"off\", got %q", EnvAuth, mode)
 	}
-	if path := os.Getenv(EnvTokensFile); path != "" {
+	if path := get(EnvTokensFile); path != "" {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("auth: %s: %w", EnvTokensFile, err)
@@ -216,7 +221,7 @@ func FromEnv() (Authenticator, error) {
 		}
 		return t, nil
 	}
-	if js := os.Getenv(EnvTokens); js != "" {
+	if js := get(EnvTokens); js != "" {
 		t, err := ParseTokens([]byte(js))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", EnvTokens, err)

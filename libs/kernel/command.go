@@ -54,6 +54,10 @@ func NewWriter(log eventlog.Store, producer string, c clock.Clock, tp trace.Trac
 	return &Writer{log: log, producer: producer, clock: c, tracer: tp.Tracer("github.com/closeloop/closeloop/services/" + producer)}, nil
 }
 
+// Tracer is the writer's tracer, for a span around more than one command
+// (a submission's index writes and its append).
+func (w *Writer) Tracer() trace.Tracer { return w.tracer }
+
 // Producer is the service the writer writes for.
 func (w *Writer) Producer() string { return w.producer }
 
@@ -75,9 +79,15 @@ type Command[S any] struct {
 	Fold func(recs []eventlog.Record) (S, error)
 	// Decide returns the events to append; none means nothing to do.
 	Decide func(s S, now time.Time) ([]proto.Message, error)
-	// Stamp, if set, adds what the service says of every event it writes
-	// (its policy and calendar versions).
+	// Stamp, if set, adds what the service says of every event of the
+	// append (its policy version, a cause only the read revealed).
 	Stamp func(m *eventlog.Meta)
+	// StampEach, if set, sets what differs between the events of one
+	// append, after Stamp and before the append: each event's own cause,
+	// time or policy version when one decision answers several causes, or
+	// a causation on an event appended in the same batch (an answer causes
+	// the close appended with it).
+	StampEach func(s S, envs []*eventsv1.Envelope)
 	// Refused, if set, sees the envelopes of an append a conflict refused,
 	// before the next attempt re-reads. A backend may have stored a prefix
 	// of them (eventlog.Store.Append).
@@ -96,9 +106,9 @@ type Result[S any] struct {
 	Position uint64
 }
 
-// Execute reads the stream, checks that the read reached the cause and
-// that the caller's expected version holds, decides, stamps the envelopes
-// and appends them at the version read. On a conflict it starts over from
+// Execute reads the stream, checks that the read reached the cause, folds
+// it, checks that the caller's expected version holds, decides, stamps the
+// envelopes and appends them at the version read. On a conflict it starts over from
 // a fresh read, up to MaxAttempts times.
 func Execute[S any](ctx context.Context, w *Writer, c Command[S]) (res Result[S], err error) {
 	ctx, span := w.tracer.Start(ctx, c.Name, trace.WithAttributes(
@@ -121,12 +131,12 @@ func Execute[S any](ctx context.Context, w *Writer, c Command[S]) (res Result[S]
 		if err := eventlog.Reached(c.Stream, read, c.Cause.Version); err != nil {
 			return res, err // the bus retries: a shorter read could look like nothing to do
 		}
-		if c.Expected != 0 && c.Expected != read {
-			return res, fmt.Errorf("expected_version %d: %w: %s is at version %d", c.Expected, ErrStale, c.Stream, read)
-		}
-		s, err := c.Fold(recs)
+		s, err := c.Fold(recs) // first: a missing stream is not found, whatever the caller expected
 		if err != nil {
 			return res, err
+		}
+		if c.Expected != 0 && c.Expected != read {
+			return res, fmt.Errorf("expected_version %d: %w: %s is at version %d", c.Expected, ErrStale, c.Stream, read)
 		}
 		res = Result[S]{State: s, Version: read}
 		now := w.clock.Now()
@@ -137,6 +147,9 @@ func Execute[S any](ctx context.Context, w *Writer, c Command[S]) (res Result[S]
 		envs, err := w.Envelopes(ctx, c.ComplaintID, c.Cause, c.Stamp, now, msgs...)
 		if err != nil {
 			return res, err
+		}
+		if c.StampEach != nil {
+			c.StampEach(s, envs)
 		}
 		out, err := w.log.Append(ctx, c.Stream, read, envs...)
 		if err == nil {

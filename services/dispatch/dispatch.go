@@ -85,7 +85,7 @@ func ConfigFrom(env *platform.Env) (Config, error) {
 	c.ReconcileEvery = env.Duration("DISPATCH_RECONCILE_EVERY", c.ReconcileEvery, time.Second)
 	c.ReconcileGrace = env.Duration("DISPATCH_RECONCILE_GRACE", c.ReconcileGrace, time.Second)
 	c.KVReplicas = env.Int("DISPATCH_KV_REPLICAS", c.KVReplicas, 1, 5)
-	a, err := auth.FromEnv()
+	a, err := auth.FromLookup(env.Lookup)
 	env.Check(err)
 	c.Authenticator = a
 	if err := env.Err(); err != nil {

@@ -275,8 +275,8 @@ func TestCallsBeforeTheViewCaughtUpAreUnavailable(t *testing.T) {
 
 // Every bad variable is named at once, not the first only.
 func TestConfigFromNamesEveryBadVariable(t *testing.T) {
-	t.Setenv("CLOSELOOP_AUTH", "off") // auth.FromEnv reads the process environment
 	_, err := dispatch.ConfigFrom(platform.EnvOf(map[string]string{
+		"CLOSELOOP_AUTH":           "off",
 		"DISPATCH_ACCEPT_TIMEOUT":  "soon",
 		"DISPATCH_RECONCILE_GRACE": "-1m",
 		"DISPATCH_KV_REPLICAS":     "0",
@@ -286,7 +286,7 @@ func TestConfigFromNamesEveryBadVariable(t *testing.T) {
 			t.Errorf("error %v does not name %s", err, name)
 		}
 	}
-	cfg, err := dispatch.ConfigFrom(platform.EnvOf(map[string]string{"DISPATCH_TRAVEL_TIME": "90m", "DISPATCH_KV_REPLICAS": "3"}))
+	cfg, err := dispatch.ConfigFrom(platform.EnvOf(map[string]string{"CLOSELOOP_AUTH": "off", "DISPATCH_TRAVEL_TIME": "90m", "DISPATCH_KV_REPLICAS": "3"}))
 	if err != nil || cfg.TravelTime != 90*time.Minute || cfg.KVReplicas != 3 || cfg.AcceptTimeout != 10*time.Minute {
 		t.Fatalf("cfg %+v err %v", cfg, err)
 	}

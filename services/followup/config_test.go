@@ -53,8 +53,8 @@ func TestConfigFromEnvRefuses(t *testing.T) {
 
 // Every mistake is reported at once, each naming its variable.
 func TestConfigOfReportsEveryMistake(t *testing.T) {
-	t.Setenv("CLOSELOOP_AUTH", "off")
 	_, err := followup.ConfigOf(platform.EnvOf(map[string]string{
+		"CLOSELOOP_AUTH":                 "off",
 		"FOLLOWUP_NO_RESPONSE_AFTER":     "a week",
 		"FOLLOWUP_RETURN_VISIT_FROM":     "L9",
 		"FOLLOWUP_KPI_TIMEZONE":          "Mars/Olympus",
@@ -68,7 +68,7 @@ func TestConfigOfReportsEveryMistake(t *testing.T) {
 			t.Errorf("err = %v, does not name %s", err, name)
 		}
 	}
-	c, err := followup.ConfigOf(platform.EnvOf(map[string]string{"FOLLOWUP_KPI_TIMEZONE": "Europe/Paris"}))
+	c, err := followup.ConfigOf(platform.EnvOf(map[string]string{"CLOSELOOP_AUTH": "off", "FOLLOWUP_KPI_TIMEZONE": "Europe/Paris"}))
 	if err != nil || c.KPILocation == nil || c.KPILocation.String() != "Europe/Paris" {
 		t.Fatalf("KPI location %v, %v; want Europe/Paris, parsed once", c.KPILocation, err)
 	}

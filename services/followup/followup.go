@@ -140,7 +140,7 @@ func ConfigOf(env *platform.Env) (Config, error) {
 		c.KPILocation = loc
 		return nil
 	})
-	a, err := auth.FromEnv()
+	a, err := auth.FromLookup(env.Lookup)
 	env.Check(err)
 	c.Auth = a
 	if err := errors.Join(env.Err(), c.Validate()); err != nil {

@@ -12,8 +12,8 @@ import (
 // TestConfigReportsEveryMistakeAtOnce: an operator sees every bad
 // variable, each by name, in one start.
 func TestConfigReportsEveryMistakeAtOnce(t *testing.T) {
-	t.Setenv(auth.EnvAuth, "sometimes") // libs/auth reads the process environment
 	_, err := configFrom(platform.EnvOf(map[string]string{
+		auth.EnvAuth:              "sometimes",
 		"INTAKE_PII_SECRET":       "short",
 		"INTAKE_DUPLICATE_WINDOW": "0s",
 		"INTAKE_CLAIM_GRACE":      "soon",
@@ -32,8 +32,8 @@ func TestConfigReportsEveryMistakeAtOnce(t *testing.T) {
 }
 
 func TestConfigParsesTheEnvironment(t *testing.T) {
-	t.Setenv(auth.EnvAuth, "off")
 	c, err := configFrom(platform.EnvOf(map[string]string{
+		auth.EnvAuth:              "off",
 		"INTAKE_GRPC_ADDR":        ":9001",
 		"INTAKE_PII_SECRET":       "a-secret-of-twenty-bytes",
 		"INTAKE_DUPLICATE_WINDOW": "24h",

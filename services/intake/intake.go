@@ -132,7 +132,7 @@ func configFrom(env *platform.Env) (Config, error) {
 		c.RatePerSecond = f
 		return nil
 	})
-	a, err := auth.FromEnv()
+	a, err := auth.FromLookup(env.Lookup)
 	env.Check(err)
 	c.Authenticator = a
 	return c, env.Err()

@@ -82,7 +82,7 @@ func ConfigFromEnv() (Config, error) {
 	if c.Durable == "" {
 		env.Fail("ROUTING_DURABLE", errors.New("must not be empty"))
 	}
-	a, err := auth.FromEnv()
+	a, err := auth.FromLookup(env.Lookup)
 	env.Check(err)
 	c.Authenticator = a
 	if err := env.Err(); err != nil {

@@ -77,7 +77,7 @@ func ConfigFromEnv() (Config, error) {
 		c.Calendars, err = calendar.LoadFS(os.DirFS(dir))
 		return err
 	})
-	a, err := auth.FromEnv()
+	a, err := auth.FromLookup(env.Lookup)
 	env.Check(err)
 	c.Authenticator = a
 	if err := env.Err(); err != nil {

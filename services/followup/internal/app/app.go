@@ -80,7 +80,7 @@ func New(o Options) (*App, error) {
 
 // use reads and writes log.
 func (a *App) use(log eventlog.Store, tp trace.TracerProvider) error {
-	w, err := kernel.NewWriter(answerLinks{log}, Producer, a.clock, tp)
+	w, err := kernel.NewWriter(log, Producer, a.clock, tp)
 	if err != nil {
 		return fmt.Errorf("app: %w", err)
 	}
@@ -129,8 +129,7 @@ type decision struct {
 // of refusing it as a second one, execute concludes it and reports the
 // events the answer was decided with.
 func (a *App) execute(ctx context.Context, complaintID string, cmd domain.Command, cause kernel.Cause) ([]*eventsv1.Envelope, uint64, error) {
-	var refused []*eventsv1.Envelope  // the last refused append that began with an answer
-	var concluding *eventsv1.Envelope // the stored answer this attempt concludes, for Stamp
+	var refused []*eventsv1.Envelope // the last refused append that began with an answer
 	res, err := kernel.Execute(ctx, a.w, kernel.Command[decision]{
 		Name:        reflect.TypeOf(cmd).Name(),
 		Stream:      eventlog.ComplaintStream(complaintID),
@@ -145,7 +144,6 @@ func (a *App) execute(ctx context.Context, complaintID string, cmd domain.Comman
 			if len(refused) > 0 {
 				d.answer = find(recs, refused[0].GetEventId())
 			}
-			concluding = d.answer
 			return d, nil
 		},
 		Decide: func(d decision, now time.Time) ([]proto.Message, error) {
@@ -154,12 +152,22 @@ func (a *App) execute(ctx context.Context, complaintID string, cmd domain.Comman
 			}
 			return domain.Decide(d.state, cmd, now, a.policy)
 		},
-		// The conclusion of an answer stored by an earlier attempt is
-		// caused by that answer, in its correlation, as when the answer's
-		// own append had gone through (answerLinks).
-		Stamp: func(m *eventlog.Meta) {
-			if concluding != nil {
-				m.CausationID, m.CorrelationID = concluding.GetEventId(), concluding.GetCorrelationId()
+		// An answer is the cause of what it leads to (the close or reopen,
+		// a return visit): appended with it, they name the answer's event
+		// id, which exists only once the answer is stamped. The conclusion
+		// of an answer stored by an earlier attempt is caused by that
+		// answer, in its correlation, as if its own append had gone
+		// through.
+		StampEach: func(d decision, envs []*eventsv1.Envelope) {
+			switch {
+			case d.answer != nil:
+				for _, e := range envs {
+					e.CausationId, e.CorrelationId = d.answer.GetEventId(), d.answer.GetCorrelationId()
+				}
+			case len(envs) > 1 && envs[0].GetSurveyAnswered() != nil:
+				for _, e := range envs[1:] {
+					e.CausationId = envs[0].GetEventId()
+				}
 			}
 		},
 		Refused: func(envs []*eventsv1.Envelope) {
@@ -185,21 +193,4 @@ func find(recs []eventlog.Record, eventID string) *eventsv1.Envelope {
 		}
 	}
 	return nil
-}
-
-// answerLinks is the log follow-up's writer appends through. An answer is
-// appended with what it leads to (the close or reopen, a return visit),
-// and is their cause: their causation id is the answer's event id. The
-// kernel stamps one cause on a whole decision, and the answer's id exists
-// only once the answer is stamped, so the link is made here, on the
-// envelopes about to be appended.
-type answerLinks struct{ eventlog.Store }
-
-func (l answerLinks) Append(ctx context.Context, stream eventlog.StreamID, expected uint64, envs ...*eventsv1.Envelope) (eventlog.AppendResult, error) {
-	if len(envs) > 1 && envs[0].GetSurveyAnswered() != nil {
-		for _, e := range envs[1:] {
-			e.CausationId = envs[0].GetEventId()
-		}
-	}
-	return l.Store.Append(ctx, stream, expected, envs...)
 }

@@ -93,7 +93,7 @@ func New(store eventlog.Store, clk clock.Clock, log *slog.Logger, policies *poli
 	if tp == nil {
 		tp = noop.NewTracerProvider()
 	}
-	w, err := kernel.NewWriter(eachEventStore{store}, domain.Producer, clk, tp)
+	w, err := kernel.NewWriter(store, domain.Producer, clk, tp)
 	if err != nil {
 		return nil, fmt.Errorf("app: %w", err)
 	}
@@ -218,17 +218,34 @@ func (a *App) Reapply(ctx context.Context, complaintID, reason, by string) ([]st
 // out), then puts the complaint's clocks back in the schedule.
 func (a *App) decide(ctx context.Context, name, complaintID string, cause kernel.Cause, decide func(domain.State, domain.Env) []*ev.Envelope) error {
 	defer a.lock(complaintID)()
-	each := &eachEvent{}
-	res, err := kernel.Execute(context.WithValue(ctx, eachEventKey{}, each), a.w, kernel.Command[domain.State]{
+	// One append of sla-clock holds the events of several causes (the
+	// triggers handled, the clocks that fell due), each with its own
+	// cause, correlation, time and the policy and calendar versions its
+	// clock started under; the redo of an append cut short depends on
+	// them (domain.State.RedoFrom, Clock.StartedBy).
+	var decided []*ev.Envelope
+	res, err := kernel.Execute(ctx, a.w, kernel.Command[domain.State]{
 		Name: name, Stream: eventlog.ComplaintStream(complaintID), ComplaintID: complaintID, Cause: cause,
 		Fold: func(recs []eventlog.Record) (domain.State, error) { return fold(complaintID, recs, time.Time{}) },
 		Decide: func(st domain.State, now time.Time) ([]proto.Message, error) {
-			each.decided = decide(st, a.env(now))
-			msgs := make([]proto.Message, len(each.decided))
-			for i, e := range each.decided {
+			decided = decide(st, a.env(now))
+			msgs := make([]proto.Message, len(decided))
+			for i, e := range decided {
 				msgs[i] = eventlog.Payload(e)
 			}
 			return msgs, nil
+		},
+		StampEach: func(_ domain.State, envs []*ev.Envelope) {
+			for i, e := range envs {
+				d := decided[i]
+				e.OccurredAt, e.PolicyVersion, e.CalendarVersion = d.GetOccurredAt(), d.GetPolicyVersion(), d.GetCalendarVersion()
+				if d.GetCausationId() != "" {
+					e.CausationId = d.GetCausationId()
+				}
+				if d.GetCorrelationId() != "" {
+					e.CorrelationId = d.GetCorrelationId()
+				}
+			}
 		},
 	})
 	if err != nil {
