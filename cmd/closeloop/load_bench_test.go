@@ -47,9 +47,14 @@ type loadSystem struct {
 	done    map[string]time.Time // complaint id -> first ComplaintAssigned seen
 	lat     []time.Duration
 	next    atomic.Int64 // channel reference counter
+	stop    func()       // stops the services and the NATS server, once
 }
 
-func startLoad(b *testing.B) *loadSystem {
+func startLoad(b *testing.B) *loadSystem { return startLoadIn(b, b.TempDir()) }
+
+// startLoadIn starts the stack on an embedded NATS storing into dir;
+// loadSystem.stop stops it all (the benchmark's cleanup does otherwise).
+func startLoadIn(b *testing.B, dir string) *loadSystem {
 	b.Helper()
 	tokens, err := json.Marshal(tokenEntries())
 	if err != nil {
@@ -69,13 +74,25 @@ func startLoad(b *testing.B) *loadSystem {
 		b.Setenv(k, v)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	b.Cleanup(cancel)
 	// As `make run`: every write synced to disk before it is acknowledged.
-	ns, err := natsembed.Start(natsembed.Options{StoreDir: b.TempDir()})
+	ns, err := natsembed.Start(natsembed.Options{StoreDir: dir})
 	if err != nil {
+		cancel()
 		b.Fatal(err)
 	}
-	b.Cleanup(ns.Shutdown)
+	var closers []func() // in the order they run
+	var once sync.Once
+	s := &loadSystem{ctx: ctx, started: map[string]time.Time{}, done: map[string]time.Time{}}
+	s.stop = func() {
+		once.Do(func() {
+			for _, c := range closers {
+				c()
+			}
+			cancel()
+			ns.Shutdown()
+		})
+	}
+	b.Cleanup(s.stop)
 	sys, err := startServices(ctx, ns, clock.Real{}, io.Discard)
 	if err != nil {
 		b.Fatal(err)
@@ -83,7 +100,7 @@ func startLoad(b *testing.B) *loadSystem {
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- runAll(runCtx, sys.services, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
-	b.Cleanup(func() {
+	closers = append(closers, func() {
 		stop()
 		if err := <-done; err != nil {
 			b.Errorf("services stopped with: %v", err)
@@ -95,13 +112,13 @@ func startLoad(b *testing.B) *loadSystem {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(nc.Close)
 	deps, err := platform.NewDeps(ctx, nc, clock.Real{}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err != nil {
+		nc.Close()
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { _ = deps.Log.Close() })
-	s := &loadSystem{ctx: ctx, js: deps.JS, started: map[string]time.Time{}, done: map[string]time.Time{}}
+	closers = append(closers, func() { _ = deps.Log.Close(); nc.Close() })
+	s.js = deps.JS
 
 	addrs := map[string]string{}
 	for _, svc := range sys.services {
