@@ -14,7 +14,7 @@ import (
 // (checkpoint.Options): bump ViewsFormat when the encoding changes meaning.
 const (
 	ViewsName   = "followup-views"
-	ViewsFormat = 1
+	ViewsFormat = 2
 )
 
 // Views is follow-up's two read models, the Tracker and the KPI model, as

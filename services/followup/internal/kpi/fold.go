@@ -2,9 +2,8 @@ package kpi
 
 import (
 	"cmp"
-	"slices"
+	"container/heap"
 	"strings"
-	"time"
 
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
@@ -112,40 +111,89 @@ func keyOf(f *facts) cellKey {
 	return cellKey{team: f.team, owner: f.owner, category: f.category, technicians: strings.Join(f.technicians, "\x00")}
 }
 
-// foldEvery is how far log time moves between two looks for complaints to
-// fold: ended complaints are only scanned when it crosses a whole hour.
-const foldEvery = time.Hour
+// An ended complaint folds once two things hold: FoldLag events of the log
+// followed its last event (foldEntry, in pending), and log time passed its
+// end by FoldAfter (dueEntry, in due). Both are checked after every record,
+// each queue in a total order of its own (position; due time, then id), so
+// a model restored from a snapshot and caught up folds the same complaints
+// in the same order as one rebuilt from the log: the order of a cell's
+// complaints is part of the snapshot's bytes.
+//
+// Entries go stale rather than being removed: an event of a complaint
+// already queued (a late SLA end, a reopen) changes its facts' lastPos, and
+// the entry of the older position is skipped when it comes out.
+type foldEntry struct {
+	id  string
+	pos uint64 // the complaint's last event when queued
+}
 
-// advance moves log time to at, and folds the complaints ended more than
-// FoldAfter ago when it crossed an hour. The caller holds the lock.
-func (m *Model) advance(at time.Time) {
-	if !at.After(m.logTime) {
+type dueEntry struct {
+	at  int64 // end + FoldAfter, Unix nanoseconds
+	id  string
+	pos uint64
+}
+
+// dueHeap is a min-heap of dueEntry by (at, id).
+type dueHeap []dueEntry
+
+func (h dueHeap) Len() int { return len(h) }
+func (h dueHeap) Less(i, j int) bool {
+	return cmp.Or(cmp.Compare(h[i].at, h[j].at), cmp.Compare(h[i].id, h[j].id)) < 0
+}
+func (h dueHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *dueHeap) Push(x any)   { *h = append(*h, x.(dueEntry)) }
+func (h *dueHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// queued returns the facts an entry stands for while it is current: the
+// complaint still kept, still ended, with no event since the entry.
+func (m *Model) queued(id string, pos uint64) *facts {
+	f := m.complaints[id]
+	if f == nil || f.endedAt.IsZero() || f.lastPos != pos {
+		return nil
+	}
+	return f
+}
+
+// fold folds the ended complaints whose lag and window have both passed.
+// The caller holds the lock.
+func (m *Model) fold() {
+	if m.opts.FoldAfter < 0 {
+		m.pending = m.pending[:0]
 		return
 	}
-	before := m.logTime
-	m.logTime = at
-	if m.opts.FoldAfter < 0 || before.Truncate(foldEvery).Equal(at.Truncate(foldEvery)) {
-		return
-	}
-	var due []string
-	for id, ended := range m.ended {
-		if !ended.Add(m.opts.FoldAfter).After(at) {
-			due = append(due, id)
+	lag := uint64(m.opts.FoldLag)
+	for len(m.pending) > 0 && m.pending[0].pos+lag <= m.position {
+		x := m.pending[0]
+		m.pending[0] = foldEntry{}
+		m.pending = m.pending[1:]
+		if f := m.queued(x.id, x.pos); f != nil {
+			heap.Push(&m.due, dueEntry{at: f.endedAt.Add(m.opts.FoldAfter).UnixNano(), id: x.id, pos: x.pos})
 		}
 	}
-	slices.Sort(due) // a cell's order is the same in every model of this log
-	for _, id := range due {
-		f := m.complaints[id]
-		k := keyOf(f)
-		c := m.cells[k]
-		if c == nil {
-			c = &cell{}
-			m.cells[k] = c
+	now := m.logTime.UnixNano()
+	for len(m.due) > 0 && m.due[0].at <= now {
+		x := heap.Pop(&m.due).(dueEntry)
+		if f := m.queued(x.id, x.pos); f != nil {
+			m.foldOne(f)
 		}
-		c.complaints = append(c.complaints, summaryOf(f))
-		delete(m.complaints, id)
-		delete(m.ended, id)
 	}
+}
+
+// foldOne moves f's facts into its group's cell.
+func (m *Model) foldOne(f *facts) {
+	k := keyOf(f)
+	c := m.cells[k]
+	if c == nil {
+		c = &cell{}
+		m.cells[k] = c
+	}
+	c.complaints = append(c.complaints, summaryOf(f))
+	delete(m.complaints, f.id)
 }
 
 // Folded is how many complaints were folded into cells; Live how many keep

@@ -13,8 +13,11 @@ import (
 )
 
 // foldLog is the hand-built log followed by complaints spread over 120
-// days, most closed (some reopened first, some withdrawn), in log order by
-// time, so log time passes every fold window.
+// days, most closed (some reopened first, some withdrawn), so log time
+// passes every fold window. Each complaint's events are logged together,
+// as an import would write them: log time runs up to a week ahead of the
+// complaint being written, and an SLA clock of a complaint ends after its
+// close in the log.
 func foldLog() []eventlog.Record {
 	recs := handLog()
 	b := logBuilder{recs: recs, versions: map[string]uint64{}}
@@ -54,6 +57,10 @@ func foldLog() []eventlog.Record {
 	return b.recs
 }
 
+// testLag is a FoldLag for foldLog: more than the events logged between a
+// complaint's close and its last event.
+const testLag = 40
+
 func buildWith(o Options, recs []eventlog.Record) *Model {
 	m := NewWith(o)
 	for _, r := range recs {
@@ -67,8 +74,9 @@ func buildWith(o Options, recs []eventlog.Record) *Model {
 func TestFoldingKeepsQueryResults(t *testing.T) {
 	recs := foldLog()
 	whole := buildWith(Options{FoldAfter: -1}, recs)
-	for _, after := range []time.Duration{DefaultFoldAfter, 4 * 24 * h} {
-		folded := buildWith(Options{FoldAfter: after}, recs)
+	for _, o := range []Options{{FoldAfter: DefaultFoldAfter, FoldLag: testLag}, {FoldAfter: 4 * 24 * h, FoldLag: testLag}} {
+		after := o.FoldAfter
+		folded := buildWith(o, recs)
 		if n, live := folded.Folded(); n < 100 || live >= len(whole.complaints) {
 			t.Fatalf("FoldAfter %s: %d folded, %d live of %d: want most folded", after, n, live, len(whole.complaints))
 		}
@@ -88,20 +96,68 @@ func TestFoldingKeepsQueryResults(t *testing.T) {
 	}
 }
 
+// The lag is what keeps the late events of a log written out of time
+// order: folded on log time alone, foldLog's complaints fold at their
+// close, before their SLA clocks end, and the SLA figures change.
+func TestFoldingWithoutTheLagLosesLateEventsOfAnImportedLog(t *testing.T) {
+	recs := foldLog()
+	q := Query{Group: GroupAll, Period: PeriodAll}
+	whole := buildWith(Options{FoldAfter: -1}, recs).Query(q)
+	if got := buildWith(Options{FoldAfter: 4 * 24 * h, FoldLag: testLag}, recs).Query(q); cmp.Diff(whole, got, approx) != "" {
+		t.Fatalf("with the lag, the answer changed:\n%s", cmp.Diff(whole, got, approx))
+	}
+	if got := buildWith(Options{FoldAfter: 4 * 24 * h, FoldLag: -1}, recs).Query(q); cmp.Diff(whole, got, approx) == "" {
+		t.Fatal("without the lag, the answer is the same: the lag is not what keeps the late events (change foldLog)")
+	}
+}
+
+// History written after its time (an import; the scale harness's log):
+// log time is at the end from the first event on, and every complaint
+// after it ended long before. Each folds once the lag has passed it; none
+// waits for log time to move (the hourly fold of format 1 folded none).
+func TestHistoryLoggedAfterItsTimeFolds(t *testing.T) {
+	b := logBuilder{versions: map[string]uint64{}}
+	now := T.Add(3 * 365 * 24 * h)
+	b.c("today", now, received, accepted)
+	for i := range 200 {
+		id := "old" + strconv.Itoa(i)
+		at := T.Add(time.Duration(i) * 24 * h)
+		b.c(id, at, received, assigned("team", "u"), accepted, response)
+		b.c(id, at.Add(2*h), resolvedMsg(false), answered(5), closed(satisfied))
+		b.c(id, at.Add(72*h), met("f"+id, eventsv1.SlaTarget_SLA_TARGET_SECOND_FEEDBACK))
+	}
+	m := buildWith(Options{FoldLag: testLag}, b.recs)
+	folded, live := m.Folded()
+	// The complaints whose last event is among the last testLag are kept
+	// (8 events each), and "today".
+	if want := 200 - testLag/8; folded != want || live != 1+testLag/8 {
+		t.Fatalf("%d folded, %d live; want %d folded, %d live", folded, live, want, 1+testLag/8)
+	}
+	q := Query{Group: GroupAll, Period: PeriodAll}
+	if diff := cmp.Diff(buildWith(Options{FoldAfter: -1}, b.recs).Query(q), m.Query(q), approx); diff != "" {
+		t.Fatalf("folded answers differ (-whole +folded):\n%s", diff)
+	}
+}
+
 // A model restored from a snapshot and caught up is the model rebuilt
 // from the whole log, byte for byte, wherever the snapshot was taken.
 func TestSnapshotAndCatchUpEqualsRebuild(t *testing.T) {
 	recs := foldLog()
-	want, err := build(recs).Snapshot()
+	o := Options{FoldAfter: 4 * 24 * h, FoldLag: testLag}
+	want, err := buildWith(o, recs).Snapshot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, cut := range []int{1, len(recs) / 3, len(recs) / 2, len(recs) - 1} {
-		snap, err := build(recs[:cut]).Snapshot()
+		part := buildWith(o, recs[:cut])
+		if cut > 1 && (len(part.pending) == 0 || len(part.due) == 0) {
+			t.Fatalf("cut %d: %d pending, %d due: the cut should find both queues in use", cut, len(part.pending), len(part.due))
+		}
+		snap, err := part.Snapshot()
 		if err != nil {
 			t.Fatal(err)
 		}
-		m := New()
+		m := NewWith(o)
 		if err := m.Restore(uint64(cut), snap); err != nil {
 			t.Fatalf("cut %d: %v", cut, err)
 		}

@@ -10,6 +10,7 @@ package kpi
 
 import (
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 
 // facts is what the KPIs need to know about one complaint.
 type facts struct {
+	id           string // the complaint's (a clone: see Apply)
 	version      uint64 // last applied version of the complaint's stream
 	received     time.Time
 	accepted     time.Time // first ComplaintAccepted
@@ -35,6 +37,7 @@ type facts struct {
 	outcome      eventsv1.CloseOutcome
 	clocks       map[string]*slaClock
 	endedAt      time.Time // the close or withdrawal not followed by a reopen
+	lastPos      uint64    // log position of the last event applied
 }
 
 type slaClock struct {
@@ -46,9 +49,10 @@ type slaClock struct {
 // Model is the KPI read model. Safe for concurrent use.
 //
 // It keeps the facts of a complaint until the complaint ended (closed or
-// withdrawn) and FoldAfter more of log time passed, then folds them into
-// the cells of its group (see fold.go): a late event can then no longer
-// change them, and the model stops growing with every complaint's facts.
+// withdrawn), FoldAfter more of log time passed and FoldLag more events
+// were logged, then folds them into the cells of its group (see fold.go):
+// a late event can then no longer change them, and the model stops growing
+// with every complaint's facts.
 type Model struct {
 	mu         sync.RWMutex
 	opts       Options
@@ -57,8 +61,11 @@ type Model struct {
 	// logTime is the latest occurred_at applied: the log's own clock, so a
 	// restored and caught-up model folds exactly what a rebuilt one does.
 	logTime time.Time
-	ended   map[string]time.Time // complaints ended and not folded yet: when they ended
-	cells   map[cellKey]*cell    // folded complaints, by group
+	// Ended complaints on their way to a cell (fold.go): pending in the
+	// order of their last event, then due by the end of their fold window.
+	pending []foldEntry
+	due     dueHeap
+	cells   map[cellKey]*cell // folded complaints, by group
 }
 
 // Options configure a Model.
@@ -69,10 +76,25 @@ type Options struct {
 	// outlast every window that can still change a KPI after a close: the
 	// second-feedback SLA (72 h after the resolution) above all.
 	FoldAfter time.Duration
+	// FoldLag is how many events of the log must follow a complaint's last
+	// event before it folds (default DefaultFoldLag; negative: none). Log
+	// time is the latest occurred_at of the whole log: in a log written out
+	// of time order (imported history, the scale harness) it runs far ahead
+	// of a complaint's own events, and the complaint's late events (an SLA
+	// clock ending after the close) come right after its close in the log,
+	// with no log time between them.
+	FoldLag int
 }
 
 // DefaultFoldAfter keeps an ended complaint's facts for 30 days of log time.
 const DefaultFoldAfter = 30 * 24 * time.Hour
+
+// DefaultFoldLag keeps an ended complaint's facts for at least 10,000
+// events after its last one: a few hours of a busy log, far more than the
+// span of one complaint's events in an imported one (the scale harness's
+// log: at most a few hundred events between a close and the complaint's
+// last event).
+const DefaultFoldLag = 10_000
 
 // New returns an empty model with the default options.
 func New() *Model { return NewWith(Options{}) }
@@ -82,7 +104,13 @@ func NewWith(o Options) *Model {
 	if o.FoldAfter == 0 {
 		o.FoldAfter = DefaultFoldAfter
 	}
-	return &Model{opts: o, complaints: map[string]*facts{}, ended: map[string]time.Time{}, cells: map[cellKey]*cell{}}
+	switch {
+	case o.FoldLag == 0:
+		o.FoldLag = DefaultFoldLag
+	case o.FoldLag < 0:
+		o.FoldLag = 0
+	}
+	return &Model{opts: o, complaints: map[string]*facts{}, cells: map[cellKey]*cell{}}
 }
 
 // Position is the log position of the last record applied.
@@ -103,6 +131,7 @@ func (m *Model) Apply(rec eventlog.Record) {
 	if rec.Position > m.position {
 		m.position = rec.Position
 	}
+	defer m.fold()
 	e := rec.Event
 	stream := eventlog.StreamID(e.GetStreamId())
 	if stream == "" && e.GetComplaintId() != "" {
@@ -111,32 +140,36 @@ func (m *Model) Apply(rec eventlog.Record) {
 	if stream.Kind() != eventlog.KindComplaint {
 		return
 	}
-	at := e.GetOccurredAt().AsTime()
+	m.advance(e.GetOccurredAt().AsTime())
 	f := m.complaints[stream.ID()]
 	if f == nil {
 		// Only a receipt starts a complaint's facts: Query leaves out a
 		// complaint never received, and the events of a folded one come too
 		// late to count.
 		if e.GetComplaintReceived() == nil {
-			m.advance(at)
 			return
 		}
-		f = &facts{clocks: map[string]*slaClock{}}
-		m.complaints[stream.ID()] = f
+		// A clone: the record's strings share its stored bytes, which an
+		// id kept for months would keep alive (and so for every string the
+		// facts keep).
+		f = &facts{id: strings.Clone(stream.ID()), clocks: map[string]*slaClock{}}
+		m.complaints[f.id] = f
 	}
 	if e.GetVersion() <= f.version {
-		m.advance(at)
 		return
 	}
-	f.version = e.GetVersion()
+	f.version, f.lastPos = e.GetVersion(), rec.Position
 	evolve(f, e)
-	switch {
-	case f.endedAt.IsZero():
-		delete(m.ended, stream.ID())
-	default:
-		m.ended[stream.ID()] = f.endedAt
+	if !f.endedAt.IsZero() {
+		m.pending = append(m.pending, foldEntry{id: f.id, pos: rec.Position})
 	}
-	m.advance(at)
+}
+
+// advance moves log time to at when it is later.
+func (m *Model) advance(at time.Time) {
+	if at.After(m.logTime) {
+		m.logTime = at
+	}
 }
 
 func evolve(f *facts, e *eventsv1.Envelope) {
@@ -159,7 +192,7 @@ func evolve(f *facts, e *eventsv1.Envelope) {
 	case *eventsv1.Envelope_RepeatComplaintFlagged:
 		f.repeat = true
 	case *eventsv1.Envelope_ComplaintAssigned:
-		f.team, f.owner = p.ComplaintAssigned.GetTeam(), p.ComplaintAssigned.GetOwner()
+		f.team, f.owner = strings.Clone(p.ComplaintAssigned.GetTeam()), strings.Clone(p.ComplaintAssigned.GetOwner())
 	case *eventsv1.Envelope_ResponseRecorded:
 		first(&f.responded)
 	case *eventsv1.Envelope_ComplaintResolved:
@@ -194,7 +227,7 @@ func (f *facts) addTechnician(id string) {
 		return
 	}
 	if i, found := slices.BinarySearch(f.technicians, id); !found {
-		f.technicians = slices.Insert(f.technicians, i, id)
+		f.technicians = slices.Insert(f.technicians, i, strings.Clone(id))
 	}
 }
 
@@ -202,7 +235,7 @@ func (f *facts) clock(id string, target eventsv1.SlaTarget) *slaClock {
 	c := f.clocks[id]
 	if c == nil {
 		c = &slaClock{target: target}
-		f.clocks[id] = c
+		f.clocks[strings.Clone(id)] = c
 	}
 	return c
 }

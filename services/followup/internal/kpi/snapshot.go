@@ -1,6 +1,8 @@
 package kpi
 
 import (
+	"cmp"
+	"container/heap"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -38,6 +40,7 @@ type factsState struct {
 	Outcome      eventsv1.CloseOutcome `json:"outcome,omitempty"`
 	Clocks       map[string]clockState `json:"clocks,omitempty"`
 	EndedAt      time.Time             `json:"ended_at"`
+	LastPos      uint64                `json:"last_pos"`
 }
 
 type clockState struct {
@@ -63,9 +66,9 @@ type summaryState struct {
 	Outcome     eventsv1.CloseOutcome `json:"o,omitempty"`
 	Answers     uint32                `json:"n,omitempty"`
 	CSISum      uint32                `json:"c,omitempty"`
-	CSI         [5]uint16             `json:"d"`
-	SLAMet      [numTargets]uint8     `json:"m"`
-	SLABreached [numTargets]uint8     `json:"b"`
+	CSI         [5]uint16             `json:"d,omitzero"`
+	SLAMet      [numTargets]uint8     `json:"m,omitzero"`
+	SLABreached [numTargets]uint8     `json:"b,omitzero"`
 }
 
 // Snapshot encodes the model (with Position, what checkpoint.View needs).
@@ -78,6 +81,7 @@ func (m *Model) Snapshot() ([]byte, error) {
 			ID: id, Version: f.version, Received: f.received.UTC(), Accepted: f.accepted.UTC(), Responded: f.responded.UTC(), Resolved: f.resolved.UTC(),
 			FirstContact: f.firstContact, Withdrawn: f.withdrawn, Reopened: f.reopened, Repeat: f.repeat, Team: f.team, Owner: f.owner,
 			Category: f.category, Technicians: f.technicians, Answers: f.answers, Outcome: f.outcome, EndedAt: f.endedAt.UTC(),
+			LastPos: f.lastPos,
 		}
 		if len(f.clocks) > 0 {
 			fs.Clocks = make(map[string]clockState, len(f.clocks))
@@ -113,13 +117,15 @@ func (m *Model) Restore(position uint64, data []byte) error {
 	if err := json.Unmarshal(data, &st); err != nil {
 		return fmt.Errorf("kpi: decode: %w", err)
 	}
-	complaints, ended := make(map[string]*facts, len(st.Complaints)), map[string]time.Time{}
+	complaints := make(map[string]*facts, len(st.Complaints))
+	var pending []foldEntry
+	var due dueHeap
 	for _, fs := range st.Complaints {
 		if fs.ID == "" {
 			return fmt.Errorf("kpi: decode: a complaint without an id")
 		}
 		f := &facts{
-			version: fs.Version, received: fs.Received, accepted: fs.Accepted, responded: fs.Responded, resolved: fs.Resolved,
+			id: fs.ID, lastPos: fs.LastPos, version: fs.Version, received: fs.Received, accepted: fs.Accepted, responded: fs.Responded, resolved: fs.Resolved,
 			firstContact: fs.FirstContact, withdrawn: fs.Withdrawn, reopened: fs.Reopened, repeat: fs.Repeat, team: fs.Team, owner: fs.Owner,
 			category: fs.Category, technicians: fs.Technicians, answers: fs.Answers, outcome: fs.Outcome, endedAt: fs.EndedAt,
 			clocks: make(map[string]*slaClock, len(fs.Clocks)),
@@ -128,10 +134,18 @@ func (m *Model) Restore(position uint64, data []byte) error {
 			f.clocks[id] = &slaClock{target: c.Target, met: c.Met, breached: c.Breached}
 		}
 		complaints[fs.ID] = f
-		if !f.endedAt.IsZero() {
-			ended[fs.ID] = f.endedAt
+		// The queues as Apply left them at position (see fold.go): what a
+		// lag has passed waits for its window, the rest for its lag.
+		switch {
+		case f.endedAt.IsZero() || m.opts.FoldAfter < 0:
+		case f.lastPos+uint64(m.opts.FoldLag) <= position:
+			due = append(due, dueEntry{at: f.endedAt.Add(m.opts.FoldAfter).UnixNano(), id: fs.ID, pos: f.lastPos})
+		default:
+			pending = append(pending, foldEntry{id: fs.ID, pos: f.lastPos})
 		}
 	}
+	slices.SortFunc(pending, func(a, b foldEntry) int { return cmp.Compare(a.pos, b.pos) })
+	heap.Init(&due)
 	cells := make(map[cellKey]*cell, len(st.Cells))
 	for _, cs := range st.Cells {
 		k := cellKey{team: cs.Team, owner: cs.Owner, category: cs.Category, technicians: strings.Join(cs.Technicians, "\x00")}
@@ -146,6 +160,6 @@ func (m *Model) Restore(position uint64, data []byte) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.complaints, m.ended, m.cells, m.logTime, m.position = complaints, ended, cells, st.LogTime, position
+	m.complaints, m.pending, m.due, m.cells, m.logTime, m.position = complaints, pending, due, cells, st.LogTime, position
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,7 +21,7 @@ const ViewName = "routing-view"
 
 // ViewFormat is the encoding of the view's snapshot (view_snapshot.go);
 // bump it when its meaning changes.
-const ViewFormat = 1
+const ViewFormat = 2
 
 // pruneGrace is how long, beyond the repeat window, a closed complaint
 // stays in the view: the reaction to an acceptance may run behind the log
@@ -64,7 +65,10 @@ type View struct {
 }
 
 // tracked is what the view keeps of one complaint (no personal data).
+// Its strings are clones: a record's strings share its stored bytes,
+// which a string kept for months would keep alive.
 type tracked struct {
+	id                              string // the key in complaints, shared by the other indexes
 	customerRef, fingerprint, model string
 	acceptedPos                     uint64
 	acceptedAt                      time.Time
@@ -155,8 +159,12 @@ func (v *View) Apply(_ context.Context, r eventlog.Record) error {
 	e := r.Event
 	if at := e.GetRecordedAt().AsTime(); e.GetRecordedAt() != nil && at.After(v.logTime) {
 		v.logTime = at
-		defer v.prune()
 	}
+	// After every record, not only when log time moves: in a log written
+	// out of time order (imported history, the scale harness) log time is
+	// at its end early on, and complaints that end later are already past
+	// the window when they end.
+	defer v.prune()
 	sid := eventlog.StreamID(e.GetStreamId())
 	switch sid.Kind() {
 	case eventlog.KindTeam:
@@ -171,23 +179,23 @@ func (v *View) Apply(_ context.Context, r eventlog.Record) error {
 	default:
 		return nil
 	}
-	id := e.GetComplaintId()
-	c := v.complaints[id]
+	c := v.complaints[e.GetComplaintId()]
 	if c == nil {
 		if _, received := e.GetPayload().(*eventsv1.Envelope_ComplaintReceived); !received {
 			// A complaint never received, or one pruned: neither has load,
 			// history or a place on a waiting list any more.
 			return nil
 		}
-		c = &tracked{}
-		v.complaints[id] = c
+		c = &tracked{id: strings.Clone(e.GetComplaintId())}
+		v.complaints[c.id] = c
 	}
+	id := c.id
 	owner, open, ended := c.owner, c.open, c.ended()
 	switch p := e.GetPayload().(type) {
 	case *eventsv1.Envelope_ComplaintReceived:
-		c.customerRef = p.ComplaintReceived.GetCustomer().GetCustomerRef()
-		c.fingerprint = p.ComplaintReceived.GetProblemFingerprint()
-		c.model = p.ComplaintReceived.GetProduct().GetModel()
+		c.customerRef = strings.Clone(p.ComplaintReceived.GetCustomer().GetCustomerRef())
+		c.fingerprint = strings.Clone(p.ComplaintReceived.GetProblemFingerprint())
+		c.model = strings.Clone(p.ComplaintReceived.GetProduct().GetModel())
 	case *eventsv1.Envelope_ComplaintAccepted:
 		if c.acceptedPos == 0 && c.customerRef != "" {
 			v.byCustomer[c.customerRef] = append(v.byCustomer[c.customerRef], id)
@@ -196,7 +204,7 @@ func (v *View) Apply(_ context.Context, r eventlog.Record) error {
 	case *eventsv1.Envelope_ComplaintClassified:
 		v.setWaiting(id, c, c.owner == "" && !c.withdrawn, p.ComplaintClassified.GetSeverity())
 	case *eventsv1.Envelope_ComplaintAssigned:
-		owner, open = p.ComplaintAssigned.GetOwner(), true
+		owner, open = strings.Clone(p.ComplaintAssigned.GetOwner()), true
 		v.setWaiting(id, c, false, c.severity)
 		v.lastGiven[owner] = e.GetOccurredAt().AsTime()
 	case *eventsv1.Envelope_ComplaintWithdrawn:

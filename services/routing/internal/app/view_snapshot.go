@@ -12,7 +12,7 @@ import (
 	"github.com/closeloop/closeloop/services/routing/internal/domain"
 )
 
-// viewState is the view's snapshot (ViewFormat 1): JSON of sorted slices,
+// viewState is the view's snapshot (ViewFormat 2): JSON of sorted slices,
 // so the same state always encodes to the same bytes. The waiting sets and
 // the queue of ended complaints are not stored: Restore derives them.
 type viewState struct {
@@ -115,7 +115,7 @@ func (v *View) Restore(position uint64, data []byte) error {
 	complaints := make(map[string]*tracked, len(st.Complaints))
 	for _, cs := range st.Complaints {
 		complaints[cs.ID] = &tracked{
-			customerRef: cs.CustomerRef, fingerprint: cs.Fingerprint, model: cs.Model,
+			id: cs.ID, customerRef: cs.CustomerRef, fingerprint: cs.Fingerprint, model: cs.Model,
 			acceptedPos: cs.AcceptedPos, acceptedAt: cs.AcceptedAt,
 			withdrawn: cs.Withdrawn, closed: cs.Closed, open: cs.Open,
 			owner: cs.Owner, severity: cs.Severity,

@@ -2,12 +2,15 @@ package app
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/closeloop/closeloop/libs/eventlog"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
@@ -202,5 +205,79 @@ func TestWaitingSetsAnswerAsTheScanDid(t *testing.T) {
 	write("w-1", &eventsv1.ResponseRecorded{Summary: "called"})
 	if got := v.Waiting(l1); len(got) != 0 || v.tracks("w-3") {
 		t.Fatalf("Waiting(L1) = %v after w-3 was pruned", got)
+	}
+}
+
+// A log written out of time order (imported history; the scale harness's
+// log): log time is at its end from the first events on, and the old
+// complaints logged after them end long past the window. Each leaves the
+// view at its own close, with no later log time needed; a recent one
+// stays; a snapshot taken anywhere, restored and caught up, is the view
+// rebuilt from the whole log.
+func TestHistoryLoggedAfterItsTimeLeavesTheView(t *testing.T) {
+	p := loadPolicy(t)
+	t0 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	end := t0.Add(3 * 365 * day)
+	var recs []eventlog.Record
+	versions := map[string]uint64{}
+	add := func(id string, at time.Time, msgs ...proto.Message) {
+		for _, m := range msgs {
+			e, err := eventlog.NewEvent(eventlog.Meta{ComplaintID: id, Producer: "test", OccurredAt: at}, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			versions[id]++
+			e.StreamId, e.Version, e.RecordedAt = string(eventlog.ComplaintStream(id)), versions[id], timestamppb.New(at)
+			recs = append(recs, eventlog.Record{Event: e, Position: uint64(len(recs) + 1)})
+		}
+	}
+	life := func(id string, at time.Time) {
+		add(id, at, &eventsv1.ComplaintReceived{Customer: &eventsv1.Customer{CustomerRef: "cust-" + id}, Product: &eventsv1.Product{Model: "M-1"}},
+			&eventsv1.ComplaintAccepted{AcceptedBy: "system"},
+			&eventsv1.ComplaintAssigned{Team: "customer-service", Owner: "cs-1"})
+		add(id, at.Add(2*day), &eventsv1.ComplaintResolved{}, &eventsv1.ComplaintClosed{Outcome: eventsv1.CloseOutcome_CLOSE_OUTCOME_SATISFIED})
+	}
+	add("today", end, &eventsv1.ComplaintReceived{Customer: &eventsv1.Customer{CustomerRef: "cust-today"}}, &eventsv1.ComplaintAccepted{AcceptedBy: "system"})
+	for i := range 20 {
+		life(fmt.Sprintf("old-%02d", i), t0.Add(time.Duration(i)*30*day))
+	}
+	life("recent", end.Add(-20*day))
+
+	v := NewView(p)
+	for _, r := range recs {
+		if err := v.Apply(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v.mu.RLock()
+	kept := slices.Sorted(maps.Keys(v.complaints))
+	v.mu.RUnlock()
+	if !slices.Equal(kept, []string{"recent", "today"}) {
+		t.Fatalf("the view keeps %v, want [recent today]: closed complaints past the window stay", kept)
+	}
+	checkLoads(t, v)
+	want, err := v.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cut := range []int{1, 4, len(recs) / 2, len(recs) - 2} {
+		part := NewView(p)
+		for _, r := range recs[:cut] {
+			_ = part.Apply(context.Background(), r)
+		}
+		snap, err := part.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		restored := NewView(p)
+		if err := restored.Restore(uint64(cut), snap); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs[cut:] {
+			_ = restored.Apply(context.Background(), r)
+		}
+		if got, _ := restored.Snapshot(); !bytes.Equal(got, want) {
+			t.Fatalf("cut %d: restored and caught up\n%s\nwant\n%s", cut, got, want)
+		}
 	}
 }
