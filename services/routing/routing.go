@@ -24,7 +24,6 @@ import (
 	"github.com/closeloop/closeloop/libs/bus"
 	"github.com/closeloop/closeloop/libs/checkpoint"
 	"github.com/closeloop/closeloop/libs/eventlog"
-	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
 	"github.com/closeloop/closeloop/libs/kernel"
 	"github.com/closeloop/closeloop/libs/platform"
 	routingv1 "github.com/closeloop/closeloop/proto/gen/closeloop/routing/v1"
@@ -301,8 +300,13 @@ func (s *Service) consume(ctx context.Context) error {
 		return nil
 	}
 	sub, err := bus.Subscribe(ctx, s.deps.JS, bus.Options{
-		Durable:        s.cfg.Durable,
-		Subjects:       []string{jsstore.KindSubjects(eventlog.KindComplaint), jsstore.KindSubjects(eventlog.KindTeam)},
+		Durable: s.cfg.Durable,
+		// The whole log, though routing reacts to complaint and team
+		// events only (HandleEvent skips the rest): a consumer with
+		// several filters makes the server intersect every subject of a
+		// message block with them for each message it delivers, which
+		// took 29 % of the CPU while routing drained 30,000 complaints.
+		Subjects:       nil,
 		Concurrency:    s.cfg.Concurrency,
 		Logger:         s.deps.Logger,
 		TracerProvider: s.deps.TracerProvider,
