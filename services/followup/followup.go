@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -335,18 +334,7 @@ func (s *Service) Run(ctx context.Context) error {
 		s.stopHTTP,
 		s.afterCatchUp(s.consume),
 		s.afterCatchUp(func(ctx context.Context) error { s.app.RunNoResponseTimers(ctx); return nil }),
-		s.afterCatchUp(returnCatchUpMemory),
 	)
-}
-
-// returnCatchUpMemory returns to the OS, once, what restoring the snapshot
-// and catching up left behind: the snapshot's bytes, its decoded form and
-// every record read are garbage then, but the heap's goal (twice the live
-// heap at the last GC, which ran mid-restore) keeps the pages, and an idle
-// service does not collect again. Measured at 30,000 complaints (README).
-func returnCatchUpMemory(context.Context) error {
-	debug.FreeOSMemory()
-	return nil
 }
 
 // followLog keeps both read models, the timers' tracker and the KPIs,

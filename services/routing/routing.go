@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime/debug"
 	"sync"
 
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
@@ -255,23 +254,7 @@ func (s *Service) Run(ctx context.Context) error {
 		func(ctx context.Context) error {
 			defer stopView()
 			return s.consume(ctx)
-		},
-		s.returnCatchUpMemory)
-}
-
-// returnCatchUpMemory returns to the OS, once the view has caught up, what
-// restoring its snapshot and catching up left behind: the snapshot's
-// bytes, their decoded form and the records read are garbage then, but
-// the heap's goal (twice the live heap at the last GC, mid-restore) keeps
-// the pages, and a quiet service does not collect again. Measured at
-// 30,000 complaints (README).
-func (s *Service) returnCatchUpMemory(ctx context.Context) error {
-	select {
-	case <-s.follower.CaughtUp():
-		debug.FreeOSMemory()
-	case <-ctx.Done():
-	}
-	return nil
+		})
 }
 
 // follow keeps the view applying the log until viewCtx is done.
