@@ -76,7 +76,23 @@ type Command[S any] struct {
 	Cause    Cause
 	// Fold turns the stream's records (all of them, possibly none) into
 	// the state Decide sees; it may refuse (ErrNotFound, ErrNotReceived).
+	// With Resume it is only the fallback for a tail that does not follow
+	// the resumed version (nil: that is an error).
 	Fold func(recs []eventlog.Record) (S, error)
+	// Resume, if set, spares reading a long stream whole: it returns a
+	// state already folded from the stream's first version up to version
+	// (0: nothing, the state of an empty stream), typically a copy of a
+	// view's. Execute then reads only the records after version and
+	// applies them with Evolve, so a command costs what changed since,
+	// not the stream's history. The decision is still made on the version
+	// the read ends at, appended at that version and re-resumed on a
+	// conflict. Resume is called once per attempt and must return a state
+	// the command owns: Evolve may change it in place, so never hand out
+	// a view's own object.
+	Resume func() (s S, version uint64)
+	// Evolve applies one record of the tail to a resumed state (required
+	// with Resume); it may refuse like Fold.
+	Evolve func(s S, rec eventlog.Record) (S, error)
 	// Decide returns the events to append; none means nothing to do.
 	Decide func(s S, now time.Time) ([]proto.Message, error)
 	// Stamp, if set, adds what the service says of every event of the
@@ -109,7 +125,8 @@ type Result[S any] struct {
 // Execute reads the stream, checks that the read reached the cause, folds
 // it, checks that the caller's expected version holds, decides, stamps the
 // envelopes and appends them at the version read. On a conflict it starts over from
-// a fresh read, up to MaxAttempts times.
+// a fresh read, up to MaxAttempts times. With Command.Resume the read is
+// only the stream's tail after the resumed state, evolved onto it.
 func Execute[S any](ctx context.Context, w *Writer, c Command[S]) (res Result[S], err error) {
 	ctx, span := w.tracer.Start(ctx, c.Name, trace.WithAttributes(
 		attribute.String("closeloop.stream", string(c.Stream)),
@@ -122,16 +139,12 @@ func Execute[S any](ctx context.Context, w *Writer, c Command[S]) (res Result[S]
 		}
 		span.End()
 	}()
+	if c.Resume != nil && c.Evolve == nil {
+		return res, fmt.Errorf("%s: %s: Resume without Evolve", c.Name, c.Stream)
+	}
+	var stuck uint64 // a resumed version an append conflicted at with nothing after it
 	for attempt := 1; ; attempt++ {
-		recs, err := w.log.ReadStream(ctx, c.Stream, 1)
-		if err != nil {
-			return res, fmt.Errorf("read %s: %w", c.Stream, err)
-		}
-		read := eventlog.LastVersion(recs)
-		if err := eventlog.Reached(c.Stream, read, c.Cause.Version); err != nil {
-			return res, err // the bus retries: a shorter read could look like nothing to do
-		}
-		s, err := c.Fold(recs) // first: a missing stream is not found, whatever the caller expected
+		s, read, resumed, err := load(ctx, w.log, c, stuck)
 		if err != nil {
 			return res, err
 		}
@@ -163,6 +176,7 @@ func Execute[S any](ctx context.Context, w *Writer, c Command[S]) (res Result[S]
 		if c.Refused != nil {
 			c.Refused(envs)
 		}
+		stuck = resumed
 		if c.Expected != 0 {
 			return res, fmt.Errorf("expected_version %d: %w: %s changed meanwhile", c.Expected, ErrStale, c.Stream)
 		}
@@ -170,6 +184,70 @@ func Execute[S any](ctx context.Context, w *Writer, c Command[S]) (res Result[S]
 			return res, fmt.Errorf("%s: %w: gave up after %d conflicting appends", c.Stream, ErrStale, attempt)
 		}
 	}
+}
+
+// load reads the stream (whole, or from the resumed version on) and folds
+// it, first checking that the read reached the cause: a shorter read could
+// look like nothing to do, and the bus retries. A missing stream is
+// refused before the caller's expected version is looked at. resumed is
+// the version a read with nothing after it resumed at (0: none), which
+// the caller passes back as stuck after a conflict: a resumed version the
+// append conflicted at while nothing follows it twice is one the stream
+// does not hold, so the whole stream is folded instead.
+func load[S any](ctx context.Context, log eventlog.Store, c Command[S], stuck uint64) (s S, read, resumed uint64, err error) {
+	if c.Resume != nil {
+		s, from := c.Resume()
+		tail, err := log.ReadStream(ctx, c.Stream, from+1)
+		if err != nil {
+			return s, 0, 0, fmt.Errorf("read %s from version %d: %w", c.Stream, from+1, err)
+		}
+		switch {
+		case len(tail) == 0 && from != 0 && from == stuck:
+			// Not there: fold the whole stream below.
+		case follows(tail, from):
+			read = max(from, eventlog.LastVersion(tail))
+			if err := eventlog.Reached(c.Stream, read, c.Cause.Version); err != nil {
+				return s, read, 0, err
+			}
+			for _, r := range tail {
+				if s, err = c.Evolve(s, r); err != nil {
+					return s, read, 0, err
+				}
+			}
+			if len(tail) == 0 {
+				resumed = from
+			}
+			return s, read, resumed, nil
+		case c.Fold == nil:
+			return s, 0, 0, fmt.Errorf("read %s from version %d: the read starts at version %d", c.Stream, from+1, tail[0].Event.GetVersion())
+		}
+		// The tail does not follow what was resumed: fold the whole stream.
+	}
+	if c.Fold == nil {
+		return s, 0, 0, fmt.Errorf("read %s: no Fold to fold the whole stream with", c.Stream)
+	}
+	recs, err := log.ReadStream(ctx, c.Stream, 1)
+	if err != nil {
+		return s, 0, 0, fmt.Errorf("read %s: %w", c.Stream, err)
+	}
+	read = eventlog.LastVersion(recs)
+	if err := eventlog.Reached(c.Stream, read, c.Cause.Version); err != nil {
+		return s, read, 0, err
+	}
+	s, err = c.Fold(recs)
+	return s, read, 0, err
+}
+
+// follows reports whether tail is the versions right after from, one by
+// one. An empty tail follows anything: if the stream has not reached from,
+// the append conflicts (see load's stuck).
+func follows(tail []eventlog.Record, from uint64) bool {
+	for i, r := range tail {
+		if r.Event.GetVersion() != from+uint64(i)+1 {
+			return false
+		}
+	}
+	return true
 }
 
 // Envelopes wraps events decided outside Execute (a batch across streams,
