@@ -1,8 +1,9 @@
 // Package app runs dispatch's use cases: every write is a kernel.Execute on
 // a technician's or a complaint's stream (fold, decide, append with the
 // version read, re-read and re-decide on a conflict). Matching reads the
-// in-memory View; booking re-reads the technician's stream so capacity is
-// never exceeded, whatever the view says.
+// in-memory View; booking reads the technician's stream up to its last
+// version (the view's copy and the tail after it) so capacity is never
+// exceeded, whatever the view says.
 package app
 
 import (
@@ -165,46 +166,97 @@ func technicianStream(id string) eventlog.StreamID {
 	return eventlog.Stream(eventlog.KindTechnician, id)
 }
 
-// foldTechnician folds a technician's records (and refreshes the view); a
-// technician never registered is an empty one, for RegisterTechnician.
-func (a *App) foldTechnician(id string) func([]eventlog.Record) (*domain.Technician, error) {
+// foldTechnician folds a technician's whole stream; a technician never
+// registered is an empty one, for RegisterTechnician. Commands resume from
+// the view instead (resumeTechnician): this is their fallback. The view is
+// not handed the fold here: a command goes on to evolve it.
+func foldTechnician(id string) func([]eventlog.Record) (*domain.Technician, error) {
 	return func(recs []eventlog.Record) (*domain.Technician, error) {
-		var t *domain.Technician
+		t := &domain.Technician{ID: id}
 		for _, r := range recs {
-			t = domain.EvolveTechnician(t, r.Event.GetOccurredAt().AsTime(), eventlog.Payload(r.Event))
+			t, _ = evolveTechnician(t, r)
 		}
-		if t == nil {
-			return &domain.Technician{ID: id}, nil
-		}
-		a.view.PutTechnician(t)
 		return t, nil
 	}
 }
 
-// loadTechnician reads a technician outside a write.
-func (a *App) loadTechnician(ctx context.Context, id string) (*domain.Technician, error) {
-	recs, err := a.log.ReadStream(ctx, technicianStream(id), 1)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", technicianStream(id), err)
+// resumeTechnician starts a technician's command from the view's copy and
+// its version, so only the events the view has not seen are read: a
+// technician's stream holds every job they ever had.
+func (a *App) resumeTechnician(id string) func() (*domain.Technician, uint64) {
+	return func() (*domain.Technician, uint64) {
+		if t := a.view.Technician(id); t != nil { // a copy: the command may evolve it
+			return t, t.Version
+		}
+		return &domain.Technician{ID: id}, 0
 	}
-	return a.foldTechnician(id)(recs)
 }
 
-// onTechnician decides the command name on a fresh fold of a technician and
-// appends (kernel.Execute), returning the technician after it. Technician
-// events name no complaint, as they always have: a booking says which in
-// its payload.
+// evolveTechnician applies one record to a technician the command owns.
+func evolveTechnician(t *domain.Technician, r eventlog.Record) (*domain.Technician, error) {
+	return domain.EvolveTechnician(t, r.Event.GetOccurredAt().AsTime(), eventlog.Payload(r.Event)), nil
+}
+
+// loadTechnician reads a technician outside a write: the view's copy and
+// what its stream holds after it, or the whole stream when that does not
+// follow (see kernel.Command.Resume).
+func (a *App) loadTechnician(ctx context.Context, id string) (*domain.Technician, error) {
+	stream := technicianStream(id)
+	t, from := a.resumeTechnician(id)()
+	tail, err := a.log.ReadStream(ctx, stream, from+1)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", stream, err)
+	}
+	if len(tail) > 0 && tail[0].Event.GetVersion() != from+1 {
+		recs, err := a.log.ReadStream(ctx, stream, 1)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", stream, err)
+		}
+		t, _ = foldTechnician(id)(recs)
+		tail = recs
+	} else {
+		for _, r := range tail {
+			t, _ = evolveTechnician(t, r)
+		}
+	}
+	if len(tail) > 0 {
+		a.view.PutTechnician(t)
+	}
+	return t, nil
+}
+
+// onTechnician decides the command name on a technician as of their
+// stream's last version and appends (kernel.Execute), returning the
+// technician after it. It resumes from the view and reads only the
+// stream's tail, and folds what it appended onto the technician decided
+// on rather than reading the stream again, so a command costs what
+// changed, not the technician's years of jobs. Technician events name no
+// complaint, as they always have: a booking says which in its payload.
 func (a *App) onTechnician(ctx context.Context, name, id string, by kernel.Cause, decide func(*domain.Technician) ([]proto.Message, error)) (*domain.Technician, error) {
 	by.Version = 0 // the cause is on a complaint's stream, never this one
 	res, err := kernel.Execute(ctx, a.w, kernel.Command[*domain.Technician]{
-		Name: name, Stream: technicianStream(id), Cause: by, Fold: a.foldTechnician(id),
+		Name: name, Stream: technicianStream(id), Cause: by,
+		Resume: a.resumeTechnician(id), Evolve: evolveTechnician, Fold: foldTechnician(id),
 		Decide: func(t *domain.Technician, _ time.Time) ([]proto.Message, error) { return decide(t) },
 	})
-	if err != nil || len(res.Events) == 0 {
-		return res.State, err
+	t := res.State
+	if t == nil {
+		return nil, err
 	}
-	// Read back, not folded onto res.State: the view holds that fold.
-	return a.loadTechnician(ctx, id)
+	// t is the command's own (a copy of the view's, or a fresh fold), so
+	// the appended events are folded onto it in place.
+	for _, e := range res.Events {
+		t = domain.EvolveTechnician(t, e.GetOccurredAt().AsTime(), eventlog.Payload(e))
+	}
+	if len(res.Events) > 0 && t.Version != res.Version {
+		// A backend stored what this instance did not decide (only
+		// duplicates of a retried batch can do that): read it.
+		return a.loadTechnician(ctx, id)
+	}
+	if t.Registered() {
+		a.view.PutTechnician(t)
+	}
+	return t, err
 }
 
 // onComplaint decides the command name on a fresh fold of a complaint and

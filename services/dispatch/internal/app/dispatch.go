@@ -243,7 +243,7 @@ func (a *App) Reconcile(ctx context.Context) error {
 			if o != nil && o.Status.Holding() && o.TechnicianID == t.ID {
 				continue
 			}
-			bctx, by, err := a.causeOfBooking(ctx, t.ID, b.WorkOrderID)
+			bctx, by, err := a.causeOfBooking(ctx, t.ID, b)
 			if err == nil {
 				err = a.Settle(bctx, b.ComplaintID, b.WorkOrderID, by)
 			}
@@ -256,22 +256,24 @@ func (a *App) Reconcile(ctx context.Context) error {
 }
 
 // causeOfBooking is the cause of repairing a technician's booking for a
-// work order: the booking event, whose trace ctx continues. A booking
-// written before technician events carried a correlation takes the
+// work order: the booking event, whose trace ctx continues. It reads the
+// stream from the booking's version (not the technician's history). A
+// booking written before technician events carried a correlation takes the
 // order's.
-func (a *App) causeOfBooking(ctx context.Context, technicianID, workOrderID string) (context.Context, kernel.Cause, error) {
-	recs, err := a.log.ReadStream(ctx, technicianStream(technicianID), 1)
+func (a *App) causeOfBooking(ctx context.Context, technicianID string, b domain.Booking) (context.Context, kernel.Cause, error) {
+	stream := technicianStream(technicianID)
+	recs, err := a.log.ReadStream(ctx, stream, max(b.Version, 1))
 	if err != nil {
-		return ctx, kernel.Cause{}, fmt.Errorf("read %s: %w", technicianStream(technicianID), err)
+		return ctx, kernel.Cause{}, fmt.Errorf("read %s: %w", stream, err)
 	}
 	rec, ok := lastOf(recs, func(e *eventsv1.Envelope) bool {
-		return e.GetTechnicianJobBooked().GetWorkOrderId() == workOrderID
+		return e.GetTechnicianJobBooked().GetWorkOrderId() == b.WorkOrderID
 	})
 	if !ok { // the view saw a booking this read does not hold: settle it anyway
-		return ctx, a.orderCause("", workOrderID), nil
+		return ctx, a.orderCause("", b.WorkOrderID), nil
 	}
 	by := kernel.CauseOf(rec.Event, false)
-	if c := a.view.CorrelationOf(workOrderID); rec.Event.GetCorrelationId() == "" && c != "" {
+	if c := a.view.CorrelationOf(b.WorkOrderID); rec.Event.GetCorrelationId() == "" && c != "" {
 		by.CorrelationID = c
 	}
 	return kernel.Traced(ctx, rec.Event), by, nil

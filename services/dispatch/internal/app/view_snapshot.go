@@ -18,7 +18,7 @@ import (
 // bump ViewFormat when the encoding below changes meaning.
 const (
 	ViewName   = "dispatch-view"
-	ViewFormat = 2
+	ViewFormat = 3 // 3: bookings carry their event's version
 )
 
 var _ checkpoint.View = (*View)(nil)

@@ -30,6 +30,9 @@ type Booking struct {
 	Day         string
 	// At is when the booking was made (reconciliation waits a grace period).
 	At time.Time
+	// Version is the booking event's on the technician's stream, so the
+	// event can be read again without the stream's history before it.
+	Version uint64
 }
 
 // Technician is the state folded from a technician's stream.
@@ -125,7 +128,7 @@ func EvolveTechnician(t *Technician, at time.Time, ev proto.Message) *Technician
 	case *eventsv1.TechnicianStatusChanged:
 		t.Status = e.GetStatus()
 	case *eventsv1.TechnicianJobBooked:
-		b := Booking{WorkOrderID: e.GetWorkOrderId(), ComplaintID: e.GetComplaintId(), Day: e.GetDay(), At: at}
+		b := Booking{WorkOrderID: e.GetWorkOrderId(), ComplaintID: e.GetComplaintId(), Day: e.GetDay(), At: at, Version: t.Version}
 		t.Open[b.WorkOrderID] = b
 		if t.Daily[b.Day] == nil {
 			t.Daily[b.Day] = map[string]bool{}
