@@ -70,8 +70,10 @@ func longHistory(tb testing.TB, store eventlog.Store, id string, n int) []eventl
 			add(&eventsv1.TechnicianJobReleased{TechnicianId: id, WorkOrderId: wo, Reason: domain.ReleaseCompleted})
 		}
 	}
-	if _, err := store.Append(context.Background(), stream, 0, batch...); err != nil {
-		tb.Fatal(err)
+	for i := 0; i < len(batch); i += 500 { // in batches a JetStream append takes
+		if _, err := store.Append(context.Background(), stream, uint64(i), batch[i:min(i+500, len(batch))]...); err != nil {
+			tb.Fatal(err)
+		}
 	}
 	recs, err := store.ReadStream(context.Background(), stream, 1)
 	if err != nil {
