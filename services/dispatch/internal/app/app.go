@@ -183,12 +183,12 @@ func foldTechnician(id string) func([]eventlog.Record) (*domain.Technician, erro
 // resumeTechnician starts a technician's command from the view's copy and
 // its version, so only the events the view has not seen are read: a
 // technician's stream holds every job they ever had.
-func (a *App) resumeTechnician(id string) func() (*domain.Technician, uint64) {
-	return func() (*domain.Technician, uint64) {
+func (a *App) resumeTechnician(id string) func() (*domain.Technician, uint64, uint64) {
+	return func() (*domain.Technician, uint64, uint64) {
 		if t := a.view.Technician(id); t != nil { // a copy: the command may evolve it
-			return t, t.Version
+			return t, t.Version, 0
 		}
-		return &domain.Technician{ID: id}, 0
+		return &domain.Technician{ID: id}, 0, 0
 	}
 }
 
@@ -202,7 +202,7 @@ func evolveTechnician(t *domain.Technician, r eventlog.Record) (*domain.Technici
 // follow (see kernel.Command.Resume).
 func (a *App) loadTechnician(ctx context.Context, id string) (*domain.Technician, error) {
 	stream := technicianStream(id)
-	t, from := a.resumeTechnician(id)()
+	t, from, _ := a.resumeTechnician(id)()
 	tail, err := a.log.ReadStream(ctx, stream, from+1)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", stream, err)
