@@ -65,3 +65,10 @@ func (s *instrumented) ReadStreamRaw(ctx context.Context, stream StreamID) ([]Re
 	}
 	return s.Store.ReadStream(ctx, stream, 1)
 }
+
+// ReadStreamAfter implements TailReader: the wrapped store's, or its
+// ReadStream when it has none. Without it, a wrapped jsstore would read
+// every tail from the stream's first event.
+func (s *instrumented) ReadStreamAfter(ctx context.Context, stream StreamID, fromVersion, afterPosition uint64) ([]Record, error) {
+	return ReadTail(ctx, s.Store, stream, fromVersion, afterPosition)
+}

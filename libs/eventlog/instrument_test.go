@@ -71,3 +71,52 @@ func TestInstrumentCountsAppendsDuplicatesAndConflicts(t *testing.T) {
 		}
 	}
 }
+
+// tailSpy is a store whose tail reads can be told from its ReadStream.
+type tailSpy struct {
+	*memstore.Store
+	after []uint64 // the afterPosition of each ReadStreamAfter
+}
+
+func (s *tailSpy) ReadStreamAfter(ctx context.Context, stream eventlog.StreamID, fromVersion, afterPosition uint64) ([]eventlog.Record, error) {
+	s.after = append(s.after, afterPosition)
+	return s.Store.ReadStreamAfter(ctx, stream, fromVersion, afterPosition)
+}
+
+// A wrapper that hid the backend's tail read would have every service read
+// every tail from the stream's first event, silently.
+func TestInstrumentForwardsTailReads(t *testing.T) {
+	spy := &tailSpy{Store: memstore.New(clock.NewFake(time.Unix(0, 0)))}
+	s, err := eventlog.Instrument(spy, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	stream := eventlog.ComplaintStream("c1")
+	for v := range uint64(3) {
+		e, err := eventlog.NewEvent(eventlog.Meta{ComplaintID: "c1", Producer: "test"}, &eventsv1.ComplaintAccepted{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Append(ctx, stream, v, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok := s.(eventlog.TailReader); !ok {
+		t.Fatal("the instrumented store is not a TailReader")
+	}
+	recs, err := eventlog.ReadTail(ctx, s, stream, 3, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].Event.GetVersion() != 3 {
+		t.Fatalf("tail from version 3 after position 2 = %d records, want version 3 alone", len(recs))
+	}
+	if len(spy.after) != 1 || spy.after[0] != 2 {
+		t.Fatalf("backend's ReadStreamAfter saw positions %v, want [2]", spy.after)
+	}
+	// Position unknown: ReadStream.
+	if _, err := eventlog.ReadTail(ctx, s, stream, 3, 0); err != nil || len(spy.after) != 1 {
+		t.Fatalf("tail with no position went to ReadStreamAfter (%v, %v)", spy.after, err)
+	}
+}

@@ -89,7 +89,13 @@ type Command[S any] struct {
 	// conflict. Resume is called once per attempt and must return a state
 	// the command owns: Evolve may change it in place, so never hand out
 	// a view's own object.
-	Resume func() (s S, version uint64)
+	//
+	// position is the log position of the stream's event at version (0:
+	// not known). With it, and a store that is an eventlog.TailReader, the
+	// tail is looked for only after it: where a backend finds a stream's
+	// events by scanning the log (jsstore), reading from a version alone
+	// still costs the whole stream.
+	Resume func() (s S, version, position uint64)
 	// Evolve applies one record of the tail to a resumed state (required
 	// with Resume); it may refuse like Fold.
 	Evolve func(s S, rec eventlog.Record) (S, error)
@@ -193,11 +199,12 @@ func Execute[S any](ctx context.Context, w *Writer, c Command[S]) (res Result[S]
 // the version a read with nothing after it resumed at (0: none), which
 // the caller passes back as stuck after a conflict: a resumed version the
 // append conflicted at while nothing follows it twice is one the stream
-// does not hold, so the whole stream is folded instead.
+// does not hold, so the whole stream is folded instead. The same goes for
+// a resumed position past the stream's end (a tail read finds nothing).
 func load[S any](ctx context.Context, log eventlog.Store, c Command[S], stuck uint64) (s S, read, resumed uint64, err error) {
 	if c.Resume != nil {
-		s, from := c.Resume()
-		tail, err := log.ReadStream(ctx, c.Stream, from+1)
+		s, from, at := c.Resume()
+		tail, err := eventlog.ReadTail(ctx, log, c.Stream, from+1, at)
 		if err != nil {
 			return s, 0, 0, fmt.Errorf("read %s from version %d: %w", c.Stream, from+1, err)
 		}

@@ -76,7 +76,7 @@ func TestExecuteResumesAndReadsOnlyTheTail(t *testing.T) {
 	var decidedOn []string
 	res, err := kernel.Execute(context.Background(), w, kernel.Command[*accepts]{
 		Stream: eventlog.ComplaintStream("c1"), ComplaintID: "c1", Fold: foldAccepts, Evolve: evolveAccepts,
-		Resume: func() (*accepts, uint64) { return &accepts{by: slices.Clone(known.by)}, 47 },
+		Resume: func() (*accepts, uint64, uint64) { return &accepts{by: slices.Clone(known.by)}, 47, 0 },
 		Decide: func(s *accepts, now time.Time) ([]proto.Message, error) {
 			decidedOn = slices.Clone(s.by)
 			return acceptOne(s, now)
@@ -107,9 +107,9 @@ func TestExecuteReResumesOnAConflict(t *testing.T) {
 	var decidedOn []int
 	res, err := kernel.Execute(context.Background(), w, kernel.Command[*accepts]{
 		Stream: eventlog.ComplaintStream("c1"), ComplaintID: "c1", Fold: foldAccepts, Evolve: evolveAccepts,
-		Resume: func() (*accepts, uint64) {
+		Resume: func() (*accepts, uint64, uint64) {
 			resumes++
-			return &accepts{by: slices.Clone(shared.by)}, 5 // a view that has not caught up
+			return &accepts{by: slices.Clone(shared.by)}, 5, 0 // a view that has not caught up
 		},
 		Decide: func(s *accepts, now time.Time) ([]proto.Message, error) {
 			decidedOn = append(decidedOn, len(s.by))
@@ -163,7 +163,7 @@ func TestExecuteFoldsTheWholeStreamWhenTheResumeIsNotOnIt(t *testing.T) {
 		var decidedOn int
 		res, err := kernel.Execute(context.Background(), w, kernel.Command[*accepts]{
 			Stream: eventlog.ComplaintStream("c1"), ComplaintID: "c1", Fold: foldAccepts, Evolve: evolveAccepts,
-			Resume: func() (*accepts, uint64) { return &accepts{by: slices.Clone(tc.state.by)}, tc.at },
+			Resume: func() (*accepts, uint64, uint64) { return &accepts{by: slices.Clone(tc.state.by)}, tc.at, 0 },
 			Decide: func(s *accepts, now time.Time) ([]proto.Message, error) {
 				decidedOn = len(s.by)
 				return acceptOne(s, now)
@@ -182,7 +182,7 @@ func TestExecuteRefusesResumeWithoutEvolve(t *testing.T) {
 	w := newWriter(t, memstore.New(clock.NewFake(t0)), trace.NewTracerProvider())
 	_, err := kernel.Execute(context.Background(), w, kernel.Command[*accepts]{
 		Stream: eventlog.ComplaintStream("c1"), Fold: foldAccepts, Decide: acceptOne,
-		Resume: func() (*accepts, uint64) { return &accepts{}, 0 },
+		Resume: func() (*accepts, uint64, uint64) { return &accepts{}, 0, 0 },
 	})
 	if err == nil {
 		t.Error("Resume without Evolve ran; want an error")

@@ -66,6 +66,7 @@ func Run(t *testing.T, newStore func(t *testing.T) eventlog.Store, opts ...Optio
 		{"HashChainVerifies", hashChainVerifies},
 		{"ReadStreamFromVersion", readStreamFromVersion},
 		{"UnknownStreamReadsEmpty", unknownStreamReadsEmpty},
+		{"ReadStreamAfterPositionIsReadStreamsTail", readStreamAfter},
 		{"ReadAllPagesThroughLog", readAllPages},
 		{"FollowDeliversStoredThenLiveEvents", followStoredThenLive},
 		{"FollowStopsOnHandlerError", followStopsOnError},
@@ -615,6 +616,64 @@ func readStreamFromVersion(t *testing.T, s eventlog.Store) {
 	}
 }
 
+// readStreamAfter checks a TailReader (skipped for a store without one):
+// from the position of any version at or before fromVersion-1 it reads
+// exactly what ReadStream does; from a position past fromVersion it still
+// does (the backend falls back to the whole stream); from one past the
+// stream's end it reads nothing.
+func readStreamAfter(t *testing.T, s eventlog.Store) {
+	tr, ok := s.(eventlog.TailReader)
+	if !ok {
+		t.Skip("not an eventlog.TailReader")
+	}
+	ctx := testContext(t)
+	stream, id := newComplaint()
+	other, oid := newComplaint()
+	const n = 6
+	for i := range n { // interleaved, so that positions are not versions
+		_, err := s.Append(ctx, stream, uint64(i), response(t, id, fmt.Sprint(i)))
+		mustNot(t, err)
+		_, err = s.Append(ctx, other, uint64(i), response(t, oid, fmt.Sprint(i)))
+		mustNot(t, err)
+	}
+	all := readStream(t, s, stream, 1)
+	pos := func(version uint64) uint64 { // 0 for version 0
+		if version == 0 {
+			return 0
+		}
+		return all[version-1].Position
+	}
+	after := func(from, position uint64) []eventlog.Record {
+		t.Helper()
+		recs, err := tr.ReadStreamAfter(ctx, stream, from, position)
+		mustNot(t, err)
+		return recs
+	}
+	same := func(what string, got, want []eventlog.Record) {
+		t.Helper()
+		if !slices.Equal(ids(got), ids(want)) || !slices.Equal(versions(got), versions(want)) || !slices.Equal(positions(got), positions(want)) {
+			t.Errorf("%s = versions %v at %v, want %v at %v", what, versions(got), positions(got), versions(want), positions(want))
+		}
+	}
+	for from := uint64(1); from <= n+1; from++ {
+		want := readStream(t, s, stream, from)
+		same(fmt.Sprintf("from version %d after its predecessor", from), after(from, pos(from-1)), want)
+		same(fmt.Sprintf("from version %d after version 1's predecessor", from), after(from, pos(0)), want)
+		if from > 2 {
+			same(fmt.Sprintf("from version %d after version 1", from), after(from, pos(1)), want)
+		}
+	}
+	// The caller's mistake: a position past the first version wanted.
+	same("from version 2 after version 4", after(2, pos(4)), readStream(t, s, stream, 2))
+	if recs := after(2, pos(n)+1); len(recs) != 0 {
+		t.Errorf("from version 2 after the stream's end = versions %v, want none", versions(recs))
+	}
+	unknown, _ := newComplaint()
+	if recs, err := tr.ReadStreamAfter(ctx, unknown, 1, pos(1)); err != nil || len(recs) != 0 {
+		t.Errorf("unknown stream = %d events, %v; want none", len(recs), err)
+	}
+}
+
 func unknownStreamReadsEmpty(t *testing.T, s eventlog.Store) {
 	stream, _ := newComplaint()
 	if recs := readStream(t, s, stream, 1); len(recs) != 0 {
@@ -857,6 +916,14 @@ func idsOf(es []*eventsv1.Envelope) []string {
 	out := make([]string, len(es))
 	for i, e := range es {
 		out[i] = e.GetEventId()
+	}
+	return out
+}
+
+func positions(recs []eventlog.Record) []uint64 {
+	out := make([]uint64, len(recs))
+	for i, r := range recs {
+		out[i] = r.Position
 	}
 	return out
 }

@@ -144,6 +144,12 @@ func TestReadersSkipMessagesThatAreNotEvents(t *testing.T) {
 	if broken := eventlog.VerifyChain(stream, recs); broken != nil {
 		t.Fatalf("chain around skipped messages: %v", broken)
 	}
+	// A tail read from version 2's position starts among the junk.
+	tail, err := s.ReadStreamAfter(ctx, stream, 3, recs[1].Position)
+	must(t, err)
+	if got := versions(tail); len(got) != 3 || got[0] != 3 || tail[0].Position != recs[2].Position {
+		t.Fatalf("ReadStreamAfter from 3 after version 2: versions %v, want 3 to 5", got)
+	}
 	all, err := s.ReadAll(ctx, 1, 100)
 	must(t, err)
 	if len(all) != 5 {
@@ -241,6 +247,10 @@ func TestAnOldEventStoredAgainDoesNotBlockWriters(t *testing.T) {
 	}
 	if from, err := s.ReadStream(ctx, stream, 9); err != nil || len(from) != 2 || from[0].Event.GetVersion() != 9 {
 		t.Fatalf("ReadStream from 9: %v %v, want versions 9 and 10", versions(from), err)
+	}
+	// A tail read from version 8's position meets the replay too.
+	if tail, err := s.ReadStreamAfter(ctx, stream, 9, stored[7].Position); err != nil || len(tail) != 2 || tail[0].Event.GetVersion() != 9 || tail[1].Event.GetVersion() != 10 {
+		t.Fatalf("ReadStreamAfter from 9 after version 8: %v %v, want versions 9 and 10", versions(tail), err)
 	}
 	if n := s.counter(t, "closeloop.eventlog.repeated_version", eventlog.KindComplaint); n != 1 {
 		t.Errorf("closeloop.eventlog.repeated_version = %d, want 1", n)

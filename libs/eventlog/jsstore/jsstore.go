@@ -176,7 +176,10 @@ type Store struct {
 	odd *oddMessages
 }
 
-var _ eventlog.Store = (*Store)(nil)
+var (
+	_ eventlog.Store      = (*Store)(nil)
+	_ eventlog.TailReader = (*Store)(nil)
+)
 
 // New makes sure the EVENTS stream exists with the configuration the log
 // needs (creating it, or updating what JetStream lets change) and returns a

@@ -68,7 +68,7 @@ type directRequest struct {
 // and an event repeating a version already read (see skip.go).
 func (s *Store) ReadStream(ctx context.Context, stream eventlog.StreamID, fromVersion uint64) ([]eventlog.Record, error) {
 	var top uint64 // highest version read
-	return s.readStream(ctx, stream, func(r eventlog.Record) bool {
+	return s.readStream(ctx, stream, 1, func(r eventlog.Record) bool {
 		v := r.Event.GetVersion()
 		if v <= top {
 			s.odd.repeat(ctx, stream, r, top)
@@ -82,17 +82,49 @@ func (s *Store) ReadStream(ctx context.Context, stream eventlog.StreamID, fromVe
 // ReadStreamRaw implements eventlog.RawStreamReader: every event stored on
 // the stream's subject, repeated versions included, for verification.
 func (s *Store) ReadStreamRaw(ctx context.Context, stream eventlog.StreamID) ([]eventlog.Record, error) {
-	return s.readStream(ctx, stream, nil)
+	return s.readStream(ctx, stream, 1, nil)
 }
 
-func (s *Store) readStream(ctx context.Context, stream eventlog.StreamID, keep func(eventlog.Record) bool) ([]eventlog.Record, error) {
+// ReadStreamAfter implements eventlog.TailReader: the batched direct get
+// starts at afterPosition+1 rather than at the log's first message, so a
+// tail costs what it holds, not the stream's history. It leaves out what
+// ReadStream does, the guard against repeated versions starting at
+// fromVersion-1; an event below fromVersion (afterPosition was earlier
+// than needed) is simply not wanted. When the first event at fromVersion
+// or above is above it, afterPosition was past the wanted version (or old
+// messages expired): the stream is read as ReadStream does.
+func (s *Store) ReadStreamAfter(ctx context.Context, stream eventlog.StreamID, fromVersion, afterPosition uint64) ([]eventlog.Record, error) {
+	fromVersion = max(fromVersion, 1)
+	top := fromVersion - 1 // highest version read
+	past := false
+	recs, err := s.readStream(ctx, stream, afterPosition+1, func(r eventlog.Record) bool {
+		v := r.Event.GetVersion()
+		switch {
+		case v < fromVersion:
+			return false
+		case v <= top:
+			s.odd.repeat(ctx, stream, r, top)
+			return false
+		case top == fromVersion-1 && v != fromVersion:
+			past = true
+		}
+		top = v
+		return true
+	})
+	if err != nil || !past {
+		return recs, err
+	}
+	return s.ReadStream(ctx, stream, fromVersion)
+}
+
+func (s *Store) readStream(ctx context.Context, stream eventlog.StreamID, from uint64, keep func(eventlog.Record) bool) ([]eventlog.Record, error) {
 	if err := stream.Validate(); err != nil {
 		return nil, err
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	c := s.collector(ctx, keep)
-	if err := s.read(ctx, stream, 1, 0, c); err != nil {
+	if err := s.read(ctx, stream, from, 0, c); err != nil {
 		return nil, fmt.Errorf("jsstore: read %s: %w", stream, err)
 	}
 	return c.records(), nil

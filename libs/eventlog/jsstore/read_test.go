@@ -71,6 +71,25 @@ func testLongReads(t *testing.T, fast int) {
 		t.Fatalf("ReadStream from version 13 read %d events starting at %v, want 8 from version 13", len(from), from[0].Event)
 	}
 
+	// Tails from each version's predecessor, and from version 1 (earlier
+	// than needed), read what ReadStream does, crossing the same batches.
+	for from := 2; from <= len(recs)+1; from++ {
+		want, err := s.ReadStream(ctx, a, uint64(from))
+		must(t, err)
+		for _, after := range []uint64{recs[from-2].Position, recs[0].Position} {
+			tail, err := s.ReadStreamAfter(ctx, a, uint64(from), after)
+			must(t, err)
+			if len(tail) != len(want) {
+				t.Fatalf("ReadStreamAfter(%d, after %d) read %d events, ReadStream %d", from, after, len(tail), len(want))
+			}
+			for i := range tail {
+				if tail[i].Position != want[i].Position || string(tail[i].Raw) != string(want[i].Raw) {
+					t.Fatalf("ReadStreamAfter(%d, after %d) event %d at %d, ReadStream's at %d", from, after, i, tail[i].Position, want[i].Position)
+				}
+			}
+		}
+	}
+
 	all, err := s.ReadAll(ctx, 1, 1000)
 	must(t, err)
 	if len(all) != 40 {

@@ -5,9 +5,11 @@
 package memstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"google.golang.org/protobuf/proto"
@@ -28,7 +30,10 @@ type Store struct {
 	grown   chan struct{}               // closed (and replaced) when log grows
 }
 
-var _ eventlog.Store = (*Store)(nil)
+var (
+	_ eventlog.Store      = (*Store)(nil)
+	_ eventlog.TailReader = (*Store)(nil)
+)
 
 // New returns an empty store stamping RecordedAt from c (clock.Real when nil).
 func New(c clock.Clock) *Store {
@@ -157,6 +162,32 @@ func (s *Store) ReadStream(_ context.Context, stream eventlog.StreamID, fromVers
 	}
 	out := make([]eventlog.Record, 0, uint64(len(idx))-fromVersion+1)
 	for _, i := range idx[fromVersion-1:] {
+		out = append(out, clone(s.log[i]))
+	}
+	return out, nil
+}
+
+// ReadStreamAfter implements eventlog.TailReader as jsstore does: the
+// events of stream with version >= fromVersion among those after
+// afterPosition; when the first of them is past fromVersion (a position
+// after the one wanted), the whole ReadStream.
+func (s *Store) ReadStreamAfter(ctx context.Context, stream eventlog.StreamID, fromVersion, afterPosition uint64) ([]eventlog.Record, error) {
+	fromVersion = max(fromVersion, 1)
+	s.mu.Lock()
+	idx := s.streams[stream]
+	// Positions rise with versions: the first event after afterPosition.
+	first, _ := slices.BinarySearchFunc(idx, afterPosition, func(i int, p uint64) int { return cmp.Compare(s.log[i].Position, p+1) })
+	if uint64(first) > fromVersion-1 && first < len(idx) {
+		s.mu.Unlock()
+		return s.ReadStream(ctx, stream, fromVersion)
+	}
+	defer s.mu.Unlock()
+	from := max(uint64(first), fromVersion-1)
+	if from >= uint64(len(idx)) {
+		return []eventlog.Record{}, nil
+	}
+	out := make([]eventlog.Record, 0, uint64(len(idx))-from)
+	for _, i := range idx[from:] {
 		out = append(out, clone(s.log[i]))
 	}
 	return out, nil

@@ -180,21 +180,24 @@ func foldTechnician(id string) func([]eventlog.Record) (*domain.Technician, erro
 	}
 }
 
-// resumeTechnician starts a technician's command from the view's copy and
-// its version, so only the events the view has not seen are read: a
+// resumeTechnician starts a technician's command from the view's copy, its
+// version and the log position of that version, so only the events the
+// view has not seen are read, and looked for only after that position: a
 // technician's stream holds every job they ever had.
-func (a *App) resumeTechnician(id string) func() (*domain.Technician, uint64) {
-	return func() (*domain.Technician, uint64) {
+func (a *App) resumeTechnician(id string) func() (*domain.Technician, uint64, uint64) {
+	return func() (*domain.Technician, uint64, uint64) {
 		if t := a.view.Technician(id); t != nil { // a copy: the command may evolve it
-			return t, t.Version
+			return t, t.Version, t.Position
 		}
-		return &domain.Technician{ID: id}, 0
+		return &domain.Technician{ID: id}, 0, 0
 	}
 }
 
 // evolveTechnician applies one record to a technician the command owns.
 func evolveTechnician(t *domain.Technician, r eventlog.Record) (*domain.Technician, error) {
-	return domain.EvolveTechnician(t, r.Event.GetOccurredAt().AsTime(), eventlog.Payload(r.Event)), nil
+	t = domain.EvolveTechnician(t, r.Event.GetOccurredAt().AsTime(), eventlog.Payload(r.Event))
+	t.Position = r.Position
+	return t, nil
 }
 
 // loadTechnician reads a technician outside a write: the view's copy and
@@ -202,8 +205,8 @@ func evolveTechnician(t *domain.Technician, r eventlog.Record) (*domain.Technici
 // follow (see kernel.Command.Resume).
 func (a *App) loadTechnician(ctx context.Context, id string) (*domain.Technician, error) {
 	stream := technicianStream(id)
-	t, from := a.resumeTechnician(id)()
-	tail, err := a.log.ReadStream(ctx, stream, from+1)
+	t, from, after := a.resumeTechnician(id)()
+	tail, err := eventlog.ReadTail(ctx, a.log, stream, from+1, after)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", stream, err)
 	}
@@ -247,6 +250,11 @@ func (a *App) onTechnician(ctx context.Context, name, id string, by kernel.Cause
 	// the appended events are folded onto it in place.
 	for _, e := range res.Events {
 		t = domain.EvolveTechnician(t, e.GetOccurredAt().AsTime(), eventlog.Payload(e))
+	}
+	// Only the last appended event's position is known; those before it
+	// keep the one before the append, earlier than theirs, which is safe.
+	if len(res.Events) > 0 && res.Position > 0 {
+		t.Position = res.Position
 	}
 	if len(res.Events) > 0 && t.Version != res.Version {
 		// A backend stored what this instance did not decide (only

@@ -257,12 +257,14 @@ func (a *App) Reconcile(ctx context.Context) error {
 
 // causeOfBooking is the cause of repairing a technician's booking for a
 // work order: the booking event, whose trace ctx continues. It reads the
-// stream from the booking's version (not the technician's history). A
+// stream from the booking's version on, looking for it only after the
+// position the view knew before it (b.After), so neither the read nor the
+// store's scan goes through the technician's history. A
 // booking written before technician events carried a correlation takes the
 // order's.
 func (a *App) causeOfBooking(ctx context.Context, technicianID string, b domain.Booking) (context.Context, kernel.Cause, error) {
 	stream := technicianStream(technicianID)
-	recs, err := a.log.ReadStream(ctx, stream, max(b.Version, 1))
+	recs, err := eventlog.ReadTail(ctx, a.log, stream, max(b.Version, 1), b.After)
 	if err != nil {
 		return ctx, kernel.Cause{}, fmt.Errorf("read %s: %w", stream, err)
 	}

@@ -88,6 +88,7 @@ func (v *View) Apply(_ context.Context, rec eventlog.Record) error {
 			t = t.Clone() // Match may be reading the old one without the lock
 		}
 		t = domain.EvolveTechnician(t, at, payload)
+		t.Position = rec.Position
 		v.putTechnicianLocked(old, t)
 	case eventlog.KindComplaint:
 		c := v.complaints[stream.ID()]

@@ -18,7 +18,7 @@ import (
 // bump ViewFormat when the encoding below changes meaning.
 const (
 	ViewName   = "dispatch-view"
-	ViewFormat = 3 // 3: bookings carry their event's version
+	ViewFormat = 4 // 3: bookings carry their event's version; 4: and technicians and bookings log positions
 )
 
 var _ checkpoint.View = (*View)(nil)

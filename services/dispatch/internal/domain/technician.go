@@ -33,12 +33,23 @@ type Booking struct {
 	// Version is the booking event's on the technician's stream, so the
 	// event can be read again without the stream's history before it.
 	Version uint64
+	// After is a log position at or before the event before the booking
+	// (the technician's Position when it was booked; 0: none known): a
+	// tail read from there finds the booking without scanning the stream
+	// (eventlog.TailReader).
+	After uint64
 }
 
 // Technician is the state folded from a technician's stream.
 type Technician struct {
-	ID            string
-	Version       uint64
+	ID      string
+	Version uint64
+	// Position is the log position of an event of the stream at or before
+	// Version: Version's own once it is known (EvolveTechnician does not
+	// see positions, its callers set it); 0: none known. It is where a
+	// read of the events after Version may start (eventlog.TailReader),
+	// so an older one is only slower, never wrong.
+	Position      uint64
 	DisplayName   string
 	ProductLines  []string
 	Services      []eventsv1.ServiceType
@@ -128,7 +139,7 @@ func EvolveTechnician(t *Technician, at time.Time, ev proto.Message) *Technician
 	case *eventsv1.TechnicianStatusChanged:
 		t.Status = e.GetStatus()
 	case *eventsv1.TechnicianJobBooked:
-		b := Booking{WorkOrderID: e.GetWorkOrderId(), ComplaintID: e.GetComplaintId(), Day: e.GetDay(), At: at, Version: t.Version}
+		b := Booking{WorkOrderID: e.GetWorkOrderId(), ComplaintID: e.GetComplaintId(), Day: e.GetDay(), At: at, Version: t.Version, After: t.Position}
 		t.Open[b.WorkOrderID] = b
 		if t.Daily[b.Day] == nil {
 			t.Daily[b.Day] = map[string]bool{}
