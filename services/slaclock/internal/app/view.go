@@ -297,7 +297,16 @@ func (a *App) drain(ctx context.Context, before uint64) error {
 // so that the snapshot holds none.
 func (v *timersView) Snapshot() ([]byte, error) {
 	a := (*App)(v)
-	if err := a.drainAll(a.runCtx); err != nil {
+	ctx := a.runCtx
+	if ctx.Err() != nil {
+		// The last save, on a stop: without it the next start would decide
+		// again every trigger since the last periodic save. The log is
+		// still there; the decisions are bounded in time.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), lastDrainTimeout)
+		defer cancel()
+	}
+	if err := a.drainAll(ctx); err != nil {
 		return nil, fmt.Errorf("app: snapshot: triggers left undecided: %w", err)
 	}
 	b := binary.AppendUvarint(nil, uint64(len(a.published)))
@@ -307,6 +316,9 @@ func (v *timersView) Snapshot() ([]byte, error) {
 	}
 	return append(b, a.idx.Encode()...), nil
 }
+
+// lastDrainTimeout bounds the decisions of the last save on a stop.
+const lastDrainTimeout = 20 * time.Second
 
 // Restore implements checkpoint.View; on an error nothing is changed.
 func (v *timersView) Restore(_ uint64, data []byte) error {

@@ -10,7 +10,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/closeloop/closeloop/libs/clock"
+	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/memstore"
+	"github.com/closeloop/closeloop/libs/kernel"
 	ev "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
@@ -65,5 +67,39 @@ func TestDecidingAlongTheCatchUpEqualsDecidingAtTheEnd(t *testing.T) {
 	}
 	if head() != events {
 		t.Fatalf("the rebuilds appended %d events", head()-events)
+	}
+}
+
+// The last snapshot, saved on a stop, still decides the triggers pending
+// then: a stopped run's context must not turn it into "not saved", which
+// left the next start deciding again everything since the last periodic
+// save (30,000 complaints through the API: minutes before ready).
+func TestTheSnapshotOfAStopDecidesWhatIsPending(t *testing.T) {
+	store := memstore.New(nil)
+	clk := clock.NewFake(t0.Add(time.Hour))
+	a := newApp(t, store, clk, Partition{})
+	id := "0190abcd-0000-7000-8000-000000000001"
+	write(t, store, id, t0, received(t0))
+	recs, err := store.ReadStream(context.Background(), eventlog.ComplaintStream(id), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped, cancel := context.WithCancel(context.Background())
+	cancel()
+	a.runCtx = stopped
+	a.pending[id] = trigger{cause: kernel.CauseOf(recs[0].Event, true), position: recs[0].Position}
+
+	if _, err := (*timersView)(a).Snapshot(); err != nil {
+		t.Fatalf("the snapshot of a stop: %v", err)
+	}
+	if len(a.pending) != 0 {
+		t.Errorf("%d triggers left pending", len(a.pending))
+	}
+	after, err := store.ReadStream(context.Background(), eventlog.ComplaintStream(id), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) == len(recs) {
+		t.Error("the pending trigger was not decided: no clock started")
 	}
 }
