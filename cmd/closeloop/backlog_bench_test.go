@@ -15,6 +15,7 @@ import (
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/natsembed"
 	"github.com/closeloop/closeloop/libs/platform"
+	"github.com/closeloop/closeloop/services/slaclock"
 )
 
 // BenchmarkRoutingBacklog measures routing's assignment rate while it
@@ -87,6 +88,8 @@ func BenchmarkRestartAfterLoad(b *testing.B) {
 		s := startLoadIn(b, dir)
 		submitAll(b, s, complaints)
 		s.waitAssigned(b, complaints, time.Minute+complaints*50*time.Millisecond)
+		b.Logf("assigned; sla-clock at position %d", s.slaPosition())
+		s.waitQuiet(b, 30*time.Minute)
 		s.stop()
 
 		b.ResetTimer()
@@ -105,6 +108,7 @@ func BenchmarkRestartAfterLoad(b *testing.B) {
 		go func() { done <- runAll(ctx, sys.services, slog.New(slog.DiscardHandler)) }()
 		for _, svc := range sys.services {
 			waitReadyz(b, svc, done)
+			b.Logf("%s ready %.1fs after the start", svc.Name(), time.Since(start).Seconds())
 		}
 		elapsed := time.Since(start)
 		b.StopTimer()
@@ -115,6 +119,43 @@ func BenchmarkRestartAfterLoad(b *testing.B) {
 		sys.close()
 		ns.Shutdown()
 		b.ReportMetric(elapsed.Seconds(), "s-to-all-ready")
+	}
+}
+
+// slaPosition is the log position sla-clock's view has applied.
+func (s *loadSystem) slaPosition() uint64 {
+	for _, svc := range s.services {
+		if sc, ok := svc.(*slaclock.Service); ok && sc.App().Follower() != nil {
+			return sc.App().Follower().Position()
+		}
+	}
+	return 0
+}
+
+// waitQuiet waits until the log stops growing and sla-clock, which
+// follows it by itself, has applied it to its end: the restart is then of
+// a quiet system, as after the load.
+func (s *loadSystem) waitQuiet(b *testing.B, timeout time.Duration) {
+	b.Helper()
+	began := time.Now()
+	deadline := began.Add(timeout)
+	for {
+		stream, err := s.js.Stream(s.ctx, "EVENTS")
+		if err != nil {
+			b.Fatal(err)
+		}
+		last := stream.CachedInfo().State.LastSeq
+		if pos := s.slaPosition(); pos >= last {
+			time.Sleep(time.Second)
+			if info, err := stream.Info(s.ctx); err == nil && info.State.LastSeq == last {
+				b.Logf("quiet after %s more: the log ends at %d", time.Since(began).Round(time.Second), last)
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("sla-clock at position %d of %d after %s", s.slaPosition(), last, timeout)
+		}
+		time.Sleep(pollEvery)
 	}
 }
 

@@ -48,6 +48,8 @@ type loadSystem struct {
 	lat     []time.Duration
 	next    atomic.Int64 // channel reference counter
 	stop    func()       // stops the services and the NATS server, once
+	// services are the running ones.
+	services []platform.Service
 }
 
 func startLoad(b *testing.B) *loadSystem { return startLoadIn(b, b.TempDir()) }
@@ -97,6 +99,7 @@ func startLoadIn(b *testing.B, dir string) *loadSystem {
 	if err != nil {
 		b.Fatal(err)
 	}
+	s.services = sys.services
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- runAll(runCtx, sys.services, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
