@@ -230,8 +230,8 @@ func (s *Service) HTTPAddr() string { return s.srv.HTTPAddr() }
 func (s *Service) PolicyVersion() string { return s.app.Policy().Version }
 
 // Run restores the view from its snapshot and catches it up with the log;
-// then it consumes events.complaint.> and events.team.> on the durable
-// consumer and serves the API until ctx is done, when it drains the
+// then it consumes the log on the durable consumer (complaint and team
+// events matter) and serves the API until ctx is done, when it drains the
 // consumer and stops the server. The first of them to fail stops the
 // others.
 //

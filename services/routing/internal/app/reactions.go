@@ -18,8 +18,8 @@ import (
 // the event it handles before it is retried by the bus.
 const viewWait = 10 * time.Second
 
-// HandleEvent is routing's bus handler (durable "routing", subjects
-// events.complaint.> and events.team.>). It is idempotent: every decision
+// HandleEvent is routing's bus handler (durable "routing", the whole log:
+// it skips all but complaint and team events). It is idempotent: every decision
 // is taken on the complaint's stream, which records what was already done
 // for each cause event.
 func (a *Application) HandleEvent(ctx context.Context, rec eventlog.Record) error {
