@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"go.opentelemetry.io/otel/trace"
 	"log/slog"
 	"slices"
 	"sync"
@@ -27,6 +28,12 @@ import (
 // calendars, owning the partition part.
 func newApp(t testing.TB, store eventlog.Store, clk clock.Clock, part Partition) *App {
 	t.Helper()
+	return newTracedApp(t, store, clk, part, nil)
+}
+
+// newTracedApp is newApp reporting its spans to tp (nil: none).
+func newTracedApp(t testing.TB, store eventlog.Store, clk clock.Clock, part Partition, tp trace.TracerProvider) *App {
+	t.Helper()
 	p, err := policy.Parse(policydata.Default)
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +42,7 @@ func newApp(t testing.TB, store eventlog.Store, clk clock.Clock, part Partition)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := New(store, clk, slog.New(slog.DiscardHandler), policy.NewBook(p), cals, part, nil)
+	a, err := New(store, clk, slog.New(slog.DiscardHandler), policy.NewBook(p), cals, part, tp)
 	if err != nil {
 		t.Fatal(err)
 	}

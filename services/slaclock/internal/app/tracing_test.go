@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -10,13 +9,10 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/closeloop/closeloop/libs/calendar"
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/memstore"
 	ev "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
-	"github.com/closeloop/closeloop/services/slaclock/internal/policy"
-	policydata "github.com/closeloop/closeloop/services/slaclock/policy"
 )
 
 // The traces intake's events were written in (one per complaint).
@@ -28,19 +24,8 @@ const (
 // startTraced runs an instance whose decisions are recorded as spans.
 func startTraced(t *testing.T, store eventlog.Store, clk clock.Clock) *tracetest.SpanRecorder {
 	t.Helper()
-	p, err := policy.Parse(policydata.Default)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cals, err := calendar.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
 	spans := tracetest.NewSpanRecorder()
-	a, err := New(store, clk, slog.New(slog.DiscardHandler), policy.NewBook(p), cals, Partition{}, sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := newTracedApp(t, store, clk, Partition{}, sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
