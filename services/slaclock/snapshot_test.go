@@ -139,13 +139,22 @@ func (r *rig) head(t *testing.T) uint64 {
 	}
 }
 
-// settle waits until the instance has applied the whole log and nothing
-// more is being written.
+// decided waits until the instance has applied the log up to its current
+// head and decided every trigger it noted (they are decided beside the
+// Follower, so its position alone does not say they were).
+func (r *rig) decided(t *testing.T, svc *slaclock.Service) {
+	t.Helper()
+	h := r.head(t)
+	waitFor(t, "the triggers decided", func() bool { return svc.App().Follower().Position() >= h && svc.App().Pending() == 0 })
+}
+
+// settle waits until the instance has applied the whole log, decided its
+// triggers, and nothing more is being written.
 func (r *rig) settle(t *testing.T, svc *slaclock.Service) {
 	t.Helper()
 	for stable := 0; stable < 3; {
 		h := r.head(t)
-		waitFor(t, "the instance to apply the log", func() bool { return svc.App().Follower().Position() >= h })
+		r.decided(t, svc)
 		time.Sleep(30 * time.Millisecond)
 		if r.head(t) == h {
 			stable++
@@ -166,9 +175,8 @@ func (r *rig) complaints(t *testing.T, n int, at time.Time, svc *slaclock.Servic
 		ids = append(ids, id)
 		write := func(after time.Duration, payload proto.Message) {
 			r.write(t, id, at.Add(after), payload)
-			if svc != nil { // the running instance handles each trigger before the next comes, as live
-				h := r.head(t)
-				waitFor(t, "the trigger handled", func() bool { return svc.App().Follower().Position() >= h })
+			if svc != nil { // the running instance handles each trigger before the next comes
+				r.decided(t, svc)
 			}
 		}
 		write(0, &ev.ComplaintReceived{ReceivedAt: timestamppb.New(at), Customer: &ev.Customer{Tier: ev.CustomerTier_CUSTOMER_TIER_REGULAR}})

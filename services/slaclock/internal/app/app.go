@@ -75,10 +75,11 @@ type App struct {
 	follower  *checkpoint.Follower
 
 	mu      sync.Mutex
-	pending map[string]trigger // complaint -> its last trigger not yet decided (catch-up)
+	pending map[string]trigger // complaint -> its last trigger not yet decided
 	lag     uint64             // catch-up: triggers this many events old are decided
 	decided int                // complaints decided from pending triggers (drain)
 	drainMu sync.Mutex         // one drain at a time
+	noted   chan struct{}      // a trigger was noted while following: wake the decider
 }
 
 // New builds an instance; call Run (or Rebuild, then Run). Its decisions
@@ -98,7 +99,7 @@ func New(store eventlog.Store, clk clock.Clock, log *slog.Logger, policies *poli
 		return nil, fmt.Errorf("app: %w", err)
 	}
 	a := &App{store: store, w: w, clk: clk, log: log, policies: policies, calendars: cals, part: part, rebuilt: make(chan struct{}),
-		base: policies.Current(), pending: map[string]trigger{}, saveEvery: saveEvery, lag: catchUpLag}
+		base: policies.Current(), pending: map[string]trigger{}, saveEvery: saveEvery, lag: catchUpLag, noted: make(chan struct{}, 1)}
 	a.idx = timers.New(a.env(time.Time{}).CalendarOf)
 	return a, nil
 }

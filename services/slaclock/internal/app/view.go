@@ -116,6 +116,10 @@ func (a *App) run(ctx context.Context, follow bool) error {
 			return fmt.Errorf("app: start: %w", err)
 		}
 	}
+	decider := func(ctx context.Context) error {
+		a.decideNoted(ctx)
+		return nil
+	}
 	schedule := func(ctx context.Context) error {
 		select {
 		case <-f.CaughtUp():
@@ -135,7 +139,7 @@ func (a *App) run(ctx context.Context, follow bool) error {
 		a.idx.Run(ctx, a.clk, a.fire)
 		return nil
 	}
-	return platform.RunGroup(ctx, follower, schedule)
+	return platform.RunGroup(ctx, follower, decider, schedule)
 }
 
 // startedUp logs the end of the start-up and turns the instance ready.
@@ -167,13 +171,15 @@ func (a *App) resetView() {
 // policies learned from the log and the triggers not yet decided.
 type timersView App
 
-// Apply implements checkpoint.View. During the catch-up a trigger is only
-// noted (the last one per complaint): a later whole append of this service
-// shows it was handled before the stop, and the rest are decided once, at
-// the end (drain), as the full rebuild always did. Once following, a
-// trigger is decided at once, as it comes. Either way, everything up to a
-// snapshot's position has been decided, or is recorded as a retry, before
-// the snapshot is taken: Snapshot drains first.
+// Apply implements checkpoint.View. A trigger is only noted (the last one
+// per complaint), which keeps the Follower as fast as the log: the
+// complaints noted are decided beside it, catchUpWorkers at a time (drain).
+// During the catch-up a later whole append of this service shows a noted
+// trigger was handled before the stop, so it is decided only once it is
+// catchUpLag events old, and the rest at the end, as the full rebuild
+// always did. Once following, the decider is woken at once. Either way,
+// everything up to a snapshot's position has been decided, or is recorded
+// as a retry, before the snapshot is taken: Snapshot drains first.
 func (v *timersView) Apply(ctx context.Context, r eventlog.Record) error {
 	a := (*App)(v)
 	if a.reset {
@@ -188,21 +194,16 @@ func (v *timersView) Apply(ctx context.Context, r eventlog.Record) error {
 	default:
 	}
 	switch {
-	case isTrigger && caughtUp:
-		if err := a.drainAll(ctx); err != nil {
-			return err
-		}
-		if err := a.handle(kernel.Traced(ctx, r.Event), "DecideOnTrigger", id, kernel.CauseOf(r.Event, true)); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err() // not applied: the position stays before it
-			}
-			a.log.Error("slaclock: trigger not handled; retrying in 1s", "complaint", id, "err", err)
-			a.idx.Retry(id, a.clk.Now().Add(time.Second), r.Event.GetVersion(), timers.ParseTrace(r.Event.GetTraceparent()))
-		}
 	case isTrigger:
 		a.mu.Lock()
-		a.pending[id] = trigger{cause: kernel.CauseOf(r.Event, true), trace: timers.ParseTrace(r.Event.GetTraceparent()), position: r.Position}
+		a.pending[id] = trigger{cause: kernel.CauseOf(r.Event, true), trace: timers.ParseTrace(r.Event.GetTraceparent()), position: r.Position, live: caughtUp}
 		a.mu.Unlock()
+		if caughtUp {
+			select {
+			case a.noted <- struct{}{}:
+			default: // the decider is already woken: its next drain takes this one too
+			}
+		}
 	case id != "" && r.Event.GetProducer() == domain.Producer && r.Event.GetBatchRemaining() == 0:
 		// Whoever made a whole append had seen everything before it; an
 		// append cut short leaves its triggers to redo.
@@ -216,19 +217,53 @@ func (v *timersView) Apply(ctx context.Context, r eventlog.Record) error {
 	return nil
 }
 
+// decideNoted decides, once the start-up's catch-up is done, the triggers
+// noted while following, as they come: each wake-up drains everything
+// pending, and what is noted during a drain waits for the next one. Under
+// a burst the drains grow, and catchUpWorkers complaints are decided at once.
+func (a *App) decideNoted(ctx context.Context) {
+	select {
+	case <-a.follower.CaughtUp():
+	case <-ctx.Done():
+		return
+	}
+	for {
+		select {
+		case <-a.noted:
+		case <-ctx.Done():
+			return
+		}
+		if a.drainAll(ctx) != nil {
+			return // stopped: the last snapshot decides what is left, or the next start does
+		}
+	}
+}
+
+// Pending is how many complaints have a trigger not yet decided: the
+// backlog the decider has to work off.
+func (a *App) Pending() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.pending)
+}
+
 // trigger is the last trigger of a complaint not yet decided: the cause
-// of the catch-up's decision, and the trace it continues.
+// of its decision, the trace it continues, and whether it came while
+// following (its decision is then a DecideOnTrigger span, else CatchUp).
 type trigger struct {
 	cause    kernel.Cause
 	trace    timers.Trace
 	position uint64
+	live     bool
 }
 
 // drainAll decides every pending trigger.
 func (a *App) drainAll(ctx context.Context) error { return a.drain(ctx, ^uint64(0)) }
 
 // drain decides the complaints with pending triggers older than position
-// before, catchUpWorkers at a time; each complaint appears once, so its own order is kept. A failed
+// before, catchUpWorkers at a time; each complaint appears once in a drain,
+// and drains run one at a time, so no two workers decide one complaint
+// together (a timer firing waits for the complaint's lock in decide). A failed
 // decision becomes a retry in the index. A complaint leaves the pending set
 // only once decided (or retried), so a snapshot never misses it. It returns
 // an error only when ctx is done.
@@ -262,11 +297,15 @@ func (a *App) drain(ctx context.Context, before uint64) error {
 	decide := func(ctx context.Context) error {
 		for id := range ids {
 			tr := work[id]
-			if err := a.handle(traced(ctx, tr.trace), "CatchUp", id, tr.cause); err != nil {
+			name := "CatchUp"
+			if tr.live {
+				name = "DecideOnTrigger"
+			}
+			if err := a.handle(traced(ctx, tr.trace), name, id, tr.cause); err != nil {
 				if ctx.Err() != nil {
 					continue
 				}
-				a.log.Error("slaclock: reconciling failed; retrying in 1s", "complaint", id, "err", err)
+				a.log.Error("slaclock: trigger not handled; retrying in 1s", "complaint", id, "err", err)
 				a.idx.Retry(id, a.clk.Now().Add(time.Second), tr.cause.Version, tr.trace)
 			}
 			a.mu.Lock()
@@ -288,7 +327,7 @@ func (a *App) drain(ctx context.Context, before uint64) error {
 	a.mu.Lock()
 	a.decided += len(work)
 	a.mu.Unlock()
-	a.log.Debug("slaclock: decided the triggers found in the catch-up", "complaints", len(work), "took", time.Since(began).String())
+	a.log.Debug("slaclock: decided the pending triggers", "complaints", len(work), "took", time.Since(began).String())
 	return nil
 }
 
