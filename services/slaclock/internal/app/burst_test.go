@@ -47,13 +47,60 @@ func jetStream(t testing.TB, clk clock.Clock) (*jsstore.Store, jetstream.JetStre
 }
 
 // burst writes n new complaints, each received and accepted in one append
-// (as routing's assignment follows intake's receipt), from 8 writers at
-// once; it returns their ids.
+// (as when routing's assignment follows intake's receipt at once), from 8
+// writers at once; it returns their ids.
 func burst(t testing.TB, store eventlog.Store, n int, at time.Time) []string {
+	t.Helper()
+	return writeBurst(t, store, n, at, false)
+}
+
+// writeBurst writes burst's complaints; apart, the acceptance is appended
+// after the receipt. An acceptance refused because sla-clock appended in
+// between (the log stores an append one event at a time, so even one
+// append can be cut by another writer) is written again at the version
+// re-read, as routing does.
+func writeBurst(t testing.TB, store eventlog.Store, n int, at time.Time, apart bool) []string {
 	t.Helper()
 	ids := make([]string, n)
 	for i := range ids {
 		ids[i] = uuid.NewString()
+	}
+	write := func(id string) error {
+		ctx := context.Background()
+		stream := eventlog.ComplaintStream(id)
+		rec, err := eventlog.NewEvent(eventlog.Meta{ComplaintID: id, Producer: "intake", OccurredAt: at}, received(at))
+		if err != nil {
+			return err
+		}
+		accepted := func() (*ev.Envelope, error) {
+			return eventlog.NewEvent(eventlog.Meta{ComplaintID: id, Producer: "routing", OccurredAt: at}, &ev.ComplaintAccepted{})
+		}
+		acc, err := accepted()
+		if err != nil {
+			return err
+		}
+		if apart {
+			if _, err := store.Append(ctx, stream, 0, rec); err != nil {
+				return err
+			}
+		} else if _, err := store.Append(ctx, stream, 0, rec, acc); !errors.Is(err, eventlog.ErrConflict) {
+			return err // nil: both stored
+		}
+		for {
+			recs, err := store.ReadStream(ctx, stream, 1)
+			if err != nil {
+				return err
+			}
+			if slices.ContainsFunc(recs, func(r eventlog.Record) bool { return r.Event.GetType() == "ComplaintAccepted" }) {
+				return nil
+			}
+			if acc, err = accepted(); err != nil {
+				return err
+			}
+			if _, err = store.Append(ctx, stream, uint64(len(recs)), acc); !errors.Is(err, eventlog.ErrConflict) {
+				return err
+			}
+		}
 	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -61,18 +108,7 @@ func burst(t testing.TB, store eventlog.Store, n int, at time.Time) []string {
 	for range 8 {
 		wg.Go(func() {
 			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
-				id := ids[i]
-				rec, err := eventlog.NewEvent(eventlog.Meta{ComplaintID: id, Producer: "intake", OccurredAt: at}, received(at))
-				if err != nil {
-					errs <- err
-					return
-				}
-				acc, err := eventlog.NewEvent(eventlog.Meta{ComplaintID: id, Producer: "routing", OccurredAt: at}, &ev.ComplaintAccepted{})
-				if err != nil {
-					errs <- err
-					return
-				}
-				if _, err := store.Append(context.Background(), eventlog.ComplaintStream(id), 0, rec, acc); err != nil {
+				if err := write(ids[i]); err != nil {
 					errs <- err
 					return
 				}
@@ -90,44 +126,53 @@ func burst(t testing.TB, store eventlog.Store, n int, at time.Time) []string {
 // BenchmarkLiveBurst writes 2,000 complaints at once (received and
 // accepted, from 8 writers) to a running instance on embedded JetStream
 // and measures the time from the first write until every one's clocks are
-// decided: how fast the backlog a burst leaves is worked off.
+// decided: how fast the backlog a burst leaves is worked off. "apart":
+// the acceptance is a second append, a second trigger.
 func BenchmarkLiveBurst(b *testing.B) {
 	const n = 2000
-	for b.Loop() {
-		clk := clock.NewFake(t0)
-		store, _ := jetStream(b, clk)
-		a := newApp(b, store, clk, Partition{})
-		var decided, appended atomic.Int64
-		done := make(chan struct{})
-		a.OnAppended(func(e *ev.Envelope) {
-			appended.Add(1)
-			if e.GetSlaMet() != nil && decided.Add(1) == n {
-				close(done)
+	for name, apart := range map[string]bool{"one-append": false, "apart": true} {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				liveBurst(b, n, apart)
 			}
 		})
-		ctx, cancel := context.WithCancel(context.Background())
-		run := make(chan error, 1)
-		go func() { run <- a.Run(ctx) }()
-		<-a.Rebuilt()
-		began := time.Now()
-		burst(b, store, n, t0)
-		written := time.Since(began)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Minute):
-			b.Fatalf("only %d of %d complaints decided", decided.Load(), n)
-		}
-		took := time.Since(began)
-		cancel()
-		if err := <-run; err != nil {
-			b.Fatal(err)
-		}
-		events := 2*n + appended.Load() // written by the burst and by the instance
-		b.ReportMetric(written.Seconds(), "write-s")
-		b.ReportMetric(took.Seconds(), "decided-s")
-		b.ReportMetric(float64(n)/took.Seconds(), "complaints/s")
-		b.ReportMetric(float64(events)/took.Seconds(), "events/s")
 	}
+}
+
+func liveBurst(b *testing.B, n int, apart bool) {
+	clk := clock.NewFake(t0)
+	store, _ := jetStream(b, clk)
+	a := newApp(b, store, clk, Partition{})
+	var decided, appended atomic.Int64
+	done := make(chan struct{})
+	a.OnAppended(func(e *ev.Envelope) {
+		appended.Add(1)
+		if e.GetSlaMet() != nil && decided.Add(1) == int64(n) {
+			close(done)
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	run := make(chan error, 1)
+	go func() { run <- a.Run(ctx) }()
+	<-a.Rebuilt()
+	began := time.Now()
+	writeBurst(b, store, n, t0, apart)
+	written := time.Since(began)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Minute):
+		b.Fatalf("only %d of %d complaints decided", decided.Load(), n)
+	}
+	took := time.Since(began)
+	cancel()
+	if err := <-run; err != nil {
+		b.Fatal(err)
+	}
+	events := int64(2*n) + appended.Load() // written by the burst and by the instance
+	b.ReportMetric(written.Seconds(), "write-s")
+	b.ReportMetric(took.Seconds(), "decided-s")
+	b.ReportMetric(float64(n)/took.Seconds(), "complaints/s")
+	b.ReportMetric(float64(events)/took.Seconds(), "events/s")
 }
 
 // slowReads delays every read of a complaint's stream, as a busy server
@@ -225,7 +270,7 @@ func (s *deadSnapshots) Save(ctx context.Context, name string, snap checkpoint.S
 }
 
 // An instance killed while a burst's triggers wait to be decided (some
-// decided, some in the middle of their decision, the rest only noted)
+// decided, some half, some in the middle of their decision, the rest only noted)
 // loses none: the next start restores the last snapshot, catches up, and
 // decides each complaint left, writing each clock once. Saved during the
 // burst too, a snapshot never passes a trigger not yet decided.
@@ -266,13 +311,15 @@ func crashWithTriggersPending(t *testing.T, every int) {
 	if every == 0 {
 		waitFor(t, "the burst noted, some decided, the rest pending", func() bool {
 			recs, err := inner.ReadAll(ctx, killed.Follower().Position()+1, 1)
-			return err == nil && len(recs) == 0 && killed.Pending() == n-let
+			return err == nil && len(recs) == 0 && log.let.Load() < 0
 		})
+		if killed.Pending() == 0 {
+			t.Fatal("no trigger pending at the kill: the scenario did not happen")
+		}
 	} else {
-		// A save while decisions are held waits for them: the kill comes
-		// with the Follower stopped in it or further on.
+		// A save while decisions are held waits for them (the Follower
+		// stops in it), and is refused at the kill.
 		waitFor(t, "a snapshot in the burst and decisions held", func() bool { return snaps.saves.Load() > 1 && log.let.Load() < 0 })
-		time.Sleep(50 * time.Millisecond)
 	}
 	snaps.killed.Store(true)
 	close(log.kill)
@@ -286,8 +333,11 @@ func crashWithTriggersPending(t *testing.T, every int) {
 			untouched++
 		}
 	}
-	if untouched < n-let || every == 0 && untouched != n-let {
-		t.Fatalf("%d complaints undecided at the kill, want %d", untouched, n-let)
+	// A complaint may have been decided in two appends (the log stores an
+	// append one event at a time: the receipt can be decided before the
+	// acceptance is stored), so at least n-let were not decided at all.
+	if untouched < n-let {
+		t.Fatalf("%d complaints undecided at the kill, want at least %d", untouched, n-let)
 	}
 	last, err := jsSnaps.Load(ctx, SnapshotName(Partition{}))
 	if err != nil {
