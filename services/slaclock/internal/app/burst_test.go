@@ -228,8 +228,8 @@ func TestBurstIsDecidedByTheWorkersOnce(t *testing.T) {
 	ids := burst(t, inner, n, t0)
 	settled(t, inner, in.app)
 	decidedOnce(t, inner, ids)
-	if most := store.most.Load(); most < 2 || most > catchUpWorkers {
-		t.Errorf("at most %d complaints decided at once, want 2 to %d: the burst was not decided by the pool", most, catchUpWorkers)
+	if most := store.most.Load(); most < 2 || most > decideWorkers {
+		t.Errorf("at most %d complaints decided at once, want 2 to %d: the burst was not decided by the pool", most, decideWorkers)
 	}
 }
 

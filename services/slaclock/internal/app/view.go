@@ -38,9 +38,9 @@ const saveEvery = 250_000
 // cache (README: deciding them along the way is 2-3x faster than at the end).
 const catchUpLag = 10_000
 
-// catchUpWorkers is how many complaints are decided at once when the
-// triggers collected during the catch-up are decided.
-const catchUpWorkers = 8
+// decideWorkers is how many complaints with pending triggers are decided
+// at once, in the catch-up and while following.
+const decideWorkers = 8
 
 // SnapshotName is the name of an instance's snapshot: instances of other
 // partitions keep other views.
@@ -173,7 +173,7 @@ type timersView App
 
 // Apply implements checkpoint.View. A trigger is only noted (the last one
 // per complaint), which keeps the Follower as fast as the log: the
-// complaints noted are decided beside it, catchUpWorkers at a time (drain).
+// complaints noted are decided beside it, decideWorkers at a time (drain).
 // During the catch-up a later whole append of this service shows a noted
 // trigger was handled before the stop, so it is decided only once it is
 // catchUpLag events old, and the rest at the end, as the full rebuild
@@ -220,7 +220,7 @@ func (v *timersView) Apply(ctx context.Context, r eventlog.Record) error {
 // decideNoted decides, once the start-up's catch-up is done, the triggers
 // noted while following, as they come: each wake-up drains everything
 // pending, and what is noted during a drain waits for the next one. Under
-// a burst the drains grow, and catchUpWorkers complaints are decided at once.
+// a burst the drains grow, and decideWorkers complaints are decided at once.
 func (a *App) decideNoted(ctx context.Context) {
 	select {
 	case <-a.follower.CaughtUp():
@@ -261,7 +261,7 @@ type trigger struct {
 func (a *App) drainAll(ctx context.Context) error { return a.drain(ctx, ^uint64(0)) }
 
 // drain decides the complaints with pending triggers older than position
-// before, catchUpWorkers at a time; each complaint appears once in a drain,
+// before, decideWorkers at a time; each complaint appears once in a drain,
 // and drains run one at a time, so no two workers decide one complaint
 // together (a timer firing waits for the complaint's lock in decide). A failed
 // decision becomes a retry in the index. A complaint leaves the pending set
@@ -317,7 +317,7 @@ func (a *App) drain(ctx context.Context, before uint64) error {
 		return nil
 	}
 	parts := []func(context.Context) error{feed}
-	for range min(catchUpWorkers, len(work)) {
+	for range min(decideWorkers, len(work)) {
 		parts = append(parts, decide)
 	}
 	_ = platform.RunGroup(ctx, parts...) // the parts return no error: a failed decision is retried
