@@ -79,9 +79,10 @@ type Follower struct {
 	start    atomic.Pointer[Start]
 
 	// Owned by Run's goroutine.
-	applied   int       // events applied since the last save
-	lastSave  time.Time // when the last save was handed over
-	lastHash  []byte    // eventlog.Hash of the last event applied
+	applied   int           // events applied since the last save
+	lastSave  time.Time     // when the last save was handed over
+	encoding  time.Duration // how long the view took to encode last time
+	lastHash  []byte        // eventlog.Hash of the last event applied
 	saves     chan Snapshot
 	saverDone chan struct{}
 }
@@ -291,11 +292,19 @@ func (f *Follower) apply(ctx context.Context, r eventlog.Record) error {
 	f.position.Store(r.Position)
 	f.lastHash = eventlog.Hash(r.Raw)
 	f.applied++
-	if f.applied >= f.opts.SaveEvery || f.opts.Clock.Now().Sub(f.lastSave) >= f.opts.SaveInterval {
+	since := f.opts.Clock.Now().Sub(f.lastSave)
+	if (f.applied >= f.opts.SaveEvery || since >= f.opts.SaveInterval) && since >= encodingShare*f.encoding {
 		f.saveNow()
 	}
 	return nil
 }
+
+// encodingShare spaces saves by what they cost: at least this many times
+// the last encoding's duration passes between two, so encoding the view
+// takes at most a twentieth of the follower's time. A big view (a million
+// folded complaints) caught up at tens of thousands of events a second
+// would otherwise be encoded whole every SaveEvery events.
+const encodingShare = 20
 
 // saveNow encodes the view, when it changed since the last save, and hands
 // the snapshot to the saver, replacing one still waiting.
@@ -303,12 +312,14 @@ func (f *Follower) saveNow() {
 	if f.opts.Snapshots == nil || f.applied == 0 || f.Position() == 0 {
 		return
 	}
+	began := f.opts.Clock.Now()
 	data, err := f.view.Snapshot()
 	if err != nil {
 		f.opts.Logger.Error("checkpoint: view does not encode; not saved", "view", f.opts.Name, "err", err)
 		return
 	}
 	f.applied, f.lastSave = 0, f.opts.Clock.Now()
+	f.encoding = f.lastSave.Sub(began)
 	snap := Snapshot{Format: f.opts.Format, Position: f.Position(), Hash: f.lastHash, Data: data}
 	select {
 	case f.saves <- snap:
