@@ -82,7 +82,7 @@ type Follower struct {
 	applied   int           // events applied since the last save
 	lastSave  time.Time     // when the last save was handed over
 	encoding  time.Duration // how long the view took to encode last time
-	lastHash  []byte        // eventlog.Hash of the last event applied
+	lastRaw   []byte        // the stored bytes of the last event applied, hashed when saved
 	saves     chan Snapshot
 	saverDone chan struct{}
 }
@@ -197,7 +197,6 @@ func (f *Follower) restore(ctx context.Context) error {
 		return nil
 	}
 	f.position.Store(snap.Position)
-	f.lastHash = snap.Hash
 	f.lastSave = f.opts.Clock.Now()
 	start.Restored, start.Position = true, snap.Position
 	log.Info("checkpoint: view restored from its snapshot", "position", snap.Position, "bytes", len(snap.Data))
@@ -290,7 +289,7 @@ func (f *Follower) apply(ctx context.Context, r eventlog.Record) error {
 		return fmt.Errorf("checkpoint: %s: apply the event at position %d: %w", f.opts.Name, r.Position, err)
 	}
 	f.position.Store(r.Position)
-	f.lastHash = eventlog.Hash(r.Raw)
+	f.lastRaw = r.Raw
 	f.applied++
 	since := f.opts.Clock.Now().Sub(f.lastSave)
 	if (f.applied >= f.opts.SaveEvery || since >= f.opts.SaveInterval) && since >= encodingShare*f.encoding {
@@ -320,7 +319,7 @@ func (f *Follower) saveNow() {
 	}
 	f.applied, f.lastSave = 0, f.opts.Clock.Now()
 	f.encoding = f.lastSave.Sub(began)
-	snap := Snapshot{Format: f.opts.Format, Position: f.Position(), Hash: f.lastHash, Data: data}
+	snap := Snapshot{Format: f.opts.Format, Position: f.Position(), Hash: eventlog.Hash(f.lastRaw), Data: data}
 	select {
 	case f.saves <- snap:
 	default:
