@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/closeloop/closeloop/libs/checkpoint"
+	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
 	"github.com/closeloop/closeloop/libs/natsembed"
@@ -417,5 +418,48 @@ func TestLoadOfANameNeverSaved(t *testing.T) {
 	r := newRig(t)
 	if _, err := r.snaps.Load(t.Context(), "nobody"); !errors.Is(err, checkpoint.ErrNoSnapshot) {
 		t.Fatalf("Load = %v, want ErrNoSnapshot", err)
+	}
+}
+
+// costly is a view whose every event takes a second to apply and whose
+// encoding takes ten, on a fake clock: what a big view caught up looks
+// like to the follower.
+type costly struct {
+	*counts
+	clk     *clock.Fake
+	encodes int
+}
+
+func (c *costly) Apply(ctx context.Context, r eventlog.Record) error {
+	c.clk.Advance(time.Second)
+	return c.counts.Apply(ctx, r)
+}
+
+func (c *costly) Snapshot() ([]byte, error) {
+	c.encodes++
+	c.clk.Advance(10 * time.Second)
+	return c.counts.Snapshot()
+}
+
+// Saves are spaced by what encoding costs: with SaveEvery 1, a view that
+// takes ten seconds to encode is encoded at most once per 200 seconds of
+// applying, not after every event.
+func TestSavesAreSpacedByTheirCost(t *testing.T) {
+	r := newRig(t)
+	r.write(t, 1000)
+	v := &costly{counts: newCounts(), clk: clock.NewFake(time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC))}
+	f, stop := r.run(t, checkpoint.Options{SaveEvery: 1, Clock: v.clk}, v)
+	stop()
+	if f.Position() != 1000 {
+		t.Fatalf("position %d, want 1000", f.Position())
+	}
+	// The first save comes after the first event (no cost known yet), then
+	// one per 200 s of applying (1,000 s in all), one when caught up and
+	// one at the stop.
+	if v.encodes < 3 || v.encodes > 9 {
+		t.Fatalf("%d encodings for 1,000 events, want about 1,000/200 + 3", v.encodes)
+	}
+	if got, want := snapshotOf(t, v.counts), snapshotOf(t, r.rebuilt(t)); got != want {
+		t.Fatalf("followed:\n%s\nrebuilt:\n%s", got, want)
 	}
 }

@@ -79,9 +79,10 @@ type Follower struct {
 	start    atomic.Pointer[Start]
 
 	// Owned by Run's goroutine.
-	applied   int       // events applied since the last save
-	lastSave  time.Time // when the last save was handed over
-	lastHash  []byte    // eventlog.Hash of the last event applied
+	applied   int           // events applied since the last save
+	lastSave  time.Time     // when the last save was handed over
+	encoding  time.Duration // how long the view took to encode last time
+	lastRaw   []byte        // the stored bytes of the last event applied, hashed when saved
 	saves     chan Snapshot
 	saverDone chan struct{}
 }
@@ -196,7 +197,6 @@ func (f *Follower) restore(ctx context.Context) error {
 		return nil
 	}
 	f.position.Store(snap.Position)
-	f.lastHash = snap.Hash
 	f.lastSave = f.opts.Clock.Now()
 	start.Restored, start.Position = true, snap.Position
 	log.Info("checkpoint: view restored from its snapshot", "position", snap.Position, "bytes", len(snap.Data))
@@ -289,13 +289,21 @@ func (f *Follower) apply(ctx context.Context, r eventlog.Record) error {
 		return fmt.Errorf("checkpoint: %s: apply the event at position %d: %w", f.opts.Name, r.Position, err)
 	}
 	f.position.Store(r.Position)
-	f.lastHash = eventlog.Hash(r.Raw)
+	f.lastRaw = r.Raw
 	f.applied++
-	if f.applied >= f.opts.SaveEvery || f.opts.Clock.Now().Sub(f.lastSave) >= f.opts.SaveInterval {
+	since := f.opts.Clock.Now().Sub(f.lastSave)
+	if (f.applied >= f.opts.SaveEvery || since >= f.opts.SaveInterval) && since >= encodingShare*f.encoding {
 		f.saveNow()
 	}
 	return nil
 }
+
+// encodingShare spaces saves by what they cost: at least this many times
+// the last encoding's duration passes between two, so encoding the view
+// takes at most a twentieth of the follower's time. A big view (a million
+// folded complaints) caught up at tens of thousands of events a second
+// would otherwise be encoded whole every SaveEvery events.
+const encodingShare = 20
 
 // saveNow encodes the view, when it changed since the last save, and hands
 // the snapshot to the saver, replacing one still waiting.
@@ -303,13 +311,15 @@ func (f *Follower) saveNow() {
 	if f.opts.Snapshots == nil || f.applied == 0 || f.Position() == 0 {
 		return
 	}
+	began := f.opts.Clock.Now()
 	data, err := f.view.Snapshot()
 	if err != nil {
 		f.opts.Logger.Error("checkpoint: view does not encode; not saved", "view", f.opts.Name, "err", err)
 		return
 	}
 	f.applied, f.lastSave = 0, f.opts.Clock.Now()
-	snap := Snapshot{Format: f.opts.Format, Position: f.Position(), Hash: f.lastHash, Data: data}
+	f.encoding = f.lastSave.Sub(began)
+	snap := Snapshot{Format: f.opts.Format, Position: f.Position(), Hash: eventlog.Hash(f.lastRaw), Data: data}
 	select {
 	case f.saves <- snap:
 	default:

@@ -457,9 +457,30 @@ func report(t *testing.T, m manifest, rows []measurement) {
 	fmt.Print(b.String())
 }
 
+// writeHeapProfiles writes the heap's profile to path every minute until
+// ctx ends, replacing the last one: what a long start holds, while it runs.
+func writeHeapProfiles(ctx context.Context, path string) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			return
+		}
+		_ = pprof.WriteHeapProfile(f)
+		f.Close()
+	}
+}
+
 // profile runs svc inside this process (same wiring as its binary, the
 // JetStream backend) under a CPU profile from start until it settles, and
-// natsd under its own, writing <dir>/<svc>.cpu.pprof and natsd.cpu.pprof.
+// natsd under its own, writing <dir>/<svc>.cpu.pprof and natsd.cpu.pprof,
+// and the heap's profile every minute (<dir>/<svc>.heap.pprof).
 func profile(t *testing.T, dir, bin, svc string, timeout time.Duration) {
 	builders := map[string]func(platform.Deps) (platform.Service, error){
 		"intake": intake.FromEnv, "routing": routing.FromEnv, "slaclock": slaclock.FromEnv,
@@ -498,6 +519,7 @@ func profile(t *testing.T, dir, bin, svc string, timeout time.Duration) {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- s.Run(ctx) }()
+	go writeHeapProfiles(ctx, filepath.Join(dir, svc+".heap.pprof"))
 	ready := waitReady(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", httpPort), begin, timeout, exited, "this process's output")
 	settled := waitSettled(os.Getpid(), begin, timeout)
 	pprof.StopCPUProfile()

@@ -2,7 +2,9 @@ package app
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/closeloop/closeloop/libs/checkpoint"
@@ -14,7 +16,7 @@ import (
 // (checkpoint.Options): bump ViewsFormat when the encoding changes meaning.
 const (
 	ViewsName   = "followup-views"
-	ViewsFormat = 2
+	ViewsFormat = 3
 )
 
 // Views is follow-up's two read models, the Tracker and the KPI model, as
@@ -34,11 +36,9 @@ func (v *Views) Apply(_ context.Context, rec eventlog.Record) error {
 	return nil
 }
 
-// viewsState is the encoded pair; each encodes deterministically.
-type viewsState struct {
-	Tracker json.RawMessage `json:"tracker"`
-	KPI     json.RawMessage `json:"kpi"`
-}
+// The encoded pair is the tracker's encoding (JSON), preceded by its length
+// (uvarint), then the KPI model's (a header and binary summaries): each
+// encodes deterministically.
 
 // Snapshot implements checkpoint.View.
 func (v *Views) Snapshot() ([]byte, error) {
@@ -50,17 +50,19 @@ func (v *Views) Snapshot() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kpi: %w", err)
 	}
-	return json.Marshal(viewsState{Tracker: tr, KPI: k})
+	out := make([]byte, 0, binary.MaxVarintLen64+len(tr)+len(k))
+	out = binary.AppendUvarint(out, uint64(len(tr)))
+	return append(append(out, tr...), k...), nil
 }
 
 // Restore implements checkpoint.View: both models or neither.
 func (v *Views) Restore(position uint64, data []byte) error {
-	var st viewsState
-	if err := json.Unmarshal(data, &st); err != nil {
-		return fmt.Errorf("followup views: decode: %w", err)
+	size, n := binary.Uvarint(data)
+	if n <= 0 || size > uint64(len(data)-n) {
+		return errors.New("followup views: decode: the tracker's length is missing or too long")
 	}
 	var tr trackerState
-	if err := json.Unmarshal(st.Tracker, &tr); err != nil {
+	if err := json.Unmarshal(data[n:n+int(size)], &tr); err != nil {
 		return fmt.Errorf("followup views: decode the tracker: %w", err)
 	}
 	for _, s := range tr.States {
@@ -70,7 +72,7 @@ func (v *Views) Restore(position uint64, data []byte) error {
 	}
 	// The KPI model decodes before it replaces anything: on its error
 	// neither model has changed.
-	if err := v.KPI.Restore(position, st.KPI); err != nil {
+	if err := v.KPI.Restore(position, data[n+int(size):]); err != nil {
 		return fmt.Errorf("followup views: %w", err)
 	}
 	v.Tracker.restore(position, tr)

@@ -2,6 +2,7 @@ package kpi
 
 import (
 	"bytes"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -80,6 +81,16 @@ func TestFoldingKeepsQueryResults(t *testing.T) {
 		if n, live := folded.Folded(); n < 100 || live >= len(whole.complaints) {
 			t.Fatalf("FoldAfter %s: %d folded, %d live of %d: want most folded", after, n, live, len(whole.complaints))
 		}
+		// And so does the model restored from its snapshot: the binary
+		// summaries decode to what was folded.
+		snap, err := folded.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		restored := NewWith(o)
+		if err := restored.Restore(folded.Position(), snap); err != nil {
+			t.Fatal(err)
+		}
 		kolkata, _ := time.LoadLocation("Asia/Kolkata") // days begin at :30 UTC
 		for _, loc := range []*time.Location{nil, kolkata} {
 			for g := GroupAll; g <= GroupCategory; g++ {
@@ -88,6 +99,9 @@ func TestFoldingKeepsQueryResults(t *testing.T) {
 						q := Query{Group: g, Period: p, From: bounds[0], To: bounds[1], Location: loc}
 						if diff := cmp.Diff(whole.Query(q), folded.Query(q), approx); diff != "" {
 							t.Fatalf("FoldAfter %s, query %+v (-whole +folded):\n%s", after, q, diff)
+						}
+						if diff := cmp.Diff(whole.Query(q), restored.Query(q), approx); diff != "" {
+							t.Fatalf("FoldAfter %s, query %+v (-whole +restored):\n%s", after, q, diff)
 						}
 					}
 				}
@@ -180,11 +194,39 @@ func TestSnapshotAndCatchUpEqualsRebuild(t *testing.T) {
 func TestRestoreRefusesGarbageAndKeepsTheModel(t *testing.T) {
 	m := build(handLog())
 	before, _ := m.Snapshot()
-	if err := m.Restore(9, []byte("{not json")); err == nil {
-		t.Fatal("garbage restored")
+	folded := buildWith(Options{FoldAfter: 4 * 24 * h, FoldLag: testLag}, foldLog())
+	good, err := folded.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	garbage := [][]byte{nil, []byte("{not json"), append(slices.Clone(good), 0)}
+	// Every snapshot cut short: in the header, between and inside summaries.
+	for n := 0; n < len(good); n += 1 + n/50 {
+		garbage = append(garbage, good[:n])
+	}
+	for _, g := range garbage {
+		if err := m.Restore(9, g); err == nil {
+			t.Fatalf("%d bytes of garbage restored", len(g))
+		}
 	}
 	after, _ := m.Snapshot()
 	if !bytes.Equal(before, after) {
 		t.Fatal("a refused restore changed the model")
+	}
+}
+
+// A summary decodes to itself, whatever its values: negative durations
+// (a resolution stamped before the receipt), counts at their limits.
+func TestSummaryRoundTrip(t *testing.T) {
+	full := summary{received: -1 << 62, accept: -5, respond: 1 << 50, resolve: 7, flags: hasAccept | hasRespond | hasResolve | reopened | repeat,
+		outcome: eventsv1.CloseOutcome(3), answers: 1<<32 - 1, csiSum: 1<<32 - 1, csi: [5]uint16{1, 0, 1<<16 - 1, 2, 3}}
+	full.slaMet[0], full.slaMet[numTargets-1], full.slaBreached[5] = 255, 1, 9
+	for _, s := range []summary{{}, {received: 1, flags: firstContact}, full} {
+		b := appendSummary([]byte{0xEE}, &s)
+		var got summary
+		rest, err := readSummary(b[1:], &got)
+		if err != nil || len(rest) != 0 || got != s {
+			t.Fatalf("%+v: decoded %+v, rest %d, err %v", s, got, len(rest), err)
+		}
 	}
 }
