@@ -1,7 +1,9 @@
 package domain
 
 import (
+	"encoding/json"
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 
@@ -14,17 +16,36 @@ func TestDailyCountsStayBoundedAndKeepTheDaysCapacityNeeds(t *testing.T) {
 	tc := tech("t-busy", "north", func(r *eventsv1.TechnicianRegistered) { r.MaxDailyJobs = 2 })
 	const days = 120
 	var at time.Time
+	var restored *Technician // encoded half-way as the view's snapshot does, then folded on
 	for d := range days {
+		if d == days/2 {
+			raw, err := json.Marshal(tc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(raw, &restored); err != nil {
+				t.Fatal(err)
+			}
+		}
 		at = t0.Add(time.Duration(d) * 24 * time.Hour)
 		today := at.Format(time.DateOnly)
 		for i, reason := range []string{ReleaseCompleted, ReleaseFailed} { // worked: both keep counting
 			id := today + "-" + reason
-			tc = EvolveTechnician(tc, at.Add(time.Duration(i)*time.Hour), &eventsv1.TechnicianJobBooked{TechnicianId: tc.ID, WorkOrderId: id, Day: today})
-			tc = EvolveTechnician(tc, at.Add(time.Duration(i)*time.Hour+30*time.Minute), &eventsv1.TechnicianJobReleased{TechnicianId: tc.ID, WorkOrderId: id, Reason: reason})
+			booked := &eventsv1.TechnicianJobBooked{TechnicianId: tc.ID, WorkOrderId: id, Day: today}
+			released := &eventsv1.TechnicianJobReleased{TechnicianId: tc.ID, WorkOrderId: id, Reason: reason}
+			tc = EvolveTechnician(tc, at.Add(time.Duration(i)*time.Hour), booked)
+			tc = EvolveTechnician(tc, at.Add(time.Duration(i)*time.Hour+30*time.Minute), released)
+			if restored != nil {
+				restored = EvolveTechnician(restored, at.Add(time.Duration(i)*time.Hour), booked)
+				restored = EvolveTechnician(restored, at.Add(time.Duration(i)*time.Hour+30*time.Minute), released)
+			}
 		}
 		if len(tc.Daily) > 3 {
 			t.Fatalf("day %d: daily counts hold %d days, want at most 3", d, len(tc.Daily))
 		}
+	}
+	if !reflect.DeepEqual(restored, tc) {
+		t.Fatalf("encoded half-way and folded on:\n%+v\nfolded throughout:\n%+v", restored, tc)
 	}
 	today, yesterday := at.Format(time.DateOnly), at.Add(-24*time.Hour).Format(time.DateOnly)
 	if tc.JobsOn(today) != 2 || tc.JobsOn(yesterday) != 2 {
