@@ -22,6 +22,7 @@ import (
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	intakev1 "github.com/closeloop/closeloop/proto/gen/closeloop/intake/v1"
 	"github.com/closeloop/closeloop/services/intake"
+	"github.com/closeloop/closeloop/services/intake/internal/adapters"
 )
 
 // submitPath is SubmitComplaint on libs/api's HTTP/JSON face.
@@ -563,6 +564,54 @@ func TestStaleDuplicateClaimIsTakenOver(t *testing.T) {
 	late, err := r.client.SubmitComplaint(as(tokPhone), phone)
 	if err != nil || !late.GetLinked() || late.GetComplaintId() != got.GetComplaintId() {
 		t.Fatalf("late retry: %v %v, want linked to %s", late, err, got.GetComplaintId())
+	}
+	if all := e.allEvents(t); all["ComplaintReceived"] != 1 || all["DuplicateLinked"] != 1 {
+		t.Fatalf("log = %v", all)
+	}
+}
+
+// A linked submission retried after the duplicate window (its fingerprint's
+// claim expired) still answers the complaint it joined, and claims the
+// problem for nobody: the claim waits for the link index.
+func TestLinkedSubmissionRetriedAfterTheWindowStaysLinked(t *testing.T) {
+	e := newEnv(t, false)
+	r := e.start(t, testConfig(t), nil)
+	first, err := r.client.SubmitComplaint(as(tokPhone), e.phoneSubmission("HOT-LATE"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mail := e.phoneSubmission("MAIL-LATE")
+	mail.Channel = eventsv1.Channel_CHANNEL_EMAIL
+	if got, err := r.client.SubmitComplaint(as(tokEmail), mail); err != nil || !got.GetLinked() {
+		t.Fatalf("duplicate: %v %v, want linked", got, err)
+	}
+	ctx := context.Background()
+	dups, err := e.js.KeyValue(ctx, adapters.DuplicatesBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expire := func() {
+		keys, err := dups.ListKeys(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := range keys.Keys() {
+			if err := dups.Purge(ctx, k); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	expire() // the window has passed
+	got, err := r.client.SubmitComplaint(as(tokEmail), mail)
+	if err != nil || !got.GetLinked() || got.GetComplaintId() != first.GetComplaintId() {
+		t.Fatalf("retry after the window: %v %v, want linked to %s", got, err, first.GetComplaintId())
+	}
+	keys, err := dups.ListKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range keys.Keys() {
+		t.Fatalf("the retry claimed the problem again (%s)", k)
 	}
 	if all := e.allEvents(t); all["ComplaintReceived"] != 1 || all["DuplicateLinked"] != 1 {
 		t.Fatalf("log = %v", all)

@@ -90,15 +90,11 @@ func (a *App) currentOutcome(workOrderID string) Outcome {
 // heldFor returns a technician (per the view) holding a booking for the
 // order who did not decline it.
 func (a *App) heldFor(workOrderID string, declined []string) string {
-	for _, t := range a.view.Technicians() {
-		if _, ok := t.Open[workOrderID]; ok {
-			for _, d := range declined {
-				if d == t.ID {
-					return ""
-				}
-			}
-			return t.ID
+	for _, h := range a.view.Holders(workOrderID) {
+		if slices.Contains(declined, h.TechnicianID) {
+			return ""
 		}
+		return h.TechnicianID
 	}
 	return ""
 }
@@ -199,26 +195,22 @@ func (a *App) Settle(ctx context.Context, complaintID, workOrderID string, by ke
 		}
 	}
 	now := a.clock.Now()
-	for _, t := range a.view.Technicians() {
-		b, ok := t.Open[workOrderID]
-		if !ok {
-			continue
-		}
+	for _, h := range a.view.Holders(workOrderID) {
 		reason := releaseReason(o.Status)
 		switch {
 		case reason != "":
-		case o.Status.Holding() && t.ID == o.TechnicianID:
+		case o.Status.Holding() && h.TechnicianID == o.TechnicianID:
 			continue // the holder keeps it
 		case o.Status.Holding():
 			reason = domain.ReleaseReassigned
-		case slices.Contains(o.Declined, t.ID):
+		case slices.Contains(o.Declined, h.TechnicianID):
 			reason = domain.ReleaseDeclined
-		case now.Sub(b.At) >= a.cfg.ReconcileGrace:
+		case now.Sub(h.Booking.At) >= a.cfg.ReconcileGrace:
 			reason = domain.ReleaseReconciled
 		default:
 			continue // a live dispatcher may be about to assign it
 		}
-		if err := a.release(ctx, t.ID, workOrderID, reason, by); err != nil {
+		if err := a.release(ctx, h.TechnicianID, workOrderID, reason, by); err != nil {
 			return err
 		}
 	}
@@ -232,24 +224,21 @@ func (a *App) Settle(ctx context.Context, complaintID, workOrderID string, by ke
 // any other booking is released. Run at start and periodically. What it
 // writes is caused by the booking it repairs.
 func (a *App) Reconcile(ctx context.Context) error {
-	now := a.clock.Now()
 	var errs []error
-	for _, t := range a.view.Technicians() {
-		for _, b := range t.Open {
-			if now.Sub(b.At) < a.cfg.ReconcileGrace {
-				continue
-			}
-			o := a.view.Order(b.WorkOrderID)
-			if o != nil && o.Status.Holding() && o.TechnicianID == t.ID {
-				continue
-			}
-			bctx, by, err := a.causeOfBooking(ctx, t.ID, b)
-			if err == nil {
-				err = a.Settle(bctx, b.ComplaintID, b.WorkOrderID, by)
-			}
-			if err != nil {
-				errs = append(errs, fmt.Errorf("reconcile work order %s: %w", b.WorkOrderID, err))
-			}
+	// Only the bookings past the grace period are copied out of the view,
+	// not every technician.
+	for _, h := range a.view.BookingsMadeBy(a.clock.Now().Add(-a.cfg.ReconcileGrace)) {
+		b := h.Booking
+		o := a.view.Order(b.WorkOrderID)
+		if o != nil && o.Status.Holding() && o.TechnicianID == h.TechnicianID {
+			continue
+		}
+		bctx, by, err := a.causeOfBooking(ctx, h.TechnicianID, b)
+		if err == nil {
+			err = a.Settle(bctx, b.ComplaintID, b.WorkOrderID, by)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("reconcile work order %s: %w", b.WorkOrderID, err))
 		}
 	}
 	return errors.Join(errs...)

@@ -306,6 +306,60 @@ func (v *View) Technician(id string) *domain.Technician {
 	return nil
 }
 
+// Holding is a booking a technician holds, as the view has it.
+type Holding struct {
+	TechnicianID string
+	Booking      domain.Booking
+}
+
+// Holders returns the bookings technicians hold for a work order, by
+// technician id. Only the bookings are copied, not the technicians.
+func (v *View) Holders(workOrderID string) []Holding {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	n := v.booked[workOrderID]
+	if n == 0 {
+		return nil
+	}
+	out := make([]Holding, 0, n)
+	for id, t := range v.techs {
+		if b, ok := t.Open[workOrderID]; ok {
+			out = append(out, Holding{TechnicianID: id, Booking: b})
+			if len(out) == n {
+				break
+			}
+		}
+	}
+	sortHoldings(out)
+	return out
+}
+
+// BookingsMadeBy returns every booking made at or before t, by technician
+// id then work order id. Only those bookings are copied.
+func (v *View) BookingsMadeBy(t time.Time) []Holding {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	var out []Holding
+	for id, tech := range v.techs {
+		for _, b := range tech.Open {
+			if !b.At.After(t) {
+				out = append(out, Holding{TechnicianID: id, Booking: b})
+			}
+		}
+	}
+	sortHoldings(out)
+	return out
+}
+
+func sortHoldings(hs []Holding) {
+	sort.Slice(hs, func(i, j int) bool {
+		if hs[i].TechnicianID != hs[j].TechnicianID {
+			return hs[i].TechnicianID < hs[j].TechnicianID
+		}
+		return hs[i].Booking.WorkOrderID < hs[j].Booking.WorkOrderID
+	})
+}
+
 // Technicians returns copies of every technician, by id.
 func (v *View) Technicians() []*domain.Technician {
 	v.mu.RLock()

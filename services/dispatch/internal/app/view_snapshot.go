@@ -17,8 +17,11 @@ import (
 // ViewName and ViewFormat name the view's snapshot (checkpoint.Options):
 // bump ViewFormat when the encoding below changes meaning.
 const (
-	ViewName   = "dispatch-view"
-	ViewFormat = 4 // 3: bookings carry their event's version; 4: and technicians and bookings log positions
+	ViewName = "dispatch-view"
+	// 3: bookings carry their event's version; 4: and technicians and
+	// bookings log positions; 5: technicians keep daily counts of recent
+	// days only (a format-4 snapshot holds every day: rebuilt instead).
+	ViewFormat = 5
 )
 
 var _ checkpoint.View = (*View)(nil)

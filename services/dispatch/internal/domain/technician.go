@@ -62,8 +62,32 @@ type Technician struct {
 	Status        eventsv1.TechnicianStatus
 	// Open jobs by work order id.
 	Open map[string]Booking
-	// Jobs counted against each day's capacity, by day then work order id.
+	// Jobs counted against each day's capacity, by day then work order id;
+	// days long past are dropped (see dailyHorizon).
 	Daily map[string]map[string]bool
+}
+
+// dailyHorizon is how far before a booking's event time the daily counts
+// are kept. A booking counts against the day its work starts, in the
+// technician's time zone, never before the decision: at most a day behind
+// the decision's UTC date (UTC-12). Two days cover that and any clock skew
+// between instances; older days are never asked about again.
+const dailyHorizon = 48 * time.Hour
+
+// pruneDaily drops the daily counts of days before at's horizon, so a
+// technician's counts (copied on every command) stay a few days long
+// however many days they work. By event time, so a rebuilt view and a
+// restored one keep the same days.
+func (t *Technician) pruneDaily(at time.Time) {
+	if at.IsZero() {
+		return
+	}
+	cut := at.Add(-dailyHorizon).UTC().Format(time.DateOnly)
+	for day := range t.Daily {
+		if day < cut { // YYYY-MM-DD sorts as it reads
+			delete(t.Daily, day)
+		}
+	}
 }
 
 // Registered reports whether the technician exists.
@@ -145,6 +169,7 @@ func EvolveTechnician(t *Technician, at time.Time, ev proto.Message) *Technician
 			t.Daily[b.Day] = map[string]bool{}
 		}
 		t.Daily[b.Day][b.WorkOrderID] = true
+		t.pruneDaily(at)
 	case *eventsv1.TechnicianJobReleased:
 		b, ok := t.Open[e.GetWorkOrderId()]
 		if !ok {
@@ -155,6 +180,9 @@ func EvolveTechnician(t *Technician, at time.Time, ev proto.Message) *Technician
 		case ReleaseCompleted, ReleaseFailed, ReleaseResolved, ReleaseEscalated:
 		default:
 			delete(t.Daily[b.Day], b.WorkOrderID)
+			if len(t.Daily[b.Day]) == 0 {
+				delete(t.Daily, b.Day)
+			}
 		}
 	}
 	return t

@@ -37,7 +37,8 @@ type SubmitResult struct {
 //     DuplicateLinked event is (re)appended if a crash lost it.
 //  3. The problem fingerprint is claimed in the duplicate index (KV Create),
 //     while the personal data is sealed (KV Create of a new customer's data
-//     key): two independent writes at once, see claimAndSeal.
+//     key): two independent writes at once, see claimAndSeal, which also
+//     overlaps step 2's read with the sealing.
 //     A crash after the claim leaves an entry owned by this id: the retry
 //     finds its own claim and carries on; if no retry ever comes, a later
 //     submission of the same problem takes the stale claim over after
@@ -68,14 +69,6 @@ func (a *App) Submit(ctx context.Context, p auth.Principal, req *intakev1.Submit
 	id := domain.ComplaintID(req.GetChannel(), req.GetChannelRef())
 	link := &eventsv1.DuplicateLinked{Channel: req.GetChannel(), ChannelRef: req.GetChannelRef(), AdapterId: p.ID, ReceivedAt: req.GetReceivedAt()}
 
-	first, linked, err := a.index.LinkedTo(ctx, id)
-	if err != nil {
-		return SubmitResult{}, fmt.Errorf("read link index: %w", err)
-	}
-	if linked {
-		return a.joinFirst(ctx, p, first, link)
-	}
-
 	ci := req.GetCustomer()
 	ref := pii.CustomerRef(a.cfg.Secret, ci.GetPhone(), ci.GetEmail())
 	reachable := ref != ""
@@ -84,23 +77,21 @@ func (a *App) Submit(ctx context.Context, p auth.Principal, req *intakev1.Submit
 		ref = "cx_" + pii.KeyedHash(a.cfg.Secret, "complaint:"+id)
 	}
 	fp := pii.KeyedHash(a.cfg.Secret, ref+"|"+domain.ProblemKey(req.GetProduct(), req.GetDescription()))
-	var received *eventsv1.ComplaintReceived
-	if reachable {
-		var first string
-		received, first, err = a.claimAndSeal(ctx, p, req, ref, fp, id, now)
-		if err != nil {
-			return SubmitResult{}, err
-		}
-		if first != id {
-			first, err = a.index.Link(ctx, id, first)
-			if err != nil {
-				return SubmitResult{}, fmt.Errorf("write link index: %w", err)
-			}
-			return a.joinFirst(ctx, p, first, link)
-		}
-	} else if received, err = a.received(ctx, p, req, ref, fp); err != nil {
+	own, err := a.claimAndSeal(ctx, p, req, ref, fp, id, now, reachable)
+	if err != nil {
 		return SubmitResult{}, err
 	}
+	switch {
+	case own.linked:
+		return a.joinFirst(ctx, p, own.first, link)
+	case own.first != id:
+		first, err := a.index.Link(ctx, id, own.first)
+		if err != nil {
+			return SubmitResult{}, fmt.Errorf("write link index: %w", err)
+		}
+		return a.joinFirst(ctx, p, first, link)
+	}
+	received := own.received
 	msgs, err := domain.DecideReceive(domain.State{}, received, reachable)
 	if err != nil {
 		return SubmitResult{}, err
@@ -223,21 +214,39 @@ func (a *App) claim(ctx context.Context, fp, id string, now time.Time) (string, 
 // probably appending right now; the caller retries in a moment.
 var errClaimPending = fmt.Errorf("another submission of the same problem is in progress: %w", kernel.ErrRetryLater)
 
-// claimAndSeal claims the fingerprint (claim) while building the event
-// (received), which seals the personal data and so, for a new customer,
-// creates the data key. The two writes are independent — different keys in
-// different buckets, neither reads the other — so they run at once and the
-// submission waits for one fsync instead of two. Crash safety is that of
-// running them one after the other: both are durable before the append,
-// and a crash between or during them leaves either a claim (the retry finds
-// its own claim; see Submit) or a data key (read back and reused by the
-// retry; a key with nothing sealed under it holds no personal data).
+// ownership is what claimAndSeal found out about a submission.
+type ownership struct {
+	// linked: an earlier attempt of this submission joined first, which
+	// the link index recorded.
+	linked bool
+	// first is the complaint that owns the problem: the submission's own
+	// id when it is to be recorded (received is then its event).
+	first    string
+	received *eventsv1.ComplaintReceived
+}
+
+// claimAndSeal finds out whether the submission is a new complaint — not
+// linked before (link index read), first to claim the fingerprint (claim;
+// only a reachable customer has one worth claiming) — while building the
+// event (received), which seals the personal data and so, for a new
+// customer, reads and then creates the data key. The two branches are
+// independent — different keys in different buckets, neither reads the
+// other — so they run at once, each a read and a synced write: the
+// submission waits for one fsync instead of two, and the link read adds no
+// round trip. Crash safety is that of running them one after the other: both are
+// durable before the append, and a crash between or during them leaves
+// either a claim (the retry finds its own claim; see Submit) or a data key
+// (read back and reused by the retry; a key with nothing sealed under it
+// holds no personal data). The claim still waits for the link index: a
+// linked submission must not claim the problem again after the duplicate
+// window.
 //
-// It returns the event when this submission owns the fingerprint, else the
-// owner's id. The owner's complaint is of the same customer (the
-// fingerprint covers the customer reference), whose key therefore exists:
-// the sealing done for nothing only read it.
-func (a *App) claimAndSeal(ctx context.Context, p auth.Principal, req *intakev1.SubmitComplaintRequest, ref, fp, id string, now time.Time) (*eventsv1.ComplaintReceived, string, error) {
+// When the submission is linked, or another complaint owns the
+// fingerprint, the sealing was done for nothing: that complaint is of the
+// same customer (the fingerprint covers the customer reference), whose key
+// therefore exists and was only read (or, if the customer was erased since,
+// was made anew with nothing sealed under it).
+func (a *App) claimAndSeal(ctx context.Context, p auth.Principal, req *intakev1.SubmitComplaintRequest, ref, fp, id string, now time.Time, reachable bool) (ownership, error) {
 	type sealed struct {
 		ev  *eventsv1.ComplaintReceived
 		err error
@@ -247,17 +256,36 @@ func (a *App) claimAndSeal(ctx context.Context, p auth.Principal, req *intakev1.
 		ev, err := a.received(ctx, p, req, ref, fp)
 		done <- sealed{ev, err}
 	}()
-	first, err := a.claim(ctx, fp, id, now)
+	own, err := a.owner(ctx, fp, id, now, reachable)
 	s := <-done
 	switch {
 	case err != nil:
-		return nil, "", err
-	case first != id:
-		return nil, first, nil
+		return ownership{}, err
+	case own.linked || own.first != id:
+		return own, nil
 	case s.err != nil:
-		return nil, "", s.err
+		return ownership{}, s.err
 	}
-	return s.ev, id, nil
+	own.received = s.ev
+	return own, nil
+}
+
+// owner is claimAndSeal's index branch: the link index, then the claim.
+func (a *App) owner(ctx context.Context, fp, id string, now time.Time, reachable bool) (ownership, error) {
+	first, linked, err := a.index.LinkedTo(ctx, id)
+	switch {
+	case err != nil:
+		return ownership{}, fmt.Errorf("read link index: %w", err)
+	case linked:
+		return ownership{linked: true, first: first}, nil
+	case !reachable:
+		return ownership{first: id}, nil
+	}
+	first, err = a.claim(ctx, fp, id, now)
+	if err != nil {
+		return ownership{}, err
+	}
+	return ownership{first: first}, nil
 }
 
 // joinFirst appends DuplicateLinked on the first complaint (once).
