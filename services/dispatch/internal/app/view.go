@@ -1,6 +1,7 @@
 package app
 
 import (
+	"container/heap"
 	"context"
 	"log/slog"
 	"sort"
@@ -37,6 +38,7 @@ type View struct {
 	correlation map[string]string    // work order id -> correlation id of its WorkOrderOpened
 	booked      map[string]int       // work order id -> technicians holding a booking for it
 	finished    map[string]time.Time // complaints with nothing in play -> since when
+	retiring    retireHeap           // finished complaints by when they leave the view
 	logTime     time.Time            // latest occurred_at applied
 	keep        time.Duration
 	lastApplied uint64        // log position of the last record followed
@@ -174,35 +176,55 @@ func (v *View) retireIfFinishedLocked(complaintID string) {
 			last = o.UpdatedAt
 		}
 	}
-	v.finished[complaintID] = last
+	if since, ok := v.finished[complaintID]; !ok || !since.Equal(last) {
+		v.finished[complaintID] = last
+		heap.Push(&v.retiring, retireEntry{at: last.Add(v.keep), id: complaintID, since: last})
+	}
 }
 
-// retireEvery is how far log time moves between two looks for finished
-// complaints to drop.
-const retireEvery = time.Hour
-
-// advanceLocked moves log time to at and, when it crossed an hour, drops
-// the complaints finished more than KeepFinished ago.
+// advanceLocked moves log time to at, when later, and drops the complaints
+// finished KeepFinished ago or more. It looks after every record, not only
+// when log time moves: in a log written out of time order (an import, the
+// scale harness's) log time reaches its end early, and a complaint finished
+// long before it is due at once.
 func (v *View) advanceLocked(at time.Time) {
-	if !at.After(v.logTime) {
-		return
+	if at.After(v.logTime) {
+		v.logTime = at
 	}
-	before := v.logTime
-	v.logTime = at
-	if before.Truncate(retireEvery).Equal(at.Truncate(retireEvery)) {
-		return
-	}
-	for id, since := range v.finished {
-		if since.Add(v.keep).After(at) {
-			continue
+	for len(v.retiring) > 0 && !v.retiring[0].at.After(v.logTime) {
+		x := heap.Pop(&v.retiring).(retireEntry)
+		if since, ok := v.finished[x.id]; !ok || !since.Equal(x.since) {
+			continue // changed since it was queued: a newer entry stands for it
 		}
-		for _, wo := range v.complaints[id].Sequence {
+		for _, wo := range v.complaints[x.id].Sequence {
 			delete(v.orderOwner, wo)
 			delete(v.correlation, wo)
 		}
-		delete(v.complaints, id)
-		delete(v.finished, id)
+		delete(v.complaints, x.id)
+		delete(v.finished, x.id)
 	}
+}
+
+// retireEntry is a finished complaint queued to leave the view at at; it
+// goes stale when the complaint changes (its finished time is no longer
+// since), and is skipped then.
+type retireEntry struct {
+	at, since time.Time
+	id        string
+}
+
+// retireHeap is a min-heap of retireEntry by at.
+type retireHeap []retireEntry
+
+func (h retireHeap) Len() int           { return len(h) }
+func (h retireHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h retireHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *retireHeap) Push(x any)        { *h = append(*h, x.(retireEntry)) }
+func (h *retireHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 func orderIDs(c *domain.Complaint) []string {

@@ -133,7 +133,7 @@ func (v *View) Restore(position uint64, data []byte) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.techs, v.booked, v.complaints, v.orderOwner, v.correlation = techs, booked, complaints, owner, correlation
-	v.logTime, v.finished = st.LogTime, map[string]time.Time{}
+	v.logTime, v.finished, v.retiring = st.LogTime, map[string]time.Time{}, nil
 	for id := range complaints {
 		v.retireIfFinishedLocked(id)
 	}

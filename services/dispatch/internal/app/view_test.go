@@ -207,3 +207,37 @@ func TestViewSnapshotsAndRetiresFinishedOrders(t *testing.T) {
 	}
 	refused("foreign", "format")
 }
+
+// In a log written out of time order (an import, the scale harness's)
+// log time reaches its end early; a complaint finished long before it
+// leaves the view at once, though log time never moves again.
+func TestFinishedOrdersOfAnImportedLogLeaveAtOnce(t *testing.T) {
+	h := newHarness(t)
+	a := h.newApp()
+	h.register(a, "tech-1", "east")
+	for _, id := range []string{"1", "2"} {
+		if err := a.HandleComplaintEvent(h.ctx, h.requestDispatch("c"+id, "wo"+id, h.onSiteSpec("east"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.CancelWorkOrder(h.ctx, "admin", "wo1", "customer fixed it"); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Advance(365 * 24 * time.Hour)
+	h.register(a, "tech-late", "east")
+	// The import wrote the year-later event first.
+	recs := h.log()
+	imported := append([]eventlog.Record{recs[len(recs)-1]}, recs[:len(recs)-1]...)
+	v := h.newView()
+	for _, r := range imported {
+		if err := v.Apply(h.ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v.Order("wo1") != nil || v.ComplaintOf("wo1") != "" {
+		t.Fatal("wo1, finished a year before log time, is still in the view")
+	}
+	if v.Order("wo2") == nil {
+		t.Fatal("wo2, still in play, left the view")
+	}
+}
