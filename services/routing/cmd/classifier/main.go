@@ -3,6 +3,7 @@
 //
 //	go run ./services/routing/cmd/classifier -train          # writes policy/classifier.v1.json (make classifier)
 //	go run ./services/routing/cmd/classifier -cv 10          # figures and confusion matrices
+//	go run ./services/routing/cmd/classifier -holdout        # the committed model on data/holdout.tsv
 //	go run ./services/routing/cmd/classifier -explain "空调冒烟了"
 //
 // Paths are relative to services/routing (found from the working
@@ -21,10 +22,11 @@ import (
 )
 
 const (
-	dataFile   = "data/complaints.tsv"
-	cuesFile   = "data/cues.json"
-	policyFile = "policy/classification.v2.json"
-	modelFile  = "policy/classifier.v1.json"
+	dataFile    = "data/complaints.tsv"
+	holdoutFile = "data/holdout.tsv"
+	cuesFile    = "data/cues.json"
+	policyFile  = "policy/classification.v2.json"
+	modelFile   = "policy/classifier.v1.json"
 	// DefaultVersion of the model the trainer writes.
 	defaultVersion = "classifier.v1"
 	// defaultThreshold is routing's default ROUTING_TRIAGE_CONFIDENCE.
@@ -37,23 +39,27 @@ func main() {
 	k := flag.Int("cv", 0, "k-fold cross-validation: print figures and confusion matrices")
 	threshold := flag.Float64("threshold", defaultThreshold, "confidence below which a complaint goes to triage (with -cv, -explain)")
 	explain := flag.String("explain", "", "classify this text with the committed model and the policy's floors")
+	holdout := flag.Bool("holdout", false, "figures of the committed model on the held-out set, never trained or tuned on")
 	flag.Parse()
-	if err := run(*train, *version, *k, *threshold, *explain); err != nil {
+	if err := run(*train, *version, *k, *threshold, *explain, *holdout); err != nil {
 		fmt.Fprintln(os.Stderr, "classifier:", err)
 		os.Exit(1)
 	}
 }
 
-func run(train bool, version string, k int, threshold float64, explain string) error {
+func run(train bool, version string, k int, threshold float64, explain string, holdout bool) error {
 	dir, err := moduleDir()
 	if err != nil {
 		return err
 	}
-	if !train && k == 0 && explain == "" {
-		return errors.New("nothing to do: -train, -cv k or -explain text")
+	if !train && k == 0 && explain == "" && !holdout {
+		return errors.New("nothing to do: -train, -cv k, -holdout or -explain text")
 	}
 	if explain != "" {
 		return explainText(dir, explain, threshold)
+	}
+	if holdout {
+		return evaluateHoldout(dir, threshold)
 	}
 	set, err := loadSet(dir)
 	if err != nil {
@@ -123,16 +129,44 @@ func loadPolicy(dir string) (*domain.Policy, error) {
 	return domain.ParsePolicy(doc)
 }
 
+func loadModel(dir string) (*classifier.Model, error) {
+	doc, err := os.ReadFile(filepath.Join(dir, modelFile))
+	if err != nil {
+		return nil, err
+	}
+	return classifier.ParseModel(doc)
+}
+
+func evaluateHoldout(dir string, threshold float64) error {
+	p, err := loadPolicy(dir)
+	if err != nil {
+		return err
+	}
+	m, err := loadModel(dir)
+	if err != nil {
+		return err
+	}
+	doc, err := os.ReadFile(filepath.Join(dir, holdoutFile))
+	if err != nil {
+		return err
+	}
+	ex, err := classifier.ParseDataset(doc)
+	if err != nil {
+		return fmt.Errorf("%s: %w", holdoutFile, err)
+	}
+	fmt.Printf("## %s with policy floors (%s) on %s\n\n", m.Version, p.Version, holdoutFile)
+	fmt.Print(classifier.Evaluate(m, ex, p.FloorAdjust(threshold), threshold))
+	fmt.Printf("\n## %s alone on %s\n\n", m.Version, holdoutFile)
+	fmt.Print(classifier.Evaluate(m, ex, nil, threshold))
+	return nil
+}
+
 func explainText(dir, text string, threshold float64) error {
 	p, err := loadPolicy(dir)
 	if err != nil {
 		return err
 	}
-	doc, err := os.ReadFile(filepath.Join(dir, modelFile))
-	if err != nil {
-		return err
-	}
-	m, err := classifier.ParseModel(doc)
+	m, err := loadModel(dir)
 	if err != nil {
 		return err
 	}

@@ -123,10 +123,8 @@ func Folds(examples []Example, k int, seed uint64) [][]int {
 	return folds
 }
 
-// CrossValidate trains k models, each on all folds but one, and
-// classifies the left-out fold with it (then adjust, when not nil).
-func CrossValidate(examples []Example, cues Cues, k int, opts TrainOptions, adjust Adjust, threshold float64) Report {
-	r := Report{K: k, Examples: len(examples), Threshold: threshold}
+func newReport(k, n int, threshold float64) Report {
+	r := Report{K: k, Examples: n, Threshold: threshold}
 	for _, name := range HeadNames {
 		n := len(Classes[name])
 		h := HeadReport{Name: name, Classes: Classes[name], Confusion: make([][]int, n)}
@@ -135,6 +133,26 @@ func CrossValidate(examples []Example, cues Cues, k int, opts TrainOptions, adju
 		}
 		r.Heads = append(r.Heads, h)
 	}
+	return r
+}
+
+// Evaluate classifies examples the model was not trained on (K is 0).
+func Evaluate(m *Model, examples []Example, adjust Adjust, threshold float64) Report {
+	r := newReport(0, len(examples), threshold)
+	for _, e := range examples {
+		p := m.Predict(e.Text)
+		if adjust != nil {
+			p = adjust(e.Text, p)
+		}
+		r.record(e, p)
+	}
+	return r
+}
+
+// CrossValidate trains k models, each on all folds but one, and
+// classifies the left-out fold with it (then adjust, when not nil).
+func CrossValidate(examples []Example, cues Cues, k int, opts TrainOptions, adjust Adjust, threshold float64) Report {
+	r := newReport(k, len(examples), threshold)
 	for _, fold := range Folds(examples, k, opts.Seed) {
 		var train []Example
 		for i, e := range examples {
@@ -191,7 +209,11 @@ func (r *Report) record(e Example, p Prediction) {
 // String prints the figures and confusion matrices as Markdown.
 func (r Report) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d-fold cross-validation, %d examples\n\n", r.K, r.Examples)
+	if r.K > 0 {
+		fmt.Fprintf(&b, "%d-fold cross-validation, %d examples\n\n", r.K, r.Examples)
+	} else {
+		fmt.Fprintf(&b, "%d examples the model was not trained on\n\n", r.Examples)
+	}
 	fmt.Fprintf(&b, "| figure | value |\n|---|---|\n")
 	fmt.Fprintf(&b, "| recall of urgent (safety, legal, major loss) | %s |\n", r.UrgentRecall)
 	fmt.Fprintf(&b, "| recall of urgent, safety and legal only | %s |\n", r.SafetyLegalRecall)
@@ -211,7 +233,7 @@ func (r Report) String() string {
 		}
 	}
 	if len(r.Missed) > 0 {
-		fmt.Fprintf(&b, "\nurgent, not classified urgent:\n")
+		fmt.Fprintf(&b, "\nurgent, not classified urgent (labelled → classified):\n")
 		for _, m := range r.Missed {
 			fmt.Fprintf(&b, "- %s\n", m)
 		}
