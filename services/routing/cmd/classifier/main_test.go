@@ -12,7 +12,7 @@ import (
 // The committed model is the one `make classifier` trains from the
 // committed data set and cues.
 func TestCommittedModelIsTrainedFromTheData(t *testing.T) {
-	set, err := loadSet(".." + string(os.PathSeparator) + "..")
+	set, err := loadSet("../..")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,18 +56,36 @@ func (c Cues) check() error {
 	return nil
 }
 
-// match lists the concepts present in a normalised text.
-func (c Cues) match(text string) []string {
+// cueSet is Cues ready to match: concepts in sorted order, terms
+// normalised once.
+type cueSet []cueConcept
+
+type cueConcept struct {
+	feature string
+	terms   []string
+}
+
+func (c Cues) compile() cueSet {
+	var out cueSet
+	for _, k := range slices.Sorted(maps.Keys(c)) {
+		cc := cueConcept{feature: "k:" + k}
+		for _, t := range c[k] {
+			cc.terms = append(cc.terms, strings.TrimSpace(normalise(t)))
+		}
+		out = append(out, cc)
+	}
+	return out
+}
+
+// match lists the concepts present in a normalised text, sorted.
+func (cs cueSet) match(text string) []string {
 	var out []string
-	for concept, terms := range c {
-		for _, t := range terms {
-			if termIn(strings.TrimSpace(normalise(t)), text) {
-				out = append(out, "k:"+concept)
-				break
-			}
+	for _, c := range cs {
+		if slices.ContainsFunc(c.terms, func(t string) bool { return termIn(t, text) }) {
+			out = append(out, c.feature)
 		}
 	}
-	return out // sorted by the caller
+	return out
 }
 
 // termIn: a term with Latin letters matches at the start of a word, any
@@ -95,7 +113,7 @@ func termIn(term, text string) bool {
 }
 
 // featuresOf are the text's n-gram features and cue concepts, sorted.
-func featuresOf(text string, cues Cues) []string {
+func featuresOf(text string, cues cueSet) []string {
 	f := Features(text)
 	if len(cues) == 0 {
 		return f

@@ -28,6 +28,7 @@ type Model struct {
 	// order, classes in each head's order.
 	Weights map[string][]float64 `json:"weights,omitempty"`
 
+	cues   cueSet
 	vocab  map[string]int // feature → row
 	names  []string       // row → feature
 	matrix [][]float64    // row → weights
@@ -83,6 +84,7 @@ func (m *Model) compile() error {
 	if err := m.Cues.check(); err != nil {
 		return fmt.Errorf("model: %w", err)
 	}
+	m.cues = m.Cues.compile()
 	if len(m.Heads) != len(HeadNames) {
 		return fmt.Errorf("model: heads: want %s", strings.Join(HeadNames, ", "))
 	}
@@ -153,7 +155,7 @@ func (m *Model) Marshal() ([]byte, error) {
 // Predict classifies a text. The same text and model give the same
 // prediction.
 func (m *Model) Predict(text string) Prediction {
-	v := vectorise(featuresOf(text, m.Cues), m.vocab)
+	v := vectorise(featuresOf(text, m.cues), m.vocab)
 	out := Prediction{Version: m.Version, Confidence: 1}
 	contrib := map[int]float64{}
 	for _, h := range m.Heads {

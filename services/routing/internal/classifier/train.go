@@ -36,10 +36,11 @@ func DatasetSHA256(doc []byte) string {
 // Train fits a model to the examples. It is deterministic: the same
 // examples and options give the same model, byte for byte.
 func Train(examples []Example, cues Cues, opts TrainOptions, version string) *Model {
+	compiled := cues.compile()
 	feats := make([][]string, len(examples))
 	docs := map[string]int{}
 	for i, e := range examples {
-		feats[i] = featuresOf(e.Text, cues)
+		feats[i] = featuresOf(e.Text, compiled)
 		for _, f := range feats[i] {
 			docs[f]++
 		}
