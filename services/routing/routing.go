@@ -44,7 +44,7 @@ var defaultModel []byte
 
 // DefaultTriageConfidence: a model verdict less sure than this is flagged
 // for a person to triage (ROUTING_TRIAGE_CONFIDENCE).
-const DefaultTriageConfidence = 0.5
+const DefaultTriageConfidence = domain.DefaultTriageConfidence
 
 // Config of the routing service; DefaultConfig has the defaults.
 type Config struct {

@@ -30,7 +30,7 @@ const (
 	// DefaultVersion of the model the trainer writes.
 	defaultVersion = "classifier.v1"
 	// defaultThreshold is routing's default ROUTING_TRIAGE_CONFIDENCE.
-	defaultThreshold = 0.5
+	defaultThreshold = domain.DefaultTriageConfidence
 )
 
 func main() {

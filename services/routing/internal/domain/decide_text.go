@@ -5,6 +5,10 @@ import (
 	"github.com/closeloop/closeloop/services/routing/internal/classifier"
 )
 
+// DefaultTriageConfidence: a verdict less sure than this goes to a person
+// (ROUTING_TRIAGE_CONFIDENCE; README "Classifier" has what it flags).
+const DefaultTriageConfidence = 0.5
+
 // Classifier is the text model and the confidence under which its verdict
 // goes to a person to triage.
 type Classifier struct {
