@@ -486,7 +486,7 @@ func TestConfigFromEnvReportsEveryMistakeAtOnce(t *testing.T) {
 func TestConfigFromEnvHandsOnTheParsedPolicy(t *testing.T) {
 	t.Setenv("CLOSELOOP_AUTH", "off")
 	c, err := ConfigFromEnv()
-	if err != nil || c.Policy == nil || c.Policy.Version != "classification.v2" || c.Model == nil || c.Model.Version != "classifier.v1" || c.TriageConfidence != DefaultTriageConfidence {
+	if err != nil || c.Policy == nil || c.Policy.Version != "classification.v2" || c.Model == nil || !strings.HasPrefix(c.Model.Version, "classifier.v1+") || c.TriageConfidence != DefaultTriageConfidence {
 		t.Fatalf("embedded: policy %v model %v triage %v, err %v", c.Policy != nil, c.Model != nil, c.TriageConfidence, err)
 	}
 	doc := bytes.Replace(defaultPolicy, []byte(`"classification.v2"`), []byte(`"classification.v2-local"`), 1)
@@ -494,7 +494,7 @@ func TestConfigFromEnvHandsOnTheParsedPolicy(t *testing.T) {
 	if err := os.WriteFile(path, doc, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	doc = bytes.Replace(defaultModel, []byte(`"classifier.v1"`), []byte(`"classifier.v1-local"`), 1)
+	doc = bytes.Replace(defaultModel, []byte(`"version": "classifier.v1+`), []byte(`"version": "classifier.v1-local+`), 1)
 	modelPath := t.TempDir() + "/model.json"
 	if err := os.WriteFile(modelPath, doc, 0o600); err != nil {
 		t.Fatal(err)
@@ -503,7 +503,7 @@ func TestConfigFromEnvHandsOnTheParsedPolicy(t *testing.T) {
 	t.Setenv("ROUTING_MODEL_FILE", modelPath)
 	t.Setenv("ROUTING_TRIAGE_CONFIDENCE", "0.7")
 	c, err = ConfigFromEnv()
-	if err != nil || c.Policy == nil || c.Policy.Version != "classification.v2-local" || c.Model == nil || c.Model.Version != "classifier.v1-local" || c.TriageConfidence != 0.7 {
+	if err != nil || c.Policy == nil || c.Policy.Version != "classification.v2-local" || c.Model == nil || !strings.HasPrefix(c.Model.Version, "classifier.v1-local+") || c.TriageConfidence != 0.7 {
 		t.Fatalf("from files: policy %v model %v triage %v, err %v", c.Policy != nil, c.Model != nil, c.TriageConfidence, err)
 	}
 }

@@ -27,7 +27,9 @@ const (
 	cuesFile    = "data/cues.json"
 	policyFile  = "policy/classification.v2.json"
 	modelFile   = "policy/classifier.v1.json"
-	// DefaultVersion of the model the trainer writes.
+	// defaultVersion of the model the trainer writes, before the digest of
+	// its data (classifier.VersionOf). A change of the trainer's code
+	// takes a new one.
 	defaultVersion = "classifier.v1"
 	// defaultThreshold is routing's default ROUTING_TRIAGE_CONFIDENCE.
 	defaultThreshold = domain.DefaultTriageConfidence
@@ -35,7 +37,7 @@ const (
 
 func main() {
 	train := flag.Bool("train", false, "train on the whole data set and write the model file")
-	version := flag.String("version", defaultVersion, "version recorded in the model (with -train)")
+	version := flag.String("version", defaultVersion, "version recorded in the model, before the digest of its data (with -train)")
 	k := flag.Int("cv", 0, "k-fold cross-validation: print figures and confusion matrices")
 	threshold := flag.Float64("threshold", defaultThreshold, "confidence below which a complaint goes to triage (with -cv, -explain)")
 	explain := flag.String("explain", "", "classify this text with the committed model and the policy's floors")
@@ -80,9 +82,12 @@ func run(train bool, version string, k int, threshold float64, explain string, h
 		fmt.Print(classifier.CrossValidate(set.examples, set.cues, k, opts, nil, threshold))
 	}
 	if train {
-		m := classifier.Train(set.examples, set.cues, classifier.DefaultTrainOptions(), version)
+		opts := classifier.DefaultTrainOptions()
+		version = classifier.VersionOf(version, set.raw, set.cuesRaw, opts)
+		m := classifier.Train(set.examples, set.cues, opts, version)
 		m.TrainedOn.File = dataFile
 		m.TrainedOn.SHA256 = classifier.DatasetSHA256(set.raw)
+		m.TrainedOn.CuesSHA256 = classifier.DatasetSHA256(set.cuesRaw)
 		doc, err := m.Marshal()
 		if err != nil {
 			return err
@@ -96,9 +101,9 @@ func run(train bool, version string, k int, threshold float64, explain string, h
 }
 
 type dataset struct {
-	raw      []byte
-	examples []classifier.Example
-	cues     classifier.Cues
+	raw, cuesRaw []byte
+	examples     []classifier.Example
+	cues         classifier.Cues
 }
 
 func loadSet(dir string) (dataset, error) {
@@ -118,7 +123,7 @@ func loadSet(dir string) (dataset, error) {
 	if err != nil {
 		return dataset{}, fmt.Errorf("%s: %w", cuesFile, err)
 	}
-	return dataset{raw: raw, examples: ex, cues: cues}, nil
+	return dataset{raw: raw, cuesRaw: doc, examples: ex, cues: cues}, nil
 }
 
 func loadPolicy(dir string) (*domain.Policy, error) {

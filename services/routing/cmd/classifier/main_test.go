@@ -24,9 +24,12 @@ func TestCommittedModelIsTrainedFromTheData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.TrainedOn.SHA256 != classifier.DatasetSHA256(set.raw) || m.TrainedOn.Examples != len(set.examples) {
-		t.Fatalf("model trained on %s (%d examples), data set is %s (%d): run make classifier",
-			m.TrainedOn.SHA256, m.TrainedOn.Examples, classifier.DatasetSHA256(set.raw), len(set.examples))
+	if m.TrainedOn.SHA256 != classifier.DatasetSHA256(set.raw) || m.TrainedOn.CuesSHA256 != classifier.DatasetSHA256(set.cuesRaw) || m.TrainedOn.Examples != len(set.examples) {
+		t.Fatalf("model trained on %s, cues %s (%d examples); data set is %s, cues %s (%d): run make classifier",
+			m.TrainedOn.SHA256, m.TrainedOn.CuesSHA256, m.TrainedOn.Examples, classifier.DatasetSHA256(set.raw), classifier.DatasetSHA256(set.cuesRaw), len(set.examples))
+	}
+	if want := classifier.VersionOf(defaultVersion, set.raw, set.cuesRaw, m.Training); m.Version != want {
+		t.Fatalf("model version %q, want %q", m.Version, want)
 	}
 	// Go may fuse multiply-adds on other architectures, moving a last
 	// decimal; amd64 never does, so there the bytes must match.

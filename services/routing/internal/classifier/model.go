@@ -17,9 +17,10 @@ type Model struct {
 	Version string `json:"version"`
 	// TrainedOn names the data set the model was trained on.
 	TrainedOn struct {
-		File     string `json:"file"`
-		SHA256   string `json:"sha256"`
-		Examples int    `json:"examples"`
+		File       string `json:"file"`
+		SHA256     string `json:"sha256"`
+		CuesSHA256 string `json:"cues_sha256"`
+		Examples   int    `json:"examples"`
 	} `json:"trained_on"`
 	Training TrainOptions `json:"training"`
 	Cues     Cues         `json:"cues"`

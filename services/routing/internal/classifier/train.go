@@ -3,6 +3,7 @@ package classifier
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -31,6 +32,18 @@ func DefaultTrainOptions() TrainOptions {
 func DatasetSHA256(doc []byte) string {
 	sum := sha256.Sum256(doc)
 	return hex.EncodeToString(sum[:])
+}
+
+// VersionOf is a model's version: the base the trainer is given, and a
+// digest of what it was trained from (data set, cues, options), so that a
+// model retrained on other data never carries the same version.
+func VersionOf(base string, data, cues []byte, opts TrainOptions) string {
+	h := sha256.New()
+	h.Write(data)
+	h.Write([]byte{0})
+	h.Write(cues)
+	fmt.Fprintf(h, "\x00%+v", opts)
+	return base + "+" + hex.EncodeToString(h.Sum(nil))[:8]
 }
 
 // Train fits a model to the examples. It is deterministic: the same

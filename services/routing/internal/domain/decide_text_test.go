@@ -46,7 +46,7 @@ func TestIssueExamples(t *testing.T) {
 					CategoryName(got.Category), SeverityName(got.Severity), PriorityName(got.Priority), DispatchName(got.Dispatch),
 					CategoryName(tc.cat), SeverityName(tc.sev), PriorityName(tc.pri), DispatchName(tc.dispatch), got.RulesFired, got.Deciding)
 			}
-			if got.ModelVersion != "classifier.v1" || got.NeedsTriage || got.Confidence < 0.5 || len(got.Deciding) == 0 {
+			if !strings.HasPrefix(got.ModelVersion, "classifier.v1+") || got.NeedsTriage || got.Confidence < 0.5 || len(got.Deciding) == 0 {
 				t.Errorf("model %q confidence %.2f triage %v features %v", got.ModelVersion, got.Confidence, got.NeedsTriage, got.Deciding)
 			}
 		})
