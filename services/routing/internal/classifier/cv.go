@@ -11,8 +11,9 @@ import (
 // rule floors); nil keeps the model's.
 type Adjust func(text string, p Prediction) Prediction
 
-// Report is the outcome of a k-fold cross-validation: every example
-// classified once, by a model trained on the other folds.
+// Report is the outcome of a k-fold cross-validation (every example
+// classified once, by a model trained on the other folds) or of a
+// held-out evaluation.
 type Report struct {
 	K, Examples int
 	// Heads: confusion matrix and figures of each head, in HeadNames order.
@@ -29,6 +30,8 @@ type Report struct {
 	Below        int
 	AboveCorrect Ratio
 	BelowCorrect Ratio
+	// ByLang: category and severity right, per language (zh, en, mixed).
+	ByLang map[string]Ratio
 }
 
 // HeadReport is one head's figures.
@@ -124,7 +127,7 @@ func Folds(examples []Example, k int, seed uint64) [][]int {
 }
 
 func newReport(k, n int, threshold float64) Report {
-	r := Report{K: k, Examples: n, Threshold: threshold}
+	r := Report{K: k, Examples: n, Threshold: threshold, ByLang: map[string]Ratio{}}
 	for _, name := range HeadNames {
 		n := len(Classes[name])
 		h := HeadReport{Name: name, Classes: Classes[name], Confusion: make([][]int, n)}
@@ -201,9 +204,13 @@ func (r *Report) record(e Example, p Prediction) {
 		side = &r.BelowCorrect
 	}
 	side.Of++
+	lang := r.ByLang[e.Lang]
+	lang.Of++
 	if right {
 		side.Hit++
+		lang.Hit++
 	}
+	r.ByLang[e.Lang] = lang
 }
 
 // String prints the figures and confusion matrices as Markdown.
@@ -222,6 +229,7 @@ func (r Report) String() string {
 	}
 	fmt.Fprintf(&b, "| below confidence %.2f (to triage) | %s |\n", r.Threshold, Ratio{r.Below, r.Examples})
 	fmt.Fprintf(&b, "| category and severity right, confidence >= %.2f / below | %s / %s |\n", r.Threshold, r.AboveCorrect, r.BelowCorrect)
+	fmt.Fprintf(&b, "| category and severity right, zh / en / mixed | %s / %s / %s |\n", r.ByLang["zh"], r.ByLang["en"], r.ByLang["mixed"])
 	for _, h := range r.Heads {
 		fmt.Fprintf(&b, "\n%s (rows: labelled, columns: classified)\n\n| | %s | recall |\n|---|%s---|\n", h.Name, strings.Join(h.Classes, " | "), strings.Repeat("---|", len(h.Classes)))
 		for t, row := range h.Confusion {
