@@ -12,7 +12,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 MODULES := libs libs/esdb proto services/intake services/routing services/slaclock services/dispatch services/followup cmd/closeloop cmd/closeloopctl deploy
 PKGS := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 
-.PHONY: run test test-short fuzz-smoke bench scale proto proto-tools lint fmt build
+.PHONY: run test test-short fuzz-smoke bench scale proto proto-tools lint fmt build classifier
 
 run: ## all five services on an embedded NATS JetStream (data in ./data)
 	$(GO) run ./cmd/closeloop
@@ -45,6 +45,14 @@ bench: ## benchmarks (figures for the closing notes)
 # SCALE_WORKERS, SCALE_PROFILE=<service> (CPU profiles instead of the table).
 scale: ## start-up and memory of each service on a big log (not part of make test)
 	SCALE=1 $(GO) test -count=1 -timeout 12h -run '^TestScale$$' -v ./cmd/closeloop/scale/
+
+# Routing's text classifier: train it on services/routing/data/complaints.tsv
+# (with data/cues.json) into the committed policy/classifier.v1.json, then
+# print its 10-fold cross-validation figures. Deterministic: the same data
+# gives the same file.
+classifier: ## retrain routing's text classifier and print its figures
+	$(GO) run ./services/routing/cmd/classifier -train
+	$(GO) run ./services/routing/cmd/classifier -cv 10
 
 proto-tools:
 	@mkdir -p $(BIN)

@@ -1,8 +1,8 @@
-// Package routing classifies every accepted complaint by a versioned
-// policy, flags repeats, assigns an owner in the team its severity picks,
-// escalates on SLA warnings and breaches, dissatisfaction, repeats and
-// missing technicians, and serves the owner's handling up to resolution
-// (gRPC and HTTP/JSON). It reacts to the log through the durable bus
+// Package routing classifies every accepted complaint by a versioned text
+// model with the policy's rules as floors, flags repeats, assigns an owner
+// in the team its severity picks, escalates on SLA warnings and breaches,
+// dissatisfaction, repeats and missing technicians, and serves the owner's
+// handling up to resolution (gRPC and HTTP/JSON). It reacts to the log through the durable bus
 // consumer "routing" and keeps its own view of rosters, loads and past
 // complaints, rebuilt from the log.
 package routing
@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
@@ -27,6 +28,7 @@ import (
 	"github.com/closeloop/closeloop/libs/platform"
 	routingv1 "github.com/closeloop/closeloop/proto/gen/closeloop/routing/v1"
 	"github.com/closeloop/closeloop/services/routing/internal/app"
+	"github.com/closeloop/closeloop/services/routing/internal/classifier"
 	"github.com/closeloop/closeloop/services/routing/internal/domain"
 	"github.com/closeloop/closeloop/services/routing/internal/ports"
 )
@@ -34,8 +36,15 @@ import (
 // Name of the service.
 const Name = "routing"
 
-//go:embed policy/classification.v1.json
+//go:embed policy/classification.v2.json
 var defaultPolicy []byte
+
+//go:embed policy/classifier.v1.json
+var defaultModel []byte
+
+// DefaultTriageConfidence: a model verdict less sure than this is flagged
+// for a person to triage (ROUTING_TRIAGE_CONFIDENCE).
+const DefaultTriageConfidence = domain.DefaultTriageConfidence
 
 // Config of the routing service; DefaultConfig has the defaults.
 type Config struct {
@@ -44,8 +53,15 @@ type Config struct {
 	GRPCAddr string
 	HTTPAddr string
 	// Policy classifies, assigns and escalates (ROUTING_POLICY_FILE names a
-	// file replacing it; nil: the embedded policy/classification.v1.json).
+	// file replacing it; nil: the embedded policy/classification.v2.json).
 	Policy *domain.Policy
+	// Model is the text classifier the policy's rules are floors to
+	// (ROUTING_MODEL_FILE names a file replacing it; nil: the embedded
+	// policy/classifier.v1.json).
+	Model *classifier.Model
+	// TriageConfidence: below it a classification is flagged for a person
+	// to triage (ROUTING_TRIAGE_CONFIDENCE, 0..1, default 0.5).
+	TriageConfidence float64
 	// Authenticator checks bearer tokens (libs/auth: CLOSELOOP_TOKENS_FILE,
 	// CLOSELOOP_TOKENS, or CLOSELOOP_AUTH=off for local development).
 	Authenticator auth.Authenticator
@@ -60,7 +76,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults (no authenticator: set one).
 func DefaultConfig() Config {
-	return Config{GRPCAddr: ":7002", HTTPAddr: ":8002", Durable: "routing", Concurrency: 4}
+	return Config{GRPCAddr: ":7002", HTTPAddr: ":8002", Durable: "routing", Concurrency: 4, TriageConfidence: DefaultTriageConfidence}
 }
 
 // ConfigFromEnv reads the configuration from the environment over the
@@ -69,12 +85,22 @@ func DefaultConfig() Config {
 func ConfigFromEnv() (Config, error) {
 	env, d := platform.NewEnv(), DefaultConfig()
 	c := Config{
-		GRPCAddr:    env.String("ROUTING_GRPC_ADDR", d.GRPCAddr),
-		HTTPAddr:    env.String("ROUTING_HTTP_ADDR", d.HTTPAddr),
-		Policy:      policyFrom(env),
-		Durable:     env.String("ROUTING_DURABLE", d.Durable),
-		Concurrency: env.Int("ROUTING_CONCURRENCY", d.Concurrency, 1, 256),
+		GRPCAddr:         env.String("ROUTING_GRPC_ADDR", d.GRPCAddr),
+		HTTPAddr:         env.String("ROUTING_HTTP_ADDR", d.HTTPAddr),
+		Policy:           policyFrom(env),
+		Model:            modelFrom(env),
+		TriageConfidence: d.TriageConfidence,
+		Durable:          env.String("ROUTING_DURABLE", d.Durable),
+		Concurrency:      env.Int("ROUTING_CONCURRENCY", d.Concurrency, 1, 256),
 	}
+	env.Parse("ROUTING_TRIAGE_CONFIDENCE", func(v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(f >= 0 && f <= 1) {
+			return fmt.Errorf("must be a number from 0 to 1, got %q", v)
+		}
+		c.TriageConfidence = f
+		return nil
+	})
 	if c.GRPCAddr == "" {
 		env.Fail("ROUTING_GRPC_ADDR", errors.New("must not be empty"))
 	}
@@ -97,7 +123,7 @@ func policyFrom(env *platform.Env) *domain.Policy {
 	path, _ := env.Lookup(name)
 	if path == "" {
 		p, err := embeddedPolicy()
-		env.Fail("embedded policy/classification.v1.json", err)
+		env.Fail("embedded policy/classification.v2.json", err)
 		return p
 	}
 	doc := env.File(name)
@@ -113,6 +139,26 @@ func policyFrom(env *platform.Env) *domain.Policy {
 
 func embeddedPolicy() (*domain.Policy, error) { return domain.ParsePolicy(defaultPolicy) }
 
+// modelFrom parses the model ROUTING_MODEL_FILE names, or the embedded one.
+func modelFrom(env *platform.Env) *classifier.Model {
+	const name = "ROUTING_MODEL_FILE"
+	path, _ := env.Lookup(name)
+	if path == "" {
+		m, err := classifier.ParseModel(defaultModel)
+		env.Fail("embedded policy/classifier.v1.json", err)
+		return m
+	}
+	doc := env.File(name)
+	if doc == nil {
+		return nil // unreadable, and recorded
+	}
+	m, err := classifier.ParseModel(doc)
+	if err != nil {
+		env.Fail(name, fmt.Errorf("%s: %w", path, err))
+	}
+	return m
+}
+
 func (c Config) validate() error {
 	var errs []error
 	if c.Authenticator == nil {
@@ -123,6 +169,9 @@ func (c Config) validate() error {
 	}
 	if c.Durable == "" {
 		errs = append(errs, errors.New("ROUTING_DURABLE: must not be empty"))
+	}
+	if !(c.TriageConfidence >= 0 && c.TriageConfidence <= 1) {
+		errs = append(errs, fmt.Errorf("ROUTING_TRIAGE_CONFIDENCE: must be a number from 0 to 1, got %v", c.TriageConfidence))
 	}
 	if c.Concurrency < 1 || c.Concurrency > 256 {
 		errs = append(errs, fmt.Errorf("ROUTING_CONCURRENCY: must be between 1 and 256, got %d", c.Concurrency))
@@ -186,9 +235,17 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	if p == nil {
 		var err error
 		if p, err = embeddedPolicy(); err != nil {
-			return nil, fmt.Errorf("routing: embedded policy/classification.v1.json: %w", err)
+			return nil, fmt.Errorf("routing: embedded policy/classification.v2.json: %w", err)
 		}
 	}
+	m := cfg.Model
+	if m == nil {
+		var err error
+		if m, err = classifier.ParseModel(defaultModel); err != nil {
+			return nil, fmt.Errorf("routing: embedded policy/classifier.v1.json: %w", err)
+		}
+	}
+	p = p.WithClassifier(domain.Classifier{Model: m, TriageBelow: cfg.TriageConfidence})
 	log := deps.Logger
 	view := app.NewView(p)
 	follower, err := checkpoint.New(checkpoint.Options{

@@ -354,7 +354,7 @@ func TestAPI(t *testing.T) {
 		}
 		return nil
 	})
-	if got.GetCategory() != eventsv1.Category_CATEGORY_DELIVERY || got.GetTeam() != "customer-service" || got.GetPolicyVersion() != "classification.v1" {
+	if got.GetCategory() != eventsv1.Category_CATEGORY_DELIVERY || got.GetTeam() != "customer-service" || got.GetPolicyVersion() != "classification.v2" {
 		t.Fatalf("complaint %v", got)
 	}
 	owner := got.GetOwner()
@@ -481,23 +481,53 @@ func TestConfigFromEnvReportsEveryMistakeAtOnce(t *testing.T) {
 	}
 }
 
-// ConfigFromEnv hands on the policy it parsed: the embedded one, or the
-// file's.
+// ConfigFromEnv hands on the policy and model it parsed: the embedded
+// ones, or the files'; and the triage confidence.
 func TestConfigFromEnvHandsOnTheParsedPolicy(t *testing.T) {
 	t.Setenv("CLOSELOOP_AUTH", "off")
 	c, err := ConfigFromEnv()
-	if err != nil || c.Policy == nil || c.Policy.Version != "classification.v1" {
-		t.Fatalf("embedded: policy %+v, err %v", c.Policy, err)
+	if err != nil || c.Policy == nil || c.Policy.Version != "classification.v2" || c.Model == nil || !strings.HasPrefix(c.Model.Version, "classifier.v1+") || c.TriageConfidence != DefaultTriageConfidence {
+		t.Fatalf("embedded: policy %v model %v triage %v, err %v", c.Policy != nil, c.Model != nil, c.TriageConfidence, err)
 	}
-	doc := bytes.Replace(defaultPolicy, []byte(`"classification.v1"`), []byte(`"classification.v1-local"`), 1)
+	doc := bytes.Replace(defaultPolicy, []byte(`"classification.v2"`), []byte(`"classification.v2-local"`), 1)
 	path := t.TempDir() + "/policy.json"
 	if err := os.WriteFile(path, doc, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	doc = bytes.Replace(defaultModel, []byte(`"version": "classifier.v1+`), []byte(`"version": "classifier.v1-local+`), 1)
+	modelPath := t.TempDir() + "/model.json"
+	if err := os.WriteFile(modelPath, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	t.Setenv("ROUTING_POLICY_FILE", path)
+	t.Setenv("ROUTING_MODEL_FILE", modelPath)
+	t.Setenv("ROUTING_TRIAGE_CONFIDENCE", "0.7")
 	c, err = ConfigFromEnv()
-	if err != nil || c.Policy == nil || c.Policy.Version != "classification.v1-local" {
-		t.Fatalf("from %s: policy %+v, err %v", path, c.Policy, err)
+	if err != nil || c.Policy == nil || c.Policy.Version != "classification.v2-local" || c.Model == nil || !strings.HasPrefix(c.Model.Version, "classifier.v1-local+") || c.TriageConfidence != 0.7 {
+		t.Fatalf("from files: policy %v model %v triage %v, err %v", c.Policy != nil, c.Model != nil, c.TriageConfidence, err)
+	}
+}
+
+// A bad triage confidence or model file is refused, naming the variable.
+func TestConfigFromEnvRefusesBadClassifierSettings(t *testing.T) {
+	t.Setenv("CLOSELOOP_AUTH", "off")
+	bad := t.TempDir() + "/model.json"
+	if err := os.WriteFile(bad, []byte(`{"version": "x"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, value, want string }{
+		{"ROUTING_TRIAGE_CONFIDENCE", "1.5", "ROUTING_TRIAGE_CONFIDENCE: must be a number from 0 to 1"},
+		{"ROUTING_TRIAGE_CONFIDENCE", "sure", "ROUTING_TRIAGE_CONFIDENCE: must be a number from 0 to 1"},
+		{"ROUTING_MODEL_FILE", bad, "ROUTING_MODEL_FILE: " + bad + ": model: heads"},
+		{"ROUTING_MODEL_FILE", bad + ".missing", "ROUTING_MODEL_FILE"},
+	} {
+		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
+			t.Setenv(tc.name, tc.value)
+			_, err := ConfigFromEnv()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v, want it to say %q", err, tc.want)
+			}
+		})
 	}
 }
 

@@ -62,7 +62,7 @@ func TestEventsCarryTheirCause(t *testing.T) {
 		if e.GetCausationId() != accepted.GetEventId() || e.GetCorrelationId() != "corr-submission" {
 			t.Errorf("%s: causation %q correlation %q, want %q and corr-submission", e.GetType(), e.GetCausationId(), e.GetCorrelationId(), accepted.GetEventId())
 		}
-		if e.GetProducer() != Producer || e.GetActor() != Producer || e.GetPolicyVersion() != "classification.v1" {
+		if e.GetProducer() != Producer || e.GetActor() != Producer || e.GetPolicyVersion() != "classification.v2" {
 			t.Errorf("%s: producer %q actor %q policy %q", e.GetType(), e.GetProducer(), e.GetActor(), e.GetPolicyVersion())
 		}
 		if tp := e.GetTraceparent(); len(tp) < 35 || tp[3:35] != traceID {

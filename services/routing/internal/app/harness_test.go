@@ -16,6 +16,7 @@ import (
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/memstore"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
+	"github.com/closeloop/closeloop/services/routing/internal/classifier"
 	"github.com/closeloop/closeloop/services/routing/internal/domain"
 )
 
@@ -32,8 +33,10 @@ type harness struct {
 	pumped uint64
 }
 
+// loadPolicy is the shipped policy with the shipped text model, as
+// routing runs them.
 func loadPolicy(t testing.TB) *domain.Policy {
-	doc, err := os.ReadFile("../../policy/classification.v1.json")
+	doc, err := os.ReadFile("../../policy/classification.v2.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +44,15 @@ func loadPolicy(t testing.TB) *domain.Policy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return p
+	doc, err = os.ReadFile("../../policy/classifier.v1.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := classifier.ParseModel(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.WithClassifier(domain.Classifier{Model: m, TriageBelow: 0.5})
 }
 
 func newHarness(t *testing.T) *harness {

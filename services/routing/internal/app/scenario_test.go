@@ -57,8 +57,11 @@ func TestScenarioPerSeverity(t *testing.T) {
 			if c.Severity != tc.sev || c.Team != tc.team || c.Owner != tc.owner || c.Status != domain.StatusAssigned {
 				t.Fatalf("after acceptance: severity %s team %q owner %q status %s; want %s %q %q assigned", c.Severity, c.Team, c.Owner, c.Status, tc.sev, tc.team, tc.owner)
 			}
-			if c.PolicyVersion != "classification.v1" || len(c.RulesFired) == 0 {
-				t.Errorf("classification records policy %q rules %v", c.PolicyVersion, c.RulesFired)
+			if c.PolicyVersion != "classification.v2" {
+				t.Errorf("classification records policy %q", c.PolicyVersion)
+			}
+			if cl := events[*eventsv1.ComplaintClassified](h, id); len(cl) != 1 || !strings.HasPrefix(cl[0].GetModelVersion(), "classifier.v1+") || cl[0].GetConfidence() <= 0 || len(cl[0].GetDecidingFeatures()) == 0 {
+				t.Errorf("classifications %v: want one naming the model, its confidence and features", cl)
 			}
 			if a := events[*eventsv1.ComplaintAssigned](h, id); len(a) != 1 || a[0].GetFirstReceiver() != "hotline-7" {
 				t.Errorf("assignments %v: want one naming the first receiver", a)

@@ -34,10 +34,16 @@ func Classify(c *Complaint, p *Policy, earlier []string) []proto.Message {
 		return nil
 	}
 	repeat := len(earlier) > 0
-	cl := p.Classify(ClassifyInput{Text: c.Text, Channel: c.Channel, Tier: c.Tier, Repeat: repeat})
+	cl := p.Decide(ClassifyInput{Text: c.Text, Channel: c.Channel, Tier: c.Tier, Repeat: repeat})
+	by := "policy " + p.Version
+	if cl.ModelVersion != "" {
+		by += ", model " + cl.ModelVersion
+	}
 	out := []proto.Message{&eventsv1.ComplaintClassified{
 		Category: cl.Category, Severity: cl.Severity, Priority: cl.Priority,
-		RulesFired: cl.RulesFired, ClassifiedBy: "policy " + p.Version,
+		RulesFired: cl.RulesFired, ClassifiedBy: by,
+		ModelVersion: cl.ModelVersion, Confidence: cl.Confidence, DecidingFeatures: cl.Deciding,
+		NeedsTriage: cl.NeedsTriage, SuggestedDispatch: cl.Dispatch,
 	}}
 	if repeat {
 		out = append(out, &eventsv1.RepeatComplaintFlagged{

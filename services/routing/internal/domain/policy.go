@@ -30,20 +30,27 @@ type Policy struct {
 	// Skills maps a category to the skill an owner should have.
 	Skills map[string]string `json:"skills"`
 
-	defaults Classification
-	rules    []compiledRule
-	reviews  map[eventsv1.Severity][]eventsv1.ReviewLevel
+	defaults   Classification
+	rules      []compiledRule
+	classifier Classifier
+	reviews    map[eventsv1.Severity][]eventsv1.ReviewLevel
 }
 
 // Rule matches when all of its conditions hold (keywords: any one of them
-// in the description or the request; channels, tiers: any one; repeat: the
-// complaint is a repeat). Its effects: category (the first matching rule that
-// sets one wins), severity and priority as floors (the highest wins), and
+// in the description or the request, after the except terms are blanked
+// out; with: and also any one of these; channels, tiers: any one; repeat:
+// the complaint is a repeat). Its effects: category (the first matching
+// rule that sets one wins, over the model's too), severity and priority as
+// floors (the highest wins: rules only ever raise the model's verdict),
+// dispatch (the first that sets one wins over the model's), and
 // raise_priority steps added after the floors (capped at urgent).
 type Rule struct {
 	ID            string   `json:"id"`
 	Why           string   `json:"why,omitempty"`
 	Keywords      []string `json:"keywords,omitempty"`
+	With          []string `json:"with,omitempty"`
+	Except        []string `json:"except,omitempty"`
+	Dispatch      string   `json:"dispatch,omitempty"`
 	Channels      []string `json:"channels,omitempty"`
 	Tiers         []string `json:"tiers,omitempty"`
 	Repeat        bool     `json:"repeat,omitempty"`
@@ -56,6 +63,9 @@ type Rule struct {
 type compiledRule struct {
 	Rule
 	keywords []keyword
+	with     []keyword
+	except   []string
+	dispatch eventsv1.ServiceMode
 	channels []eventsv1.Channel
 	tiers    []eventsv1.CustomerTier
 	category eventsv1.Category
@@ -86,6 +96,14 @@ type Classification struct {
 	Severity   eventsv1.Severity
 	Priority   eventsv1.Priority
 	RulesFired []string
+	// The text model's part (Decide): its version, its confidence, the
+	// features that weighed most, whether a person should triage, and the
+	// dispatch suggested (UNSPECIFIED: none).
+	ModelVersion string
+	Confidence   float64
+	Deciding     []string
+	NeedsTriage  bool
+	Dispatch     eventsv1.ServiceMode
 }
 
 // ParsePolicy reads and validates a policy document.
@@ -133,6 +151,28 @@ func (p *Policy) compile() error {
 				return fmt.Errorf("%s: keywords: %w", where, err)
 			}
 			c.keywords = append(c.keywords, kw)
+		}
+		for _, k := range r.With {
+			kw, err := compileKeyword(k)
+			if err != nil {
+				return fmt.Errorf("%s: with: %w", where, err)
+			}
+			c.with = append(c.with, kw)
+		}
+		if len(c.with) > 0 && len(c.keywords) == 0 {
+			return fmt.Errorf("%s: with: needs keywords too", where)
+		}
+		for _, k := range r.Except {
+			k = strings.ToLower(strings.TrimSpace(k))
+			if k == "" {
+				return fmt.Errorf("%s: except: empty term", where)
+			}
+			c.except = append(c.except, k)
+		}
+		if r.Dispatch != "" {
+			if c.dispatch, err = ParseDispatch(r.Dispatch); err != nil || c.dispatch == eventsv1.ServiceMode_SERVICE_MODE_UNSPECIFIED {
+				return fmt.Errorf("%s: dispatch: unknown value %q (one of on_site, remote)", where, r.Dispatch)
+			}
 		}
 		for _, ch := range r.Channels {
 			v, err := ParseChannel(ch)
@@ -253,7 +293,13 @@ func isASCIIWordRune(r rune) bool {
 }
 
 func (c compiledRule) matches(in ClassifyInput, text string) bool {
+	for _, e := range c.except {
+		text = strings.ReplaceAll(text, e, " ")
+	}
 	if len(c.keywords) > 0 && !slices.ContainsFunc(c.keywords, func(k keyword) bool { return k.in(text) }) {
+		return false
+	}
+	if len(c.with) > 0 && !slices.ContainsFunc(c.with, func(k keyword) bool { return k.in(text) }) {
 		return false
 	}
 	if len(c.channels) > 0 && !slices.Contains(c.channels, in.Channel) {
@@ -268,27 +314,46 @@ func (c compiledRule) matches(in ClassifyInput, text string) bool {
 	return true
 }
 
-// Classify applies every rule, in order, to a complaint.
+// Classify applies every rule, in order, to a complaint, over the
+// policy's defaults: the rules alone, without the text model.
 func (p *Policy) Classify(in ClassifyInput) Classification {
+	f := p.floors(in)
+	out := Classification{Category: f.category, Severity: max(p.defaults.Severity, f.severity), Priority: max(p.defaults.Priority, f.priority), RulesFired: f.fired}
+	if out.Category == eventsv1.Category_CATEGORY_UNSPECIFIED {
+		out.Category = p.defaults.Category
+	}
+	out.Priority = RaisePriority(out.Priority, f.raise)
+	return out
+}
+
+// ruleEffects are what the firing rules decide.
+type ruleEffects struct {
+	fired    []string
+	category eventsv1.Category
+	severity eventsv1.Severity
+	priority eventsv1.Priority
+	dispatch eventsv1.ServiceMode
+	raise    int
+}
+
+func (p *Policy) floors(in ClassifyInput) ruleEffects {
 	text := strings.ToLower(in.Text)
-	out := Classification{Severity: p.defaults.Severity, Priority: p.defaults.Priority}
-	raise := 0
+	var out ruleEffects
 	for _, r := range p.rules {
 		if !r.matches(in, text) {
 			continue
 		}
-		out.RulesFired = append(out.RulesFired, r.ID)
-		if out.Category == eventsv1.Category_CATEGORY_UNSPECIFIED && r.category != eventsv1.Category_CATEGORY_UNSPECIFIED {
-			out.Category = r.category
+		out.fired = append(out.fired, r.ID)
+		if out.category == eventsv1.Category_CATEGORY_UNSPECIFIED {
+			out.category = r.category
 		}
-		out.Severity = max(out.Severity, r.severity)
-		out.Priority = max(out.Priority, r.priority)
-		raise += r.RaisePriority
+		if out.dispatch == eventsv1.ServiceMode_SERVICE_MODE_UNSPECIFIED {
+			out.dispatch = r.dispatch
+		}
+		out.severity = max(out.severity, r.severity)
+		out.priority = max(out.priority, r.priority)
+		out.raise += r.RaisePriority
 	}
-	if out.Category == eventsv1.Category_CATEGORY_UNSPECIFIED {
-		out.Category = p.defaults.Category
-	}
-	out.Priority = RaisePriority(out.Priority, raise)
 	return out
 }
 
@@ -332,6 +397,11 @@ var (
 		eventsv1.ReviewLevel_REVIEW_LEVEL_QUALITY:           "quality",
 		eventsv1.ReviewLevel_REVIEW_LEVEL_SENIOR_MANAGEMENT: "senior_management",
 	}
+	dispatchNames = map[eventsv1.ServiceMode]string{
+		eventsv1.ServiceMode_SERVICE_MODE_ON_SITE:     "on_site",
+		eventsv1.ServiceMode_SERVICE_MODE_REMOTE:      "remote",
+		eventsv1.ServiceMode_SERVICE_MODE_UNSPECIFIED: "none",
+	}
 	tierNames = map[eventsv1.CustomerTier]string{
 		eventsv1.CustomerTier_CUSTOMER_TIER_REGULAR: "regular",
 		eventsv1.CustomerTier_CUSTOMER_TIER_VIP:     "vip",
@@ -349,6 +419,13 @@ func ParseReviewLevel(s string) (eventsv1.ReviewLevel, error) {
 	return parseName(reviewNames, s)
 }
 func ParseTier(s string) (eventsv1.CustomerTier, error) { return parseName(tierNames, s) }
+
+// Dispatch kinds as the policy and the model spell them; "none" is
+// SERVICE_MODE_UNSPECIFIED (no technician).
+func DispatchName(m eventsv1.ServiceMode) string { return dispatchNames[m] }
+func ParseDispatch(s string) (eventsv1.ServiceMode, error) {
+	return parseName(dispatchNames, s)
+}
 
 // ParseChannel reads a channel as its enum name without the prefix, lower
 // case ("social_media", "press").

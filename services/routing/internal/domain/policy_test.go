@@ -7,11 +7,14 @@ import (
 	"testing"
 
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
+	"github.com/closeloop/closeloop/services/routing/internal/classifier"
 )
 
+// shippedPolicy is the shipped policy with the shipped text model, as
+// routing runs them.
 func shippedPolicy(t testing.TB) *Policy {
 	t.Helper()
-	doc, err := os.ReadFile("../../policy/classification.v1.json")
+	doc, err := os.ReadFile("../../policy/classification.v2.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -19,7 +22,15 @@ func shippedPolicy(t testing.TB) *Policy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return p
+	doc, err = os.ReadFile("../../policy/classifier.v1.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := classifier.ParseModel(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.WithClassifier(Classifier{Model: m, TriageBelow: 0.5})
 }
 
 const (
@@ -31,8 +42,9 @@ const (
 	regular, vip               = eventsv1.CustomerTier_CUSTOMER_TIER_REGULAR, eventsv1.CustomerTier_CUSTOMER_TIER_VIP
 )
 
-// TestPolicyClassifiesRealisticComplaints: every rule of the shipped policy
-// fires in at least one of these complaints, in Chinese and in English.
+// TestPolicyClassifiesRealisticComplaints: the shipped model with the
+// shipped policy's floors; every rule of the policy fires in at least one
+// of these complaints, in Chinese and in English.
 func TestPolicyClassifiesRealisticComplaints(t *testing.T) {
 	p := shippedPolicy(t)
 	cases := []struct {
@@ -46,71 +58,78 @@ func TestPolicyClassifiesRealisticComplaints(t *testing.T) {
 		rules   []string
 	}{
 		// safety → urgent, L4
-		{"电暖器使用半小时后开始冒烟，家里有老人小孩，非常害怕", phone, regular, false, pq, l4, urg, []string{"safety.fire_smoke_shock"}},
-		{"洗衣机插头处起火，幸好发现及时", phone, regular, false, pq, l4, urg, []string{"safety.fire_smoke_shock"}},
-		{"热水器漏电，洗澡时被电了一下", web, regular, false, pq, l4, urg, []string{"safety.fire_smoke_shock"}},
-		{"The charger started to smoke while my phone was charging overnight.", email, regular, false, pq, l4, urg, []string{"safety.fire_smoke_shock"}},
-		{"Microwave caught fire after two minutes. Kitchen is full of smoke!", phone, regular, false, pq, l4, urg, []string{"safety.fire_smoke_shock"}},
-		{"The outdoor unit smokes and smells of burning.", web, regular, false, pq, l4, urg, []string{"safety.fire_smoke_shock"}},
-		{"I got an electric shock touching the fridge door handle.", chat, regular, false, pq, l4, urg, []string{"safety.fire_smoke_shock"}},
-		{"The battery pack exploded in the garage.", email, regular, false, pq, l4, urg, []string{"safety.fire_smoke_shock"}},
-		{"电饭煲外壳烫伤了孩子的手，不工作了", phone, regular, false, pq, l4, urg, []string{"safety.fire_smoke_shock", "quality.core_function"}},
+		{"电暖器使用半小时后开始冒烟，家里有老人小孩，非常害怕", phone, regular, false, pq, l4, urg, []string{"safety.fire_smoke"}},
+		{"洗衣机插头处起火，幸好发现及时", phone, regular, false, pq, l4, urg, []string{"safety.fire_smoke"}},
+		{"热水器漏电，洗澡时被电了一下", web, regular, false, pq, l4, urg, []string{"safety.electric_shock"}},
+		{"The charger started to smoke while my phone was charging overnight.", email, regular, false, pq, l4, urg, []string{"safety.fire_smoke"}},
+		{"Microwave caught fire after two minutes. Kitchen is full of smoke!", phone, regular, false, pq, l4, urg, []string{"safety.fire_smoke"}},
+		{"The outdoor unit smokes and smells of burning.", web, regular, false, pq, l4, urg, []string{"safety.fire_smoke"}},
+		{"I got an electric shock touching the fridge door handle.", chat, regular, false, pq, l4, urg, []string{"safety.electric_shock"}},
+		{"The battery pack exploded in the garage.", email, regular, false, pq, l4, urg, []string{"safety.fire_smoke"}},
+		{"电饭煲外壳烫伤了孩子的手，不工作了", phone, regular, false, pq, l4, urg, []string{"safety.injury"}},
 		// legal risk → urgent (L3, management coordinates)
-		{"三次维修都没修好，我已经联系律师了", phone, regular, false, other, l3, urg, []string{"legal.threat"}},
-		{"再不处理我就去消协投诉，并且起诉你们", web, regular, false, other, l3, urg, []string{"legal.threat"}},
-		{"If this is not fixed by Friday my lawyer will be in touch.", email, regular, false, other, l3, urg, []string{"legal.threat"}},
-		{"I will sue your company for the damage your installer caused.", email, regular, false, other, l3, urg, []string{"legal.threat"}},
-		{"空调不制冷，客服态度恶劣，我要起诉", phone, regular, false, pq, l3, urg, []string{"legal.threat", "quality.core_function", "service.attitude"}},
-		{"Delivery is three weeks late, I am taking legal action.", email, regular, false, dlv, l3, urg, []string{"legal.threat", "delivery.late"}},
+		{"三次维修都没修好，我已经联系律师了", phone, regular, false, pq, l3, urg, []string{"legal.threat"}},
+		{"再不处理我就去消协投诉，并且起诉你们", web, regular, false, pq, l3, urg, []string{"legal.threat", "legal.regulator"}},
+		{"If this is not fixed by Friday my lawyer will be in touch.", email, regular, false, pq, l3, urg, []string{"legal.threat"}},
+		{"I will sue your company for the damage your installer caused.", email, regular, false, svc, l3, urg, []string{"legal.threat"}},
+		{"空调不制冷，客服态度恶劣，我要起诉", phone, regular, false, pq, l3, urg, []string{"legal.threat"}},
+		{"Delivery is three weeks late, I am taking legal action.", email, regular, false, dlv, l3, urg, []string{"legal.threat"}},
 		// major loss → urgent
-		{"设备故障导致整条生产线停产，每小时损失数万元", phone, vip, false, pq, l3, urg, []string{"loss.major", "quality.core_function", "tier.vip"}},
-		{"The server crashed and we suffered data loss on 40 workstations.", email, regular, false, pq, l3, urg, []string{"loss.major", "quality.core_function"}},
+		{"设备故障导致整条生产线停产，每小时损失数万元", phone, vip, false, pq, l3, urg, []string{"loss.major", "tier.vip"}},
+		{"The server crashed and we suffered data loss on 40 workstations.", email, regular, false, pq, l3, urg, []string{"loss.major"}},
 		// core function → important, L2
-		{"冰箱买了一个月就不制冷了", phone, regular, false, pq, l2, imp, []string{"quality.core_function"}},
-		{"电视无法开机，指示灯一直闪", web, regular, false, pq, l2, imp, []string{"quality.core_function"}},
-		{"洗碗机运行时异响很大，像有东西在撞", chat, regular, false, pq, l2, imp, []string{"quality.core_function"}},
-		{"The dishwasher stopped working after the last update.", email, regular, false, pq, l2, imp, []string{"quality.core_function"}},
-		{"Laptop won't turn on since yesterday.", chat, regular, false, pq, l2, imp, []string{"quality.core_function"}},
-		{"The printer is faulty: paper jams every second page.", web, regular, false, pq, l2, imp, []string{"quality.core_function"}},
-		{"The air conditioner is noisy at night and overheats.", phone, regular, false, pq, l2, imp, []string{"quality.core_function"}},
+		{"冰箱买了一个月就不制冷了", phone, regular, false, pq, l2, imp, nil},
+		{"电视无法开机，指示灯一直闪", web, regular, false, pq, l2, imp, nil},
+		{"洗碗机运行时异响很大，像有东西在撞", chat, regular, false, pq, l2, imp, nil},
+		{"The dishwasher stopped working after the last update.", email, regular, false, pq, l2, imp, nil},
+		{"Laptop won't turn on since yesterday.", chat, regular, false, pq, l2, imp, nil},
+		{"The printer is faulty: paper jams every second page.", web, regular, false, pq, l2, imp, nil},
+		{"The air conditioner is noisy at night and overheats.", phone, regular, false, pq, l2, imp, nil},
 		// cosmetic → general
-		{"收到的冰箱门上有一道划痕", ecom, regular, false, pq, l1, gen, []string{"quality.cosmetic"}},
-		{"外观有色差，和图片不一样", ecom, regular, false, pq, l1, gen, []string{"quality.cosmetic"}},
-		{"There is a scratch on the screen bezel.", email, regular, false, pq, l1, gen, []string{"quality.cosmetic"}},
-		{"The oven door has a small dent and the paint is chipped.", web, regular, false, pq, l1, gen, []string{"quality.cosmetic"}},
+		{"收到的冰箱门上有一道划痕", ecom, regular, false, pq, l1, gen, nil},
+		{"外观有色差，和图片不一样", ecom, regular, false, pq, l1, gen, nil},
+		{"There is a scratch on the screen bezel.", email, regular, false, pq, l1, gen, nil},
+		{"The oven door has a small dent and the paint is chipped.", web, regular, false, pq, l1, gen, nil},
 		// service attitude → important
-		{"客服态度很差，说话不耐烦", phone, regular, false, svc, l1, imp, []string{"service.attitude"}},
-		{"留言三天没人回复，一直推诿", web, regular, false, svc, l1, imp, []string{"service.attitude"}},
-		{"The engineer was rude and left without explaining anything.", email, regular, false, svc, l1, imp, []string{"service.attitude"}},
-		{"Nobody called back after I was promised a call within 24 hours.", phone, regular, false, svc, l1, imp, []string{"service.attitude"}},
+		{"客服态度很差，说话不耐烦", phone, regular, false, svc, l1, imp, nil},
+		{"留言三天没人回复，一直推诿", web, regular, false, svc, l1, imp, nil},
+		{"The engineer was rude and left without explaining anything.", email, regular, false, svc, l1, imp, nil},
+		{"Nobody called back after I was promised a call within 24 hours.", phone, regular, false, svc, l1, imp, nil},
 		// delivery → important
-		{"快递一直没收到，物流信息三天没更新", ecom, regular, false, dlv, l1, imp, []string{"delivery.late"}},
-		{"约好周六送货，结果延误到下周三", phone, regular, false, dlv, l1, imp, []string{"delivery.late"}},
-		{"My order has not arrived and the courier says it was delivered.", email, regular, false, dlv, l1, imp, []string{"delivery.late"}},
-		{"The shipment is delayed again, this is the second week.", chat, regular, false, dlv, l1, imp, []string{"delivery.late"}},
+		{"快递一直没收到，物流信息三天没更新", ecom, regular, false, dlv, l1, imp, nil},
+		{"约好周六送货，结果延误到下周三", phone, regular, false, dlv, l1, imp, nil},
+		{"My order has not arrived and the courier says it was delivered.", email, regular, false, dlv, l1, imp, nil},
+		{"The shipment is delayed again, this is the second week.", chat, regular, false, dlv, l1, imp, nil},
 		// price and promotion → general
-		{"刚买三天就降价了，要求退差价", ecom, regular, false, price, l1, gen, []string{"price.promotion"}},
-		{"优惠券下单时没有生效", ecom, regular, false, price, l1, gen, []string{"price.promotion"}},
-		{"I was charged twice for the same order.", email, regular, false, price, l1, gen, []string{"price.promotion"}},
-		{"The promotion price was not applied at checkout.", web, regular, false, price, l1, gen, []string{"price.promotion"}},
+		{"刚买三天就降价了，要求退差价", ecom, regular, false, price, l1, gen, nil},
+		{"优惠券下单时没有生效", ecom, regular, false, price, l1, gen, nil},
+		{"I was charged twice for the same order.", email, regular, false, price, l1, gen, nil},
+		{"The promotion price was not applied at checkout.", web, regular, false, price, l1, gen, nil},
 		// usage question → other, general
-		{"这个功能怎么设置？说明书看不懂", phone, regular, false, other, l1, gen, []string{"other.usage_question"}},
-		{"How do I pair the remote with the TV?", chat, regular, false, other, l1, gen, []string{"other.usage_question"}},
+		{"这个功能怎么设置？说明书看不懂", phone, regular, false, other, l1, gen, nil},
+		{"How do I pair the remote with the TV?", chat, regular, false, other, l1, gen, nil},
 		// nothing matches → the default
 		{"我想反馈一下使用体验", phone, regular, false, other, l1, gen, nil},
 		{"Please call me back regarding my issue.", phone, regular, false, other, l1, gen, nil},
 		// channel: press and social media raise priority one step
-		{"微博上发帖：买的冰箱门有划痕，商家不管", social, regular, false, pq, l1, imp, []string{"quality.cosmetic", "channel.public"}},
-		{"Journalist asking about customers whose washing machine stopped working.", press, regular, false, pq, l2, urg, []string{"quality.core_function", "channel.public"}},
-		{"Posting this on Twitter: the dryer caught fire!", social, regular, false, pq, l4, urg, []string{"safety.fire_smoke_shock", "channel.public"}},
+		{"微博上发帖：买的冰箱门有划痕，商家不管", social, regular, false, pq, l1, imp, []string{"channel.public"}},
+		{"Journalist asking about customers whose washing machine stopped working.", press, regular, false, pq, l3, urg, []string{"reputation.media", "channel.public"}},
+		{"Posting this on Twitter: the dryer caught fire!", social, regular, false, pq, l4, urg, []string{"safety.fire_smoke", "reputation.going_public", "channel.public"}},
 		// customer tier: VIP raises priority one step
-		{"VIP客户：收到的商品外观有污渍", phone, vip, false, pq, l1, imp, []string{"quality.cosmetic", "tier.vip"}},
-		{"Our order is delayed, we are a key account.", email, vip, false, dlv, l1, urg, []string{"delivery.late", "tier.vip"}},
+		{"VIP客户：收到的商品外观有污渍", phone, vip, false, pq, l1, imp, []string{"tier.vip"}},
+		{"Our order is delayed, we are a key account.", email, vip, false, dlv, l1, urg, []string{"tier.vip"}},
 		// repeat: raised one step
-		{"冰箱又不制冷了，这是第二次投诉", phone, regular, true, pq, l2, urg, []string{"quality.core_function", "repeat.raise"}},
-		{"Again a scratch on the replacement unit.", email, regular, true, pq, l1, imp, []string{"quality.cosmetic", "repeat.raise"}},
+		{"冰箱又不制冷了，这是第二次投诉", phone, regular, true, pq, l2, urg, []string{"repeat.raise"}},
+		{"Again a scratch on the replacement unit.", email, regular, true, pq, l1, imp, []string{"repeat.raise"}},
+		// the plain words of hazards the exact keywords missed
+		{"空调开着闻到很浓的焦糊味，出风口还冒出火星", phone, regular, false, pq, l4, urg, []string{"safety.fire_smoke"}},
+		{"厨房里一股煤气味，阀门关了还有", phone, regular, false, pq, l4, urg, []string{"safety.gas", "safety.gas_escaping"}},
+		{"The boiler is hissing and there's a gas smell upstairs", phone, regular, false, pq, l4, urg, []string{"safety.gas", "safety.gas_escaping"}},
+		{"洗碗机漏水流到插座那边，一直跳闸", web, regular, false, pq, l4, urg, []string{"safety.water_near_power"}},
+		{"My toddler burned her fingers on the oven door, we went to hospital", email, regular, false, pq, l4, urg, []string{"safety.fire_smoke", "safety.injury"}},
+		{"我要把你们这破洗衣机的视频发到抖音上，让大家都知道", social, regular, false, pq, l3, urg, []string{"reputation.media", "reputation.going_public", "channel.public"}},
 		// word boundaries: "issue" is not "sue", "fired" is not "fire", "courtesy" is not "court"
-		{"The issue with the invoice: the courtesy discount is missing.", email, regular, false, price, l1, gen, []string{"price.promotion"}},
+		{"The issue with the invoice: the courtesy discount is missing.", email, regular, false, price, l1, gen, nil},
 	}
 	if len(cases) < 40 {
 		t.Fatalf("want at least 40 complaints, have %d", len(cases))
@@ -118,7 +137,7 @@ func TestPolicyClassifiesRealisticComplaints(t *testing.T) {
 	fired := map[string]bool{}
 	for _, tc := range cases {
 		t.Run(tc.text, func(t *testing.T) {
-			got := p.Classify(ClassifyInput{Text: tc.text, Channel: tc.channel, Tier: tc.tier, Repeat: tc.repeat})
+			got := p.Decide(ClassifyInput{Text: tc.text, Channel: tc.channel, Tier: tc.tier, Repeat: tc.repeat})
 			if got.Category != tc.cat || got.Severity != tc.sev || got.Priority != tc.pri {
 				t.Errorf("got %s/%s/%s, want %s/%s/%s (rules %v)", CategoryName(got.Category), SeverityName(got.Severity), PriorityName(got.Priority),
 					CategoryName(tc.cat), SeverityName(tc.sev), PriorityName(tc.pri), got.RulesFired)
@@ -161,21 +180,24 @@ func TestPolicyReviewsTeamsAndSkills(t *testing.T) {
 	if got := p.SkillFor(dlv); got != "logistics" {
 		t.Errorf("delivery skill %q", got)
 	}
-	if p.Version != "classification.v1" || p.RepeatWindowDays != 90 {
+	if p.Version != "classification.v2" || p.RepeatWindowDays != 90 {
 		t.Errorf("version %q window %d", p.Version, p.RepeatWindowDays)
 	}
 }
 
 func TestParsePolicyRejectsBadDocuments(t *testing.T) {
-	good, err := os.ReadFile("../../policy/classification.v1.json")
+	good, err := os.ReadFile("../../policy/classification.v2.json")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct{ name, from, to, wantErr string }{
 		{"unknown field", `"version"`, `"verzion": "x", "version"`, "unknown field"},
-		{"no version", `"version": "classification.v1"`, `"version": ""`, "version: required"},
+		{"no version", `"version": "classification.v2"`, `"version": ""`, "version: required"},
 		{"bad window", `"repeat_window_days": 90`, `"repeat_window_days": 0`, "repeat_window_days"},
-		{"bad severity", `"severity": "L4", "priority": "urgent"}`, `"severity": "L9", "priority": "urgent"}`, "severity: unknown value \"L9\""},
+		{"bad severity", `"severity": "L4", "priority": "urgent"`, `"severity": "L9", "priority": "urgent"`, "severity: unknown value \"L9\""},
+		{"bad dispatch", `"dispatch": "on_site"`, `"dispatch": "by_pigeon"`, "dispatch: unknown value \"by_pigeon\""},
+		{"with alone", `"keywords": ["煤气", "燃气", "天然气", "gas"],`, ``, "with: needs keywords too"},
+		{"empty except", `"except": ["打不着火", `, `"except": ["", `, "except: empty term"},
 		{"bad channel", `"channels": ["press", "social_media"]`, `"channels": ["pigeon"]`, "unknown channel"},
 		{"bad review", `"L2": ["supervisor"]`, `"L2": ["boss"]`, "reviews.L2"},
 		{"missing team", `"L4": "emergency-response"`, `"L4": ""`, "teams.L4"},

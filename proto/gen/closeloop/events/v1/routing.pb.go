@@ -253,8 +253,22 @@ type ComplaintClassified struct {
 	Overridden     bool     `protobuf:"varint,5,opt,name=overridden,proto3" json:"overridden,omitempty"`
 	OverrideReason string   `protobuf:"bytes,6,opt,name=override_reason,json=overrideReason,proto3" json:"override_reason,omitempty"`
 	ClassifiedBy   string   `protobuf:"bytes,7,opt,name=classified_by,json=classifiedBy,proto3" json:"classified_by,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The text model that classified it with the rules as a floor
+	// (services/routing README, "Classifier"); empty for an override.
+	ModelVersion string `protobuf:"bytes,8,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
+	// How sure the model was, 0..1: the lowest of its probabilities for the
+	// category, severity and priority it chose.
+	Confidence float64 `protobuf:"fixed64,9,opt,name=confidence,proto3" json:"confidence,omitempty"`
+	// The features that weighed most for the model's verdict, strongest
+	// first (character n-grams and words of the text, e.g. "火花", "w:sparks").
+	DecidingFeatures []string `protobuf:"bytes,10,rep,name=deciding_features,json=decidingFeatures,proto3" json:"deciding_features,omitempty"`
+	// Confidence was below routing's threshold: a person should triage it.
+	NeedsTriage bool `protobuf:"varint,11,opt,name=needs_triage,json=needsTriage,proto3" json:"needs_triage,omitempty"`
+	// The dispatch the text suggests: on site (hardware), remote (software),
+	// or UNSPECIFIED for none (no technician needed).
+	SuggestedDispatch ServiceMode `protobuf:"varint,12,opt,name=suggested_dispatch,json=suggestedDispatch,proto3,enum=closeloop.events.v1.ServiceMode" json:"suggested_dispatch,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ComplaintClassified) Reset() {
@@ -334,6 +348,41 @@ func (x *ComplaintClassified) GetClassifiedBy() string {
 		return x.ClassifiedBy
 	}
 	return ""
+}
+
+func (x *ComplaintClassified) GetModelVersion() string {
+	if x != nil {
+		return x.ModelVersion
+	}
+	return ""
+}
+
+func (x *ComplaintClassified) GetConfidence() float64 {
+	if x != nil {
+		return x.Confidence
+	}
+	return 0
+}
+
+func (x *ComplaintClassified) GetDecidingFeatures() []string {
+	if x != nil {
+		return x.DecidingFeatures
+	}
+	return nil
+}
+
+func (x *ComplaintClassified) GetNeedsTriage() bool {
+	if x != nil {
+		return x.NeedsTriage
+	}
+	return false
+}
+
+func (x *ComplaintClassified) GetSuggestedDispatch() ServiceMode {
+	if x != nil {
+		return x.SuggestedDispatch
+	}
+	return ServiceMode_SERVICE_MODE_UNSPECIFIED
 }
 
 type RepeatComplaintFlagged struct {
@@ -1418,7 +1467,7 @@ var File_closeloop_events_v1_routing_proto protoreflect.FileDescriptor
 
 const file_closeloop_events_v1_routing_proto_rawDesc = "" +
 	"\n" +
-	"!closeloop/events/v1/routing.proto\x12\x13closeloop.events.v1\x1a#closeloop/events/v1/complaint.proto\x1a\"closeloop/events/v1/dispatch.proto\"\xd5\x02\n" +
+	"!closeloop/events/v1/routing.proto\x12\x13closeloop.events.v1\x1a#closeloop/events/v1/complaint.proto\x1a\"closeloop/events/v1/dispatch.proto\"\xbb\x04\n" +
 	"\x13ComplaintClassified\x129\n" +
 	"\bcategory\x18\x01 \x01(\x0e2\x1d.closeloop.events.v1.CategoryR\bcategory\x129\n" +
 	"\bseverity\x18\x02 \x01(\x0e2\x1d.closeloop.events.v1.SeverityR\bseverity\x129\n" +
@@ -1429,7 +1478,15 @@ const file_closeloop_events_v1_routing_proto_rawDesc = "" +
 	"overridden\x18\x05 \x01(\bR\n" +
 	"overridden\x12'\n" +
 	"\x0foverride_reason\x18\x06 \x01(\tR\x0eoverrideReason\x12#\n" +
-	"\rclassified_by\x18\a \x01(\tR\fclassifiedBy\"\xb5\x01\n" +
+	"\rclassified_by\x18\a \x01(\tR\fclassifiedBy\x12#\n" +
+	"\rmodel_version\x18\b \x01(\tR\fmodelVersion\x12\x1e\n" +
+	"\n" +
+	"confidence\x18\t \x01(\x01R\n" +
+	"confidence\x12+\n" +
+	"\x11deciding_features\x18\n" +
+	" \x03(\tR\x10decidingFeatures\x12!\n" +
+	"\fneeds_triage\x18\v \x01(\bR\vneedsTriage\x12O\n" +
+	"\x12suggested_dispatch\x18\f \x01(\x0e2 .closeloop.events.v1.ServiceModeR\x11suggestedDispatch\"\xb5\x01\n" +
 	"\x16RepeatComplaintFlagged\x122\n" +
 	"\x15earlier_complaint_ids\x18\x01 \x03(\tR\x13earlierComplaintIds\x12\x1f\n" +
 	"\vwindow_days\x18\x02 \x01(\rR\n" +
@@ -1584,27 +1641,29 @@ var file_closeloop_events_v1_routing_proto_goTypes = []any{
 	(Category)(0),                  // 21: closeloop.events.v1.Category
 	(Severity)(0),                  // 22: closeloop.events.v1.Severity
 	(Priority)(0),                  // 23: closeloop.events.v1.Priority
-	(Channel)(0),                   // 24: closeloop.events.v1.Channel
-	(*WorkOrderSpec)(nil),          // 25: closeloop.events.v1.WorkOrderSpec
+	(ServiceMode)(0),               // 24: closeloop.events.v1.ServiceMode
+	(Channel)(0),                   // 25: closeloop.events.v1.Channel
+	(*WorkOrderSpec)(nil),          // 26: closeloop.events.v1.WorkOrderSpec
 }
 var file_closeloop_events_v1_routing_proto_depIdxs = []int32{
 	21, // 0: closeloop.events.v1.ComplaintClassified.category:type_name -> closeloop.events.v1.Category
 	22, // 1: closeloop.events.v1.ComplaintClassified.severity:type_name -> closeloop.events.v1.Severity
 	23, // 2: closeloop.events.v1.ComplaintClassified.priority:type_name -> closeloop.events.v1.Priority
-	23, // 3: closeloop.events.v1.RepeatComplaintFlagged.raised_priority:type_name -> closeloop.events.v1.Priority
-	0,  // 4: closeloop.events.v1.ComplaintEscalated.from_level:type_name -> closeloop.events.v1.EscalationLevel
-	0,  // 5: closeloop.events.v1.ComplaintEscalated.to_level:type_name -> closeloop.events.v1.EscalationLevel
-	1,  // 6: closeloop.events.v1.ComplaintEscalated.cause:type_name -> closeloop.events.v1.EscalationCause
-	24, // 7: closeloop.events.v1.ResponseRecorded.channel:type_name -> closeloop.events.v1.Channel
-	2,  // 8: closeloop.events.v1.SolutionProposed.required_reviews:type_name -> closeloop.events.v1.ReviewLevel
-	2,  // 9: closeloop.events.v1.SolutionReviewed.level:type_name -> closeloop.events.v1.ReviewLevel
-	25, // 10: closeloop.events.v1.DispatchRequested.spec:type_name -> closeloop.events.v1.WorkOrderSpec
-	3,  // 11: closeloop.events.v1.ComplaintPutOnHold.reason:type_name -> closeloop.events.v1.HoldReason
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	24, // 3: closeloop.events.v1.ComplaintClassified.suggested_dispatch:type_name -> closeloop.events.v1.ServiceMode
+	23, // 4: closeloop.events.v1.RepeatComplaintFlagged.raised_priority:type_name -> closeloop.events.v1.Priority
+	0,  // 5: closeloop.events.v1.ComplaintEscalated.from_level:type_name -> closeloop.events.v1.EscalationLevel
+	0,  // 6: closeloop.events.v1.ComplaintEscalated.to_level:type_name -> closeloop.events.v1.EscalationLevel
+	1,  // 7: closeloop.events.v1.ComplaintEscalated.cause:type_name -> closeloop.events.v1.EscalationCause
+	25, // 8: closeloop.events.v1.ResponseRecorded.channel:type_name -> closeloop.events.v1.Channel
+	2,  // 9: closeloop.events.v1.SolutionProposed.required_reviews:type_name -> closeloop.events.v1.ReviewLevel
+	2,  // 10: closeloop.events.v1.SolutionReviewed.level:type_name -> closeloop.events.v1.ReviewLevel
+	26, // 11: closeloop.events.v1.DispatchRequested.spec:type_name -> closeloop.events.v1.WorkOrderSpec
+	3,  // 12: closeloop.events.v1.ComplaintPutOnHold.reason:type_name -> closeloop.events.v1.HoldReason
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_closeloop_events_v1_routing_proto_init() }
