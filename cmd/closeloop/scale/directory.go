@@ -6,9 +6,10 @@ import (
 	ev "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
-// problem is one kind of complaint, described so that routing's shipped
-// classification policy (services/routing/policy/classification.v1.json)
-// gives it the category, severity and priority written here.
+// problem is one kind of complaint and the classification the generated log
+// records for it: the generator writes ComplaintClassified itself (as
+// routing's first, keyword-only policy, classification.v1, would have), it
+// does not run routing's classifier.
 type problem struct {
 	description string
 	category    ev.Category
