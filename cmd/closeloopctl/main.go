@@ -71,10 +71,10 @@ type options struct {
 	// $NATS_PASSWORD or the data directory the runner generated it into.
 	natsUser string
 	dataDir  string
-	api     string
-	token   string
-	output  string
-	timeout time.Duration
+	api      string
+	token    string
+	output   string
+	timeout  time.Duration
 }
 
 func main() {
