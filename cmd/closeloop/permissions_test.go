@@ -335,7 +335,8 @@ func TestNobodyMayDeleteOrShrinkTheLog(t *testing.T) {
 }
 
 // The operators' identity (closeloopctl) reads and verifies the log but
-// may not append, replay a dead letter, nor read the PII keys.
+// may not append, replay a dead letter, read the PII keys, nor disturb the
+// services' durable consumers.
 func TestOperatorIdentityIsReadOnly(t *testing.T) {
 	ns, _ := newBus(t)
 	ctx := t.Context()
@@ -381,6 +382,12 @@ func TestOperatorIdentityIsReadOnly(t *testing.T) {
 		_, err = kv.Get(ctx, "customer-1")
 		return err
 	})
+	for _, subject := range []string{"$JS.API.CONSUMER.DELETE.EVENTS.routing", "$JS.API.CONSUMER.CREATE.EVENTS.dispatch", "$JS.API.CONSUMER.PAUSE.EVENTS.followup"} {
+		ops.refused(t, "change a service's durable consumer", subject, func(ctx context.Context) error {
+			_, err := ops.nc.RequestWithContext(ctx, subject, []byte("{}"))
+			return err
+		})
+	}
 	routing := connectAs(t, ns, "routing")
 	routing.refused(t, "read the PII keys", "$JS.API.DIRECT.GET.KV_"+pii.Bucket, func(ctx context.Context) error {
 		kv, err := routing.js.KeyValue(ctx, pii.Bucket)
