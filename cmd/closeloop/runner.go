@@ -131,8 +131,8 @@ func (s *system) forceFlush(ctx context.Context) error {
 }
 
 // startServices builds every service on its own connection to ns, as its
-// own NATS user, and with its own telemetry, on clock clk, logging to logOut (the end-to-end test
-// passes a fake clock and captures the logs). Connections go over loopback
+// own NATS user, and with its own telemetry, on clock clk, logging to
+// logOut (the end-to-end test passes a fake clock and captures the logs). Connections go over loopback
 // TCP, as a separate process's would: the in-process pipe reads the log
 // more slowly (libs/eventlog/jsstore/README.md). The otel globals become
 // a provider named closeloop: a library still reaching for them shows up
@@ -283,6 +283,8 @@ func startBus(ctx context.Context, dataDir string, o natsembed.Options) (*closed
 			if pw, err = localSecret(filepath.Join(secretsDir(dataDir), v)); err != nil {
 				return nil, fmt.Errorf("NATS credentials: %w", err)
 			}
+			// An editor's newline is not part of it (closeloopctl trims too).
+			pw = strings.TrimSpace(pw)
 		}
 		vars[v] = pw
 		user := strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(v, "NATS_"), "_PASSWORD"))
