@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -94,7 +95,7 @@ func BenchmarkRestartAfterLoad(b *testing.B) {
 
 		b.ResetTimer()
 		start := time.Now()
-		ns, err := natsembed.Start(natsembed.Options{StoreDir: dir})
+		ns, err := startBus(context.Background(), dir, natsembed.Options{StoreDir: filepath.Join(dir, "nats")})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -13,7 +13,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -149,7 +148,7 @@ func startE2E(t *testing.T) *e2e {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
-	ns, err := natsembed.Start(natsembed.Options{NoSync: true})
+	ns, err := startBus(ctx, t.TempDir(), natsembed.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,22 +171,17 @@ func startE2E(t *testing.T) *e2e {
 			t.Errorf("services stopped with: %v", err)
 		}
 		sys.close()
+		// Every service works within its NATS permissions.
+		if n := strings.Count(e.logs.String(), refusedMsg); n > 0 {
+			t.Errorf("NATS refused %d operations of the services", n)
+		}
 		if t.Failed() {
 			t.Logf("service warnings and errors:\n%s", problems(e.logs.String()))
 		}
 	})
 
-	nc, err := ns.Connect("e2e-test", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	deps, err := platform.NewDeps(ctx, nc, e.clk, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = deps.Log.Close() })
-	e.js, e.log = deps.JS, deps.Log
+	// The test reads as an operator does.
+	e.js, e.log = openLogAs(t, ctx, ns, "ops")
 
 	addrs := map[string]string{}
 	for _, s := range sys.services {

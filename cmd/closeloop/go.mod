@@ -3,6 +3,7 @@ module github.com/closeloop/closeloop/cmd/closeloop
 go 1.26.8
 
 require (
+	github.com/closeloop/closeloop/deploy v0.0.0
 	github.com/closeloop/closeloop/libs v0.0.0
 	github.com/closeloop/closeloop/proto v0.0.0
 	github.com/closeloop/closeloop/services/dispatch v0.0.0
@@ -11,7 +12,6 @@ require (
 	github.com/closeloop/closeloop/services/routing v0.0.0-00010101000000-000000000000
 	github.com/closeloop/closeloop/services/slaclock v0.0.0-00010101000000-000000000000
 	github.com/google/uuid v1.6.0
-	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/sdk v1.47.0
@@ -32,6 +32,7 @@ require (
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/minio/highwayhash v1.0.4 // indirect
 	github.com/nats-io/jwt/v2 v2.8.2 // indirect
+	github.com/nats-io/nats-server/v2 v2.15.2 // indirect
 	github.com/nats-io/nkeys v0.4.16 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
@@ -51,6 +52,7 @@ require (
 )
 
 replace (
+	github.com/closeloop/closeloop/deploy => ../../deploy
 	github.com/closeloop/closeloop/libs => ../../libs
 	github.com/closeloop/closeloop/proto => ../../proto
 	github.com/closeloop/closeloop/services/dispatch => ../../services/dispatch

@@ -17,7 +17,8 @@ import (
 
 func main() {
 	var cfg runnerConfig
-	flag.StringVar(&cfg.DataDir, "data", envOr("CLOSELOOP_DATA", "data"), "directory for the embedded JetStream store and local secrets (env CLOSELOOP_DATA)")
+	flag.StringVar(&cfg.DataDir, "data", envOr("CLOSELOOP_DATA", "data"), "directory for the embedded JetStream store, local secrets and the NATS credentials (env CLOSELOOP_DATA)")
+	flag.StringVar(&cfg.Host, "host", envOr("CLOSELOOP_HOST", "127.0.0.1"), "address the NATS server and the services' APIs listen on; 0.0.0.0 opens them to the network (env CLOSELOOP_HOST)")
 	flag.IntVar(&cfg.NATSPort, "nats-port", 4222, "port of the embedded NATS server, for the CLI and external tools (0 = any free port)")
 	flag.BoolVar(&cfg.NoSync, "no-sync", false, "do not fsync each append before acknowledging it (faster; a power cut may lose acknowledged events)")
 	flag.Parse()

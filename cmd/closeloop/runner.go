@@ -9,11 +9,20 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	natsconf "github.com/closeloop/closeloop/deploy/nats"
+	"github.com/closeloop/closeloop/libs/bus"
 	"github.com/closeloop/closeloop/libs/clock"
+	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
 	"github.com/closeloop/closeloop/libs/natsembed"
 	"github.com/closeloop/closeloop/libs/platform"
 	"github.com/closeloop/closeloop/libs/telemetry"
@@ -25,7 +34,9 @@ import (
 )
 
 type runnerConfig struct {
-	DataDir  string
+	DataDir string
+	// Host is the address the NATS server and the services' APIs listen on.
+	Host     string
 	NATSPort int
 	NoSync   bool
 }
@@ -54,15 +65,16 @@ func run(ctx context.Context, cfg runnerConfig, logger *slog.Logger) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	if err := localDefaults(cfg.DataDir, logger); err != nil {
+	if err := localDefaults(cfg.DataDir, cfg.Host, logger); err != nil {
 		return err
 	}
-	ns, err := natsembed.Start(natsembed.Options{StoreDir: filepath.Join(cfg.DataDir, "nats"), Port: cfg.NATSPort, NoSync: cfg.NoSync})
+	ns, err := startBus(ctx, cfg.DataDir, natsembed.Options{StoreDir: filepath.Join(cfg.DataDir, "nats"), Host: cfg.Host, Port: cfg.NATSPort, NoSync: cfg.NoSync})
 	if err != nil {
 		return err
 	}
 	defer ns.Shutdown()
-	logger.Info("embedded NATS JetStream ready", "url", ns.ClientURL(), "store", filepath.Join(cfg.DataDir, "nats"), "sync_every_write", !cfg.NoSync)
+	logger.Info("embedded NATS JetStream ready", "url", ns.ClientURL(), "store", filepath.Join(cfg.DataDir, "nats"),
+		"credentials", secretsDir(cfg.DataDir), "sync_every_write", !cfg.NoSync)
 
 	sys, err := startServices(ctx, ns, clock.Real{}, os.Stderr)
 	if err != nil {
@@ -118,14 +130,14 @@ func (s *system) forceFlush(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// startServices builds every service on its own connection to ns and with
-// its own telemetry, on clock clk, logging to logOut (the end-to-end test
-// passes a fake clock and captures the logs). Connections go over loopback
+// startServices builds every service on its own connection to ns, as its
+// own NATS user, and with its own telemetry, on clock clk, logging to
+// logOut (the end-to-end test passes a fake clock and captures the logs). Connections go over loopback
 // TCP, as a separate process's would: the in-process pipe reads the log
 // more slowly (libs/eventlog/jsstore/README.md). The otel globals become
 // a provider named closeloop: a library still reaching for them shows up
 // under that name instead of under a service it does not belong to.
-func startServices(ctx context.Context, ns *natsembed.Server, clk clock.Clock, logOut io.Writer) (*system, error) {
+func startServices(ctx context.Context, ns *closedBus, clk clock.Clock, logOut io.Writer) (*system, error) {
 	process, err := telemetry.New(ctx, processName)
 	if err != nil {
 		return nil, err
@@ -142,7 +154,7 @@ func startServices(ctx context.Context, ns *natsembed.Server, clk clock.Clock, l
 			return fail(fmt.Errorf("%s: %w", b.name, err))
 		}
 		sys.telemetry[b.name] = tel
-		nc, err := ns.Connect("closeloop-"+b.name, false)
+		nc, err := ns.connect(b.name, "closeloop-"+b.name, false, telemetry.NewLogger(b.name, logOut))
 		if err != nil {
 			return fail(fmt.Errorf("%s: connect: %w", b.name, err))
 		}
@@ -178,11 +190,29 @@ func runAll(ctx context.Context, services []platform.Service, logger *slog.Logge
 	return platform.RunGroup(ctx, parts...)
 }
 
+// serviceAddrs are the variables naming where each service listens, with
+// the port `make run` gives it.
+var serviceAddrs = map[string]int{
+	"INTAKE_GRPC_ADDR": 7001, "INTAKE_HTTP_ADDR": 8001,
+	"ROUTING_GRPC_ADDR": 7002, "ROUTING_HTTP_ADDR": 8002,
+	"SLACLOCK_GRPC_ADDR": 7003, "SLACLOCK_HTTP_ADDR": 8003,
+	"DISPATCH_GRPC_ADDR": 7004, "DISPATCH_HTTP_ADDR": 8004,
+	"FOLLOWUP_GRPC_ADDR": 7005, "FOLLOWUP_HTTP_ADDR": 8005,
+}
+
 // localDefaults gives `make run` what production configures explicitly: the
-// well-known development credentials, and secrets generated once and kept in
-// the data directory so that survey links and customer references stay valid
-// across restarts.
-func localDefaults(dataDir string, logger *slog.Logger) error {
+// services' APIs on host (loopback unless told otherwise), the well-known
+// development credentials, and secrets generated once and kept in the data
+// directory so that survey links and customer references stay valid across
+// restarts.
+func localDefaults(dataDir, host string, logger *slog.Logger) error {
+	for name, port := range serviceAddrs {
+		if os.Getenv(name) == "" {
+			if err := os.Setenv(name, net.JoinHostPort(host, strconv.Itoa(port))); err != nil {
+				return err
+			}
+		}
+	}
 	if os.Getenv("CLOSELOOP_TOKENS_FILE") == "" && os.Getenv("CLOSELOOP_TOKENS") == "" && os.Getenv("CLOSELOOP_AUTH") == "" {
 		if err := os.Setenv("CLOSELOOP_TOKENS", devTokens); err != nil {
 			return err
@@ -193,7 +223,7 @@ func localDefaults(dataDir string, logger *slog.Logger) error {
 		if os.Getenv(name) != "" {
 			continue
 		}
-		secret, err := localSecret(filepath.Join(dataDir, "secrets", name))
+		secret, err := localSecret(filepath.Join(secretsDir(dataDir), name))
 		if err != nil {
 			return err
 		}
@@ -223,4 +253,101 @@ func localSecret(path string) (string, error) {
 		return "", err
 	}
 	return s, nil
+}
+
+// secretsDir holds what localSecret generates: the services' secrets and
+// the bus's passwords (closeloopctl reads the ops one there).
+func secretsDir(dataDir string) string { return filepath.Join(dataDir, "secrets") }
+
+// closedBus is the embedded NATS server with the accounts and permissions
+// of the deployed cluster (deploy/nats/accounts.conf): no anonymous client,
+// one identity per service.
+type closedBus struct {
+	*natsembed.Server
+	passwords map[string]string // by NATS user
+}
+
+// startBus starts the embedded server of `make run` and of the runner's
+// tests: the deployed accounts, with passwords from the environment
+// (NATS_<USER>_PASSWORD, as on a cluster) or generated once into the data
+// directory's secrets (mode 0600, reused after). It then creates or
+// upgrades the event log and dead-letter streams as admin, the only
+// identity that may change their configuration.
+func startBus(ctx context.Context, dataDir string, o natsembed.Options) (*closedBus, error) {
+	vars := map[string]string{}
+	passwords := map[string]string{}
+	for _, v := range natsconf.PasswordVars() {
+		pw := os.Getenv(v)
+		if pw == "" {
+			var err error
+			if pw, err = localSecret(filepath.Join(secretsDir(dataDir), v)); err != nil {
+				return nil, fmt.Errorf("NATS credentials: %w", err)
+			}
+			// An editor's newline is not part of it (closeloopctl trims too).
+			pw = strings.TrimSpace(pw)
+		}
+		vars[v] = pw
+		user := strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(v, "NATS_"), "_PASSWORD"))
+		passwords[user] = pw
+	}
+	o.Accounts, o.Variables = natsconf.Accounts, vars
+	ns, err := natsembed.Start(o)
+	if err != nil {
+		return nil, err
+	}
+	b := &closedBus{Server: ns, passwords: passwords}
+	if err := b.setUpStreams(ctx); err != nil {
+		ns.Shutdown()
+		return nil, err
+	}
+	return b, nil
+}
+
+// setUpStreams creates EVENTS and DEADLETTER, or brings them to the
+// configuration this build wants, so that the services find them as they
+// expect (they may not change them).
+func (b *closedBus) setUpStreams(ctx context.Context) error {
+	nc, err := b.connect("admin", "closeloop-setup", true, nil)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	cfg, err := platform.StoreConfigFromEnv()
+	if err != nil {
+		return err
+	}
+	store, err := jsstore.New(ctx, js, cfg)
+	if err != nil {
+		return fmt.Errorf("set up the event log: %w", err)
+	}
+	_ = store.Close()
+	return bus.EnsureDeadLetterStream(ctx, js)
+}
+
+// refusedMsg is logged when NATS refuses a service an operation.
+const refusedMsg = "NATS refused an operation"
+
+// connect opens a connection as NATS user; in-process skips the TCP stack.
+// A refused publish or subscription (a permission violation) comes back
+// asynchronously: logger, when given, reports it.
+func (b *closedBus) connect(user, name string, inProcess bool, logger *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
+	pw, ok := b.passwords[user]
+	if !ok {
+		return nil, fmt.Errorf("NATS user %q: not in deploy/nats/accounts.conf", user)
+	}
+	opts := []nats.Option{nats.UserInfo(user, pw)}
+	if logger != nil {
+		opts = append(opts, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			logger.Error(refusedMsg, "user", user, "error", err)
+		}))
+	}
+	nc, err := b.Connect(name, inProcess, append(opts, extra...)...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS as %s: %w", user, err)
+	}
+	return nc, nil
 }

@@ -322,7 +322,7 @@ func TestRunnerGivesEachServiceItsOwnTelemetry(t *testing.T) {
 			return idleService(name), nil
 		}
 	}
-	ns, err := natsembed.Start(natsembed.Options{NoSync: true})
+	ns, err := startBus(t.Context(), t.TempDir(), natsembed.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

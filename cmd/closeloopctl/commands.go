@@ -3,9 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -26,10 +30,10 @@ type conn struct {
 	store eventlog.Store
 }
 
-func connect(ctx context.Context, url string) (*conn, error) {
-	nc, err := nats.Connect(url, nats.Name("closeloopctl"))
+func connect(ctx context.Context, o options) (*conn, error) {
+	nc, err := connectNATS(o)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+		return nil, err
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -42,6 +46,32 @@ func connect(ctx context.Context, url string) (*conn, error) {
 		return nil, fmt.Errorf("open the event log: %w", err)
 	}
 	return &conn{nc: nc, js: js, store: store}, nil
+}
+
+// connectNATS connects as o.natsUser with its password from
+// $NATS_PASSWORD, else from the data directory (<data>/secrets/
+// NATS_<USER>_PASSWORD, written by the runner on first start). With
+// neither, it connects as the URL says (it may carry user:password).
+func connectNATS(o options) (*nats.Conn, error) {
+	opts := []nats.Option{nats.Name("closeloopctl")}
+	pw := os.Getenv("NATS_PASSWORD")
+	if pw == "" {
+		file := filepath.Join(o.dataDir, "secrets", "NATS_"+strings.ToUpper(o.natsUser)+"_PASSWORD")
+		b, err := os.ReadFile(file)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("NATS password of %s: %w", o.natsUser, err)
+		}
+		pw = strings.TrimSpace(string(b))
+	}
+	if pw != "" {
+		opts = append(opts, nats.UserInfo(o.natsUser, pw))
+	}
+	nc, err := nats.Connect(o.natsURL, opts...)
+	if err != nil {
+		// The URL may carry a password: name the flag, not its value.
+		return nil, fmt.Errorf("connect to NATS (-nats) as %s: %w", o.natsUser, err)
+	}
+	return nc, nil
 }
 
 func (c *conn) close() {

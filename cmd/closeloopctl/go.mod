@@ -3,6 +3,7 @@ module github.com/closeloop/closeloop/cmd/closeloopctl
 go 1.26.8
 
 require (
+	github.com/closeloop/closeloop/deploy v0.0.0
 	github.com/closeloop/closeloop/libs v0.0.0
 	github.com/closeloop/closeloop/proto v0.0.0
 	github.com/nats-io/nats.go v1.55.0
@@ -46,6 +47,7 @@ require (
 )
 
 replace (
+	github.com/closeloop/closeloop/deploy => ../../deploy
 	github.com/closeloop/closeloop/libs => ../../libs
 	github.com/closeloop/closeloop/proto => ../../proto
 )

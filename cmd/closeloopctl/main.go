@@ -67,10 +67,14 @@ func usageErr(format string, a ...any) error {
 
 type options struct {
 	natsURL string
-	api     string
-	token   string
-	output  string
-	timeout time.Duration
+	// natsUser is the NATS identity; its password comes from
+	// $NATS_PASSWORD or the data directory the runner generated it into.
+	natsUser string
+	dataDir  string
+	api      string
+	token    string
+	output   string
+	timeout  time.Duration
 }
 
 func main() {
@@ -84,6 +88,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var o options
 	fs.StringVar(&o.natsURL, "nats", envOr("NATS_URL", "nats://127.0.0.1:4222"), "NATS server URL (env NATS_URL)")
+	fs.StringVar(&o.natsUser, "user", envOr("NATS_USER", "ops"), "NATS identity: ops (read-only) or admin (dead-letter replay) (env NATS_USER)")
+	fs.StringVar(&o.dataDir, "data", envOr("CLOSELOOP_DATA", "data"), "data directory of `make run`, whose secrets hold the NATS passwords; $NATS_PASSWORD wins (env CLOSELOOP_DATA)")
 	fs.StringVar(&o.api, "api", envOr("CLOSELOOP_API", "http://127.0.0.1"), "scheme and host of the services' HTTP faces (ports 8001–8005) (env CLOSELOOP_API)")
 	fs.StringVar(&o.token, "token", os.Getenv("CLOSELOOP_TOKEN"), "bearer token for the services' APIs (env CLOSELOOP_TOKEN)")
 	fs.StringVar(&o.output, "o", "text", "output format: text or json")
@@ -131,7 +137,7 @@ func dispatch(ctx context.Context, o options, args []string, out io.Writer) erro
 	default:
 		return usageErr("unknown command %q", cmd)
 	}
-	conn, err := connect(ctx, o.natsURL)
+	conn, err := connect(ctx, o)
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
@@ -24,9 +23,9 @@ func migrateSubjects(ctx context.Context, o options, args []string, out io.Write
 	if !*stopped {
 		return usageErr("migrate-subjects: stop every writer of the log (the five services and the relay), then run it again with --writers-stopped")
 	}
-	nc, err := nats.Connect(o.natsURL, nats.Name("closeloopctl"))
+	nc, err := connectNATS(o)
 	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", o.natsURL, err)
+		return err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)

@@ -6,7 +6,11 @@ package natsembed
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -29,6 +33,14 @@ type Options struct {
 	NoSync bool
 	// ServerName names the node (defaults to "closeloop").
 	ServerName string
+	// Accounts, when set, is NATS configuration text declaring the
+	// accounts, users and permissions (deploy/nats/accounts.conf): the
+	// server then takes only those users. Empty means an open server,
+	// anyone connecting to the default account.
+	Accounts string
+	// Variables give the values of the $NAME references in Accounts (the
+	// passwords), ahead of the environment.
+	Variables map[string]string
 }
 
 // Server is a running embedded NATS server.
@@ -60,18 +72,21 @@ func Start(o Options) (*Server, error) {
 	if name == "" {
 		name = "closeloop"
 	}
-	opts := &server.Options{
-		ServerName: name,
-		Host:       host,
-		Port:       port,
-		JetStream:  true,
-		StoreDir:   dir,
-		NoSigs:     true,
-		// Accepted means durable: fsync before the publish ack.
-		SyncAlways: !o.NoSync,
-		// Room for the largest event plus headers.
-		MaxPayload: 2 << 20,
+	opts := &server.Options{}
+	if o.Accounts != "" {
+		if err := opts.ProcessConfigString(withVariables(o.Accounts, o.Variables)); err != nil {
+			s.cleanup()
+			return nil, fmt.Errorf("natsembed: accounts: %w", err)
+		}
 	}
+	opts.ServerName = name
+	opts.Host, opts.Port = host, port
+	opts.JetStream, opts.StoreDir = true, dir
+	opts.NoSigs = true
+	// Accepted means durable: fsync before the publish ack.
+	opts.SyncAlways = !o.NoSync
+	// Room for the largest event plus headers.
+	opts.MaxPayload = 2 << 20
 	ns, err := startServer(opts)
 	if err != nil {
 		s.cleanup()
@@ -79,6 +94,16 @@ func Start(o Options) (*Server, error) {
 	}
 	s.Server = ns
 	return s, nil
+}
+
+// withVariables puts a definition of each variable ahead of conf: the
+// parser resolves $NAME from the file before the environment.
+func withVariables(conf string, vars map[string]string) string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(vars)) {
+		fmt.Fprintf(&b, "%s: %s\n", k, strconv.Quote(vars[k]))
+	}
+	return b.String() + conf
 }
 
 // startServer starts a server with opts and waits until it accepts

@@ -26,10 +26,17 @@ import (
 
 // Environment variables every service binary reads (besides its own).
 const (
-	EnvNATSURL         = "NATS_URL"
-	EnvBackend         = "EVENTLOG_BACKEND"
-	EnvReplicas        = "EVENTLOG_REPLICAS"
-	EnvDuplicateWindow = "EVENTLOG_DUPLICATE_WINDOW"
+	EnvNATSURL = "NATS_URL"
+	// EnvNATSUser names the service's NATS identity, its password in
+	// EnvNATSPassword or in the file EnvNATSPasswordFile (for instance
+	// <data>/secrets/NATS_<USER>_PASSWORD of `make run`). Unset: the
+	// credentials in NATS_URL (nats://user:password@host:4222), if any.
+	EnvNATSUser         = "NATS_USER"
+	EnvNATSPassword     = "NATS_PASSWORD"
+	EnvNATSPasswordFile = "NATS_PASSWORD_FILE"
+	EnvBackend          = "EVENTLOG_BACKEND"
+	EnvReplicas         = "EVENTLOG_REPLICAS"
+	EnvDuplicateWindow  = "EVENTLOG_DUPLICATE_WINDOW"
 	// EnvClock is a test facility: "nats-kv:<bucket>" runs the service on
 	// the time a test harness publishes in that KV bucket (libs/clock/natsclock)
 	// instead of the wall clock. Unset (the production default) means clock.Real.
@@ -106,7 +113,18 @@ func Connect(ctx context.Context, service string, open StoreOpener) (*Runtime, e
 	if url == "" {
 		url = DefaultNATSURL
 	}
-	nc, err := nats.Connect(url, nats.Name(service), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
+	auth, err := NATSAuthFromEnv()
+	if err != nil {
+		_ = tel.Shutdown(context.Background())
+		return nil, err
+	}
+	opts := append([]nats.Option{nats.Name(service), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
+		// A refused publish or subscription (a permission violation)
+		// comes back asynchronously: say so rather than time out silently.
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			logger.Error("NATS refused an operation", "error", err)
+		})}, auth...)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		_ = tel.Shutdown(context.Background())
 		// The URL may carry a password: name the variable, not its value.
@@ -133,6 +151,31 @@ func Connect(ctx context.Context, service string, open StoreOpener) (*Runtime, e
 		defer cancel()
 		_ = tel.Shutdown(ctx)
 	}}, nil
+}
+
+// NATSAuthFromEnv reads the service's NATS identity: NATS_USER with
+// NATS_PASSWORD or NATS_PASSWORD_FILE. None of them set: no option (the
+// URL may carry user:password).
+func NATSAuthFromEnv() ([]nats.Option, error) {
+	user, pw, file := os.Getenv(EnvNATSUser), os.Getenv(EnvNATSPassword), os.Getenv(EnvNATSPasswordFile)
+	switch {
+	case user == "" && pw == "" && file == "":
+		return nil, nil
+	case user == "":
+		return nil, fmt.Errorf("%s: must name the NATS user when %s or %s is set", EnvNATSUser, EnvNATSPassword, EnvNATSPasswordFile)
+	case pw != "" && file != "":
+		return nil, fmt.Errorf("%s and %s: set one of them, not both", EnvNATSPassword, EnvNATSPasswordFile)
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", EnvNATSPasswordFile, err)
+		}
+		pw = strings.TrimSpace(string(b))
+	}
+	if pw == "" {
+		return nil, fmt.Errorf("%s=%s: needs a password (%s or %s, not empty)", EnvNATSUser, user, EnvNATSPassword, EnvNATSPasswordFile)
+	}
+	return []nats.Option{nats.UserInfo(user, pw)}, nil
 }
 
 // rebuildViewsFromEnv reads CLOSELOOP_REBUILD_VIEWS.

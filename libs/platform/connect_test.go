@@ -1,10 +1,15 @@
 package platform
 
 import (
-	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
 )
 
 func TestStoreConfigFromEnv(t *testing.T) {
@@ -69,5 +74,49 @@ func TestRebuildViewsFromEnv(t *testing.T) {
 	t.Setenv(EnvRebuildViews, "yes")
 	if _, err := rebuildViewsFromEnv(); err == nil || !strings.Contains(err.Error(), EnvRebuildViews) {
 		t.Fatalf("err = %v, want one naming %s", err, EnvRebuildViews)
+	}
+}
+
+func TestNATSAuthFromEnv(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "NATS_ROUTING_PASSWORD")
+	if err := os.WriteFile(file, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, user, pw, file string
+		wantPw, errWants     string
+	}{
+		{name: "none: the URL's credentials"},
+		{name: "password", user: "routing", pw: "x", wantPw: "x"},
+		{name: "password file", user: "routing", file: file, wantPw: "from-file"},
+		{name: "no user", pw: "x", errWants: EnvNATSUser},
+		{name: "both", user: "routing", pw: "x", file: file, errWants: "not both"},
+		{name: "no password", user: "routing", errWants: "needs a password"},
+		{name: "missing file", user: "routing", file: file + ".nope", errWants: EnvNATSPasswordFile},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv(EnvNATSUser, c.user)
+			t.Setenv(EnvNATSPassword, c.pw)
+			t.Setenv(EnvNATSPasswordFile, c.file)
+			opts, err := NATSAuthFromEnv()
+			if c.errWants != "" {
+				if err == nil || !strings.Contains(err.Error(), c.errWants) {
+					t.Fatalf("err %v, want one naming %s", err, c.errWants)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var o nats.Options
+			for _, opt := range opts {
+				if err := opt(&o); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if o.User != c.user || o.Password != c.wantPw {
+				t.Fatalf("user %q password %q, want %q %q", o.User, o.Password, c.user, c.wantPw)
+			}
+		})
 	}
 }
