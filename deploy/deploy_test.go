@@ -320,3 +320,25 @@ func TestNATSPermissionsFollowTheCatalogue(t *testing.T) {
 		t.Error("the ops user may publish events")
 	}
 }
+
+// Every password the NATS accounts read has a line in the example .env:
+// a cluster started from it would otherwise fail on the missing variable.
+func TestExampleEnvSetsEveryNATSPassword(t *testing.T) {
+	accounts, err := os.ReadFile("nats/accounts.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	example, err := os.ReadFile("compose.env.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := regexp.MustCompile(`\$(NATS_\w+_PASSWORD)`).FindAllStringSubmatch(string(accounts), -1)
+	if len(vars) == 0 {
+		t.Fatal("accounts.conf reads no password variable")
+	}
+	for _, v := range vars {
+		if !regexp.MustCompile(`(?m)^` + v[1] + `=.+`).Match(example) {
+			t.Errorf("compose.env.example does not set %s, which accounts.conf reads", v[1])
+		}
+	}
+}
