@@ -176,7 +176,7 @@ func explainText(dir, text string, threshold float64) error {
 		return err
 	}
 	pred := m.Predict(text)
-	c := p.WithClassifier(domain.Classifier{Model: m, TriageBelow: threshold}).Decide(domain.ClassifyInput{Text: text})
+	c := p.WithClassifier(domain.Classifier{Model: m, TriageBelow: threshold}).Decide(domain.ClassifyInput{Text: text, Description: text})
 	fmt.Printf("model %s: %s %.2f / %s %.2f / %s %.2f / dispatch %s %.2f\n", pred.Version,
 		pred.Category.Class, pred.Category.P, pred.Severity.Class, pred.Severity.P, pred.Priority.Class, pred.Priority.P, pred.Dispatch.Class, pred.Dispatch.P)
 	fmt.Printf("decided: %s / %s / %s, dispatch %s, confidence %.2f, triage %v\nrules fired: %v\ndeciding features: %v\n",

@@ -54,7 +54,8 @@ type Complaint struct {
 	Channel       eventsv1.Channel
 	ProductModel  string
 	Fingerprint   string
-	Text          string
+	Text          string // description and customer request
+	Description   string
 	FirstReceiver string
 
 	// What a work order defaults to (see WorkOrderDefaults). Contact is
@@ -148,6 +149,7 @@ func (c *Complaint) Evolve(e *eventsv1.Envelope) {
 		c.ProductModel = r.GetProduct().GetModel()
 		c.Fingerprint = r.GetProblemFingerprint()
 		c.Text = strings.TrimSpace(r.GetDescription() + "\n" + r.GetCustomerRequest())
+		c.Description = r.GetDescription()
 		c.FirstReceiver = r.GetFirstReceiver()
 		c.Contact = r.GetCustomer().GetPersonal()
 		c.Anonymous = r.GetCustomer().GetAnonymous()

@@ -34,7 +34,7 @@ func Classify(c *Complaint, p *Policy, earlier []string) []proto.Message {
 		return nil
 	}
 	repeat := len(earlier) > 0
-	cl := p.Decide(ClassifyInput{Text: c.Text, Channel: c.Channel, Tier: c.Tier, Repeat: repeat})
+	cl := p.Decide(ClassifyInput{Text: c.Text, Description: c.Description, Channel: c.Channel, Tier: c.Tier, Repeat: repeat})
 	by := "policy " + p.Version
 	if cl.ModelVersion != "" {
 		by += ", model " + cl.ModelVersion

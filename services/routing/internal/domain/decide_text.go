@@ -38,7 +38,7 @@ func (p *Policy) Decide(in ClassifyInput) Classification {
 	if p.classifier.Model == nil {
 		return p.Classify(in)
 	}
-	return p.decide(in, p.classifier.Model.Predict(in.Text), p.classifier.TriageBelow)
+	return p.decide(in, p.classifier.Model.Predict(in.Description), p.classifier.TriageBelow)
 }
 
 func (p *Policy) decide(in ClassifyInput, pred classifier.Prediction, triageBelow float64) Classification {
@@ -80,7 +80,7 @@ func (p *Policy) decide(in ClassifyInput, pred classifier.Prediction, triageBelo
 // text alone (no channel, tier or repeat): what cross-validation measures.
 func (p *Policy) FloorAdjust(triageBelow float64) classifier.Adjust {
 	return func(text string, pred classifier.Prediction) classifier.Prediction {
-		c := p.decide(ClassifyInput{Text: text}, pred, triageBelow)
+		c := p.decide(ClassifyInput{Text: text, Description: text}, pred, triageBelow)
 		pred.Category.Class = CategoryName(c.Category)
 		pred.Severity.Class = SeverityName(c.Severity)
 		pred.Priority.Class = PriorityName(c.Priority)

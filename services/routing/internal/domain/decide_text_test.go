@@ -40,7 +40,7 @@ func TestIssueExamples(t *testing.T) {
 			if strings.Contains(string(data), tc.text) {
 				t.Fatal("in the training set: the test would prove nothing")
 			}
-			got := p.Decide(ClassifyInput{Text: tc.text, Channel: phone, Tier: regular})
+			got := p.Decide(ClassifyInput{Text: tc.text, Description: tc.text, Channel: phone, Tier: regular})
 			if got.Category != tc.cat || got.Severity != tc.sev || got.Priority != tc.pri || got.Dispatch != tc.dispatch {
 				t.Errorf("got %s/%s/%s/%s, want %s/%s/%s/%s (rules %v, features %v)",
 					CategoryName(got.Category), SeverityName(got.Severity), PriorityName(got.Priority), DispatchName(got.Dispatch),
@@ -63,10 +63,10 @@ func TestFloorsOnlyRaise(t *testing.T) {
 			for _, s := range []string{"L1", "L2", "L3", "L4"} {
 				for _, pr := range []string{"general", "important", "urgent"} {
 					pred := classifier.Prediction{Category: classifier.Label{Class: c}, Severity: classifier.Label{Class: s}, Priority: classifier.Label{Class: pr}, Dispatch: classifier.Label{Class: "none"}, Confidence: 0.9}
-					got := p.decide(ClassifyInput{Text: text}, pred, 0.5)
+					got := p.decide(ClassifyInput{Text: text, Description: text}, pred, 0.5)
 					ms, _ := ParseSeverity(s)
 					mp, _ := ParsePriority(pr)
-					f := p.floors(ClassifyInput{Text: text})
+					f := p.floors(ClassifyInput{Text: text, Description: text})
 					if got.Severity < ms || got.Severity < f.severity || got.Priority < mp || got.Priority < f.priority {
 						t.Errorf("%q with model %s/%s: decided %s/%s, floors %s/%s", text, s, pr,
 							SeverityName(got.Severity), PriorityName(got.Priority), SeverityName(f.severity), PriorityName(f.priority))
@@ -85,16 +85,16 @@ func TestFloorsOnlyRaise(t *testing.T) {
 func TestTriageThresholdAndDeterminism(t *testing.T) {
 	p := shippedPolicy(t)
 	text := "东西有点问题"
-	low := p.Decide(ClassifyInput{Text: text})
+	low := p.Decide(ClassifyInput{Text: text, Description: text})
 	if low.Confidence <= 0 || low.Confidence >= 1 {
 		t.Fatalf("confidence %v", low.Confidence)
 	}
 	strict := p.WithClassifier(Classifier{Model: p.Classifier().Model, TriageBelow: 1})
 	lax := p.WithClassifier(Classifier{Model: p.Classifier().Model, TriageBelow: 0})
-	if !strict.Decide(ClassifyInput{Text: text}).NeedsTriage || lax.Decide(ClassifyInput{Text: text}).NeedsTriage {
+	if !strict.Decide(ClassifyInput{Text: text, Description: text}).NeedsTriage || lax.Decide(ClassifyInput{Text: text, Description: text}).NeedsTriage {
 		t.Fatal("threshold not applied")
 	}
-	again := p.Decide(ClassifyInput{Text: text})
+	again := p.Decide(ClassifyInput{Text: text, Description: text})
 	if again.Category != low.Category || again.Confidence != low.Confidence || strings.Join(again.Deciding, ",") != strings.Join(low.Deciding, ",") {
 		t.Fatalf("same text, other verdict: %+v %+v", low, again)
 	}
@@ -115,4 +115,20 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// The model reads the description, what it was trained on; the rules read
+// the customer's request too. A request to come and repair the unit
+// ("上门维修") once turned a product fault into a service complaint.
+func TestTheRequestFeedsTheRulesNotTheModel(t *testing.T) {
+	p := shippedPolicy(t)
+	desc := "空调开机十分钟后自动关机，现在无法开机"
+	got := p.Decide(ClassifyInput{Text: desc + "\n上门维修", Description: desc})
+	if got.Category != eventsv1.Category_CATEGORY_PRODUCT_QUALITY {
+		t.Errorf("category %s, want product_quality (features %v)", CategoryName(got.Category), got.Deciding)
+	}
+	legal := p.Decide(ClassifyInput{Text: desc + "\n不修好我就起诉你们", Description: desc})
+	if legal.Severity < eventsv1.Severity_SEVERITY_L3 || len(legal.RulesFired) == 0 {
+		t.Errorf("a legal threat in the request: %s, rules %v", SeverityName(legal.Severity), legal.RulesFired)
+	}
 }

@@ -84,10 +84,14 @@ type keyword struct {
 
 // ClassifyInput is what the policy looks at.
 type ClassifyInput struct {
-	Text    string // description and customer request
-	Channel eventsv1.Channel
-	Tier    eventsv1.CustomerTier
-	Repeat  bool
+	Text string // description and customer request: what the rules read
+	// Description is what the text model reads: it was trained on
+	// descriptions, and a request ("上门维修", come and repair it) would
+	// pull a product fault towards a service complaint.
+	Description string
+	Channel     eventsv1.Channel
+	Tier        eventsv1.CustomerTier
+	Repeat      bool
 }
 
 // Classification is the policy's verdict.

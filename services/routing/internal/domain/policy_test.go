@@ -137,7 +137,7 @@ func TestPolicyClassifiesRealisticComplaints(t *testing.T) {
 	fired := map[string]bool{}
 	for _, tc := range cases {
 		t.Run(tc.text, func(t *testing.T) {
-			got := p.Decide(ClassifyInput{Text: tc.text, Channel: tc.channel, Tier: tc.tier, Repeat: tc.repeat})
+			got := p.Decide(ClassifyInput{Text: tc.text, Description: tc.text, Channel: tc.channel, Tier: tc.tier, Repeat: tc.repeat})
 			if got.Category != tc.cat || got.Severity != tc.sev || got.Priority != tc.pri {
 				t.Errorf("got %s/%s/%s, want %s/%s/%s (rules %v)", CategoryName(got.Category), SeverityName(got.Severity), PriorityName(got.Priority),
 					CategoryName(tc.cat), SeverityName(tc.sev), PriorityName(tc.pri), got.RulesFired)
