@@ -463,3 +463,16 @@ func TestSavesAreSpacedByTheirCost(t *testing.T) {
 		t.Fatalf("followed:\n%s\nrebuilt:\n%s", got, want)
 	}
 }
+
+// With EncodingShare negative, saves come every SaveEvery events exactly,
+// whatever they cost: what a test that needs a save at a point asks for.
+func TestExactSavesAreNotSpaced(t *testing.T) {
+	r := newRig(t)
+	r.write(t, 50)
+	v := &costly{counts: newCounts(), clk: clock.NewFake(time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC))}
+	_, stop := r.run(t, checkpoint.Options{SaveEvery: 10, EncodingShare: -1, Clock: v.clk}, v)
+	stop()
+	if v.encodes != 5 {
+		t.Fatalf("%d encodings for 50 events saved every 10, want 5", v.encodes)
+	}
+}

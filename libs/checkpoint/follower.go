@@ -51,6 +51,14 @@ type Options struct {
 	// was applied since the last save (default one minute).
 	SaveEvery    int
 	SaveInterval time.Duration
+	// EncodingShare spaces saves by what they cost: at least this many
+	// times the last encoding's duration passes between two, so encoding
+	// the view takes at most 1/EncodingShare of the follower's time
+	// (default 20). A big view (a million folded complaints) caught up at
+	// tens of thousands of events a second would otherwise be encoded
+	// whole every SaveEvery events. Negative: no spacing, a save every
+	// SaveEvery events exactly (tests that need a save at a given point).
+	EncodingShare int
 	// Clock times SaveInterval and the catch-up (default clock.Real).
 	// Services leave it unset: when to save a cache is an operational
 	// matter, not domain time, and a test's stopped clock would never save.
@@ -104,6 +112,12 @@ func New(opts Options, v View) (*Follower, error) {
 	}
 	if opts.SaveInterval == 0 {
 		opts.SaveInterval = time.Minute
+	}
+	switch {
+	case opts.EncodingShare == 0:
+		opts.EncodingShare = 20
+	case opts.EncodingShare < 0:
+		opts.EncodingShare = 0
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.Real{}
@@ -292,18 +306,11 @@ func (f *Follower) apply(ctx context.Context, r eventlog.Record) error {
 	f.lastRaw = r.Raw
 	f.applied++
 	since := f.opts.Clock.Now().Sub(f.lastSave)
-	if (f.applied >= f.opts.SaveEvery || since >= f.opts.SaveInterval) && since >= encodingShare*f.encoding {
+	if (f.applied >= f.opts.SaveEvery || since >= f.opts.SaveInterval) && since >= time.Duration(f.opts.EncodingShare)*f.encoding {
 		f.saveNow()
 	}
 	return nil
 }
-
-// encodingShare spaces saves by what they cost: at least this many times
-// the last encoding's duration passes between two, so encoding the view
-// takes at most a twentieth of the follower's time. A big view (a million
-// folded complaints) caught up at tens of thousands of events a second
-// would otherwise be encoded whole every SaveEvery events.
-const encodingShare = 20
 
 // saveNow encodes the view, when it changed since the last save, and hands
 // the snapshot to the saver, replacing one still waiting.

@@ -64,15 +64,16 @@ type App struct {
 	rebuilt chan struct{}
 
 	// The view kept by a checkpoint.Follower (view.go).
-	base      *policy.Policy   // the configured policy, before any published one
-	published [][]byte         // the documents of the policies learned from the log, in log order
-	snaps     checkpoint.Store // nil: no snapshots
-	rebuild   bool             // ignore the snapshot at the first start
-	saveEvery int              // events between two snapshots
-	started   bool             // a start-up has run (the rebuild switch is spent)
-	reset     bool             // the view holds a previous start's state: empty it before applying
-	runCtx    context.Context  // the context decisions made by the Follower's goroutine use
-	follower  *checkpoint.Follower
+	base       *policy.Policy   // the configured policy, before any published one
+	published  [][]byte         // the documents of the policies learned from the log, in log order
+	snaps      checkpoint.Store // nil: no snapshots
+	rebuild    bool             // ignore the snapshot at the first start
+	saveEvery  int              // events between two snapshots
+	exactSaves bool             // saveEvery exactly, not spaced by cost (UseSnapshots)
+	started    bool             // a start-up has run (the rebuild switch is spent)
+	reset      bool             // the view holds a previous start's state: empty it before applying
+	runCtx     context.Context  // the context decisions made by the Follower's goroutine use
+	follower   *checkpoint.Follower
 
 	mu      sync.Mutex
 	pending map[string]trigger // complaint -> its last trigger not yet decided

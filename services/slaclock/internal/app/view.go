@@ -51,13 +51,24 @@ func SnapshotName(p Partition) string {
 // UseSnapshots makes the instance start from its last snapshot in store
 // (nil: none, every start reads the whole log) and save new ones;
 // rebuild ignores the saved one at the first start. every is how many
-// events are applied between two saves (0: 250,000). Call before Run or
-// Rebuild.
+// events are applied between two saves: 0, the service's default, is
+// 250,000 spaced by what a save costs (checkpoint.Options.EncodingShare);
+// another number saves exactly that often, for tests that need a save at
+// a given point. Call before Run or Rebuild.
 func (a *App) UseSnapshots(store checkpoint.Store, rebuild bool, every int) {
+	a.exactSaves = every != 0
 	if every == 0 {
 		every = saveEvery
 	}
 	a.snaps, a.rebuild, a.saveEvery = store, rebuild, every
+}
+
+// encodingShare is the Follower's: exact saves when a test asked for them.
+func (a *App) encodingShare() int {
+	if a.exactSaves {
+		return -1
+	}
+	return 0
 }
 
 // Follower is the checkpoint.Follower of the running instance (nil before
@@ -84,7 +95,7 @@ func (a *App) Run(ctx context.Context) error {
 // ended (from a snapshot kept in memory when there is no store).
 func (a *App) Rebuild(ctx context.Context) error {
 	if a.snaps == nil {
-		a.UseSnapshots(&memSnapshots{}, a.rebuild, a.saveEvery)
+		a.snaps = &memSnapshots{}
 	}
 	return a.run(ctx, false)
 }
@@ -94,7 +105,7 @@ func (a *App) run(ctx context.Context, follow bool) error {
 	defer cancel()
 	f, err := checkpoint.New(checkpoint.Options{
 		Name: SnapshotName(a.part), Format: SnapshotFormat, Log: a.store, Snapshots: a.snaps,
-		Rebuild: a.rebuild && !a.started, SaveEvery: a.saveEvery, Logger: a.log,
+		Rebuild: a.rebuild && !a.started, SaveEvery: a.saveEvery, EncodingShare: a.encodingShare(), Logger: a.log,
 	}, (*timersView)(a))
 	if err != nil {
 		return fmt.Errorf("app: %w", err)
