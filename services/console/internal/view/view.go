@@ -38,6 +38,10 @@ const (
 	StatusOnHold           = "on_hold"
 	StatusResolved         = "resolved"
 	StatusReopened         = "reopened"
+	// Only the complaint page, folding a whole stream, sees these: the
+	// view drops a complaint that reaches them.
+	StatusClosed    = "closed"
+	StatusWithdrawn = "withdrawn"
 )
 
 // Statuses lists them in the order of the work.
@@ -46,12 +50,12 @@ var Statuses = []string{StatusReceived, StatusAccepted, StatusAssigned, StatusIn
 
 // Clock is a running SLA clock of a complaint.
 type Clock struct {
-	ID       string                 `json:"id"`
-	Target   eventsv1.SlaTarget     `json:"target"`
-	Deadline time.Time              `json:"deadline"`
-	Paused   bool                   `json:"paused,omitempty"`
-	Warned   uint32                 `json:"warned,omitempty"` // highest warning threshold reached, %
-	Breached bool                   `json:"breached,omitempty"`
+	ID       string             `json:"id"`
+	Target   eventsv1.SlaTarget `json:"target"`
+	Deadline time.Time          `json:"deadline"`
+	Paused   bool               `json:"paused,omitempty"`
+	Warned   uint32             `json:"warned,omitempty"` // highest warning threshold reached, %
+	Breached bool               `json:"breached,omitempty"`
 }
 
 // Complaint is one row of the view. Rows handed out are copies.
@@ -214,15 +218,34 @@ func (v *View) Apply(_ context.Context, r eventlog.Record) error {
 	}
 	c.Version = e.GetVersion()
 	fold(c, e)
-	if c.Status == "" { // closed or withdrawn
+	if c.Status == StatusClosed || c.Status == StatusWithdrawn {
 		delete(v.complaints, c.ID)
 		v.closed++
 	}
 	return nil
 }
 
-// fold applies one event to a complaint's row; an empty Status after it
-// means the complaint left the open work.
+// Fold folds a complaint's whole stream into its row as the view would
+// (without search terms), closed and withdrawn ones included: the
+// complaint page reads the log, so it shows an action at once.
+func Fold(recs []eventlog.Record) (Complaint, bool) {
+	var c Complaint
+	for _, r := range recs {
+		e := r.Event
+		if p, ok := e.GetPayload().(*eventsv1.Envelope_ComplaintReceived); ok {
+			c.ID, c.Status = e.GetComplaintId(), StatusReceived
+			c.Channel, c.ReceivedAt = p.ComplaintReceived.GetChannel(), p.ComplaintReceived.GetReceivedAt().AsTime().UTC()
+		}
+		if c.ID == "" {
+			continue
+		}
+		c.Version = e.GetVersion()
+		fold(&c, e)
+	}
+	return c, c.ID != ""
+}
+
+// fold applies one event to a complaint's row.
 func fold(c *Complaint, e *eventsv1.Envelope) {
 	setStatus := func(s string) {
 		if c.Status == StatusOnHold {
@@ -270,8 +293,10 @@ func fold(c *Complaint, e *eventsv1.Envelope) {
 		c.Status, c.HeldFrom = StatusResolved, ""
 	case *eventsv1.Envelope_ComplaintReopened:
 		c.Status, c.HeldFrom = StatusReopened, ""
-	case *eventsv1.Envelope_ComplaintClosed, *eventsv1.Envelope_ComplaintWithdrawn:
-		c.Status = ""
+	case *eventsv1.Envelope_ComplaintClosed:
+		c.Status, c.HeldFrom = StatusClosed, ""
+	case *eventsv1.Envelope_ComplaintWithdrawn:
+		c.Status, c.HeldFrom = StatusWithdrawn, ""
 	case *eventsv1.Envelope_SlaClockStarted:
 		x := p.SlaClockStarted
 		c.setClock(Clock{ID: strings.Clone(x.GetClockId()), Target: x.GetTarget(), Deadline: x.GetDeadline().AsTime().UTC()})
