@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -256,5 +255,3 @@ func problems(logs string) string {
 	}
 	return strings.Join(out, "\n")
 }
-
-var _ = io.Discard
