@@ -2,6 +2,7 @@ package view
 
 import (
 	"cmp"
+	"maps"
 	"slices"
 	"time"
 
@@ -60,12 +61,24 @@ func (v *View) Find(q Query) Page {
 	}
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	type hit struct {
-		c   *Complaint
-		due time.Time
+	order := orderOf(q.Sort)
+	var dueBefore int64
+	if !q.DueBefore.IsZero() {
+		dueBefore = q.DueBefore.UnixNano()
 	}
-	var hits []hit
-	for _, c := range v.complaints {
+	// Only the first offset+limit are ordered: a page of 50,000 matches
+	// keeps 50 in order instead of sorting them all.
+	// Deep pages collect every match and sort once (an insertion costs
+	// the page's length).
+	k := q.Offset + q.Limit
+	deep := k > 2048
+	top := make([]hit, 0, min(k, 1024))
+	total := 0
+	scan := maps.Values(v.complaints)
+	if q.Owner != "" {
+		scan = maps.Keys(v.byOwner[q.Owner])
+	}
+	for c := range scan {
 		switch {
 		case q.Owner != "" && c.Owner != q.Owner,
 			q.Team != "" && c.Team != q.Team,
@@ -80,45 +93,70 @@ func (v *View) Find(q Query) Page {
 			q.Text != "" && (len(terms) == 0 || !containsAll(c.Terms, terms)):
 			continue
 		}
-		due, _ := c.NextDue()
-		if !q.DueBefore.IsZero() && (due.IsZero() || !due.Before(q.DueBefore)) {
+		if dueBefore != 0 && (c.due == 0 || c.due >= dueBefore) {
 			continue
 		}
-		hits = append(hits, hit{c, due})
-	}
-	byDue := func(a, b hit) int {
-		switch {
-		case a.due.IsZero() != b.due.IsZero():
-			if a.due.IsZero() {
-				return 1
-			}
-			return -1
-		case !a.due.Equal(b.due):
-			return a.due.Compare(b.due)
+		total++
+		h := hit{c, c.due}
+		if deep {
+			top = append(top, h)
+			continue
 		}
-		return cmp.Compare(a.c.ID, b.c.ID)
+		if len(top) == k && order(h, top[k-1]) >= 0 {
+			continue
+		}
+		i, _ := slices.BinarySearchFunc(top, h, order)
+		if len(top) == k {
+			top = top[:k-1]
+		}
+		top = slices.Insert(top, i, h)
 	}
-	switch q.Sort {
-	case SortReceived:
-		slices.SortFunc(hits, func(a, b hit) int {
-			if c := b.c.ReceivedAt.Compare(a.c.ReceivedAt); c != 0 {
-				return c
-			}
-			return cmp.Compare(a.c.ID, b.c.ID)
-		})
-	case SortPriority:
-		slices.SortFunc(hits, func(a, b hit) int {
-			if c := cmp.Compare(b.c.Priority, a.c.Priority); c != 0 {
-				return c
-			}
-			return byDue(a, b)
-		})
-	default:
-		slices.SortFunc(hits, byDue)
+	if deep {
+		slices.SortFunc(top, order)
 	}
-	p := Page{Total: len(hits), Position: v.position, Complaints: []Complaint{}}
+	hits := top
+	p := Page{Total: total, Position: v.position, Complaints: []Complaint{}}
 	for i := q.Offset; i < len(hits) && i < q.Offset+q.Limit; i++ {
 		p.Complaints = append(p.Complaints, hits[i].c.clone())
 	}
 	return p
+}
+
+type hit struct {
+	c   *Complaint
+	due int64 // Unix nanoseconds, 0: none
+}
+
+// orderOf compares two hits in the order sort names (ties by id, so pages
+// are stable).
+func orderOf(sort string) func(a, b hit) int {
+	byDue := func(a, b hit) int {
+		switch {
+		case (a.due == 0) != (b.due == 0):
+			if a.due == 0 {
+				return 1
+			}
+			return -1
+		case a.due != b.due:
+			return cmp.Compare(a.due, b.due)
+		}
+		return cmp.Compare(a.c.ID, b.c.ID)
+	}
+	switch sort {
+	case SortReceived:
+		return func(a, b hit) int {
+			if c := b.c.ReceivedAt.Compare(a.c.ReceivedAt); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.c.ID, b.c.ID)
+		}
+	case SortPriority:
+		return func(a, b hit) int {
+			if c := cmp.Compare(b.c.Priority, a.c.Priority); c != 0 {
+				return c
+			}
+			return byDue(a, b)
+		}
+	}
+	return byDue
 }

@@ -43,11 +43,16 @@ func (v *View) Restore(position uint64, data []byte) error {
 		if c.ID == "" || c.Status == "" {
 			return fmt.Errorf("console view snapshot: complaint %d: no id or status", i)
 		}
+		c.refreshDue()
 		complaints[c.ID] = c
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.complaints, v.closed, v.position = complaints, st.Closed, position
+	v.byOwner = map[string]map[*Complaint]struct{}{}
+	for _, c := range complaints {
+		v.indexOwner(c)
+	}
 	close(v.advanced)
 	v.advanced = make(chan struct{})
 	return nil

@@ -79,6 +79,17 @@ type Complaint struct {
 	// of the product serial (search.go). Never shown.
 	Terms  []uint64 `json:"terms,omitempty"`
 	Serial uint64   `json:"serial,omitempty"`
+	// due is NextDue in Unix nanoseconds (0: none), kept for queries,
+	// which compare it for every complaint.
+	due int64
+}
+
+// refreshDue recomputes due after the clocks changed.
+func (c *Complaint) refreshDue() {
+	c.due = 0
+	if d, _ := c.NextDue(); !d.IsZero() {
+		c.due = d.UnixNano()
+	}
 }
 
 // NextDue is the nearest deadline of a running, unpaused clock (zero: none).
@@ -127,7 +138,10 @@ type View struct {
 	mu         sync.RWMutex
 	position   uint64
 	complaints map[string]*Complaint
-	closed     uint64 // complaints that left the view (closed or withdrawn)
+	// byOwner indexes complaints by owner: "my queue" reads a person's
+	// complaints, not all of them. Derived (not in the snapshot).
+	byOwner map[string]map[*Complaint]struct{}
+	closed  uint64 // complaints that left the view (closed or withdrawn)
 	advanced   chan struct{}
 }
 
@@ -135,7 +149,7 @@ var _ checkpoint.View = (*View)(nil)
 
 // New returns an empty view whose blind index is keyed by index.
 func New(index *Index) *View {
-	return &View{index: index, complaints: map[string]*Complaint{}, advanced: make(chan struct{})}
+	return &View{index: index, complaints: map[string]*Complaint{}, byOwner: map[string]map[*Complaint]struct{}{}, advanced: make(chan struct{})}
 }
 
 // Run follows the log through f until ctx is done.
@@ -217,12 +231,41 @@ func (v *View) Apply(_ context.Context, r eventlog.Record) error {
 		v.complaints[c.ID] = c
 	}
 	c.Version = e.GetVersion()
+	owner := c.Owner
 	fold(c, e)
+	c.refreshDue()
 	if c.Status == StatusClosed || c.Status == StatusWithdrawn {
+		v.unindexOwner(owner, c)
 		delete(v.complaints, c.ID)
 		v.closed++
+		return nil
+	}
+	if c.Owner != owner {
+		v.unindexOwner(owner, c)
+		v.indexOwner(c)
 	}
 	return nil
+}
+
+func (v *View) indexOwner(c *Complaint) {
+	if c.Owner == "" {
+		return
+	}
+	set := v.byOwner[c.Owner]
+	if set == nil {
+		set = map[*Complaint]struct{}{}
+		v.byOwner[c.Owner] = set
+	}
+	set[c] = struct{}{}
+}
+
+func (v *View) unindexOwner(owner string, c *Complaint) {
+	if set := v.byOwner[owner]; set != nil {
+		delete(set, c)
+		if len(set) == 0 {
+			delete(v.byOwner, owner)
+		}
+	}
 }
 
 // Fold folds a complaint's whole stream into its row as the view would

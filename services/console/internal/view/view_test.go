@@ -54,7 +54,7 @@ func (m *memSnapshots) Load(_ context.Context, name string) (checkpoint.Snapshot
 
 // logWriter appends complaint events to a memstore log.
 type logWriter struct {
-	t   *testing.T
+	t   testing.TB
 	log *memstore.Store
 }
 
@@ -173,6 +173,13 @@ func TestRestoredAndCaughtUpEqualsRebuilt(t *testing.T) {
 	}
 	if a, b := snapshotOf(t, restored), snapshotOf(t, rebuilt); !bytes.Equal(a, b) {
 		t.Fatalf("restored and caught up differs from rebuilt:\n%s\n%s", a, b)
+	}
+	// The owner index is derived on restore: the same answers.
+	for _, owner := range []string{"agent-0", "agent-1", "agent-2"} {
+		a, b := restored.Find(Query{Owner: owner, Limit: MaxLimit}), rebuilt.Find(Query{Owner: owner, Limit: MaxLimit})
+		if a.Total != b.Total || fmt.Sprint(a.Complaints) != fmt.Sprint(b.Complaints) {
+			t.Fatalf("%s's queue: restored %d, rebuilt %d", owner, a.Total, b.Total)
+		}
 	}
 	// Closed and withdrawn complaints left: 240 - 40 withdrawn - 40 closed - c-00000.
 	if open, closed := rebuilt.Len(); open != 159 || closed != 81 {
