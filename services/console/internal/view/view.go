@@ -140,9 +140,9 @@ type View struct {
 	complaints map[string]*Complaint
 	// byOwner indexes complaints by owner: "my queue" reads a person's
 	// complaints, not all of them. Derived (not in the snapshot).
-	byOwner map[string]map[*Complaint]struct{}
-	closed  uint64 // complaints that left the view (closed or withdrawn)
-	advanced   chan struct{}
+	byOwner  map[string]map[*Complaint]struct{}
+	closed   uint64 // complaints that left the view (closed or withdrawn)
+	advanced chan struct{}
 }
 
 var _ checkpoint.View = (*View)(nil)

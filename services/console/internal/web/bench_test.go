@@ -84,8 +84,8 @@ func measure(b *testing.B, srv *Server, url string, cookie *http.Cookie, bearer 
 func BenchmarkQueuePage(b *testing.B) {
 	srv, cookie := benchServer(b)
 	for _, tc := range []struct{ name, url string }{
-		{"mine", "/"},                              // 2,500 owned, nearest deadline first
-		{"all", "/?scope=all"},                     // all 50,000, sorted by deadline
+		{"mine", "/"},          // 2,500 owned, nearest deadline first
+		{"all", "/?scope=all"}, // all 50,000, sorted by deadline
 		{"all-search", "/?scope=all&q=自动关机+batch+7"}, // blind-index search over all
 	} {
 		b.Run(tc.name, func(b *testing.B) { measure(b, srv, tc.url, cookie, "") })
