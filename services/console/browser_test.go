@@ -8,11 +8,13 @@ package console_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -151,6 +153,19 @@ func TestAgentWorksAComplaintInTheBrowser(t *testing.T) {
 		return ""
 	})
 
+	// 23 hours on: the first response is due within the hour (its clock
+	// warned at 50, 75 and 90 %), so its countdown moves every second.
+	s.clk.Advance(23 * time.Hour)
+	eventually(t, "the 90 % warning in the view", func() string {
+		c, _ := s.console.View().Get(id)
+		for _, k := range c.Clocks {
+			if k.Target == eventsv1.SlaTarget_SLA_TARGET_FIRST_RESPONSE && k.Warned == 90 {
+				return ""
+			}
+		}
+		return fmt.Sprintf("clocks %+v", c.Clocks)
+	})
+
 	ctx := browser(t, s.ctx)
 	// The browser asks for Chinese: the sign-in page is in Chinese.
 	if _, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{
@@ -185,8 +200,17 @@ func TestAgentWorksAComplaintInTheBrowser(t *testing.T) {
 	if st := text(t, ctx, row+" td.status"); st != "assigned" {
 		t.Fatalf("queue status %q, want assigned", st)
 	}
-	if due := text(t, ctx, row+" time.countdown"); !strings.HasSuffix(due, "left") {
-		t.Fatalf("queue countdown %q, want a time left", due)
+	due := text(t, ctx, row+" time.countdown")
+	if !regexp.MustCompile(`^(\d+h )?\d+m \d\ds left$`).MatchString(due) {
+		t.Fatalf("queue countdown %q, want the time left to the second", due)
+	}
+	// The countdown is live: the page's script moves it.
+	waitChange := time.Now().Add(5 * time.Second)
+	for text(t, ctx, row+" time.countdown") == due {
+		if time.Now().After(waitChange) {
+			t.Fatalf("the countdown stayed at %q", due)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	screenshot(t, ctx, "queue")
 
