@@ -9,7 +9,7 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
 # Every module of the workspace, for test, vet and bench.
-MODULES := libs libs/esdb proto services/intake services/routing services/slaclock services/dispatch services/followup cmd/closeloop cmd/closeloopctl deploy
+MODULES := libs libs/esdb proto services/console services/intake services/routing services/slaclock services/dispatch services/followup cmd/closeloop cmd/closeloopctl deploy
 PKGS := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 
 .PHONY: run test test-short fuzz-smoke bench scale proto proto-tools lint fmt build classifier

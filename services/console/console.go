@@ -1,0 +1,250 @@
+// Package console is the desk: a web console where the back office works
+// its complaints (server-rendered pages, Chinese and English), and a JSON
+// query API over its read model. The read model is a checkpointed view of
+// the whole log's open work (internal/view); every action goes through the
+// owning service's API in the signed-in person's name (internal/web).
+package console
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/closeloop/closeloop/libs/auth"
+	"github.com/closeloop/closeloop/libs/checkpoint"
+	"github.com/closeloop/closeloop/libs/platform"
+	routingv1 "github.com/closeloop/closeloop/proto/gen/closeloop/routing/v1"
+	"github.com/closeloop/closeloop/services/console/internal/view"
+	"github.com/closeloop/closeloop/services/console/internal/web"
+)
+
+// Name of the service.
+const Name = "console"
+
+// Config of the console; DefaultConfig has the defaults.
+type Config struct {
+	// HTTPAddr to serve the pages and the query API on (CONSOLE_HTTP_ADDR).
+	HTTPAddr string
+	// RoutingAddr is routing's gRPC address (CONSOLE_ROUTING_ADDR): the
+	// agents' actions go there.
+	RoutingAddr string
+	// IndexSecret keys the blind index of descriptions and serials
+	// (CONSOLE_INDEX_SECRET, at least 16 bytes). Empty: a random secret is
+	// created once and kept in the CONSOLE_SECRETS bucket, so instances and
+	// restarts share it.
+	IndexSecret []byte
+	// SessionIdle ends a session unused this long (CONSOLE_SESSION_IDLE).
+	SessionIdle time.Duration
+	// SecureCookies marks cookies Secure behind a TLS-terminating proxy
+	// (CONSOLE_SECURE_COOKIES); over TLS they always are.
+	SecureCookies bool
+	// Authenticator checks the access tokens people sign in with (libs/auth:
+	// CLOSELOOP_TOKENS_FILE, CLOSELOOP_TOKENS, or CLOSELOOP_AUTH=off).
+	Authenticator auth.Authenticator
+}
+
+// DefaultConfig returns the defaults (no authenticator: set one).
+func DefaultConfig() Config {
+	return Config{HTTPAddr: "127.0.0.1:8090", RoutingAddr: "127.0.0.1:7002", SessionIdle: 30 * time.Minute}
+}
+
+// ConfigFromEnv reads the configuration over the defaults, reporting every
+// bad variable at once, each by name.
+func ConfigFromEnv() (Config, error) {
+	env, d := platform.NewEnv(), DefaultConfig()
+	c := Config{
+		HTTPAddr:      env.String("CONSOLE_HTTP_ADDR", d.HTTPAddr),
+		RoutingAddr:   env.String("CONSOLE_ROUTING_ADDR", d.RoutingAddr),
+		SessionIdle:   env.Duration("CONSOLE_SESSION_IDLE", d.SessionIdle, time.Minute),
+		SecureCookies: env.Bool("CONSOLE_SECURE_COOKIES", false),
+	}
+	if s := env.String("CONSOLE_INDEX_SECRET", ""); s != "" {
+		c.IndexSecret = []byte(s)
+	}
+	a, err := auth.FromLookup(env.Lookup)
+	env.Check(err)
+	c.Authenticator = a
+	if err := errors.Join(env.Err(), c.validate()); err != nil {
+		return c, fmt.Errorf("console: %w", err)
+	}
+	return c, nil
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if c.HTTPAddr == "" {
+		errs = append(errs, errors.New("CONSOLE_HTTP_ADDR: must not be empty"))
+	}
+	if c.RoutingAddr == "" {
+		errs = append(errs, errors.New("CONSOLE_ROUTING_ADDR: must not be empty"))
+	}
+	if len(c.IndexSecret) > 0 && len(c.IndexSecret) < 16 {
+		errs = append(errs, errors.New("CONSOLE_INDEX_SECRET: must be at least 16 bytes"))
+	}
+	if c.SessionIdle < time.Minute {
+		errs = append(errs, fmt.Errorf("CONSOLE_SESSION_IDLE: must be at least 1m, got %s", c.SessionIdle))
+	}
+	return errors.Join(errs...)
+}
+
+// Service is the running console.
+type Service struct {
+	deps     platform.Deps
+	cfg      Config
+	view     *view.View
+	follower *checkpoint.Follower
+	web      *web.Server
+	conn     *grpc.ClientConn
+
+	listener net.Listener
+	ready    chan struct{}
+	once     sync.Once
+}
+
+var _ platform.Service = (*Service)(nil)
+
+// FromEnv builds the service from its environment: what its binary and the
+// runner call.
+func FromEnv(deps platform.Deps) (platform.Service, error) {
+	cfg, err := ConfigFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	return New(deps, cfg)
+}
+
+// New builds the service; Run starts it.
+func New(deps platform.Deps, cfg Config) (*Service, error) {
+	if deps.JS == nil || deps.Log == nil || deps.Clock == nil {
+		return nil, errors.New("console: deps JS, Log and Clock are required")
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	if cfg.Authenticator == nil {
+		return nil, errors.New("console: config Authenticator: required (set CLOSELOOP_TOKENS_FILE, or CLOSELOOP_AUTH=off for local development)")
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
+	secret := cfg.IndexSecret
+	if len(secret) == 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var err error
+		if secret, err = sharedSecret(ctx, deps.JS); err != nil {
+			return nil, err
+		}
+	}
+	v := view.New(view.NewIndex(secret))
+	f, err := checkpoint.New(checkpoint.Options{
+		Name: view.Name, Format: view.Format, Log: deps.Log,
+		Snapshots: deps.Snapshots, Rebuild: deps.RebuildViews, Logger: deps.Logger,
+	}, v)
+	if err != nil {
+		return nil, fmt.Errorf("console: view: %w", err)
+	}
+	conn, err := grpc.NewClient(cfg.RoutingAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("console: CONSOLE_ROUTING_ADDR: %w", err)
+	}
+	w, err := web.New(web.Options{
+		View: v, Log: deps.Log, Routing: routingv1.NewRoutingServiceClient(conn),
+		Authenticator: cfg.Authenticator, Clock: deps.Clock, Logger: deps.Logger,
+		SessionIdle: cfg.SessionIdle, SecureCookies: cfg.SecureCookies, Ready: f.CaughtUp(),
+	})
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("console: %w", err)
+	}
+	return &Service{deps: deps, cfg: cfg, view: v, follower: f, web: w, conn: conn,
+		ready: make(chan struct{})}, nil
+}
+
+// sharedSecret returns the deployment's generated index secret, creating
+// it once.
+func sharedSecret(ctx context.Context, js jetstream.JetStream) ([]byte, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "CONSOLE_SECRETS", History: 1, Storage: jetstream.FileStorage})
+	if err != nil {
+		return nil, fmt.Errorf("console: secrets bucket: %w", err)
+	}
+	s := make([]byte, 32)
+	if _, err := rand.Read(s); err != nil {
+		return nil, err
+	}
+	if _, err := kv.Create(ctx, "index_hmac", s); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return nil, fmt.Errorf("console: store generated secret: %w", err)
+	}
+	e, err := kv.Get(ctx, "index_hmac")
+	if err != nil {
+		return nil, fmt.Errorf("console: read generated secret: %w", err)
+	}
+	return e.Value(), nil
+}
+
+// Name implements platform.Service.
+func (s *Service) Name() string { return Name }
+
+// Ready is closed once the view has caught up and the pages are served.
+func (s *Service) Ready() <-chan struct{} { return s.ready }
+
+// HTTPAddr is the address the console listens on (after Ready).
+func (s *Service) HTTPAddr() string {
+	if s.listener == nil {
+		return ""
+	}
+	return s.listener.Addr().String()
+}
+
+// View is the read model (benchmarks and tests).
+func (s *Service) View() *view.View { return s.view }
+
+// Run listens at once (liveness answers; /readyz says 503 until the view
+// has caught up), follows the log, and serves until ctx is done.
+func (s *Service) Run(ctx context.Context) error {
+	defer s.conn.Close()
+	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("console: listen on CONSOLE_HTTP_ADDR %s: %w", s.cfg.HTTPAddr, err)
+	}
+	s.listener = ln
+	hs := &http.Server{Handler: s.web, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second}
+	return platform.RunGroup(ctx,
+		func(ctx context.Context) error {
+			errc := make(chan error, 1)
+			go func() { errc <- hs.Serve(ln) }()
+			select {
+			case err := <-errc:
+				return fmt.Errorf("console: serve: %w", err)
+			case <-ctx.Done():
+				sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				return hs.Shutdown(sctx)
+			}
+		},
+		func(ctx context.Context) error {
+			err := s.view.Run(ctx, s.follower)
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("console: view stopped following the log: %w", err)
+		},
+		func(ctx context.Context) error {
+			select {
+			case <-s.follower.CaughtUp():
+				s.once.Do(func() { close(s.ready) })
+			case <-ctx.Done():
+			}
+			return nil
+		})
+}

@@ -1,0 +1,132 @@
+package web
+
+import (
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Languages of the console; Chinese is the default when the browser
+// prefers it, English otherwise.
+const (
+	langZH = "zh"
+	langEN = "en"
+)
+
+// messages holds every text of the pages, by key and language.
+var messages = map[string][2]string{ // [zh, en]
+	"title":            {"投诉处理台", "Complaint desk"},
+	"skip":             {"跳到正文", "Skip to content"},
+	"signin":           {"登录", "Sign in"},
+	"signout":          {"退出", "Sign out"},
+	"token":            {"访问令牌", "Access token"},
+	"token.help":       {"管理员发给您的个人令牌。", "The personal token your administrator gave you."},
+	"token.bad":        {"令牌无效。", "This token is not valid."},
+	"token.notperson":  {"此令牌不属于个人，不能登录控制台。", "This token does not belong to a person and cannot sign in."},
+	"expired":          {"您已长时间未操作，请重新登录。", "You were idle for too long; please sign in again."},
+	"forged":           {"表单已过期或不是从本站提交，未做任何更改。", "The form expired or was not sent from this site; nothing was changed."},
+	"forbidden":        {"您的角色不能查看此页面。", "Your role may not see this page."},
+	"notfound":         {"找不到该投诉（或已关闭）。", "No such complaint (or it is closed)."},
+	"signedin":         {"已登录", "Signed in as"},
+	"myqueue":          {"我的队列", "My queue"},
+	"allopen":          {"全部未结", "All open"},
+	"filters":          {"筛选", "Filters"},
+	"apply":            {"应用", "Apply"},
+	"search":           {"描述包含", "Description contains"},
+	"serial":           {"产品序列号", "Product serial"},
+	"breachedonly":     {"仅已超时", "Breached only"},
+	"escalatedonly":    {"仅已升级", "Escalated only"},
+	"any":              {"全部", "Any"},
+	"sort":             {"排序", "Sort"},
+	"sort.due":         {"最近截止", "Nearest deadline"},
+	"sort.received":    {"最新收到", "Newest"},
+	"sort.priority":    {"优先级", "Priority"},
+	"col.id":           {"编号", "Complaint"},
+	"col.status":       {"状态", "Status"},
+	"col.severity":     {"严重度", "Severity"},
+	"col.priority":     {"优先级", "Priority"},
+	"col.channel":      {"渠道", "Channel"},
+	"col.team":         {"团队", "Team"},
+	"col.owner":        {"负责人", "Owner"},
+	"col.due":          {"下一截止", "Next deadline"},
+	"col.category":     {"类别", "Category"},
+	"col.rules":        {"触发规则", "Rules fired"},
+	"col.escalation":   {"升级级别", "Escalation"},
+	"col.received":     {"收到时间", "Received"},
+	"none":             {"无", "none"},
+	"empty":            {"没有符合条件的投诉。", "No complaints match."},
+	"total":            {"共", "Total"},
+	"overdue":          {"已超时", "overdue by"},
+	"left":             {"剩余", "left"},
+	"paused":           {"已暂停", "paused"},
+	"breached":         {"已超时", "breached"},
+	"warned":           {"已预警", "warned at"},
+	"classification":   {"分类", "Classification"},
+	"clocks":           {"SLA 时钟", "SLA clocks"},
+	"timeline":         {"时间线", "Timeline"},
+	"description":      {"描述", "Description"},
+	"request":          {"客户诉求", "Customer's request"},
+	"personal":         {"客户个人信息已加密保存，本页不显示。", "The customer's personal data is sealed and not shown on this page."},
+	"actions":          {"操作", "Actions"},
+	"act.accept":       {"接受分派", "Accept assignment"},
+	"act.respond":      {"记录回应", "Record response"},
+	"act.propose":      {"提出解决方案", "Propose a solution"},
+	"f.channel":        {"回应渠道", "Channel used"},
+	"f.summary":        {"摘要", "Summary"},
+	"f.solution":       {"方案", "Solution"},
+	"done.accept":      {"已接受分派。", "Assignment accepted."},
+	"done.respond":     {"已记录回应。", "Response recorded."},
+	"done.propose":     {"已提出解决方案。", "Solution proposed."},
+	"err.stale":        {"投诉已被他人更新，请查看最新内容后重试。", "Someone else changed this complaint; check the latest and try again."},
+	"err.denied":       {"您无权执行此操作。", "You may not do this."},
+	"err.precondition": {"现在不能执行此操作：", "This cannot be done now: "},
+	"err.unavailable":  {"服务暂时不可用，请稍后重试。", "The service is unavailable; try again shortly."},
+	"err.form":         {"请更正以下标出的字段。", "Please correct the fields marked below."},
+	"lang.switch":      {"English", "中文"},
+	"back":             {"返回队列", "Back to the queue"},
+	"by":               {"操作人", "by"},
+	"live":             {"倒计时实时更新", "Countdowns update live"},
+}
+
+func msg(lang, key string) string {
+	m, ok := messages[key]
+	if !ok {
+		return key
+	}
+	if lang == langEN {
+		return m[1]
+	}
+	return m[0]
+}
+
+// langOf is the language the person chose (cookie), else the browser's
+// first preference among Chinese and English, else Chinese.
+func langOf(r *http.Request) string {
+	if c, err := r.Cookie(langCookie); err == nil && (c.Value == langZH || c.Value == langEN) {
+		return c.Value
+	}
+	type pref struct {
+		lang string
+		q    float64
+	}
+	var prefs []pref
+	for _, part := range strings.Split(r.Header.Get("Accept-Language"), ",") {
+		tag, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		q := 1.0
+		if v, ok := strings.CutPrefix(strings.TrimSpace(params), "q="); ok {
+			if f, err := strconv.ParseFloat(v, 64); err == nil {
+				q = f
+			}
+		}
+		base, _, _ := strings.Cut(strings.ToLower(tag), "-")
+		if (base == langZH || base == langEN) && q > 0 {
+			prefs = append(prefs, pref{base, q})
+		}
+	}
+	sort.SliceStable(prefs, func(i, j int) bool { return prefs[i].q > prefs[j].q })
+	if len(prefs) > 0 {
+		return prefs[0].lang
+	}
+	return langZH
+}
