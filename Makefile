@@ -12,7 +12,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 MODULES := libs libs/esdb proto services/console services/intake services/routing services/slaclock services/dispatch services/followup cmd/closeloop cmd/closeloopctl deploy
 PKGS := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 
-.PHONY: run test test-short fuzz-smoke bench scale proto proto-tools lint fmt build classifier
+.PHONY: run test chromium test-short fuzz-smoke bench scale proto proto-tools lint fmt build classifier
 
 run: ## all five services on an embedded NATS JetStream (data in ./data)
 	$(GO) run ./cmd/closeloop
@@ -20,8 +20,15 @@ run: ## all five services on an embedded NATS JetStream (data in ./data)
 build:
 	$(GO) build $(PKGS)
 
-test: ## the whole suite, with the race detector
+test: chromium ## the whole suite, with the race detector
 	$(GO) test -race -count=1 -timeout 40m $(PKGS)
+
+# The console's browser test drives a real headless Chromium: Debian's
+# package, installed when missing (as root, or through sudo).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		$$sudo apt-get update && $$sudo apt-get install -y --no-install-recommends chromium; }
 
 # A short run of each fuzz target (CI runs it after the tests).
 FUZZTIME ?= 10s
@@ -32,7 +39,7 @@ fuzz-smoke:
 chaos: ## the fault-injection harness, long form (>= 5,000 complaints, >= 100 kills); replay with CHAOS_SEED=<seed>
 	CHAOS_LONG=1 $(GO) test -count=1 -timeout 90m -run '^TestChaos$$' -v ./cmd/closeloop/chaos/
 
-test-short:
+test-short: chromium
 	$(GO) test -short -count=1 $(PKGS)
 
 bench: ## benchmarks (figures for the closing notes)
