@@ -22,13 +22,15 @@ import (
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
-// services and their default ports, as the README and the runner give them.
+// services and their default ports, as the README and the runner give them
+// (grpc 0: the service has no gRPC face, only HTTP).
 var services = map[string]struct{ grpc, http int }{
 	"intake":   {7001, 8001},
 	"routing":  {7002, 8002},
 	"slaclock": {7003, 8003},
 	"dispatch": {7004, 8004},
 	"followup": {7005, 8005},
+	"console":  {0, 8090},
 }
 
 // producerByRange is the envelope's field-number convention (envelope.proto).
@@ -151,7 +153,9 @@ func TestComposeRunsEveryServiceWithItsOwnConfiguration(t *testing.T) {
 			}
 		}
 		up := strings.ToUpper(name)
-		if got := portOf(s.Environment[up+"_GRPC_ADDR"]); got != ports.grpc {
+		if got, set := s.Environment[up+"_GRPC_ADDR"]; ports.grpc == 0 && set {
+			t.Errorf("%s: %s_GRPC_ADDR=%q, but the service has no gRPC face", name, up, got)
+		} else if got := portOf(got); ports.grpc != 0 && got != ports.grpc {
 			t.Errorf("%s: %s_GRPC_ADDR port %d, want %d", name, up, got, ports.grpc)
 		}
 		if got := portOf(s.Environment[up+"_HTTP_ADDR"]); got != ports.http {
@@ -188,23 +192,29 @@ type manifest struct {
 					Env []struct {
 						Name string `yaml:"name"`
 					} `yaml:"env"`
-					ReadinessProbe struct {
-						GRPC struct {
-							Port int `yaml:"port"`
-						} `yaml:"grpc"`
-					} `yaml:"readinessProbe"`
-					LivenessProbe struct {
-						GRPC struct {
-							Port int `yaml:"port"`
-						} `yaml:"grpc"`
-					} `yaml:"livenessProbe"`
+					ReadinessProbe probe `yaml:"readinessProbe"`
+					LivenessProbe  probe `yaml:"livenessProbe"`
 				} `yaml:"containers"`
 			} `yaml:"spec"`
 		} `yaml:"template"`
 	} `yaml:"spec"`
 }
 
-func TestKubernetesDeploymentPerServiceProbesGRPCHealth(t *testing.T) {
+// probe is a container's readiness or liveness probe: gRPC health, or an
+// HTTP GET for a service with no gRPC face.
+type probe struct {
+	GRPC struct {
+		Port int `yaml:"port"`
+	} `yaml:"grpc"`
+	HTTPGet struct {
+		Path string `yaml:"path"`
+		Port int    `yaml:"port"`
+	} `yaml:"httpGet"`
+}
+
+// TestKubernetesDeploymentPerServiceProbesItsHealth: gRPC health where the
+// service has a gRPC face, else its HTTP /readyz and /healthz.
+func TestKubernetesDeploymentPerServiceProbesItsHealth(t *testing.T) {
 	for name, ports := range services {
 		b, err := os.ReadFile(filepath.Join("k8s", name+".yaml"))
 		if err != nil {
@@ -230,8 +240,22 @@ func TestKubernetesDeploymentPerServiceProbesGRPCHealth(t *testing.T) {
 				t.Errorf("%s: pod may run as root", name)
 			}
 			ctr := m.Spec.Template.Spec.Containers[0]
-			if ctr.ReadinessProbe.GRPC.Port != ports.grpc || ctr.LivenessProbe.GRPC.Port != ports.grpc {
+			if ports.grpc == 0 {
+				ready, live := ctr.ReadinessProbe.HTTPGet, ctr.LivenessProbe.HTTPGet
+				if ready.Path != "/readyz" || ready.Port != ports.http || live.Path != "/healthz" || live.Port != ports.http {
+					t.Errorf("%s: HTTP probes %s on %d and %s on %d, want /readyz and /healthz on %d", name, ready.Path, ready.Port, live.Path, live.Port, ports.http)
+				}
+			} else if ctr.ReadinessProbe.GRPC.Port != ports.grpc || ctr.LivenessProbe.GRPC.Port != ports.grpc {
 				t.Errorf("%s: gRPC health probes on %d/%d, want %d", name, ctr.ReadinessProbe.GRPC.Port, ctr.LivenessProbe.GRPC.Port, ports.grpc)
+			}
+			var containerPorts []int
+			for _, p := range ctr.Ports {
+				containerPorts = append(containerPorts, p.ContainerPort)
+			}
+			for _, want := range []int{ports.grpc, ports.http} {
+				if want != 0 && !slices.Contains(containerPorts, want) {
+					t.Errorf("%s: container ports %v lack %d", name, containerPorts, want)
+				}
 			}
 			known := envVarsReadBy(t, filepath.Join("..", "services", name), filepath.Join("..", "libs"))
 			for _, e := range ctr.Env {
@@ -253,12 +277,13 @@ var kindsWritten = map[string][]string{
 	"slaclock": {"complaint", "policy"},
 	"dispatch": {"complaint", "technician"},
 	"followup": {"complaint"},
+	"console":  nil, // reads only: agents' actions go through routing
 }
 
 // TestNATSPermissionsFollowTheCatalogue: each service may publish on the
 // streams of exactly the kinds it writes, every catalogue event has a
 // producer, no one may delete or purge the log, and every service may use
-// the snapshot store. The subject (events.<kind>.<id>) no longer names the
+// the snapshot store; the console publishes no event. The subject (events.<kind>.<id>) no longer names the
 // event type: which producer writes which type is for event signatures.
 func TestNATSPermissionsFollowTheCatalogue(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join("nats", "accounts.conf"))
@@ -288,6 +313,15 @@ func TestNATSPermissionsFollowTheCatalogue(t *testing.T) {
 		if _, svc := services[user]; !svc {
 			continue
 		}
+		if len(kindsWritten[user]) == 0 {
+			// A reader keeps nothing in a bucket and may not read the private ones.
+			if strings.Contains(allow, `"$KV.`) || strings.Contains(allow, `.KV_`) {
+				t.Errorf("user %s may write a KV bucket", user)
+			}
+			if !strings.Contains(deny, `"$JS.API.DIRECT.GET.KV_PII_KEYS"`) || !strings.Contains(deny, `"$JS.API.DIRECT.GET.KV_INTAKE_SECRETS"`) {
+				t.Errorf("user %s may read the PII keys or intake's secrets", user)
+			}
+		}
 		// What the object store client (nats.go jetstream/object.go) calls
 		// beyond the rights every service has already: create or update the
 		// bucket's stream, publish chunks and metadata, purge the chunks of
@@ -316,8 +350,10 @@ func TestNATSPermissionsFollowTheCatalogue(t *testing.T) {
 			t.Errorf("%s may publish on the streams of %v, it writes %v", svc, got, kindsWritten[svc])
 		}
 	}
-	if regexp.MustCompile(`user: ops[^}]*allow: \[[^\]]*"events\.`).MatchString(conf) {
-		t.Error("the ops user may publish events")
+	for _, reader := range []string{"ops", "console"} {
+		if regexp.MustCompile(`user: `+reader+`\s[^}]*allow: \[[^\]]*"events\.`).MatchString(conf) {
+			t.Errorf("the %s user may publish events", reader)
+		}
 	}
 }
 

@@ -1,6 +1,6 @@
 package main
 
-// The end-to-end test: the five services and the bus in this test process
+// The end-to-end test: the services (the console too) and the bus in this test process
 // (natsembed + startServices, as `make run` starts them) on a fake clock,
 // driven only through their public gRPC and HTTP faces with bearer tokens.
 // Every complaint's stream is asserted event by event against a written-out
@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -38,6 +39,7 @@ import (
 	intakev1 "github.com/closeloop/closeloop/proto/gen/closeloop/intake/v1"
 	routingv1 "github.com/closeloop/closeloop/proto/gen/closeloop/routing/v1"
 	slaclockv1 "github.com/closeloop/closeloop/proto/gen/closeloop/slaclock/v1"
+	"github.com/closeloop/closeloop/services/console"
 )
 
 const (
@@ -101,6 +103,8 @@ type e2e struct {
 	followup followupv1.FollowupServiceClient
 	// followupHTTP is the follow-up HTTP face (survey links) host:port.
 	followupHTTP string
+	// consoleHTTP is the console's (pages and query API) host:port.
+	consoleHTTP string
 	// sys is the running services and their telemetry.
 	sys *system
 }
@@ -123,8 +127,8 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// startE2E starts NATS and the five services on a fake clock and connects
-// a client to each.
+// startE2E starts NATS and the services on a fake clock and connects a
+// client to each gRPC API.
 func startE2E(t *testing.T) *e2e {
 	t.Helper()
 	tokens, err := json.Marshal(tokenEntries())
@@ -143,6 +147,9 @@ func startE2E(t *testing.T) *e2e {
 		// The runner's other settings keep their defaults.
 		"INTAKE_RATE": "0",
 	} {
+		t.Setenv(k, v)
+	}
+	for k, v := range consoleTestEnv(t) {
 		t.Setenv(k, v)
 	}
 
@@ -185,7 +192,11 @@ func startE2E(t *testing.T) *e2e {
 
 	addrs := map[string]string{}
 	for _, s := range sys.services {
-		addrs[s.Name()] = e.grpcAddr(t, s, done)
+		if hasGRPC(s) {
+			addrs[s.Name()] = e.grpcAddr(t, s, done)
+		} else if s.Name() == console.Name {
+			e.consoleHTTP = e.httpAddr(t, s, done)
+		}
 	}
 	dial := func(name string) *grpc.ClientConn {
 		conn, err := grpc.NewClient(addrs[name], grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -249,6 +260,27 @@ func (e *e2e) grpcAddr(t *testing.T, s platform.Service, done <-chan error) stri
 		return nil
 	})
 	return addr
+}
+
+// httpAddr waits until a service with only an HTTP face is ready and
+// returns its address.
+func (e *e2e) httpAddr(t *testing.T, s platform.Service, done <-chan error) string {
+	t.Helper()
+	r, ok := s.(interface {
+		Ready() <-chan struct{}
+		HTTPAddr() string
+	})
+	if !ok {
+		t.Fatalf("%s: no way to learn its address", s.Name())
+	}
+	select {
+	case <-r.Ready():
+	case err := <-done:
+		t.Fatalf("services stopped before %s was ready: %v", s.Name(), err)
+	case <-time.After(effectTimeout):
+		t.Fatalf("%s not ready", s.Name())
+	}
+	return r.HTTPAddr()
 }
 
 // problems keeps the log lines above INFO.
@@ -356,6 +388,54 @@ func TestE2E(t *testing.T) {
 		h.verify(t)
 	}
 	e.checkWholeLog(t, histories)
+	t.Run("ConsoleShowsTheOpenWork", func(t *testing.T) { e.consoleShowsOpenWork(t, histories) })
+}
+
+// consoleShowsOpenWork: the console, following the log as its own NATS
+// user, serves its sign-in page and lists the one complaint the scenarios
+// leave open (the duplicate) and none of the closed ones.
+func (e *e2e) consoleShowsOpenWork(t *testing.T, histories []*history) {
+	get := func(path, token string) (int, []byte) {
+		req, err := http.NewRequestWithContext(e.ctx, http.MethodGet, "http://"+e.consoleHTTP+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, body
+	}
+	if code, _ := get("/login", ""); code != http.StatusOK {
+		t.Errorf("console /login: %d", code)
+	}
+	open := histories[len(histories)-1].id
+	e.eventually(t, "the console lists the open complaint", func() error {
+		code, body := get("/api/v1/complaints?limit=500", tokSupport)
+		if code != http.StatusOK {
+			return fmt.Errorf("console query API: %d %s", code, body)
+		}
+		var page struct {
+			Complaints []struct {
+				ID string `json:"id"`
+			} `json:"complaints"`
+		}
+		if err := json.Unmarshal(body, &page); err != nil {
+			return err
+		}
+		if len(page.Complaints) != 1 || page.Complaints[0].ID != open {
+			return fmt.Errorf("console lists %+v, want only %s", page.Complaints, open)
+		}
+		return nil
+	})
 }
 
 // checkWholeLog: every hash chain verifies, exactly the scenarios'

@@ -6,6 +6,7 @@ require (
 	github.com/closeloop/closeloop/deploy v0.0.0
 	github.com/closeloop/closeloop/libs v0.0.0
 	github.com/closeloop/closeloop/proto v0.0.0
+	github.com/closeloop/closeloop/services/console v0.0.0
 	github.com/closeloop/closeloop/services/dispatch v0.0.0
 	github.com/closeloop/closeloop/services/followup v0.0.0
 	github.com/closeloop/closeloop/services/intake v0.0.0
@@ -55,6 +56,7 @@ replace (
 	github.com/closeloop/closeloop/deploy => ../../deploy
 	github.com/closeloop/closeloop/libs => ../../libs
 	github.com/closeloop/closeloop/proto => ../../proto
+	github.com/closeloop/closeloop/services/console => ../../services/console
 	github.com/closeloop/closeloop/services/dispatch => ../../services/dispatch
 	github.com/closeloop/closeloop/services/followup => ../../services/followup
 	github.com/closeloop/closeloop/services/intake => ../../services/intake

@@ -76,6 +76,9 @@ func startLoadIn(b *testing.B, dir string) *loadSystem {
 	} {
 		b.Setenv(k, v)
 	}
+	for k, v := range consoleTestEnv(b) {
+		b.Setenv(k, v)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	// As `make run`: every write synced to disk before it is acknowledged.
 	ns, err := startBus(ctx, dir, natsembed.Options{StoreDir: filepath.Join(dir, "nats")})
@@ -119,7 +122,9 @@ func startLoadIn(b *testing.B, dir string) *loadSystem {
 
 	addrs := map[string]string{}
 	for _, svc := range sys.services {
-		addrs[svc.Name()] = serviceAddr(b, svc, done)
+		if hasGRPC(svc) {
+			addrs[svc.Name()] = serviceAddr(b, svc, done)
+		}
 	}
 	dial := func(name string) *grpc.ClientConn {
 		conn, err := grpc.NewClient(addrs[name], grpc.WithTransportCredentials(insecure.NewCredentials()))

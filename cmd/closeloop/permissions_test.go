@@ -423,3 +423,89 @@ func TestAdapterMaySubmitOnly(t *testing.T) {
 		t.Errorf("submitting was refused: %q", a.seen)
 	}
 }
+
+// The console's identity reads the log, as its view does, and keeps its
+// view's snapshot; it may not append an event (agents' actions go through
+// routing's API), nor read the PII keys, nor touch a service's durable
+// consumer.
+func TestConsoleReadsTheLogAndWritesNoEvent(t *testing.T) {
+	ns, _ := newBus(t)
+	ctx := t.Context()
+	intakeJS, intakeLog := openLogAs(t, ctx, ns, "intake")
+	id := "0190c0de-0000-7000-8000-0000000000dd"
+	stream := eventlog.ComplaintStream(id)
+	if _, err := intakeLog.Append(ctx, stream, 0, complaintEvent(t, id, "intake", &eventsv1.SurveySent{})); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := pii.New(ctx, intakeJS, pii.Config{})
+	if err != nil {
+		t.Fatalf("intake opens the PII keys: %v", err)
+	}
+	if _, err := keys.Seal(ctx, "customer-1", &eventsv1.PersonalData{Name: "Li Lei"}); err != nil {
+		t.Fatal(err)
+	}
+
+	c := connectAs(t, ns, "console")
+	log, err := jsstore.New(ctx, c.js, jsstore.Config{})
+	if err != nil {
+		t.Fatalf("console opens the log: %v", err)
+	}
+	t.Cleanup(func() { _ = log.Close() })
+	if recs, err := log.ReadStream(ctx, stream, 1); err != nil || len(recs) != 1 {
+		t.Fatalf("console reads a complaint: %d events, %v", len(recs), err)
+	}
+	var followed int
+	fctx, stop := context.WithCancel(ctx)
+	defer stop()
+	err = log.Follow(fctx, 1, func(eventlog.Record) error {
+		followed++
+		stop()
+		return nil
+	})
+	if followed != 1 || (err != nil && !errors.Is(err, context.Canceled)) {
+		t.Fatalf("console follows the log: %d events, %v", followed, err)
+	}
+	snaps, err := checkpoint.NewJetStream(ctx, c.js, 1)
+	if err != nil {
+		t.Fatalf("console opens the snapshot store: %v", err)
+	}
+	for pos := range uint64(2) {
+		if err := snaps.Save(ctx, "console-queue", checkpoint.Snapshot{Format: 1, Position: pos + 1, Hash: make([]byte, 32), Data: make([]byte, 200_000)}); err != nil {
+			t.Fatalf("console saves snapshot %d: %v", pos+1, err)
+		}
+	}
+	if snap, err := snaps.Load(ctx, "console-queue"); err != nil || snap.Position != 2 {
+		t.Fatalf("console loads its snapshot: %+v, %v", snap.Position, err)
+	}
+
+	c.refused(t, "append to a complaint", jsstore.Subject(stream), func(ctx context.Context) error {
+		_, err := log.Append(ctx, stream, 1, complaintEvent(t, id, "routing", &eventsv1.SurveySent{}))
+		return err
+	})
+	team := eventlog.Stream("team", "north")
+	c.refused(t, "publish on a team stream", jsstore.Subject(team), func(ctx context.Context) error {
+		_, err := c.js.Publish(ctx, jsstore.Subject(team), []byte("x"))
+		return err
+	})
+	c.refused(t, "read the PII keys", "$JS.API.DIRECT.GET.KV_"+pii.Bucket, func(ctx context.Context) error {
+		kv, err := c.js.KeyValue(ctx, pii.Bucket)
+		if err != nil {
+			return err
+		}
+		_, err = kv.Get(ctx, "customer-1")
+		return err
+	})
+	c.refused(t, "write a KV bucket", "$KV.INTAKE_SECRETS.x", func(ctx context.Context) error {
+		_, err := c.js.Publish(ctx, "$KV.INTAKE_SECRETS.x", []byte("x"))
+		return err
+	})
+	for _, subject := range []string{"$JS.API.CONSUMER.DELETE.EVENTS.routing", "$JS.API.CONSUMER.CREATE.EVENTS.dispatch"} {
+		c.refused(t, "change a service's durable consumer", subject, func(ctx context.Context) error {
+			_, err := c.nc.RequestWithContext(ctx, subject, []byte("{}"))
+			return err
+		})
+	}
+	if recs, err := log.ReadStream(ctx, stream, 1); err != nil || len(recs) != 1 {
+		t.Errorf("after the console's attempts the complaint has %d events (%v), want 1", len(recs), err)
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"github.com/closeloop/closeloop/libs/natsembed"
 	"github.com/closeloop/closeloop/libs/platform"
 	"github.com/closeloop/closeloop/libs/telemetry"
+	"github.com/closeloop/closeloop/services/console"
 	"github.com/closeloop/closeloop/services/dispatch"
 	"github.com/closeloop/closeloop/services/followup"
 	"github.com/closeloop/closeloop/services/intake"
@@ -48,14 +49,15 @@ type runnerConfig struct {
 //go:embed devtokens.json
 var devTokens string
 
-// builders make the five services, each from its own configuration, in
-// the order they start.
+// builders make the services, each from its own configuration, in the
+// order they start: the console after routing, whose gRPC API it calls.
 var builders = []struct {
 	name  string
 	build func(platform.Deps) (platform.Service, error)
 }{
 	{intake.Name, intake.FromEnv},
 	{routing.Name, routing.FromEnv},
+	{console.Name, console.FromEnv},
 	{slaclock.Name, slaclock.FromEnv},
 	{dispatch.Name, dispatch.FromEnv},
 	{followup.Name, followup.FromEnv},
@@ -88,7 +90,7 @@ func run(ctx context.Context, cfg runnerConfig, logger *slog.Logger) error {
 // a library that was not handed its service's providers reports under it.
 const processName = "closeloop"
 
-// system is the five services startServices started.
+// system is the services startServices started.
 type system struct {
 	services []platform.Service
 	// telemetry is each service's own, by name: every span and metric of
@@ -198,6 +200,7 @@ var serviceAddrs = map[string]int{
 	"SLACLOCK_GRPC_ADDR": 7003, "SLACLOCK_HTTP_ADDR": 8003,
 	"DISPATCH_GRPC_ADDR": 7004, "DISPATCH_HTTP_ADDR": 8004,
 	"FOLLOWUP_GRPC_ADDR": 7005, "FOLLOWUP_HTTP_ADDR": 8005,
+	"CONSOLE_HTTP_ADDR": 8090, // no gRPC face
 }
 
 // localDefaults gives `make run` what production configures explicitly: the
@@ -213,13 +216,20 @@ func localDefaults(dataDir, host string, logger *slog.Logger) error {
 			}
 		}
 	}
+	if os.Getenv("CONSOLE_ROUTING_ADDR") == "" {
+		if err := os.Setenv("CONSOLE_ROUTING_ADDR", dialAddr(os.Getenv("ROUTING_GRPC_ADDR"), host)); err != nil {
+			return err
+		}
+	}
 	if os.Getenv("CLOSELOOP_TOKENS_FILE") == "" && os.Getenv("CLOSELOOP_TOKENS") == "" && os.Getenv("CLOSELOOP_AUTH") == "" {
 		if err := os.Setenv("CLOSELOOP_TOKENS", devTokens); err != nil {
 			return err
 		}
 		logger.Warn("using the local development credentials (see README); set CLOSELOOP_TOKENS_FILE in any shared deployment")
 	}
-	for _, name := range []string{"INTAKE_PII_SECRET", "FOLLOWUP_SURVEY_SECRET"} {
+	// The console's index secret lives here too, so that its NATS user
+	// needs no bucket of its own.
+	for _, name := range []string{"INTAKE_PII_SECRET", "FOLLOWUP_SURVEY_SECRET", "CONSOLE_INDEX_SECRET"} {
 		if os.Getenv(name) != "" {
 			continue
 		}
@@ -232,6 +242,16 @@ func localDefaults(dataDir, host string, logger *slog.Logger) error {
 		}
 	}
 	return nil
+}
+
+// dialAddr is where a client on this machine reaches a listen address:
+// one without a host (":7002", all interfaces) through host.
+func dialAddr(listen, host string) string {
+	h, port, err := net.SplitHostPort(listen)
+	if err != nil || h != "" {
+		return listen
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // localSecret reads a secret file, creating it with 32 random bytes first.

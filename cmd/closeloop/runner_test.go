@@ -2,15 +2,49 @@ package main
 
 import (
 	"log/slog"
+	"net"
 	"os"
 	"strconv"
 	"testing"
+
+	"github.com/closeloop/closeloop/libs/api"
+	"github.com/closeloop/closeloop/libs/platform"
 )
+
+// consoleTestEnv is the console's configuration for tests that start every
+// service: its pages on a free port, its actions to routing. Routing binds
+// its gRPC port only when it runs, after the console is built, so a free
+// port is picked here for routing to listen on and the console to dial.
+func consoleTestEnv(tb testing.TB) map[string]string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	routing := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return map[string]string{
+		"ROUTING_GRPC_ADDR": routing, "CONSOLE_ROUTING_ADDR": routing,
+		"CONSOLE_HTTP_ADDR":    "127.0.0.1:0",
+		"CONSOLE_INDEX_SECRET": "test-console-index-secret-0123456789abcdef",
+	}
+}
+
+// hasGRPC says whether a service has a gRPC face (the console has none).
+func hasGRPC(s platform.Service) bool {
+	switch s.(type) {
+	case interface{ GRPCAddr() string }, interface{ API() *api.Server }:
+		return true
+	}
+	return false
+}
 
 // `make run` listens on loopback unless told otherwise: every service API
 // (and the NATS server, natsembed's default host) on the host given.
 func TestLocalDefaultsListenOnTheHostGiven(t *testing.T) {
-	for _, k := range []string{"CLOSELOOP_TOKENS", "CLOSELOOP_TOKENS_FILE", "CLOSELOOP_AUTH", "INTAKE_PII_SECRET", "FOLLOWUP_SURVEY_SECRET"} {
+	for _, k := range []string{"CLOSELOOP_TOKENS", "CLOSELOOP_TOKENS_FILE", "CLOSELOOP_AUTH", "INTAKE_PII_SECRET", "FOLLOWUP_SURVEY_SECRET", "CONSOLE_INDEX_SECRET", "CONSOLE_ROUTING_ADDR"} {
 		t.Setenv(k, "")
 	}
 	for k := range serviceAddrs {
@@ -20,8 +54,8 @@ func TestLocalDefaultsListenOnTheHostGiven(t *testing.T) {
 	if err := localDefaults(t.TempDir(), "127.0.0.1", slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
-	if len(serviceAddrs) != 10 {
-		t.Fatalf("%d addresses, want the gRPC and HTTP of five services", len(serviceAddrs))
+	if len(serviceAddrs) != 11 {
+		t.Fatalf("%d addresses, want the gRPC and HTTP of five services and the console's HTTP", len(serviceAddrs))
 	}
 	for k, port := range serviceAddrs {
 		want := "127.0.0.1:" + strconv.Itoa(port)
@@ -31,5 +65,44 @@ func TestLocalDefaultsListenOnTheHostGiven(t *testing.T) {
 		if got := os.Getenv(k); got != want {
 			t.Errorf("%s=%q, want %q", k, got, want)
 		}
+	}
+}
+
+// The console reaches routing's gRPC API where routing listens, through
+// the runner's host when routing listens on every interface.
+func TestLocalDefaultsPointTheConsoleAtRouting(t *testing.T) {
+	for _, c := range []struct{ routing, want string }{
+		{"", "127.0.0.1:7002"},
+		{":9102", "127.0.0.1:9102"},
+		{"10.0.0.5:7002", "10.0.0.5:7002"},
+	} {
+		for k := range serviceAddrs {
+			t.Setenv(k, "")
+		}
+		t.Setenv("CONSOLE_ROUTING_ADDR", "")
+		t.Setenv("ROUTING_GRPC_ADDR", c.routing)
+		if err := localDefaults(t.TempDir(), "127.0.0.1", slog.New(slog.DiscardHandler)); err != nil {
+			t.Fatal(err)
+		}
+		if got := os.Getenv("CONSOLE_ROUTING_ADDR"); got != c.want {
+			t.Errorf("ROUTING_GRPC_ADDR=%q: CONSOLE_ROUTING_ADDR=%q, want %q", c.routing, got, c.want)
+		}
+	}
+}
+
+// The console's index secret is generated once into the data directory and
+// kept: a new one would make the saved view's blind index unreadable.
+func TestLocalDefaultsKeepTheConsoleIndexSecret(t *testing.T) {
+	dir := t.TempDir()
+	var secrets []string
+	for range 2 {
+		t.Setenv("CONSOLE_INDEX_SECRET", "")
+		if err := localDefaults(dir, "127.0.0.1", slog.New(slog.DiscardHandler)); err != nil {
+			t.Fatal(err)
+		}
+		secrets = append(secrets, os.Getenv("CONSOLE_INDEX_SECRET"))
+	}
+	if len(secrets[0]) < 16 || secrets[0] != secrets[1] {
+		t.Errorf("CONSOLE_INDEX_SECRET %q then %q: want one secret of at least 16 bytes, kept", secrets[0], secrets[1])
 	}
 }
