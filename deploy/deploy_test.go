@@ -351,7 +351,7 @@ func TestNATSPermissionsFollowTheCatalogue(t *testing.T) {
 		}
 	}
 	for _, reader := range []string{"ops", "console"} {
-		if regexp.MustCompile(`user: `+reader+`\s[^}]*allow: \[[^\]]*"events\.`).MatchString(conf) {
+		if regexp.MustCompile(`user: ` + reader + `\s[^}]*allow: \[[^\]]*"events\.`).MatchString(conf) {
 			t.Errorf("the %s user may publish events", reader)
 		}
 	}
