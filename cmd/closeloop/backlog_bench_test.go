@@ -80,8 +80,8 @@ func submitAll(b *testing.B, s *loadSystem, n int) {
 // took a load through the API: complaints submitted to intake until
 // routing has assigned every one, then the services and the embedded NATS
 // stopped and started again on the same store. It reports the time from
-// the start until all five services are ready (/readyz 200): with their
-// snapshots, they do not rebuild what the log already held.
+// the start until every service, the console too, is ready (/readyz 200):
+// with their snapshots, they do not rebuild what the log already held.
 func BenchmarkRestartAfterLoad(b *testing.B) {
 	const complaints = 30000
 	for range b.N {

@@ -1,6 +1,6 @@
 package main
 
-// Load benchmarks of the standalone setup (`make run`: the five services in
+// Load benchmarks of the standalone setup (`make run`: the services in
 // one process on an embedded NATS syncing every write, on the real clock):
 // how many complaints per second get from submission (intake's gRPC
 // SubmitComplaint, many concurrent clients) to assignment (ComplaintAssigned

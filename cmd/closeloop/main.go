@@ -1,8 +1,9 @@
 // Command closeloop is the standalone runner: an embedded NATS JetStream
 // server (data kept in a local directory across restarts) and all five
-// services in one process. Each service gets its own NATS connection and its
-// own event-log handle and talks to the others only through the bus, exactly
-// as when they run as separate binaries against a NATS cluster.
+// services and the console in one process. Each service gets its own NATS
+// connection and its own event-log handle and talks to the others only
+// through the bus, exactly as when they run as separate binaries against a
+// NATS cluster.
 package main
 
 import (
