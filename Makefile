@@ -14,7 +14,7 @@ PKGS := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 
 .PHONY: run test chromium test-short fuzz-smoke bench scale proto proto-tools lint fmt build classifier
 
-run: ## all five services on an embedded NATS JetStream (data in ./data)
+run: ## the five services and the console on an embedded NATS JetStream (data in ./data)
 	$(GO) run ./cmd/closeloop
 
 build:

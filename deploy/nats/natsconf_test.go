@@ -34,7 +34,7 @@ func TestOneSourceForClusterAndEmbeddedServer(t *testing.T) {
 	if got := PasswordVars(); !slices.Equal(got, users) || len(users) != len(slices.Compact(slices.Clone(users))) {
 		t.Errorf("password variables %v, users %v: want one each", got, users)
 	}
-	for _, want := range []string{"intake", "routing", "slaclock", "dispatch", "followup", "relay", "adapter", "ops", "admin", "sys"} {
+	for _, want := range []string{"intake", "routing", "slaclock", "dispatch", "followup", "console", "relay", "adapter", "ops", "admin", "sys"} {
 		if !slices.Contains(users, "NATS_"+strings.ToUpper(want)+"_PASSWORD") {
 			t.Errorf("no identity %s", want)
 		}
