@@ -334,14 +334,13 @@ func TestNobodyMayDeleteOrShrinkTheLog(t *testing.T) {
 	}
 }
 
-// The operators' identity (closeloopctl) reads and verifies the log but
-// may not append, replay a dead letter, read the PII keys, nor disturb the
-// services' durable consumers.
-func TestOperatorIdentityIsReadOnly(t *testing.T) {
-	ns, _ := newBus(t)
+// intakeWroteAComplaint has intake, under its own identity, append one
+// event of complaint id and seal a customer's personal data: what the
+// read-only identities are then tried on.
+func intakeWroteAComplaint(t *testing.T, ns *closedBus, id string) eventlog.StreamID {
+	t.Helper()
 	ctx := t.Context()
 	intakeJS, intakeLog := openLogAs(t, ctx, ns, "intake")
-	id := "0190c0de-0000-7000-8000-0000000000bb"
 	stream := eventlog.ComplaintStream(id)
 	if _, err := intakeLog.Append(ctx, stream, 0, complaintEvent(t, id, "intake", &eventsv1.SurveySent{})); err != nil {
 		t.Fatal(err)
@@ -353,6 +352,16 @@ func TestOperatorIdentityIsReadOnly(t *testing.T) {
 	if _, err := keys.Seal(ctx, "customer-1", &eventsv1.PersonalData{Name: "Li Lei"}); err != nil {
 		t.Fatal(err)
 	}
+	return stream
+}
+
+// The operators' identity (closeloopctl) reads and verifies the log but
+// may not append, replay a dead letter, read the PII keys, nor disturb the
+// services' durable consumers.
+func TestOperatorIdentityIsReadOnly(t *testing.T) {
+	ns, _ := newBus(t)
+	ctx := t.Context()
+	stream := intakeWroteAComplaint(t, ns, "0190c0de-0000-7000-8000-0000000000bb")
 
 	ops := connectAs(t, ns, "ops")
 	log, err := jsstore.New(ctx, ops.js, jsstore.Config{})
@@ -367,7 +376,7 @@ func TestOperatorIdentityIsReadOnly(t *testing.T) {
 		t.Fatalf("ops verifies the log: %+v, %v", rep, err)
 	}
 	ops.refused(t, "append to a complaint", jsstore.Subject(stream), func(ctx context.Context) error {
-		_, err := log.Append(ctx, stream, 1, complaintEvent(t, id, "intake", &eventsv1.SurveySent{}))
+		_, err := log.Append(ctx, stream, 1, complaintEvent(t, stream.ID(), "intake", &eventsv1.SurveySent{}))
 		return err
 	})
 	ops.refused(t, "replay a dead letter", "deadletter.routing.replay", func(ctx context.Context) error {
@@ -431,19 +440,7 @@ func TestAdapterMaySubmitOnly(t *testing.T) {
 func TestConsoleReadsTheLogAndWritesNoEvent(t *testing.T) {
 	ns, _ := newBus(t)
 	ctx := t.Context()
-	intakeJS, intakeLog := openLogAs(t, ctx, ns, "intake")
-	id := "0190c0de-0000-7000-8000-0000000000dd"
-	stream := eventlog.ComplaintStream(id)
-	if _, err := intakeLog.Append(ctx, stream, 0, complaintEvent(t, id, "intake", &eventsv1.SurveySent{})); err != nil {
-		t.Fatal(err)
-	}
-	keys, err := pii.New(ctx, intakeJS, pii.Config{})
-	if err != nil {
-		t.Fatalf("intake opens the PII keys: %v", err)
-	}
-	if _, err := keys.Seal(ctx, "customer-1", &eventsv1.PersonalData{Name: "Li Lei"}); err != nil {
-		t.Fatal(err)
-	}
+	stream := intakeWroteAComplaint(t, ns, "0190c0de-0000-7000-8000-0000000000dd")
 
 	c := connectAs(t, ns, "console")
 	log, err := jsstore.New(ctx, c.js, jsstore.Config{})
@@ -479,7 +476,7 @@ func TestConsoleReadsTheLogAndWritesNoEvent(t *testing.T) {
 	}
 
 	c.refused(t, "append to a complaint", jsstore.Subject(stream), func(ctx context.Context) error {
-		_, err := log.Append(ctx, stream, 1, complaintEvent(t, id, "routing", &eventsv1.SurveySent{}))
+		_, err := log.Append(ctx, stream, 1, complaintEvent(t, stream.ID(), "routing", &eventsv1.SurveySent{}))
 		return err
 	})
 	team := eventlog.Stream("team", "north")
