@@ -10,12 +10,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	natsconf "github.com/closeloop/closeloop/deploy/nats"
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
 	"github.com/closeloop/closeloop/libs/natsembed"
+	"github.com/closeloop/closeloop/libs/natsembed/natstest"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
@@ -35,20 +35,8 @@ func TestCLIConnectsWithTheDataDirectorysCredentials(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ns, err := natsembed.Start(natsembed.Options{Accounts: natsconf.Accounts, Variables: vars})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := ns.Connect("intake", true, nats.UserInfo("intake", vars["NATS_INTAKE_PASSWORD"]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns := natstest.Start(t, natsembed.Options{Accounts: natsconf.Accounts, Variables: vars})
+	_, js := natstest.Connect(t, ns, nats.UserInfo("intake", vars["NATS_INTAKE_PASSWORD"]))
 	store, err := jsstore.New(t.Context(), js, jsstore.Config{})
 	if err != nil {
 		t.Fatal(err)

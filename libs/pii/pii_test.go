@@ -6,30 +6,18 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/closeloop/closeloop/libs/natsembed"
+	"github.com/closeloop/closeloop/libs/natsembed/natstest"
 	"github.com/closeloop/closeloop/libs/pii"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
 func newKeystore(t *testing.T) *pii.Keystore {
 	t.Helper()
-	s, err := natsembed.Start(natsembed.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	nc, err := s.Connect("pii-test", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := natstest.Start(t, natsembed.Options{NoSync: true})
+	_, js := natstest.Connect(t, s)
 	ks, err := pii.New(context.Background(), js, pii.Config{})
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,7 @@ import (
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
 	"github.com/closeloop/closeloop/libs/natsembed"
+	"github.com/closeloop/closeloop/libs/natsembed/natstest"
 	"github.com/closeloop/closeloop/libs/platform"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	followupv1 "github.com/closeloop/closeloop/proto/gen/closeloop/followup/v1"
@@ -45,20 +46,8 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	srv, err := natsembed.Start(natsembed.Options{StoreDir: t.TempDir(), NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect("followup-test", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := natstest.Start(t, natsembed.Options{StoreDir: t.TempDir(), NoSync: true})
+	_, js := natstest.Connect(t, srv)
 	clk := clock.NewFake(start)
 	log, err := jsstore.New(context.Background(), js, jsstore.Config{Clock: clk})
 	if err != nil {

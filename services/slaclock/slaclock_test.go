@@ -23,6 +23,7 @@ import (
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
 	"github.com/closeloop/closeloop/libs/natsembed"
+	"github.com/closeloop/closeloop/libs/natsembed/natstest"
 	ev "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	"github.com/closeloop/closeloop/services/slaclock"
 )
@@ -37,20 +38,8 @@ type rig struct {
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	srv, err := natsembed.Start(natsembed.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect(t.Name(), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := natstest.Start(t, natsembed.Options{NoSync: true})
+	_, js := natstest.Connect(t, srv)
 	clk := clock.NewFake(t0)
 	store, err := jsstore.New(context.Background(), js, jsstore.Config{Clock: clk})
 	if err != nil {

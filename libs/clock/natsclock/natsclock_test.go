@@ -9,24 +9,13 @@ import (
 
 	"github.com/closeloop/closeloop/libs/clock/natsclock"
 	"github.com/closeloop/closeloop/libs/natsembed"
+	"github.com/closeloop/closeloop/libs/natsembed/natstest"
 )
 
 func setup(t *testing.T) (context.Context, jetstream.JetStream, jetstream.KeyValue) {
 	t.Helper()
-	ns, err := natsembed.Start(natsembed.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := ns.Connect("test", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns := natstest.Start(t, natsembed.Options{NoSync: true})
+	_, js := natstest.Connect(t, ns)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	kv, err := natsclock.Bucket(ctx, js, "CLOCK")

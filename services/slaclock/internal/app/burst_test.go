@@ -17,6 +17,7 @@ import (
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
 	"github.com/closeloop/closeloop/libs/natsembed"
+	"github.com/closeloop/closeloop/libs/natsembed/natstest"
 	ev "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	"github.com/closeloop/closeloop/services/slaclock/internal/domain"
 )
@@ -25,20 +26,8 @@ import (
 // on it, and its JetStream context (for snapshots).
 func jetStream(t testing.TB, clk clock.Clock) (*jsstore.Store, jetstream.JetStream) {
 	t.Helper()
-	srv, err := natsembed.Start(natsembed.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect(t.Name(), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := natstest.Start(t, natsembed.Options{NoSync: true})
+	_, js := natstest.Connect(t, srv)
 	store, err := jsstore.New(context.Background(), js, jsstore.Config{Clock: clk})
 	if err != nil {
 		t.Fatal(err)
