@@ -98,6 +98,7 @@ func TestScale(t *testing.T) {
 		}
 		readyTimeout = d
 	}
+	lockDir(t, dir)
 	bin := filepath.Join(dir, "bin")
 	build(t, bin)
 
@@ -120,6 +121,22 @@ func TestScale(t *testing.T) {
 		}
 	}
 	report(t, m, rows)
+}
+
+// lockDir holds dir for this run: a second run on it would start a second
+// NATS server on the same store, which damages it.
+func lockDir(t *testing.T, dir string) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatalf("%s is in use by another scale run (%v): two NATS servers on one store would damage it", dir, err)
+	}
 }
 
 func envInt(t *testing.T, name string, def int) int {
