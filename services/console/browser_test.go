@@ -218,6 +218,9 @@ func TestAgentWorksAComplaintInTheBrowser(t *testing.T) {
 	run(t, ctx, "open the complaint",
 		chromedp.Click(chromedp.CSS(row+" a")), chromedp.WaitVisible(chromedp.ID("#status")))
 	waitText(t, ctx, "#status", "assigned")
+	if sev := text(t, ctx, "#severity"); sev != "L2" {
+		t.Fatalf("severity %q, want L2 as the domain writes it", sev)
+	}
 	if d := text(t, ctx, "#description"); d != "空调开机十分钟后自动关机，现在无法开机" {
 		t.Fatalf("description %q", d)
 	}

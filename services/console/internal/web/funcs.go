@@ -113,9 +113,12 @@ func describe(e *eventsv1.Envelope) string {
 }
 
 var funcs = template.FuncMap{
-	"t":         msg,
-	"list":      func(s ...string) []string { return s },
-	"enum":      enumName,
+	"t":    msg,
+	"list": func(s ...string) []string { return s },
+	"enum": enumName,
+	// Severities read as the domain writes them: L1 … L4.
+	"severity":  func(e protoEnum) string { return strings.ToUpper(enumName(e)) },
+	"upper":     strings.ToUpper,
 	"countdown": countdown,
 	"rfc3339":   func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"unixms":    func(t time.Time) int64 { return t.UnixMilli() },
