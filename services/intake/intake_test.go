@@ -151,11 +151,11 @@ func TestAdapterIsBoundToItsChannel(t *testing.T) {
 		{"email adapter reads a phone complaint", func() error {
 			_, err := r.client.GetComplaint(as(tokEmail), &intakev1.GetComplaintRequest{ComplaintId: phone.GetComplaintId()})
 			return err
-		}, codes.PermissionDenied},
+		}, codes.NotFound},
 		{"email adapter attaches to a phone complaint", func() error {
 			_, err := r.client.AttachEvidence(as(tokEmail), &intakev1.AttachEvidenceRequest{ComplaintId: phone.GetComplaintId(), Attachments: []*eventsv1.Attachment{{Ref: "x", Kind: "photo"}}})
 			return err
-		}, codes.PermissionDenied},
+		}, codes.NotFound},
 		{"adapter accepts", func() error {
 			_, err := r.client.AcceptComplaint(as(tokPhone), &intakev1.AcceptComplaintRequest{ComplaintId: phone.GetComplaintId()})
 			return err
