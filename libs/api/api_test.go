@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -146,6 +148,12 @@ func start(t *testing.T) *fixture {
 // ready nil it returns once the server is serving.
 func startWith(t *testing.T, ready <-chan struct{}) *fixture {
 	t.Helper()
+	return startOpts(t, func(o *api.Options) { o.ReadyWhen = ready })
+}
+
+// startOpts starts the server with options changed by set.
+func startOpts(t *testing.T, set func(*api.Options)) *fixture {
+	t.Helper()
 	registerEchoDescriptor(t)
 	tokens, err := auth.ParseTokens([]byte(`[
 	 {"token_sha256": "` + auth.HashToken("agent-token") + `", "id": "alice", "kind": "user", "roles": ["agent"]},
@@ -154,7 +162,7 @@ func startWith(t *testing.T, ready <-chan struct{}) *fixture {
 		t.Fatal(err)
 	}
 	spans := tracetest.NewSpanRecorder()
-	srv := api.NewServer(api.Options{
+	opts := api.Options{
 		Name:           "apitest",
 		GRPCAddr:       "127.0.0.1:0",
 		HTTPAddr:       "127.0.0.1:0",
@@ -162,8 +170,9 @@ func startWith(t *testing.T, ready <-chan struct{}) *fixture {
 		Authenticator:  tokens,
 		TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)),
 		Metrics:        http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "metric_x 1\n") }),
-		ReadyWhen:      ready,
-	})
+	}
+	set(&opts)
+	srv := api.NewServer(opts)
 	srv.GRPC().RegisterService(&echoDesc, struct{}{})
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
@@ -180,7 +189,7 @@ func startWith(t *testing.T, ready <-chan struct{}) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.conn.Close() })
-	if ready != nil {
+	if opts.ReadyWhen != nil {
 		return f
 	}
 	// Wait until Run has marked the server serving.
@@ -354,6 +363,77 @@ func TestBadRequestsOverHTTP(t *testing.T) {
 	resp, body = f.post(t, "/v1/grpc.health.v1.Health/Watch", "", `{}`)
 	if resp.StatusCode != 501 {
 		t.Fatalf("streaming method over HTTP: %d %s", resp.StatusCode, body)
+	}
+}
+
+// countingBody is a request body of size bytes that counts what is read.
+type countingBody struct {
+	size, read int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	if b.read >= b.size {
+		return 0, io.EOF
+	}
+	n := min(int64(len(p)), b.size-b.read)
+	clear(p[:n])
+	b.read += n
+	return int(n), nil
+}
+
+func (b *countingBody) Close() error { return nil }
+
+// TestUnauthenticatedBodyIsNeverRead: the HTTP face refuses a call with no
+// or an unknown token before reading a byte of its body, however large.
+func TestUnauthenticatedBodyIsNeverRead(t *testing.T) {
+	f := start(t)
+	h := f.srv.HTTPHandler()
+	for _, token := range []string{"", "not-a-token"} {
+		body := &countingBody{size: 1 << 30}
+		req := httptest.NewRequest(http.MethodPost, echoPath, nil)
+		req.Body, req.ContentLength = body, body.size
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusUnauthorized || !strings.Contains(rec.Body.String(), "Unauthenticated") {
+			t.Fatalf("token %q: HTTP %d %s, want 401", token, rec.Code, rec.Body)
+		}
+		if body.read != 0 {
+			t.Fatalf("token %q: %d bytes of the body were read before refusing", token, body.read)
+		}
+	}
+	// With a good token the body is read, up to MaxBodyBytes.
+	body := &countingBody{size: 1 << 30}
+	req := httptest.NewRequest(http.MethodPost, echoPath, nil)
+	req.Body, req.ContentLength = body, body.size
+	req.Header.Set("Authorization", "Bearer agent-token")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "max_size") || body.read == 0 || body.read > 4<<20+1<<16 {
+		t.Fatalf("authenticated, oversized: HTTP %d %s after reading %d bytes, want 400 max_size after about 4 MiB", rec.Code, rec.Body, body.read)
+	}
+}
+
+// TestSlowHeadersAreCutOff: a client that never finishes its headers is
+// disconnected after ReadHeaderTimeout (set short here), not held for ever.
+func TestSlowHeadersAreCutOff(t *testing.T) {
+	f := startOpts(t, func(o *api.Options) { o.ReadHeaderTimeout = 100 * time.Millisecond })
+	conn, err := net.Dial("tcp", f.srv.HTTPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "POST "+echoPath+" HTTP/1.1\r\nHost: x\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// Only a guard against hanging: the server closes long before.
+	_ = conn.SetReadDeadline(time.Now().Add(time.Minute))
+	_, err = io.ReadAll(conn)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatal("the server kept a connection with unfinished headers open")
 	}
 }
 

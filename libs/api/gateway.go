@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"strings"
 
 	"go.opentelemetry.io/otel/propagation"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -31,6 +33,8 @@ import (
 //
 // Request and response use protojson's defaults: lowerCamelCase field
 // names (proto names are accepted too), unset fields omitted, enums by name.
+// A POST's bearer token is checked before its body is read, and the body is
+// bounded by Options.MaxBodyBytes.
 func (s *Server) HTTPHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -63,6 +67,12 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 	service, method := r.PathValue("service"), r.PathValue("method")
 	in, out, err := s.messagesFor(service, method)
 	if err != nil {
+		writeError(w, err)
+		return
+	}
+	// Authenticate before reading the body: an unknown caller must not make
+	// the server read (up to MaxBodyBytes of) anything.
+	if err := s.authenticateHTTP(r, service, method); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -106,6 +116,20 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(data)
+}
+
+// authenticateHTTP checks the request's bearer token with the same
+// interceptor the gRPC call passes, so the refusal (and the methods open to
+// everyone) are the same on both faces.
+func (s *Server) authenticateHTTP(r *http.Request, service, method string) error {
+	md := metadata.MD{}
+	if a := r.Header.Get("Authorization"); a != "" {
+		md.Set("authorization", a)
+	}
+	ctx := metadata.NewIncomingContext(r.Context(), md)
+	_, err := s.httpAuth(ctx, nil, &grpc.UnaryServerInfo{FullMethod: "/" + service + "/" + method},
+		func(context.Context, any) (any, error) { return nil, nil })
+	return err
 }
 
 // bodyProblem explains a protojson error without echoing the body's

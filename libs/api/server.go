@@ -55,6 +55,14 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	// MaxBodyBytes bounds an HTTP request body (default 4 MiB).
 	MaxBodyBytes int64
+	// The HTTP face's timeouts, so a slow or idle client cannot hold a
+	// connection (and its goroutine) for ever: ReadHeaderTimeout for the
+	// request line and headers (default 10s), ReadTimeout for the whole
+	// request, body included (default 30s), IdleTimeout between requests on
+	// a kept-alive connection (default 2m).
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	IdleTimeout       time.Duration
 	// ReadyWhen, if set, holds readiness until it is closed (a view still
 	// catching up with the log): meanwhile Run serves /healthz and gRPC
 	// health (NOT_SERVING), /readyz answers 503 and every other call is
@@ -69,6 +77,10 @@ type Server struct {
 	grpc    *grpc.Server
 	health  *health.Server
 	serving atomic.Bool
+
+	// httpAuth is libs/auth's interceptor, run by the HTTP face before it
+	// reads a body (the gRPC call then authenticates again, cheaply).
+	httpAuth grpc.UnaryServerInterceptor
 
 	inproc *bufconn.Listener
 	conn   *grpc.ClientConn
@@ -100,10 +112,20 @@ func NewServer(o Options) *Server {
 	if o.MaxBodyBytes == 0 {
 		o.MaxBodyBytes = 4 << 20
 	}
+	if o.ReadHeaderTimeout == 0 {
+		o.ReadHeaderTimeout = 10 * time.Second
+	}
+	if o.ReadTimeout == 0 {
+		o.ReadTimeout = 30 * time.Second
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = 2 * time.Minute
+	}
 	s := &Server{opts: o, log: o.Logger.With("component", "api")}
 	if o.Authenticator == nil {
 		s.log.Warn("api: no authenticator configured: every call but health and reflection is refused")
 	}
+	s.httpAuth = auth.UnaryServerInterceptor(o.Authenticator)
 	unary := append([]grpc.UnaryServerInterceptor{
 		s.readyUnary(),
 		s.traceUnary(),
@@ -131,7 +153,7 @@ func NewServer(o Options) *Server {
 		panic(fmt.Sprintf("api: in-process client: %v", err))
 	}
 	s.conn = conn
-	s.http = &http.Server{Handler: s.HTTPHandler(), ReadHeaderTimeout: 10 * time.Second}
+	s.http = &http.Server{Handler: s.HTTPHandler(), ReadHeaderTimeout: o.ReadHeaderTimeout, ReadTimeout: o.ReadTimeout, IdleTimeout: o.IdleTimeout}
 	return s
 }
 

@@ -58,6 +58,9 @@ type Config struct {
 	DuplicateWindow time.Duration
 	// ClockSkew allowed on received_at (INTAKE_CLOCK_SKEW, default 5m).
 	ClockSkew time.Duration
+	// MaxReceivedAge: how far before now received_at may be
+	// (INTAKE_MAX_RECEIVED_AGE, default 720h = 30 days).
+	MaxReceivedAge time.Duration
 	// MaxDescription in characters (INTAKE_MAX_DESCRIPTION, default 5000).
 	MaxDescription int
 	// MaxAttachments per complaint (INTAKE_MAX_ATTACHMENTS, default 20).
@@ -83,6 +86,7 @@ func DefaultConfig() Config {
 		HTTPAddr:        ":8001",
 		DuplicateWindow: 72 * time.Hour,
 		ClockSkew:       domain.DefaultLimits.ClockSkew,
+		MaxReceivedAge:  domain.DefaultLimits.MaxAge,
 		MaxDescription:  domain.DefaultLimits.MaxDescription,
 		MaxAttachments:  domain.DefaultLimits.MaxAttachments,
 		RatePerSecond:   200,
@@ -119,6 +123,7 @@ func configFrom(env *platform.Env) (Config, error) {
 	c.DuplicateWindow = env.Duration("INTAKE_DUPLICATE_WINDOW", c.DuplicateWindow, time.Second)
 	c.ClockSkew = env.Duration("INTAKE_CLOCK_SKEW", c.ClockSkew, time.Second)
 	c.ClaimGrace = env.Duration("INTAKE_CLAIM_GRACE", c.ClaimGrace, time.Second)
+	c.MaxReceivedAge = env.Duration("INTAKE_MAX_RECEIVED_AGE", c.MaxReceivedAge, time.Second)
 	c.MaxDescription = env.Int("INTAKE_MAX_DESCRIPTION", c.MaxDescription, 1, maxBodyBytes)
 	c.MaxAttachments = env.Int("INTAKE_MAX_ATTACHMENTS", c.MaxAttachments, 0, 10_000)
 	c.RateBurst = env.Int("INTAKE_BURST", c.RateBurst, 1, 1_000_000)
@@ -146,6 +151,8 @@ func (c Config) validate() error {
 		return errors.New("intake: INTAKE_PII_SECRET: must be at least 16 bytes")
 	case c.DuplicateWindow <= 0:
 		return errors.New("intake: INTAKE_DUPLICATE_WINDOW: must be positive")
+	case c.MaxReceivedAge <= 0:
+		return errors.New("intake: INTAKE_MAX_RECEIVED_AGE: must be positive")
 	case c.MaxDescription <= 0:
 		return errors.New("intake: INTAKE_MAX_DESCRIPTION: must be positive")
 	case c.RateBurst < 1 && c.RatePerSecond > 0:
@@ -220,7 +227,7 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("intake: %w", err)
 	}
 	a, err := app.New(deps.Log, keys, index, deps.Clock, deps.TracerProvider, app.Config{
-		Limits:     domain.Limits{ClockSkew: cfg.ClockSkew, MaxDescription: cfg.MaxDescription, MaxAttachments: cfg.MaxAttachments},
+		Limits:     domain.Limits{ClockSkew: cfg.ClockSkew, MaxAge: cfg.MaxReceivedAge, MaxDescription: cfg.MaxDescription, MaxAttachments: cfg.MaxAttachments},
 		Secret:     cfg.Secret,
 		ClaimGrace: cfg.ClaimGrace,
 	})

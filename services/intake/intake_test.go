@@ -16,7 +16,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/closeloop/closeloop/libs/api"
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/pii"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
@@ -149,11 +151,11 @@ func TestAdapterIsBoundToItsChannel(t *testing.T) {
 		{"email adapter reads a phone complaint", func() error {
 			_, err := r.client.GetComplaint(as(tokEmail), &intakev1.GetComplaintRequest{ComplaintId: phone.GetComplaintId()})
 			return err
-		}, codes.PermissionDenied},
+		}, codes.NotFound},
 		{"email adapter attaches to a phone complaint", func() error {
 			_, err := r.client.AttachEvidence(as(tokEmail), &intakev1.AttachEvidenceRequest{ComplaintId: phone.GetComplaintId(), Attachments: []*eventsv1.Attachment{{Ref: "x", Kind: "photo"}}})
 			return err
-		}, codes.PermissionDenied},
+		}, codes.NotFound},
 		{"adapter accepts", func() error {
 			_, err := r.client.AcceptComplaint(as(tokPhone), &intakev1.AcceptComplaintRequest{ComplaintId: phone.GetComplaintId()})
 			return err
@@ -430,6 +432,40 @@ func TestInvalidSubmissionStoresNothingAndNamesFieldAndRule(t *testing.T) {
 	}
 	if all := e.allEvents(t); len(all) != 0 {
 		t.Fatalf("a rejected submission stored %v", all)
+	}
+}
+
+// TestReceivedAtOlderThanTheLimitIsRefused: the lower bound on received_at
+// is intake's policy (INTAKE_MAX_RECEIVED_AGE), counted back from the
+// injected clock, and a refused submission stores nothing.
+func TestReceivedAtOlderThanTheLimitIsRefused(t *testing.T) {
+	e := newEnv(t, false)
+	cfg := testConfig(t)
+	cfg.MaxReceivedAge = 48 * time.Hour
+	r := e.start(t, cfg, nil)
+	for name, at := range map[string]time.Time{
+		"just over the limit": e.now.Add(-48*time.Hour - time.Second),
+		"year 0001":           time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC),
+	} {
+		t.Run(name, func(t *testing.T) {
+			old := e.phoneSubmission("HOT-OLD")
+			old.ReceivedAt = timestamppb.New(at)
+			_, err := r.client.SubmitComplaint(as(tokPhone), old)
+			st := status.Convert(err)
+			v := api.Violations(err)
+			if st.Code() != codes.InvalidArgument || len(v) != 1 || v[0].Field != "received_at" || v[0].Rule != "max_age" || !strings.Contains(v[0].Message, "2 days") {
+				t.Fatalf("got %v %+v, want InvalidArgument received_at/max_age naming the limit", st.Code(), v)
+			}
+		})
+	}
+	if all := e.allEvents(t); len(all) != 0 {
+		t.Fatalf("a refused submission stored %v", all)
+	}
+	// Within the limit of the injected clock (weeks before the wall clock).
+	ok := e.phoneSubmission("HOT-OLD-OK")
+	ok.ReceivedAt = timestamppb.New(e.now.Add(-47 * time.Hour))
+	if _, err := r.client.SubmitComplaint(as(tokPhone), ok); err != nil {
+		t.Fatalf("received_at within the limit: %v", err)
 	}
 }
 

@@ -96,6 +96,51 @@ func TestErrorKindsReachTheHTTPFace(t *testing.T) {
 	}
 }
 
+// TestAnotherChannelsComplaintIsNotFound: to an adapter, another channel's
+// complaint answers exactly what an unknown id answers (ids derive from
+// channel and reference, so a refusal would confirm the complaint exists),
+// on both faces, for reads and for attachments, and stores nothing.
+func TestAnotherChannelsComplaintIsNotFound(t *testing.T) {
+	e := newEnv(t, false)
+	r := e.start(t, testConfig(t), nil)
+	phone, err := r.client.SubmitComplaint(as(tokPhone), e.phoneSubmission("HOT-FOREIGN"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const unknown = "00000000-0000-4000-8000-000000000000"
+	bodies := map[string]func(id string) string{
+		"GetComplaint": func(id string) string { return `{"complaintId":"` + id + `"}` },
+		"AttachEvidence": func(id string) string {
+			return `{"complaintId":"` + id + `","attachments":[{"ref":"s3://x/1.jpg","kind":"photo"}]}`
+		},
+	}
+	for method, body := range bodies {
+		t.Run(method, func(t *testing.T) {
+			fStatus, fBody, _ := call(t, r, method, tokEmail, body(phone.GetComplaintId()))
+			uStatus, uBody, _ := call(t, r, method, tokEmail, body(unknown))
+			if fStatus != http.StatusNotFound || fBody.Code != codes.NotFound.String() || fBody.Message != "complaint not found" {
+				t.Fatalf("another channel's complaint: HTTP %d %+v, want 404 NotFound \"complaint not found\"", fStatus, fBody)
+			}
+			if fStatus != uStatus || fBody.Code != uBody.Code || fBody.Message != uBody.Message || len(fBody.Violations) != len(uBody.Violations) {
+				t.Fatalf("another channel's complaint answers HTTP %d %+v, an unknown one HTTP %d %+v", fStatus, fBody, uStatus, uBody)
+			}
+		})
+	}
+	var foreign, missing error
+	_, foreign = r.client.GetComplaint(as(tokEmail), &intakev1.GetComplaintRequest{ComplaintId: phone.GetComplaintId()})
+	_, missing = r.client.GetComplaint(as(tokEmail), &intakev1.GetComplaintRequest{ComplaintId: unknown})
+	if status.Code(foreign) != codes.NotFound || status.Convert(foreign).Message() != status.Convert(missing).Message() || status.Code(missing) != codes.NotFound {
+		t.Fatalf("gRPC: another channel's %v, unknown %v, want the same NotFound", foreign, missing)
+	}
+	if all := e.allEvents(t); all["EvidenceAttached"] != 0 {
+		t.Fatalf("a refused attachment was stored: %v", all)
+	}
+	// The complaint's own adapter still reads and attaches.
+	if code, eb, _ := call(t, r, "AttachEvidence", tokPhone, bodies["AttachEvidence"](phone.GetComplaintId())); code != http.StatusOK {
+		t.Fatalf("own adapter attaches: HTTP %d %+v", code, eb)
+	}
+}
+
 // TestRetryLaterAndInternalReachEveryFace: a problem claimed moments ago
 // by a submission that died is 503 with Retry-After on HTTP and NATS; the
 // dying instance's own failure is 500 without its cause.

@@ -1,6 +1,7 @@
 package intake_test
 
 import (
+	"bytes"
 	"io"
 	"net/http"
 	"os"
@@ -42,6 +43,9 @@ func TestREADMEExamplesWork(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := newEnv(t, false)
+	// The examples splice in the shell's current time; the service runs on
+	// the test's clock.
+	readme = bytes.ReplaceAll(readme, []byte(`'"$(date -u +%FT%TZ)"'`), []byte(e.now.Add(-time.Minute).Format(time.RFC3339)))
 	cfg := testConfig(t)
 	if cfg.Authenticator, err = auth.ParseTokens(tokens); err != nil {
 		t.Fatal(err)

@@ -41,6 +41,10 @@ var tokens = map[string]auth.Principal{
 	"admin-token": {ID: "admin", Kind: auth.KindUser, Roles: []string{auth.RoleManager, auth.RoleTeamLead}},
 	"agent-token": {ID: "cs-1", Kind: auth.KindUser, Roles: []string{auth.RoleAgent}},
 	"qa-token":    {ID: "qa-1", Kind: auth.KindUser, Roles: []string{auth.RoleQualityReviewer}},
+	"audit-token": {ID: "auditor-1", Kind: auth.KindUser, Roles: []string{auth.RoleAuditor}},
+	"tech-token":  {ID: "tech-9", Kind: auth.KindUser, Roles: []string{auth.RoleTechnician}},
+	"phone-token": {ID: "adapter-hotline", Kind: auth.KindAdapter, Channels: []string{"phone"}},
+	"mail-token":  {ID: "adapter-mail", Kind: auth.KindAdapter, Channels: []string{"email"}},
 }
 
 func authenticator(t testing.TB) auth.Authenticator {
@@ -435,6 +439,76 @@ func TestAPI(t *testing.T) {
 	team, err := c.GetTeam(as(e.ctx, "agent-token"), &routingv1.GetTeamRequest{Team: "customer-service"})
 	if err != nil || len(team.GetMembers()) != 3 {
 		t.Fatalf("team: %v %v", team, err)
+	}
+}
+
+// TestReadsAreConfined: GetComplaint and GetTeam answer the back office;
+// a technician is refused; an adapter reads only its own channel's
+// complaints, and another channel's answers exactly as an unknown id
+// does (a refusal would confirm that it exists), on both faces.
+func TestReadsAreConfined(t *testing.T) {
+	e := newEnv(t)
+	svc := e.start(t, "routing")
+	c := client(t, svc)
+	roster(t, e.ctx, c)
+	e.intake(t, "c-read", "快递一直没收到", "reader") // through the phone channel
+	checkFor(t, 10*time.Second, func() error {
+		_, err := c.GetComplaint(as(e.ctx, "agent-token"), &routingv1.GetComplaintRequest{ComplaintId: "c-read"})
+		return err
+	})
+	get := func(token, id string) error {
+		_, err := c.GetComplaint(as(e.ctx, token), &routingv1.GetComplaintRequest{ComplaintId: id})
+		return err
+	}
+	team := func(token string) error {
+		_, err := c.GetTeam(as(e.ctx, token), &routingv1.GetTeamRequest{Team: "customer-service"})
+		return err
+	}
+	for _, tok := range []string{"agent-token", "admin-token", "qa-token", "audit-token", "phone-token"} {
+		if err := get(tok, "c-read"); err != nil {
+			t.Errorf("%s reads the complaint: %v", tok, err)
+		}
+	}
+	for _, tok := range []string{"agent-token", "admin-token", "qa-token", "audit-token"} {
+		if err := team(tok); err != nil {
+			t.Errorf("%s reads the team: %v", tok, err)
+		}
+	}
+	for _, tok := range []string{"tech-token", "phone-token", "mail-token"} {
+		if err := team(tok); status.Code(err) != codes.PermissionDenied {
+			t.Errorf("%s reads the team: %v, want PermissionDenied", tok, err)
+		}
+	}
+	if err := get("tech-token", "c-read"); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("a technician reads the complaint: %v, want PermissionDenied", err)
+	}
+
+	// Another channel's complaint and an unknown one, to the mail adapter.
+	foreign, unknown := get("mail-token", "c-read"), get("mail-token", "c-nobody")
+	if status.Code(foreign) != codes.NotFound || status.Code(unknown) != codes.NotFound ||
+		strings.ReplaceAll(status.Convert(foreign).Message(), "c-read", "ID") != strings.ReplaceAll(status.Convert(unknown).Message(), "c-nobody", "ID") {
+		t.Fatalf("gRPC: another channel's complaint %v, an unknown one %v, want the same NotFound", foreign, unknown)
+	}
+	post := func(id string) (int, map[string]any) {
+		req, _ := http.NewRequestWithContext(e.ctx, http.MethodPost, "http://"+svc.HTTPAddr()+"/v1/closeloop.routing.v1.RoutingService/GetComplaint",
+			strings.NewReader(`{"complaintId":"`+id+`"}`))
+		req.Header.Set("Authorization", "Bearer mail-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	fCode, fBody := post("c-read")
+	uCode, uBody := post("c-nobody")
+	fMsg, _ := fBody["message"].(string)
+	uMsg, _ := uBody["message"].(string)
+	if fCode != http.StatusNotFound || fCode != uCode || fBody["code"] != uBody["code"] ||
+		strings.ReplaceAll(fMsg, "c-read", "ID") != strings.ReplaceAll(uMsg, "c-nobody", "ID") {
+		t.Fatalf("HTTP: another channel's complaint %d %v, an unknown one %d %v, want the same 404", fCode, fBody, uCode, uBody)
 	}
 }
 

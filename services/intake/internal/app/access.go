@@ -35,6 +35,12 @@ func adapterFor(p auth.Principal, ch eventsv1.Channel) bool {
 	return p.Kind == auth.KindAdapter && slices.Contains(p.Channels, ChannelName(ch))
 }
 
+// errNotYours is what an adapter hears of another channel's complaint:
+// exactly what an unknown id answers. A refusal would tell it that the
+// complaint exists, and ids derive from (channel, channel_ref), so it could
+// probe other channels' references.
+var errNotYours = domain.ErrNotFound
+
 func requireRole(p auth.Principal, what string, roles ...string) error {
 	if !p.HasRole(roles...) {
 		return fmt.Errorf("%w: %s needs role %s", kernel.ErrPermission, what, strings.Join(roles, " or "))

@@ -64,7 +64,7 @@ func (a *App) AttachEvidence(ctx context.Context, p auth.Principal, id string, a
 	}
 	s, err := a.update(ctx, "AttachEvidence", id, p, func(s domain.State) ([]proto.Message, error) {
 		if !p.HasRole(auth.RoleAgent) && !ownChannel(p, s) {
-			return nil, fmt.Errorf("%w: the complaint is not of %s's channel", kernel.ErrPermission, p.ID)
+			return nil, errNotYours
 		}
 		return domain.DecideAttach(s, &eventsv1.EvidenceAttached{Attachments: atts, AttachedBy: p.ID}, a.cfg.Limits.MaxAttachments)
 	})

@@ -18,8 +18,8 @@ import (
 
 // Get returns the complaint as intake sees it. Agents and auditors read
 // personal data in the clear, as does the adapter of the channel the
-// complaint came through; team leads, managers, reviewers and adapters of a linked channel see
-// it masked; other adapters are refused.
+// complaint came through; team leads, managers, reviewers and adapters of a
+// linked channel see it masked; to other adapters it does not exist.
 func (a *App) Get(ctx context.Context, p auth.Principal, id string) (*intakev1.Complaint, error) {
 	if err := invalid(domain.ValidateID("complaint_id", id)); err != nil {
 		return nil, err
@@ -34,7 +34,7 @@ func (a *App) Get(ctx context.Context, p auth.Principal, id string) (*intakev1.C
 	}
 	if !clear && !masked {
 		if !ownChannel(p, s) {
-			return nil, fmt.Errorf("%w: the complaint is not of %s's channel", kernel.ErrPermission, p.ID)
+			return nil, errNotYours
 		}
 		clear = adapterFor(p, s.Received.GetChannel())
 	}

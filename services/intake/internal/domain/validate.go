@@ -25,6 +25,10 @@ type Limits struct {
 	// ClockSkew is how far in the future received_at may be (channels'
 	// clocks are not ours).
 	ClockSkew time.Duration
+	// MaxAge is how far in the past received_at may be: a submission older
+	// than that is a mistake (a zero time, a wrong year), and would breach
+	// every deadline at once. Zero sets no bound.
+	MaxAge time.Duration
 	// MaxDescription is the longest description, in characters.
 	MaxDescription int
 	// MaxAttachments is the most attachments a complaint may hold.
@@ -32,7 +36,7 @@ type Limits struct {
 }
 
 // DefaultLimits are the defaults of Config.
-var DefaultLimits = Limits{ClockSkew: 5 * time.Minute, MaxDescription: 5000, MaxAttachments: 20}
+var DefaultLimits = Limits{ClockSkew: 5 * time.Minute, MaxAge: 30 * 24 * time.Hour, MaxDescription: 5000, MaxAttachments: 20}
 
 // Field lengths, in characters.
 const (
@@ -112,7 +116,7 @@ func ValidateSubmission(r *intakev1.SubmitComplaintRequest, now time.Time, l Lim
 	if c.text("channel_ref", r.GetChannelRef(), maxChannelRef, true, false) && !refPattern.MatchString(r.GetChannelRef()) {
 		c.add("channel_ref", "charset", "channel_ref must be printable ASCII without spaces")
 	}
-	c.timestamp("received_at", r.GetReceivedAt(), now, l.ClockSkew, true)
+	c.timestamp("received_at", r.GetReceivedAt(), now, l.ClockSkew, l.MaxAge, true)
 	if r.GetCustomer() == nil {
 		c.add("customer", "required", "customer is required")
 	} else {
@@ -169,7 +173,7 @@ func ValidateText(field, s string, required bool) []Violation {
 	return c.v
 }
 
-func (c *checker) timestamp(field string, ts *timestamppb.Timestamp, now time.Time, skew time.Duration, required bool) {
+func (c *checker) timestamp(field string, ts *timestamppb.Timestamp, now time.Time, skew, maxAge time.Duration, required bool) {
 	if ts == nil {
 		if required {
 			c.add(field, "required", "%s is required", field)
@@ -183,6 +187,21 @@ func (c *checker) timestamp(field string, ts *timestamppb.Timestamp, now time.Ti
 	if ts.AsTime().After(now.Add(skew)) {
 		c.add(field, "not_future", "%s is more than %s in the future", field, skew)
 	}
+	if maxAge > 0 && ts.AsTime().Before(now.Add(-maxAge)) {
+		c.add(field, "max_age", "%s is more than %s in the past", field, humanDuration(maxAge))
+	}
+}
+
+// humanDuration writes whole days as days ("30 days", not "720h0m0s").
+func humanDuration(d time.Duration) string {
+	const day = 24 * time.Hour
+	switch {
+	case d == day:
+		return "1 day"
+	case d > day && d%day == 0:
+		return fmt.Sprintf("%d days", d/day)
+	}
+	return d.String()
 }
 
 func (c *checker) customer(f string, ci *intakev1.CustomerInput) {

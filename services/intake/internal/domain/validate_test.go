@@ -49,6 +49,11 @@ func TestValidateSubmissionAcceptsValid(t *testing.T) {
 	if v := ValidateSubmission(skew, testNow, DefaultLimits); len(v) != 0 {
 		t.Fatalf("received_at within the clock-skew allowance refused: %+v", v)
 	}
+	old := validSubmission()
+	old.ReceivedAt = timestamppb.New(testNow.Add(-DefaultLimits.MaxAge))
+	if v := ValidateSubmission(old, testNow, DefaultLimits); len(v) != 0 {
+		t.Fatalf("received_at exactly at the age limit refused: %+v", v)
+	}
 }
 
 func TestValidateSubmissionRules(t *testing.T) {
@@ -70,6 +75,12 @@ func TestValidateSubmissionRules(t *testing.T) {
 		}},
 		{"received_at", "not_future", func(r *intakev1.SubmitComplaintRequest) {
 			r.ReceivedAt = timestamppb.New(testNow.Add(6 * time.Minute))
+		}},
+		{"received_at", "max_age", func(r *intakev1.SubmitComplaintRequest) {
+			r.ReceivedAt = timestamppb.New(testNow.Add(-DefaultLimits.MaxAge - time.Second))
+		}},
+		{"received_at", "max_age", func(r *intakev1.SubmitComplaintRequest) {
+			r.ReceivedAt = timestamppb.New(time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)) // year 0001, as make run was sent
 		}},
 		{"customer", "required", func(r *intakev1.SubmitComplaintRequest) { r.Customer = nil }},
 		{"customer.name", "required", func(r *intakev1.SubmitComplaintRequest) { r.Customer.Name = "" }},

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/closeloop/closeloop/libs/auth"
 	"github.com/closeloop/closeloop/libs/kernel"
+	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	routingv1 "github.com/closeloop/closeloop/proto/gen/closeloop/routing/v1"
 	"github.com/closeloop/closeloop/services/routing/internal/app"
 	"github.com/closeloop/closeloop/services/routing/internal/domain"
@@ -69,11 +71,37 @@ func command[R any](ctx context.Context, do func(domain.Actor) (R, error)) (R, e
 	return r, nil
 }
 
+// readers read complaints and team rosters: the back office, as in intake.
+// Technicians see their work orders through dispatch; adapters read only
+// their own channels' complaints.
+var readers = []string{auth.RoleAgent, auth.RoleTeamLead, auth.RoleManager, auth.RoleSeniorManager, auth.RoleQualityReviewer, auth.RoleAuditor}
+
+// channelName is a channel as adapters' credentials name it (libs/auth):
+// the enum name without its prefix, lower case ("phone", "web_form").
+func channelName(ch eventsv1.Channel) string {
+	return strings.ToLower(strings.TrimPrefix(ch.String(), "CHANNEL_"))
+}
+
 func (s *GRPC) GetComplaint(ctx context.Context, req *routingv1.GetComplaintRequest) (*routingv1.GetComplaintResponse, error) {
+	p, ok := auth.FromContext(ctx)
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "not authenticated")
+	}
+	adapter := p.Kind == auth.KindAdapter && !p.HasRole(readers...)
+	if !adapter {
+		if err := auth.RequireRole(ctx, readers...); err != nil {
+			return nil, err
+		}
+	}
 	return command(ctx, func(domain.Actor) (*routingv1.GetComplaintResponse, error) {
 		c, err := s.app.Load(ctx, req.GetComplaintId())
 		if err != nil {
 			return nil, err
+		}
+		if adapter && auth.RequireChannel(ctx, channelName(c.Channel)) != nil {
+			// What an unknown id answers (app.Load): a refusal would tell the
+			// adapter that another channel's complaint exists.
+			return nil, fmt.Errorf("complaint_id %q: %w", req.GetComplaintId(), kernel.ErrNotFound)
 		}
 		return &routingv1.GetComplaintResponse{Complaint: complaintView(c)}, nil
 	})
@@ -183,6 +211,9 @@ func (s *GRPC) RemoveTeamMember(ctx context.Context, req *routingv1.RemoveTeamMe
 }
 
 func (s *GRPC) GetTeam(ctx context.Context, req *routingv1.GetTeamRequest) (*routingv1.GetTeamResponse, error) {
+	if err := auth.RequireRole(ctx, readers...); err != nil {
+		return nil, err
+	}
 	return command(ctx, func(domain.Actor) (*routingv1.GetTeamResponse, error) {
 		t, err := s.app.LoadTeam(ctx, req.GetTeam())
 		if err != nil {
