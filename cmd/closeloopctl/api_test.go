@@ -94,3 +94,17 @@ func equalJSON(t *testing.T, a, b any) bool {
 	}
 	return string(ja) == string(jb)
 }
+
+// show asks the log whether the complaint exists: a service may answer an
+// empty view for one it never heard of.
+func TestShowTakesExistenceFromTheLog(t *testing.T) {
+	w := newWorld(t)
+	if code, _, errOut := w.ctl(t, "--token", "dev-auditor-token", "show", "0190c0de-0000-7000-8000-00000000ffff"); code != exitNotFound || !strings.Contains(errOut, "no events") {
+		t.Fatalf("unknown complaint: exit %d: %s", code, errOut)
+	}
+	// No service listening (port 1 and the four after it): a failure, not
+	// "not found".
+	if code, _, errOut := w.ctl(t, "-api", "127.0.0.1:1", "--token", "dev-auditor-token", "show", w.id); code != exitFailure || !strings.Contains(errOut, "no service answered") {
+		t.Fatalf("no services: exit %d: %s", code, errOut)
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -232,8 +233,14 @@ func submission(args []string, now time.Time) (map[string]any, error) {
 
 // show asks every service for its own view of a complaint: each keeps a
 // projection of its own, rebuilt from the log. Dispatch keeps work orders,
-// found through the complaint's WorkOrderOpened events.
+// found through the complaint's WorkOrderOpened events. The log decides
+// whether the complaint exists: a service may answer an empty view (no
+// clocks) for one it never heard of.
 func show(ctx context.Context, c *conn, o options, id string, out io.Writer) error {
+	recs, err := readComplaint(ctx, c, id)
+	if err != nil {
+		return err
+	}
 	views := map[string]any{}
 	queries := []struct{ service, method string }{
 		{"intake", "GetComplaint"},
@@ -241,22 +248,20 @@ func show(ctx context.Context, c *conn, o options, id string, out io.Writer) err
 		{"slaclock", "GetClocks"},
 		{"followup", "GetFollowUp"},
 	}
+	var firstErr error
 	found := false
 	for _, q := range queries {
 		res, err := call(ctx, o, q.service, q.method, map[string]any{"complaintId": id})
 		if err != nil {
 			views[q.service] = map[string]any{"error": err.Error()}
+			firstErr = cmp.Or(firstErr, err)
 			continue
 		}
 		found = true
 		views[q.service] = res
 	}
 	if !found {
-		return &exitError{exitNotFound, fmt.Errorf("complaint %s: no service knows it (%v)", id, views["intake"])}
-	}
-	recs, err := c.store.ReadStream(ctx, eventlog.ComplaintStream(id), 1)
-	if err != nil {
-		return err
+		return fmt.Errorf("complaint %s: no service answered: %w", id, firstErr)
 	}
 	var orders []any
 	for _, r := range recs {
