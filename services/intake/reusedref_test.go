@@ -12,6 +12,7 @@ import (
 
 	"github.com/closeloop/closeloop/libs/api"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
+	intakev1 "github.com/closeloop/closeloop/proto/gen/closeloop/intake/v1"
 )
 
 // A channel reference names one report: resent, it answers the same
@@ -91,6 +92,20 @@ func TestReusedChannelRefWithAnotherBodyIsRefused(t *testing.T) {
 	mail.Product = &eventsv1.Product{Model: "FRIDGE-9"}
 	_, err = r.client.SubmitComplaint(as(tokEmail), mail)
 	refused("a linked reference", err)
+
+	// An anonymous report (no contact, so no duplicate claim) likewise.
+	anon := e.phoneSubmission("HOT-ANON")
+	anon.Customer = &intakev1.CustomerInput{Anonymous: true}
+	if got, err := r.client.SubmitComplaint(as(tokPhone), anon); err != nil || !got.GetCreated() {
+		t.Fatalf("anonymous: %v %v", got, err)
+	}
+	if got, err := r.client.SubmitComplaint(as(tokPhone), anon); err != nil || got.GetCreated() {
+		t.Fatalf("anonymous again: %v %v, want the same complaint", got, err)
+	}
+	before = e.allEvents(t)
+	anon.Description = "and the fan is loud"
+	_, err = r.client.SubmitComplaint(as(tokPhone), anon)
+	refused("an anonymous reference", err)
 
 	// HTTP: 409 naming the field.
 	body, _ := protojson.Marshal(later)

@@ -48,6 +48,10 @@ type SubmitResult struct {
 //  5. A duplicate first records the link (KV Create, first writer wins),
 //     then appends DuplicateLinked on the first complaint, once per
 //     (channel, channel_ref).
+//
+// A reference already used for a different report (another body, not a
+// retry) is refused with *ReusedRefError at whichever step finds it, before
+// anything is appended; a claim step 3 made for its problem is released.
 func (a *App) Submit(ctx context.Context, p auth.Principal, req *intakev1.SubmitComplaintRequest) (res SubmitResult, err error) {
 	// The submission is one decision across the indexes and the complaint
 	// stream: one span, in which the events are stamped, and of which the
