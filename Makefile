@@ -17,8 +17,11 @@ PKGS := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 run: ## the five services and the console on an embedded NATS JetStream (data in ./data)
 	$(GO) run ./cmd/closeloop
 
-build:
-	$(GO) build $(PKGS)
+# Every command's main package: each service's, the runner and closeloopctl.
+BINARIES := $(addprefix ./,$(wildcard services/*/cmd/*) cmd/closeloop cmd/closeloopctl)
+
+build: ## the binaries (every service, the runner, closeloopctl) into ./bin
+	$(GO) build -o ./bin/ $(BINARIES)
 
 test: chromium ## the whole suite, with the race detector
 	$(GO) test -race -count=1 -timeout 40m $(PKGS)

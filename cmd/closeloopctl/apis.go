@@ -2,11 +2,16 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,14 +19,65 @@ import (
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
-// The services' HTTP/JSON faces (libs/api: POST /v1/<service>/<Method>) on
-// the ports of the standalone runner; --api names the host.
-var servicePorts = map[string]string{
-	"intake":   "8001",
-	"routing":  "8002",
-	"slaclock": "8003",
-	"dispatch": "8004",
-	"followup": "8005",
+// The services' HTTP/JSON faces (libs/api: POST /v1/<service>/<Method>),
+// in the order of their ports in the standalone runner (8001–8005).
+var serviceOrder = []string{"intake", "routing", "slaclock", "dispatch", "followup"}
+
+// firstPort is intake's port in the standalone runner; the others follow.
+const firstPort = 8001
+
+// apiBase is where the services' HTTP faces listen: a scheme and host, and
+// the port of intake, the others following it.
+type apiBase struct {
+	scheme, host string
+	intakePort   int
+}
+
+// parseAPI reads -api: "http://127.0.0.1", "127.0.0.1", "localhost:8001",
+// "https://closeloop.example". No scheme means http. A port of the
+// standalone layout (8001–8005) names that layout; any other port is
+// intake's, the other services following it in order.
+func parseAPI(s string) (apiBase, error) {
+	bad := func(why string) (apiBase, error) {
+		return apiBase{}, usageErr("-api %q: %s; give a host, host:port or http(s)://host[:port], e.g. 127.0.0.1 or http://localhost:8001", s, why)
+	}
+	raw := strings.TrimSpace(s)
+	if raw == "" {
+		return bad("empty")
+	}
+	if !strings.Contains(raw, "://") {
+		raw = "http://" + raw
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return bad("not a URL")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return bad("scheme must be http or https")
+	case u.Hostname() == "":
+		return bad("no host")
+	case u.User != nil, u.RawQuery != "", u.Fragment != "", strings.Trim(u.Path, "/") != "":
+		return bad("only a scheme, host and port are allowed")
+	}
+	b := apiBase{scheme: u.Scheme, host: u.Hostname(), intakePort: firstPort}
+	if p := u.Port(); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535-len(serviceOrder)+1 {
+			return bad("port out of range")
+		}
+		if n < firstPort || n >= firstPort+len(serviceOrder) {
+			b.intakePort = n
+		}
+	} else if strings.HasSuffix(u.Host, ":") {
+		return bad("empty port")
+	}
+	return b, nil
+}
+
+// url is the address of service's method.
+func (b apiBase) url(service, method string) string {
+	port := b.intakePort + slices.Index(serviceOrder, service)
+	return fmt.Sprintf("%s://%s/v1/%s/%s", b.scheme, net.JoinHostPort(b.host, strconv.Itoa(port)), serviceNames[service], method)
 }
 
 var serviceNames = map[string]string{
@@ -57,8 +113,11 @@ func call(ctx context.Context, o options, service, method string, req any) (map[
 	if err != nil {
 		return nil, err
 	}
-	url := fmt.Sprintf("%s:%s/v1/%s/%s", strings.TrimRight(o.api, "/"), servicePorts[service], serviceNames[service], method)
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	base, err := parseAPI(o.api)
+	if err != nil {
+		return nil, err
+	}
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, base.url(service, method), bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
@@ -94,41 +153,94 @@ func call(ctx context.Context, o options, service, method string, req any) (map[
 }
 
 // submit sends a test complaint through intake, as a channel adapter would.
+// Each call is a new complaint: a new channel reference, and a serial
+// number of its own so that it is no duplicate of the last one. Given an
+// earlier reference (--channel-ref) and the same flags, it resends that
+// report: the same complaint, created=false.
 func submit(ctx context.Context, o options, args []string, out io.Writer) error {
-	fs := newFlagSet("submit")
-	channel := fs.String("channel", "web_form", "channel: phone, email, web_form, online_chat, ecommerce, social_media…")
-	ref := fs.String("ref", "", "the channel's own reference (default: a new one); the same reference again returns the same complaint")
-	desc := fs.String("description", "The air conditioner makes a loud rattling noise and stops cooling.", "what the customer says")
-	model := fs.String("model", "AC-3000", "product model")
-	serial := fs.String("serial", "SN-DEMO-0001", "product serial number")
-	if err := fs.Parse(args); err != nil {
-		return usageErr("submit: %v", err)
-	}
-	if *ref == "" {
-		*ref = fmt.Sprintf("TEST-%d", time.Now().UnixNano())
-	}
-	req := map[string]any{
-		"channel":       "CHANNEL_" + strings.ToUpper(*channel),
-		"channelRef":    *ref,
-		"receivedAt":    time.Now().UTC().Add(-time.Minute).Format(time.RFC3339),
-		"customer":      map[string]any{"name": "Test Customer", "phone": "+8613800000000", "tier": "CUSTOMER_TIER_REGULAR"},
-		"product":       map[string]any{"model": *model, "serialNumber": *serial},
-		"place":         map[string]any{"region": "east", "city": "Shanghai"},
-		"description":   *desc,
-		"emotion":       "EMOTION_DISSATISFIED",
-		"firstReceiver": "agent-dev",
+	req, err := submission(args, time.Now())
+	if err != nil {
+		return err
 	}
 	res, err := call(ctx, o, "intake", "SubmitComplaint", req)
 	if err != nil {
 		return err
 	}
-	return printJSONOrLine(o, out, res, fmt.Sprintf("complaint %v (created=%v accepted=%v linked=%v)", res["complaintId"], res["created"] == true, res["accepted"] == true, res["linked"] == true))
+	return printJSONOrLine(o, out, res, fmt.Sprintf("complaint %v (created=%v accepted=%v linked=%v; channel-ref %v)", res["complaintId"], res["created"] == true, res["accepted"] == true, res["linked"] == true, req["channelRef"]))
+}
+
+// refPrefix starts the channel references submit makes; the rest is the
+// instant of the report, so that resending the reference resends the report.
+const refPrefix = "CTL-"
+
+// submission builds submit's request from its arguments at now.
+func submission(args []string, now time.Time) (map[string]any, error) {
+	fs := newFlagSet("submit")
+	channel := fs.String("channel", "web_form", "channel: phone, email, web_form, online_chat, ecommerce, social_media…")
+	var ref, model string
+	fs.StringVar(&ref, "channel-ref", "", "the channel's own reference (default: a new one); an earlier one with the same flags resends that report")
+	fs.StringVar(&ref, "ref", "", "same as --channel-ref")
+	name := fs.String("customer-name", "Test Customer", "customer's name")
+	phone := fs.String("phone", "+8613800000000", "customer's phone")
+	email := fs.String("email", "", "customer's email")
+	fs.StringVar(&model, "product-model", "AC-3000", "product model")
+	fs.StringVar(&model, "model", "AC-3000", "same as --product-model")
+	serial := fs.String("serial", "", "product serial number (default: one of the reference's own, so no duplicate of another submission)")
+	desc := fs.String("description", "The air conditioner makes a loud rattling noise and stops cooling.", "what the customer says")
+	receivedAt := fs.String("received-at", "", "when the report came in, RFC 3339 (default: the instant in the reference, else now)")
+	if err := fs.Parse(args); err != nil {
+		return nil, usageErr("submit: %v", err)
+	}
+	if fs.NArg() != 0 {
+		return nil, usageErr("submit: unexpected argument %q (flags only)", fs.Arg(0))
+	}
+	if ref == "" {
+		ref = refPrefix + strconv.FormatInt(now.UnixNano(), 10)
+	}
+	at := now.UTC().Truncate(time.Second)
+	if n, err := strconv.ParseInt(strings.TrimPrefix(ref, refPrefix), 10, 64); err == nil && strings.HasPrefix(ref, refPrefix) {
+		at = time.Unix(0, n).UTC().Truncate(time.Second)
+	}
+	if *receivedAt != "" {
+		t, err := time.Parse(time.RFC3339, *receivedAt)
+		if err != nil {
+			return nil, usageErr("submit: --received-at %q: must be RFC 3339, e.g. 2026-03-01T09:30:00+08:00", *receivedAt)
+		}
+		at = t
+	}
+	if *serial == "" {
+		*serial = "SN-" + strings.TrimPrefix(ref, refPrefix)
+	}
+	customer := map[string]any{"name": *name, "tier": "CUSTOMER_TIER_REGULAR"}
+	if *phone != "" {
+		customer["phone"] = *phone
+	}
+	if *email != "" {
+		customer["email"] = *email
+	}
+	return map[string]any{
+		"channel":       "CHANNEL_" + strings.ToUpper(*channel),
+		"channelRef":    ref,
+		"receivedAt":    at.Format(time.RFC3339),
+		"customer":      customer,
+		"product":       map[string]any{"model": model, "serialNumber": *serial},
+		"place":         map[string]any{"region": "east", "city": "Shanghai"},
+		"description":   *desc,
+		"emotion":       "EMOTION_DISSATISFIED",
+		"firstReceiver": "agent-dev",
+	}, nil
 }
 
 // show asks every service for its own view of a complaint: each keeps a
 // projection of its own, rebuilt from the log. Dispatch keeps work orders,
-// found through the complaint's WorkOrderOpened events.
+// found through the complaint's WorkOrderOpened events. The log decides
+// whether the complaint exists: a service may answer an empty view (no
+// clocks) for one it never heard of.
 func show(ctx context.Context, c *conn, o options, id string, out io.Writer) error {
+	recs, err := readComplaint(ctx, c, id)
+	if err != nil {
+		return err
+	}
 	views := map[string]any{}
 	queries := []struct{ service, method string }{
 		{"intake", "GetComplaint"},
@@ -136,22 +248,20 @@ func show(ctx context.Context, c *conn, o options, id string, out io.Writer) err
 		{"slaclock", "GetClocks"},
 		{"followup", "GetFollowUp"},
 	}
+	var firstErr error
 	found := false
 	for _, q := range queries {
 		res, err := call(ctx, o, q.service, q.method, map[string]any{"complaintId": id})
 		if err != nil {
 			views[q.service] = map[string]any{"error": err.Error()}
+			firstErr = cmp.Or(firstErr, err)
 			continue
 		}
 		found = true
 		views[q.service] = res
 	}
 	if !found {
-		return &exitError{exitNotFound, fmt.Errorf("complaint %s: no service knows it (%v)", id, views["intake"])}
-	}
-	recs, err := c.store.ReadStream(ctx, eventlog.ComplaintStream(id), 1)
-	if err != nil {
-		return err
+		return fmt.Errorf("complaint %s: no service answered: %w", id, firstErr)
 	}
 	var orders []any
 	for _, r := range recs {

@@ -24,8 +24,11 @@ const usage = `closeloopctl — replay, verify and operate Closeloop
 Usage: closeloopctl [flags] <command> [arguments]
 
 Commands:
-  submit [--channel C] [--ref R] [--description D]
-                                    submit a test complaint through intake (an adapter's token)
+  submit [--channel C] [--customer-name N] [--phone P] [--email E]
+         [--product-model M] [--serial S] [--description D] [--received-at T]
+         [--channel-ref R]          submit a test complaint through intake (an adapter's token):
+                                    a new complaint each time; --channel-ref R with the same
+                                    flags resends the report R names (same complaint)
   show <complaint-id>               the complaint as each service sees it (its own projection)
   seed-demo                         one on-shift member per team and a technician, for a fresh make run
   history <complaint-id>            the full timeline: time, service, actor, event, key fields
@@ -90,7 +93,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.natsURL, "nats", envOr("NATS_URL", "nats://127.0.0.1:4222"), "NATS server URL (env NATS_URL)")
 	fs.StringVar(&o.natsUser, "user", envOr("NATS_USER", "ops"), "NATS identity: ops (read-only) or admin (dead-letter replay) (env NATS_USER)")
 	fs.StringVar(&o.dataDir, "data", envOr("CLOSELOOP_DATA", "data"), "data directory of `make run`, whose secrets hold the NATS passwords; $NATS_PASSWORD wins (env CLOSELOOP_DATA)")
-	fs.StringVar(&o.api, "api", envOr("CLOSELOOP_API", "http://127.0.0.1"), "scheme and host of the services' HTTP faces (ports 8001–8005) (env CLOSELOOP_API)")
+	fs.StringVar(&o.api, "api", envOr("CLOSELOOP_API", "http://127.0.0.1"), "where the services' HTTP faces are: host, host:port or http(s)://host[:port]; ports 8001–8005 unless a port outside them names intake's, the others following (env CLOSELOOP_API)")
 	fs.StringVar(&o.token, "token", os.Getenv("CLOSELOOP_TOKEN"), "bearer token for the services' APIs (env CLOSELOOP_TOKEN)")
 	fs.StringVar(&o.output, "o", "text", "output format: text or json")
 	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "give up after this long")
@@ -104,6 +107,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
+		return exitUsage
+	}
+	if _, err := parseAPI(o.api); err != nil {
+		fmt.Fprintf(stderr, "closeloopctl: %v\n", err)
 		return exitUsage
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)

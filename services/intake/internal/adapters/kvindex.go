@@ -101,6 +101,30 @@ func (k *KVIndex) Takeover(ctx context.Context, fp, id string, now time.Time, re
 	return err
 }
 
+// Release implements app.DuplicateIndex: a delete at the revision read, so
+// an entry taken over meanwhile stays.
+func (k *KVIndex) Release(ctx context.Context, fp, id string) error {
+	e, err := k.dups.Get(ctx, fp)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var cv claimValue
+	if err := json.Unmarshal(e.Value(), &cv); err != nil {
+		return fmt.Errorf("duplicate index entry: %w", err)
+	}
+	if cv.ComplaintID != id {
+		return nil
+	}
+	err = k.dups.Delete(ctx, fp, jetstream.LastRevision(e.Revision()))
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return nil // changed meanwhile: no longer ours to release
+	}
+	return err
+}
+
 // Link implements app.DuplicateIndex with KV Create; the first link wins.
 func (k *KVIndex) Link(ctx context.Context, submissionID, firstID string) (string, error) {
 	_, err := k.links.Create(ctx, submissionID, []byte(firstID))

@@ -59,6 +59,9 @@ type DuplicateIndex interface {
 	Claim(ctx context.Context, fingerprint, complaintID string, now time.Time) (owner Claim, created bool, err error)
 	// Takeover replaces a stale owner, provided the entry is still at rev.
 	Takeover(ctx context.Context, fingerprint, complaintID string, now time.Time, rev uint64) error
+	// Release removes fingerprint's entry if complaintID owns it: a claim
+	// made by a submission that was then refused.
+	Release(ctx context.Context, fingerprint, complaintID string) error
 	// Link records that the submission whose own id would be submissionID
 	// joined firstID; if it was already recorded, the recorded id wins and
 	// is returned.

@@ -48,6 +48,10 @@ type SubmitResult struct {
 //  5. A duplicate first records the link (KV Create, first writer wins),
 //     then appends DuplicateLinked on the first complaint, once per
 //     (channel, channel_ref).
+//
+// A reference already used for a different report (another body, not a
+// retry) is refused with *ReusedRefError at whichever step finds it, before
+// anything is appended; a claim step 3 made for its problem is released.
 func (a *App) Submit(ctx context.Context, p auth.Principal, req *intakev1.SubmitComplaintRequest) (res SubmitResult, err error) {
 	// The submission is one decision across the indexes and the complaint
 	// stream: one span, in which the events are stamped, and of which the
@@ -83,13 +87,20 @@ func (a *App) Submit(ctx context.Context, p auth.Principal, req *intakev1.Submit
 	}
 	switch {
 	case own.linked:
-		return a.joinFirst(ctx, p, own.first, link)
+		return a.joinFirst(ctx, p, own.first, link, fp)
 	case own.first != id:
+		// The reference may already name a complaint of its own, reported
+		// with another problem: then it is reused, not a duplicate.
+		if _, err := a.load(ctx, id); err == nil {
+			return SubmitResult{}, reusedRef(req)
+		} else if !errors.Is(err, kernel.ErrNotFound) {
+			return SubmitResult{}, err
+		}
 		first, err := a.index.Link(ctx, id, own.first)
 		if err != nil {
 			return SubmitResult{}, fmt.Errorf("write link index: %w", err)
 		}
-		return a.joinFirst(ctx, p, first, link)
+		return a.joinFirst(ctx, p, first, link, fp)
 	}
 	received := own.received
 	msgs, err := domain.DecideReceive(domain.State{}, received, reachable)
@@ -104,7 +115,15 @@ func (a *App) Submit(ctx context.Context, p auth.Principal, req *intakev1.Submit
 	// go in at version 0 without a read, and a conflict is settled below.
 	_, err = a.store.Append(ctx, eventlog.ComplaintStream(id), 0, envs...)
 	if errors.Is(err, eventlog.ErrConflict) {
-		return a.finishReceive(ctx, id, p, envs[0], msgs[1:])
+		res, storedFP, err := a.finishReceive(ctx, id, p, received, envs[0], msgs[1:])
+		if errors.As(err, new(*ReusedRefError)) && reachable && storedFP != fp {
+			// This attempt claimed another problem for a complaint that
+			// does not report it: give the claim back.
+			if rerr := a.index.Release(ctx, fp, id); rerr != nil {
+				return SubmitResult{}, fmt.Errorf("release duplicate claim: %w", rerr)
+			}
+		}
+		return res, err
 	}
 	if err != nil {
 		return SubmitResult{}, fmt.Errorf("append: %w", err)
@@ -139,7 +158,11 @@ func receivedCause(p auth.Principal, received *eventsv1.Envelope) kernel.Cause {
 // received is one no acceptance was stored for, so none is made twice.
 // ours is the ComplaintReceived this attempt tried to store, rest what
 // followed it in the decision.
-func (a *App) finishReceive(ctx context.Context, id string, p auth.Principal, ours *eventsv1.Envelope, rest []proto.Message) (SubmitResult, error) {
+//
+// A stored ComplaintReceived that is not the same report as received is a
+// reused channel reference: refused, nothing appended, and the stored
+// report's problem fingerprint returned.
+func (a *App) finishReceive(ctx context.Context, id string, p auth.Principal, received *eventsv1.ComplaintReceived, ours *eventsv1.Envelope, rest []proto.Message) (SubmitResult, string, error) {
 	var stored *eventsv1.Envelope // the ComplaintReceived on the stream, ours or an earlier attempt's
 	res, err := kernel.Execute(ctx, a.w, kernel.Command[domain.State]{
 		Name:        "FinishReceive",
@@ -156,6 +179,9 @@ func (a *App) finishReceive(ctx context.Context, id string, p auth.Principal, ou
 			return s, err
 		},
 		Decide: func(s domain.State, _ time.Time) ([]proto.Message, error) {
+			if !domain.SameSubmission(s.Received, received) {
+				return nil, &ReusedRefError{Channel: received.GetChannel(), ChannelRef: received.GetChannelRef()}
+			}
 			if s.Status != domain.StatusReceived {
 				return nil, nil
 			}
@@ -169,14 +195,15 @@ func (a *App) finishReceive(ctx context.Context, id string, p auth.Principal, ou
 			m.CausationID, m.CorrelationID = c.EventID, c.CorrelationID
 		},
 	})
+	storedFP := res.State.Received.GetProblemFingerprint()
 	if err != nil {
-		return SubmitResult{}, err
+		return SubmitResult{}, storedFP, err
 	}
 	return SubmitResult{
 		ComplaintID: id,
 		Created:     stored.GetEventId() == ours.GetEventId(),
 		Accepted:    res.State.Status == domain.StatusAccepted || len(res.Events) > 0,
-	}, nil
+	}, storedFP, nil
 }
 
 // claim returns the complaint that owns the fingerprint: id itself when this
@@ -288,11 +315,21 @@ func (a *App) owner(ctx context.Context, fp, id string, now time.Time, reachable
 	return ownership{first: first}, nil
 }
 
-// joinFirst appends DuplicateLinked on the first complaint (once).
-func (a *App) joinFirst(ctx context.Context, p auth.Principal, first string, link *eventsv1.DuplicateLinked) (SubmitResult, error) {
+// joinFirst appends DuplicateLinked on the first complaint (once). A
+// submission linked before whose problem (fingerprint fp) or reception time
+// is not the linked one's reuses its channel reference: refused.
+func (a *App) joinFirst(ctx context.Context, p auth.Principal, first string, link *eventsv1.DuplicateLinked, fp string) (SubmitResult, error) {
 	s, err := a.update(ctx, "LinkDuplicate", first, p, func(s domain.State) ([]proto.Message, error) {
+		if prev, ok := s.Link(link.GetChannel(), link.GetChannelRef()); ok &&
+			(s.Received.GetProblemFingerprint() != fp || !prev.ReceivedAt.Equal(link.GetReceivedAt().AsTime())) {
+			return nil, &ReusedRefError{Channel: link.GetChannel(), ChannelRef: link.GetChannelRef()}
+		}
 		return domain.DecideLink(s, link)
 	})
+	var reused *ReusedRefError
+	if errors.As(err, &reused) {
+		return SubmitResult{}, err
+	}
 	if err != nil {
 		return SubmitResult{}, fmt.Errorf("link to first complaint: %w", err)
 	}
@@ -339,4 +376,23 @@ func (a *App) seal(ctx context.Context, ref string, ci *intakev1.CustomerInput) 
 		return nil, fmt.Errorf("seal personal data: %w", err)
 	}
 	return sealed, nil
+}
+
+// ReusedRefError refuses a submission whose channel reference already names
+// a different report. It is a kind of kernel.ErrPrecondition; the gRPC face
+// answers it as AlreadyExists (HTTP 409) naming channel_ref.
+type ReusedRefError struct {
+	Channel    eventsv1.Channel
+	ChannelRef string
+}
+
+func (e *ReusedRefError) Error() string {
+	return fmt.Sprintf("channel_ref: %q already names another report from %s; a retry must resend the same report, a new report needs a new reference", e.ChannelRef, e.Channel)
+}
+
+// Is makes errors.Is(err, kernel.ErrPrecondition) hold.
+func (e *ReusedRefError) Is(target error) bool { return target == kernel.ErrPrecondition }
+
+func reusedRef(req *intakev1.SubmitComplaintRequest) error {
+	return &ReusedRefError{Channel: req.GetChannel(), ChannelRef: req.GetChannelRef()}
 }

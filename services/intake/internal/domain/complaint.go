@@ -172,12 +172,18 @@ func DecideLink(s State, d *eventsv1.DuplicateLinked) ([]proto.Message, error) {
 
 // HasLink reports whether the submission (channel, ref) is linked here.
 func (s State) HasLink(ch eventsv1.Channel, ref string) bool {
+	_, ok := s.Link(ch, ref)
+	return ok
+}
+
+// Link returns the link of the submission (channel, ref), if any.
+func (s State) Link(ch eventsv1.Channel, ref string) (Link, bool) {
 	for _, l := range s.Links {
 		if l.Channel == ch && l.ChannelRef == ref {
-			return true
+			return l, true
 		}
 	}
-	return false
+	return Link{}, false
 }
 
 // DecideAmend replaces the customer's details.
@@ -226,4 +232,21 @@ func DecideErase(s State, e *eventsv1.CustomerErased) ([]proto.Message, error) {
 		return nil, nil
 	}
 	return []proto.Message{e}, nil
+}
+
+// SameSubmission reports whether two ComplaintReceived record the same
+// report: a retry of a submission, not another one under a reused channel
+// reference. The adapter and the sealed personal data (sealed afresh on
+// every attempt) are left out: the customer reference, a keyed hash of the
+// contact, stands for the customer, and nothing personal is compared in
+// clear.
+func SameSubmission(stored, ours *eventsv1.ComplaintReceived) bool {
+	a, b := proto.Clone(stored).(*eventsv1.ComplaintReceived), proto.Clone(ours).(*eventsv1.ComplaintReceived)
+	for _, r := range []*eventsv1.ComplaintReceived{a, b} {
+		r.AdapterId = ""
+		if r.Customer != nil {
+			r.Customer.Personal = nil
+		}
+	}
+	return proto.Equal(a, b)
 }

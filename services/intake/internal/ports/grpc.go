@@ -5,7 +5,9 @@ package ports
 
 import (
 	"context"
+	"errors"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -41,7 +43,7 @@ func (s *Server) SubmitComplaint(ctx context.Context, req *intakev1.SubmitCompla
 	}
 	r, err := s.app.Submit(ctx, p, req)
 	if err != nil {
-		return nil, err
+		return nil, alreadyExists(err)
 	}
 	return &intakev1.SubmitComplaintResponse{ComplaintId: r.ComplaintID, Created: r.Created, Linked: r.Linked, Accepted: r.Accepted}, nil
 }
@@ -114,4 +116,20 @@ func (s *Server) EraseCustomer(ctx context.Context, req *intakev1.EraseCustomerR
 		return nil, err
 	}
 	return &intakev1.EraseCustomerResponse{CustomerRef: ref, ComplaintIds: []string{req.GetComplaintId()}}, nil
+}
+
+// alreadyExists answers a reused channel reference as AlreadyExists (HTTP
+// 409) naming channel_ref: libs/kernel has no such kind yet for libs/api to
+// map, and a status error passes it unchanged.
+func alreadyExists(err error) error {
+	var reused *app.ReusedRefError
+	if !errors.As(err, &reused) {
+		return err
+	}
+	st := status.New(codes.AlreadyExists, reused.Error())
+	br := &errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: "channel_ref", Reason: "reused", Description: "names another report; resend the same report or use a new reference"}}}
+	if d, derr := st.WithDetails(br); derr == nil {
+		st = d
+	}
+	return st.Err()
 }
