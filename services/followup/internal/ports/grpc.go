@@ -20,6 +20,9 @@ import (
 // Who may do what.
 var (
 	agentRoles = []string{auth.RoleAgent, auth.RoleTeamLead, auth.RoleManager, auth.RoleAdmin}
+	// readRoles may read a complaint's follow-up: who acts on it, and the
+	// auditor (as routing, sla-clock and dispatch let them read).
+	readRoles = append([]string{auth.RoleAuditor}, agentRoles...)
 	kpiRoles   = []string{auth.RoleTeamLead, auth.RoleManager, auth.RoleSeniorManager, auth.RoleQualityReviewer, auth.RoleAuditor, auth.RoleAdmin}
 )
 
@@ -120,7 +123,7 @@ func (g *GRPC) CompleteReturnVisit(ctx context.Context, r *followupv1.CompleteRe
 }
 
 func (g *GRPC) GetFollowUp(ctx context.Context, r *followupv1.GetFollowUpRequest) (*followupv1.GetFollowUpResponse, error) {
-	if err := auth.RequireRole(ctx, agentRoles...); err != nil {
+	if err := auth.RequireRole(ctx, readRoles...); err != nil {
 		return nil, err
 	}
 	if err := requireID(r.GetComplaintId()); err != nil {
@@ -132,7 +135,12 @@ func (g *GRPC) GetFollowUp(ctx context.Context, r *followupv1.GetFollowUpRequest
 	}
 	resp := &followupv1.GetFollowUpResponse{
 		ComplaintId: s.ComplaintID, Status: statusPB(s.Status), CloseOutcome: s.Outcome,
-		ReopenCount: s.Reopens, Version: s.Version, SurveyUrl: g.App.SurveyLink(s),
+		ReopenCount: s.Reopens, Version: s.Version,
+	}
+	// The customer's link answers the survey in the customer's name: for
+	// those who pass it on, not for an auditor, who only reads.
+	if auth.RequireRole(ctx, agentRoles...) == nil {
+		resp.SurveyUrl = g.App.SurveyLink(s)
 	}
 	for _, t := range s.Tasks {
 		if t.ResolutionID == s.Resolution {
