@@ -23,7 +23,7 @@ var (
 	// readRoles may read a complaint's follow-up: who acts on it, and the
 	// auditor (as routing, sla-clock and dispatch let them read).
 	readRoles = append([]string{auth.RoleAuditor}, agentRoles...)
-	kpiRoles   = []string{auth.RoleTeamLead, auth.RoleManager, auth.RoleSeniorManager, auth.RoleQualityReviewer, auth.RoleAuditor, auth.RoleAdmin}
+	kpiRoles  = []string{auth.RoleTeamLead, auth.RoleManager, auth.RoleSeniorManager, auth.RoleQualityReviewer, auth.RoleAuditor, auth.RoleAdmin}
 )
 
 // GRPC implements FollowupService and KpiService. Its methods return the
