@@ -3,12 +3,14 @@ package followup_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/closeloop/closeloop/libs/bus"
 	"github.com/closeloop/closeloop/libs/eventlog"
@@ -159,4 +161,38 @@ func TestKPILiveEqualsRebuilt(t *testing.T) {
 	if b := jsonBody(t, res); res.StatusCode != http.StatusBadRequest || b["violations"].([]any)[0].(map[string]any)["field"] != "group" {
 		t.Fatalf("bad group: HTTP %d %v", res.StatusCode, b)
 	}
+}
+
+// A complaint typed in two days after the customer reported it (its
+// received_at) is in the KPIs of the week it was reported, and its
+// automatic acceptance, written on entry, took two days, as its SLA clocks
+// count it.
+func TestKPIOfALateEntryCountsFromReceivedAt(t *testing.T) {
+	e := newEnv(t)
+	r := e.startService()
+	e.clk.Advance(8 * day) // Tuesday 10 March 09:00 UTC
+	reported := e.clk.Now().Add(-48 * time.Hour)
+	e.emit("c-late", &eventsv1.ComplaintReceived{Channel: eventsv1.Channel_CHANNEL_EMAIL, ChannelRef: "l-1", ReceivedAt: timestamppb.New(reported)},
+		&eventsv1.ComplaintAccepted{AcceptedBy: "system", Automatic: true})
+
+	shanghai, _ := time.LoadLocation("Asia/Shanghai")
+	week := time.Date(2026, 3, 2, 0, 0, 0, 0, shanghai) // the Monday before Sunday 8 March
+	checkFor(t, 10*time.Second, func() error {
+		resp := &followupv1.QueryKpisResponse{}
+		if code := call(t, r, "QueryKpis", &followupv1.QueryKpisRequest{Group: followupv1.KpiGroup_KPI_GROUP_ALL, Period: followupv1.KpiPeriod_KPI_PERIOD_WEEK}, resp); code != http.StatusOK {
+			return fmt.Errorf("QueryKpis: HTTP %d", code)
+		}
+		rows := resp.GetRows()
+		if len(rows) != 1 {
+			return fmt.Errorf("rows %v, want one", rows)
+		}
+		row := rows[0]
+		if !row.GetPeriodStart().AsTime().Equal(week) || row.GetReceived() != 1 {
+			return fmt.Errorf("row of week %v with %d received; want the week of %v", row.GetPeriodStart().AsTime(), row.GetReceived(), week)
+		}
+		if a := row.GetTimeToAccept(); a.GetCount() != 1 || a.GetMean().AsDuration() != 48*time.Hour {
+			return fmt.Errorf("time to accept %v, want 48h", a)
+		}
+		return nil
+	})
 }

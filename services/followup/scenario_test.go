@@ -1,10 +1,13 @@
 package followup_test
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	followupv1 "github.com/closeloop/closeloop/proto/gen/closeloop/followup/v1"
@@ -246,8 +249,10 @@ func TestScenarioReturnVisit(t *testing.T) {
 		}
 		return nil
 	})
-	if d[fb1] == nil || !d[fb1].GetOverdue() || d[fb2] == nil || !d[fb2].GetOverdue() {
-		t.Fatalf("undelivered feedback should be overdue: %v", d)
+	// The complaint is closed: its undelivered feedback tasks are not due
+	// any more, its return visit is.
+	if d[fb1] != nil || d[fb2] != nil || len(d) != 1 {
+		t.Fatalf("due tasks of the closed complaint: %v, want its return visit alone", d)
 	}
 	if d[visit.GetVisitId()].GetKind() != followupv1.DueTaskKind_DUE_TASK_KIND_RETURN_VISIT {
 		t.Fatalf("kind %v", d[visit.GetVisitId()].GetKind())
@@ -340,5 +345,51 @@ func TestScenarioAnswerStoredWithoutItsClose(t *testing.T) {
 	got = e.waitForTypes("c-cut", with(scheduled, "SurveyAnswered", "ComplaintClosed", "ReturnVisitScheduled")...)
 	if c := got[7].GetComplaintClosed(); c.GetOutcome() != eventsv1.CloseOutcome_CLOSE_OUTCOME_SATISFIED || c.GetClosedBy() != "agent-1" || c.GetSurveyId() != got[5].GetSurveySent().GetSurveyId() {
 		t.Fatalf("closed %v", c)
+	}
+}
+
+// A complaint closed by its survey answer leaves the agents' due list: its
+// undelivered feedback tasks are a closed loop's, nobody must do them. An
+// open complaint's tasks stay.
+func TestScenarioClosedComplaintLeavesTheDueList(t *testing.T) {
+	e := newEnv(t)
+	r := e.startService()
+	e.emit("c-closes", received, l1, resolved())
+	e.emit("c-open", received, l1, resolved())
+	e.waitForTypes("c-closes", scheduled...)
+	e.waitForTypes("c-open", scheduled...)
+
+	dueTasks := func() map[string]int {
+		resp := &followupv1.ListDueTasksResponse{}
+		req := &followupv1.ListDueTasksRequest{DueBy: timestamppb.New(e.clk.Now().Add(30 * day))}
+		if code := call(t, r, "ListDueTasks", req, resp); code != http.StatusOK {
+			t.Fatalf("ListDueTasks: HTTP %d", code)
+		}
+		n := map[string]int{}
+		for _, task := range resp.GetTasks() {
+			n[task.GetComplaintId()]++
+		}
+		return n
+	}
+	checkFor(t, 10*time.Second, func() error {
+		if n := dueTasks(); n["c-closes"] != 2 || n["c-open"] != 2 {
+			return fmt.Errorf("due tasks per complaint %v, want two feedback tasks each", n)
+		}
+		return nil
+	})
+
+	if code, page := answerByLink(t, surveyURL(t, r, "c-closes"), 5, true, ""); code != http.StatusOK {
+		t.Fatalf("answer: HTTP %d\n%s", code, page)
+	}
+	e.waitForTypes("c-closes", with(scheduled, "SurveyAnswered", "ComplaintClosed")...)
+	checkFor(t, 10*time.Second, func() error {
+		if n := dueTasks(); n["c-closes"] != 0 || n["c-open"] != 2 {
+			return fmt.Errorf("due tasks per complaint %v, want none of the closed c-closes, two of c-open", n)
+		}
+		return nil
+	})
+	// The follow-up itself still shows the tasks, undelivered.
+	if tasks := followUp(t, r, "c-closes").GetFeedbackTasks(); len(tasks) != 2 || tasks[0].GetDelivered() {
+		t.Fatalf("feedback tasks of the closed complaint: %v", tasks)
 	}
 }

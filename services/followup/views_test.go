@@ -135,4 +135,12 @@ func TestViewsRestoredFromSnapshotEqualRebuilt(t *testing.T) {
 		t.Fatal(err)
 	}
 	refused("foreign", "format")
+
+	// Format 3 counted KPIs from ComplaintReceived's occurred_at, not its
+	// received_at: its summaries must not be read as format 4's.
+	older := checkpoint.Snapshot{Format: 3, Position: 1, Hash: eventlog.Hash(recs[0].Raw), Data: []byte("{}")}
+	if err := snaps.Save(ctx, app.ViewsName, older); err != nil {
+		t.Fatal(err)
+	}
+	refused("format3", "snapshot of format 3")
 }

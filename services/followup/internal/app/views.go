@@ -16,7 +16,7 @@ import (
 // (checkpoint.Options): bump ViewsFormat when the encoding changes meaning.
 const (
 	ViewsName   = "followup-views"
-	ViewsFormat = 3
+	ViewsFormat = 4
 )
 
 // Views is follow-up's two read models, the Tracker and the KPI model, as

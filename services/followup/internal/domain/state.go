@@ -122,10 +122,14 @@ func (s *State) NoResponseDeadline() (time.Time, bool) {
 }
 
 // OpenTasks are the undelivered feedback tasks of the latest resolution:
-// tasks of an earlier resolution were overtaken by the reopen.
+// tasks of an earlier resolution were overtaken by the reopen. A closed or
+// withdrawn complaint has none: the loop is closed (a customer who answered
+// the survey within a day needs no feedback call), and an agent's list
+// would only fill with tasks nobody must do. A return visit is another
+// matter: it is scheduled by the close (OpenVisits).
 func (s *State) OpenTasks() []*Task {
 	var out []*Task
-	if s.Status == StatusWithdrawn {
+	if s.Status == StatusClosed || s.Status == StatusWithdrawn {
 		return nil
 	}
 	for _, t := range s.Tasks {

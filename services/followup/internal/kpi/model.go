@@ -5,7 +5,9 @@
 //
 // Every KPI of a row is about the complaints *received* in the row's period
 // (a cohort): a complaint received on 3 March counts its later resolution,
-// reopen and survey answer in March's row.
+// reopen and survey answer in March's row. Received is when the channel says
+// the customer reported it (ComplaintReceived.received_at), as for the SLA
+// clocks; durations count from it too.
 package kpi
 
 import (
@@ -20,9 +22,9 @@ import (
 
 // facts is what the KPIs need to know about one complaint.
 type facts struct {
-	id           string // the complaint's (a clone: see Apply)
-	version      uint64 // last applied version of the complaint's stream
-	received     time.Time
+	id           string    // the complaint's (a clone: see Apply)
+	version      uint64    // last applied version of the complaint's stream
+	received     time.Time // when the customer reported it (receivedAt)
 	accepted     time.Time // first ComplaintAccepted
 	responded    time.Time // first ResponseRecorded
 	resolved     time.Time // first ComplaintResolved
@@ -181,7 +183,9 @@ func evolve(f *facts, e *eventsv1.Envelope) {
 	}
 	switch p := e.GetPayload().(type) {
 	case *eventsv1.Envelope_ComplaintReceived:
-		first(&f.received)
+		if f.received.IsZero() {
+			f.received = receivedAt(at, p.ComplaintReceived)
+		}
 	case *eventsv1.Envelope_ComplaintAccepted:
 		first(&f.accepted)
 	case *eventsv1.Envelope_ComplaintWithdrawn:
@@ -220,6 +224,17 @@ func evolve(f *facts, e *eventsv1.Envelope) {
 		f.outcome = p.ComplaintClosed.GetOutcome()
 		f.endedAt = at
 	}
+}
+
+// receivedAt is when the customer reported the complaint: the channel's
+// received_at when it is earlier than the event (a complaint entered late),
+// else the event's occurred_at. The SLA clocks start from the same instant
+// (slaclock's triggerTime), so the KPIs and the clocks agree on a late entry.
+func receivedAt(occurred time.Time, r *eventsv1.ComplaintReceived) time.Time {
+	if r.GetReceivedAt() != nil && r.GetReceivedAt().AsTime().Before(occurred) {
+		return r.GetReceivedAt().AsTime()
+	}
+	return occurred
 }
 
 func (f *facts) addTechnician(id string) {

@@ -335,3 +335,55 @@ func TestCSV(t *testing.T) {
 		}
 	}
 }
+
+// A complaint entered two days after the customer reported it (a letter
+// typed in late) counts from the channel's received_at, as its SLA clocks
+// do: it lands in the week it was reported, and its automatic acceptance,
+// written with the receipt, took two days, not 0 s.
+func TestLateEntryCountsFromReceivedAt(t *testing.T) {
+	reported := T.Add(6*24*h + 9*h) // Sunday 8 March 09:00, the week of 2 March
+	entered := reported.Add(48 * h) // Tuesday 10 March 09:00, the week of 9 March
+	var b logBuilder
+	b.c("L", entered, &eventsv1.ComplaintReceived{ReceivedAt: timestamppb.New(reported)},
+		&eventsv1.ComplaintAccepted{AcceptedBy: "system", Automatic: true})
+	b.c("L", entered.Add(1*h), response)
+	b.c("L", entered.Add(4*h), resolvedMsg(false))
+	// A received_at after the event (a channel's clock ahead) is not
+	// believed: the complaint counts from when it was logged.
+	b.c("S", entered, &eventsv1.ComplaintReceived{ReceivedAt: timestamppb.New(entered.Add(h))}, accepted)
+
+	unfolded := build(b.recs)
+	// Folded (no window, no lag) it reads the same.
+	folded := NewWith(Options{FoldAfter: time.Nanosecond, FoldLag: -1})
+	for _, r := range b.recs {
+		folded.Apply(r)
+	}
+	b.c("L", entered.Add(5*h), answered(5), closed(satisfied))
+	b.c("X", entered.Add(60*24*h), received) // moves log time past the window
+	for _, r := range b.recs[len(b.recs)-3:] {
+		folded.Apply(r)
+		unfolded.Apply(r)
+	}
+	if n, _ := folded.Folded(); n != 1 {
+		t.Fatalf("folded %d complaints, want L", n)
+	}
+	for name, m := range map[string]*Model{"unfolded": unfolded, "folded": folded} {
+		got := m.Query(Query{Group: GroupAll, Period: PeriodWeek, To: entered.Add(24 * h)})
+		want := []Row{
+			{
+				PeriodStart: T, Received: 1, Resolved: 1, ResolutionRate: 1, SurveysAnswered: 1, CSIAverage: 5,
+				CSIDistribution: [5]uint32{0, 0, 0, 0, 1}, ClosedSatisfied: 1,
+				TimeToAccept:  Durations{Count: 1, Mean: 48 * h, P90: 48 * h},
+				TimeToRespond: Durations{Count: 1, Mean: 49 * h, P90: 49 * h},
+				TimeToResolve: Durations{Count: 1, Mean: 52 * h, P90: 52 * h},
+			},
+			{
+				PeriodStart: T.Add(7 * 24 * h), Received: 1,
+				TimeToAccept: Durations{Count: 1},
+			},
+		}
+		if diff := cmp.Diff(want, got, approx); diff != "" {
+			t.Fatalf("%s: KPIs by week (-want +got):\n%s", name, diff)
+		}
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html/template"
 	"io"
 	"log/slog"
 	"math"
@@ -24,7 +23,6 @@ import (
 	"github.com/closeloop/closeloop/libs/auth"
 	"github.com/closeloop/closeloop/libs/kernel"
 	followupv1 "github.com/closeloop/closeloop/proto/gen/closeloop/followup/v1"
-	"github.com/closeloop/closeloop/services/followup/internal/app"
 	"github.com/closeloop/closeloop/services/followup/internal/kpi"
 )
 
@@ -56,46 +54,6 @@ func (h *HTTP) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/kpi/export.csv", h.exportCSV)
 }
 
-var page = template.Must(template.New("survey").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Your feedback</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
-<body>
-{{if .Message}}<p>{{.Message}}</p>{{end}}
-{{if .Form}}
-<h1>How did we do?</h1>
-<form method="post" action="">
-<input type="hidden" name="t" value="{{.Token}}">
-<fieldset><legend>{{index .Questions 0}}</legend>
-{{range .Scores}}<label><input type="radio" name="satisfaction" value="{{.}}" required> {{.}}</label>
-{{end}}</fieldset>
-<fieldset><legend>{{index .Questions 1}}</legend>
-<label><input type="radio" name="resolved" value="yes" required> Yes</label>
-<label><input type="radio" name="resolved" value="no"> No</label>
-</fieldset>
-<p><label>{{index .Questions 2}}<br><textarea name="comment" rows="5" cols="60" maxlength="2000"></textarea></label></p>
-<p><button type="submit">Send</button></p>
-</form>
-{{end}}
-</body></html>
-`))
-
-type pageData struct {
-	Message   string
-	Form      bool
-	Token     string
-	Questions []string
-	Scores    []int
-}
-
-func renderPage(w http.ResponseWriter, code int, d pageData) {
-	d.Questions, d.Scores = app.Questions, []int{1, 2, 3, 4, 5}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Referrer-Policy", "no-referrer") // the token is in the URL
-	w.WriteHeader(code)
-	_ = page.Execute(w, d)
-}
-
 // status maps err as libs/api's server maps a handler's error: these
 // routes call the handlers directly, outside its interceptors.
 func (h *HTTP) status(r *http.Request, err error) error {
@@ -106,44 +64,50 @@ func (h *HTTP) status(r *http.Request, err error) error {
 	return api.Status(r.Context(), log, r.Method+" "+r.Pattern, err)
 }
 
-// pageError tells a customer what went wrong, in words.
-func (h *HTTP) pageError(w http.ResponseWriter, r *http.Request, err error) {
+// pageError tells a customer what went wrong, in words, in l; sw is the
+// page's language switch (nil after a submission).
+func (h *HTTP) pageError(w http.ResponseWriter, r *http.Request, l *texts, sw *langSwitch, err error) {
 	err = h.status(r, err)
 	st := status.Convert(err)
-	code, msg := api.HTTPStatus(st.Code()), "Sorry, something went wrong. Please try again later."
+	code, msg := api.HTTPStatus(st.Code()), l.Failed
 	switch st.Code() {
 	case codes.PermissionDenied:
-		msg = "This survey link is not valid."
+		msg = l.Invalid
 	case codes.NotFound:
-		msg = "We could not find this survey."
+		msg = l.NotFound
 	case codes.InvalidArgument:
 		var parts []string
 		for _, v := range api.Violations(err) {
-			parts = append(parts, v.Field+" "+v.Message)
+			parts = append(parts, l.violation(v))
 		}
-		msg = "Please check your answer: " + strings.Join(parts, "; ") + "."
+		msg = l.CheckAnswer + strings.Join(parts, l.Sep) + l.End
 	case codes.FailedPrecondition:
 		// Expired, already answered, closed or overtaken by a later resolution.
-		code, msg = http.StatusGone, "This survey is no longer open (it has expired or was already answered). Thank you."
+		code, msg = http.StatusGone, l.Closed
 	}
-	renderPage(w, code, pageData{Message: msg})
+	renderPage(w, code, pageData{L: l, Message: msg, Error: true, Switch: sw})
 }
 
 func (h *HTTP) surveyPage(w http.ResponseWriter, r *http.Request) {
 	token := r.URL.Query().Get("t")
+	l := language(r.URL.Query().Get("lang"), r.Header.Get("Accept-Language"))
 	if _, err := h.GRPC.GetSurvey(r.Context(), &followupv1.GetSurveyRequest{ComplaintId: r.PathValue("complaint"), Token: token}); err != nil {
-		h.pageError(w, r, err)
+		h.pageError(w, r, l, switchTo(l, token), err)
 		return
 	}
-	renderPage(w, http.StatusOK, pageData{Form: true, Token: token})
+	renderPage(w, http.StatusOK, pageData{L: l, Form: true, Token: token, Switch: switchTo(l, token)})
 }
 
 func (h *HTTP) surveySubmit(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	if err := r.ParseForm(); err != nil {
-		renderPage(w, http.StatusBadRequest, pageData{Message: "The form could not be read."})
+		l := language(r.URL.Query().Get("lang"), r.Header.Get("Accept-Language"))
+		renderPage(w, http.StatusBadRequest, pageData{L: l, Message: l.FormUnreadable, Error: true})
 		return
 	}
+	// The form's lang is the page's (the switch's choice); r.Form also
+	// holds the link's query.
+	l := language(r.Form.Get("lang"), r.Header.Get("Accept-Language"))
 	req := &followupv1.SubmitSurveyRequest{ComplaintId: r.PathValue("complaint"), Token: r.PostForm.Get("t"), Comment: r.PostForm.Get("comment")}
 	var bad []kernel.Violation
 	if n, err := strconv.ParseUint(r.PostForm.Get("satisfaction"), 10, 32); err == nil {
@@ -159,14 +123,14 @@ func (h *HTTP) surveySubmit(w http.ResponseWriter, r *http.Request) {
 		bad = append(bad, kernel.Violation{Field: "resolved", Rule: "enum", Message: "must be yes or no"})
 	}
 	if len(bad) > 0 {
-		h.pageError(w, r, kernel.Invalid(bad...))
+		h.pageError(w, r, l, nil, kernel.Invalid(bad...))
 		return
 	}
 	if _, err := h.GRPC.SubmitSurvey(r.Context(), req); err != nil {
-		h.pageError(w, r, err)
+		h.pageError(w, r, l, nil, err)
 		return
 	}
-	renderPage(w, http.StatusOK, pageData{Message: "Thank you for your feedback."})
+	renderPage(w, http.StatusOK, pageData{L: l, Message: l.Thanks})
 }
 
 var jsonOut = protojson.MarshalOptions{}

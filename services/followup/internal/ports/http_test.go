@@ -23,18 +23,33 @@ var t0 = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 // newMux serves HTTP over an empty log; ready is its views' catch-up.
 func newMux(t *testing.T, ready <-chan struct{}) (*http.ServeMux, *survey.Signer) {
 	t.Helper()
+	f := newServed(t, ready)
+	return f.mux, f.sig
+}
+
+type served struct {
+	mux *http.ServeMux
+	sig *survey.Signer
+	app *app.App
+	log *memstore.Store
+	clk *clock.Fake
+}
+
+func newServed(t *testing.T, ready <-chan struct{}) *served {
+	t.Helper()
 	clk := clock.NewFake(t0)
 	sig, err := survey.NewSigner([]byte("0123456789abcdef0123456789abcdef"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := app.New(app.Options{Log: memstore.New(clk), Clock: clk, Signer: sig, Policy: domain.DefaultPolicy(), Tracker: app.NewTracker()})
+	log := memstore.New(clk)
+	a, err := app.New(app.Options{Log: log, Clock: clk, Signer: sig, Policy: domain.DefaultPolicy(), Tracker: app.NewTracker(), BaseURL: "https://cl.example"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
 	(&HTTP{GRPC: &GRPC{App: a, KPI: kpi.NewWith(kpi.Options{}), KPILocation: time.UTC}, Auth: auth.Allow, Ready: ready}).Register(mux)
-	return mux, sig
+	return &served{mux: mux, sig: sig, app: a, log: log, clk: clk}
 }
 
 func get(mux *http.ServeMux, path string) *httptest.ResponseRecorder {
