@@ -11,12 +11,14 @@ import (
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/kernel"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
+	intakev1 "github.com/closeloop/closeloop/proto/gen/closeloop/intake/v1"
 	"github.com/closeloop/closeloop/services/intake/internal/adapters"
 	"github.com/closeloop/closeloop/services/intake/internal/domain"
 )
 
 // appendAs writes events of another service on a complaint's stream, as
-// routing (ComplaintResolved) or follow-up (ComplaintClosed, …) would.
+// routing (ComplaintResolved) and follow-up (ComplaintClosed,
+// ComplaintReopened) do: intake only reads them.
 func (e *env) appendAs(t *testing.T, producer, id string, msgs ...proto.Message) {
 	t.Helper()
 	w, err := kernel.NewWriter(e.store, producer, e.clock, noop.NewTracerProvider())
@@ -37,7 +39,6 @@ var (
 	resolvedEv = &eventsv1.ComplaintResolved{ResolutionCode: "REPAIRED", Summary: "fixed", ResolvedBy: "ts-1"}
 	closedEv   = &eventsv1.ComplaintClosed{Outcome: eventsv1.CloseOutcome_CLOSE_OUTCOME_SATISFIED, ClosedBy: "cs-1"}
 	reopenedEv = &eventsv1.ComplaintReopened{Reason: "not fixed", Satisfaction: 2, ReopenCount: 1}
-	withdrawn  = &eventsv1.ComplaintWithdrawn{WithdrawnBy: "agent-li", Reason: "customer withdrew"}
 )
 
 // A report of the same customer and problem is a duplicate of the earlier
@@ -50,6 +51,7 @@ func TestDuplicateOnlyOfAnOpenComplaint(t *testing.T) {
 		name string
 		// then happens to the first complaint before the second report.
 		then      []proto.Message
+		withdraw  bool // an agent withdraws the first complaint
 		otherUnit bool // the second report is about another product
 		linked    bool
 	}{
@@ -57,7 +59,7 @@ func TestDuplicateOnlyOfAnOpenComplaint(t *testing.T) {
 		{name: "first resolved: its own complaint", then: []proto.Message{resolvedEv}},
 		{name: "first closed: its own complaint", then: []proto.Message{resolvedEv, closedEv}},
 		{name: "first reopened: duplicate again", then: []proto.Message{resolvedEv, reopenedEv}, linked: true},
-		{name: "first withdrawn: its own complaint", then: []proto.Message{withdrawn}},
+		{name: "first withdrawn: its own complaint", withdraw: true},
 		{name: "another product while the first is open: its own complaint", otherUnit: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -67,8 +69,17 @@ func TestDuplicateOnlyOfAnOpenComplaint(t *testing.T) {
 			if err != nil || !first.GetCreated() {
 				t.Fatalf("first report: %v %v", first, err)
 			}
-			if len(tc.then) > 0 {
-				e.appendAs(t, "routing", first.GetComplaintId(), tc.then...)
+			for _, m := range tc.then {
+				producer := "followup"
+				if _, ok := m.(*eventsv1.ComplaintResolved); ok {
+					producer = "routing"
+				}
+				e.appendAs(t, producer, first.GetComplaintId(), m)
+			}
+			if tc.withdraw {
+				if _, err := r.client.WithdrawComplaint(as(tokAgent), &intakev1.WithdrawComplaintRequest{ComplaintId: first.GetComplaintId(), Reason: "customer withdrew"}); err != nil {
+					t.Fatal(err)
+				}
 			}
 			mail := e.phoneSubmission("MAIL-2")
 			mail.Channel = eventsv1.Channel_CHANNEL_EMAIL
