@@ -6,7 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
@@ -136,6 +138,21 @@ func TestE2EDuplicateVsRepeat(t *testing.T) {
 			e.resolveE2E(t, c)
 		})
 	}
+
+	// Follow-up's KPIs read the same meanings: a duplicate is no complaint
+	// received, a repeat is one received and one repeat. The cases made
+	// 1+2+2+3+2 complaints, of which 1+1+2 repeats.
+	kpis := e.kpis(t)
+	e.eventually(t, "KPIs count complaints and repeats", func() error {
+		r, err := kpis.QueryKpis(e.as(tokSupport), &followupv1.QueryKpisRequest{Group: followupv1.KpiGroup_KPI_GROUP_ALL, Period: followupv1.KpiPeriod_KPI_PERIOD_ALL})
+		if err != nil {
+			return err
+		}
+		if rows := r.GetRows(); len(rows) != 1 || rows[0].GetReceived() != 10 || rows[0].GetRepeats() != 4 {
+			return fmt.Errorf("KPI rows %v, want one with 10 received, 4 repeats", rows)
+		}
+		return nil
+	})
 }
 
 // routed waits until routing has classified and assigned a complaint, and
@@ -221,4 +238,22 @@ func (e *e2e) closeSatisfied(t *testing.T, id string) {
 	if err != nil || r.GetOutcome() != followupv1.SurveyOutcome_SURVEY_OUTCOME_CLOSED_SATISFIED {
 		t.Fatalf("survey answer: %v %v", r, err)
 	}
+}
+
+// kpis is a client of follow-up's KpiService (served beside the follow-up
+// API on the same gRPC address).
+func (e *e2e) kpis(t *testing.T) followupv1.KpiServiceClient {
+	t.Helper()
+	for _, s := range e.sys.services {
+		if a, ok := s.(interface{ GRPCAddr() string }); ok && s.Name() == "followup" {
+			conn, err := grpc.NewClient(a.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { conn.Close() })
+			return followupv1.NewKpiServiceClient(conn)
+		}
+	}
+	t.Fatal("no follow-up service with a gRPC address")
+	return nil
 }
