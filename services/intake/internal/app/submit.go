@@ -28,7 +28,9 @@ type SubmitResult struct {
 
 // Submit records a complaint from a channel adapter, exactly once per
 // (channel, channel_ref), and links a second channel's report of the same
-// customer and problem to the first complaint.
+// customer and problem to the first complaint while that one is open; a
+// report after it was resolved, closed or withdrawn is a complaint of its
+// own (routing flags a repeat).
 //
 // Crash safety, step by step (a retry is the adapter resending the same
 // request after a lost reply):
@@ -42,12 +44,16 @@ type SubmitResult struct {
 //     A crash after the claim leaves an entry owned by this id: the retry
 //     finds its own claim and carries on; if no retry ever comes, a later
 //     submission of the same problem takes the stale claim over after
-//     ClaimGrace. Nothing is lost, nothing is opened twice.
+//     ClaimGrace. Nothing is lost, nothing is opened twice. A claim whose
+//     complaint is no longer open is taken over at once, the same way.
 //  4. ComplaintReceived is appended with expected version 0: one writer wins
 //     however many run at once; the rest read the complaint back.
 //  5. A duplicate first records the link (KV Create, first writer wins),
 //     then appends DuplicateLinked on the first complaint, once per
-//     (channel, channel_ref).
+//     (channel, channel_ref). If the first complaint ended before its
+//     DuplicateLinked was appended, the link is void: it is deleted from
+//     the index (at the revision read) and the submission starts over at
+//     step 2; a crash in between leaves the same void link to the retry.
 //
 // A reference already used for a different report (another body, not a
 // retry) is refused with *ReusedRefError at whichever step finds it, before
@@ -300,7 +306,8 @@ type ownership struct {
 // window.
 //
 // When the submission is linked, or another complaint owns the
-// fingerprint, the sealing was done for nothing: that complaint is of the
+// fingerprint, the sealing was mostly done for nothing (it is used only
+// when the reference turns out to name a stored complaint, see Submit): that complaint is of the
 // same customer (the fingerprint covers the customer reference), whose key
 // therefore exists and was only read (or, if the customer was erased since,
 // was made anew with nothing sealed under it).
