@@ -144,6 +144,26 @@ func (k *KVIndex) Link(ctx context.Context, submissionID, firstID string) (strin
 	return got, nil
 }
 
+// Unlink implements app.DuplicateIndex: a delete at the revision read, so
+// that a link written anew meanwhile stays.
+func (k *KVIndex) Unlink(ctx context.Context, submissionID, firstID string) error {
+	e, err := k.links.Get(ctx, submissionID)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if string(e.Value()) != firstID {
+		return nil
+	}
+	err = k.links.Delete(ctx, submissionID, jetstream.LastRevision(e.Revision()))
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return nil // changed meanwhile: no longer this link
+	}
+	return err
+}
+
 // LinkedTo implements app.DuplicateIndex.
 func (k *KVIndex) LinkedTo(ctx context.Context, submissionID string) (string, bool, error) {
 	e, err := k.links.Get(ctx, submissionID)

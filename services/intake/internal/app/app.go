@@ -68,6 +68,9 @@ type DuplicateIndex interface {
 	Link(ctx context.Context, submissionID, firstID string) (string, error)
 	// LinkedTo returns the complaint a submission was linked to, if any.
 	LinkedTo(ctx context.Context, submissionID string) (string, bool, error)
+	// Unlink removes submissionID's link if it still names firstID: a link
+	// never recorded on a first complaint that has ended since.
+	Unlink(ctx context.Context, submissionID, firstID string) error
 }
 
 // Config are the use cases' settings.

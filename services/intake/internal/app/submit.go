@@ -28,7 +28,9 @@ type SubmitResult struct {
 
 // Submit records a complaint from a channel adapter, exactly once per
 // (channel, channel_ref), and links a second channel's report of the same
-// customer and problem to the first complaint.
+// customer and problem to the first complaint while that one is open; a
+// report after it was resolved, closed or withdrawn is a complaint of its
+// own (routing flags a repeat).
 //
 // Crash safety, step by step (a retry is the adapter resending the same
 // request after a lost reply):
@@ -42,12 +44,16 @@ type SubmitResult struct {
 //     A crash after the claim leaves an entry owned by this id: the retry
 //     finds its own claim and carries on; if no retry ever comes, a later
 //     submission of the same problem takes the stale claim over after
-//     ClaimGrace. Nothing is lost, nothing is opened twice.
+//     ClaimGrace. Nothing is lost, nothing is opened twice. A claim whose
+//     complaint is no longer open is taken over at once, the same way.
 //  4. ComplaintReceived is appended with expected version 0: one writer wins
 //     however many run at once; the rest read the complaint back.
 //  5. A duplicate first records the link (KV Create, first writer wins),
 //     then appends DuplicateLinked on the first complaint, once per
-//     (channel, channel_ref).
+//     (channel, channel_ref). If the first complaint ended before its
+//     DuplicateLinked was appended, the link is void: it is deleted from
+//     the index (at the revision read) and the submission starts over at
+//     step 2; a crash in between leaves the same void link to the retry.
 //
 // A reference already used for a different report (another body, not a
 // retry) is refused with *ReusedRefError at whichever step finds it, before
@@ -81,28 +87,52 @@ func (a *App) Submit(ctx context.Context, p auth.Principal, req *intakev1.Submit
 		ref = "cx_" + pii.KeyedHash(a.cfg.Secret, "complaint:"+id)
 	}
 	fp := pii.KeyedHash(a.cfg.Secret, ref+"|"+domain.ProblemKey(req.GetProduct(), req.GetDescription()))
-	own, err := a.claimAndSeal(ctx, p, req, ref, fp, id, now, reachable)
-	if err != nil {
-		return SubmitResult{}, err
-	}
-	switch {
-	case own.linked:
-		return a.joinFirst(ctx, p, own.first, link, fp)
-	case own.first != id:
-		// The reference may already name a complaint of its own, reported
-		// with another problem: then it is reused, not a duplicate.
-		if _, err := a.load(ctx, id); err == nil {
-			return SubmitResult{}, reusedRef(req)
-		} else if !errors.Is(err, kernel.ErrNotFound) {
+	for range kernel.MaxAttempts {
+		own, err := a.claimAndSeal(ctx, p, req, ref, fp, id, now, reachable)
+		if err != nil {
 			return SubmitResult{}, err
 		}
-		first, err := a.index.Link(ctx, id, own.first)
-		if err != nil {
-			return SubmitResult{}, fmt.Errorf("write link index: %w", err)
+		first := own.first
+		switch {
+		case own.linked:
+		case own.first != id:
+			// The reference may already name a complaint of its own: then
+			// this is a retry of it (its claim since taken over by a later
+			// report, after it ended or after the window), answered as
+			// such, or a reused reference, refused — not a duplicate.
+			if _, err := a.load(ctx, id); err == nil {
+				if own.sealErr != nil {
+					return SubmitResult{}, own.sealErr
+				}
+				return a.receive(ctx, p, id, own.received, fp, reachable)
+			} else if !errors.Is(err, kernel.ErrNotFound) {
+				return SubmitResult{}, err
+			}
+			first, err = a.index.Link(ctx, id, own.first)
+			if err != nil {
+				return SubmitResult{}, fmt.Errorf("write link index: %w", err)
+			}
+		default:
+			return a.receive(ctx, p, id, own.received, fp, reachable)
 		}
-		return a.joinFirst(ctx, p, first, link, fp)
+		res, err := a.joinFirst(ctx, p, first, link, fp)
+		if !errors.Is(err, domain.ErrNotOpen) {
+			return res, err
+		}
+		// The first complaint was resolved, closed or withdrawn after the
+		// link was decided and before it was recorded there (or a crash
+		// came in between): the link is void. Drop it and decide again;
+		// the claim, its owner no longer open, is then taken over.
+		if err := a.index.Unlink(ctx, id, first); err != nil {
+			return SubmitResult{}, fmt.Errorf("drop void link: %w", err)
+		}
 	}
-	received := own.received
+	return SubmitResult{}, errClaimPending
+}
+
+// receive records a new complaint: ComplaintReceived (and the automatic
+// acceptance) at version 0 of its stream.
+func (a *App) receive(ctx context.Context, p auth.Principal, id string, received *eventsv1.ComplaintReceived, fp string, reachable bool) (SubmitResult, error) {
 	msgs, err := domain.DecideReceive(domain.State{}, received, reachable)
 	if err != nil {
 		return SubmitResult{}, err
@@ -217,19 +247,23 @@ func (a *App) claim(ctx context.Context, fp, id string, now time.Time) (string, 
 		if created || owner.ComplaintID == id {
 			return id, nil
 		}
-		_, err = a.load(ctx, owner.ComplaintID)
-		if err == nil {
+		s, err := a.load(ctx, owner.ComplaintID)
+		switch {
+		case err == nil && s.Open():
 			return owner.ComplaintID, nil
-		}
-		if !errors.Is(err, kernel.ErrNotFound) {
+		case err == nil:
+			// Resolved, closed or withdrawn: this report is not a duplicate
+			// of it but a complaint of its own (routing flags a repeat);
+			// it takes the claim over for the rest of the window.
+		case !errors.Is(err, kernel.ErrNotFound):
 			return "", err
-		}
-		// The owner claimed but never wrote its complaint. Moments ago: it
-		// is probably appending now. Long ago: it crashed and was never
-		// retried; take the claim over (CAS on the revision).
-		if now.Sub(owner.ClaimedAt) < a.cfg.ClaimGrace {
+		case now.Sub(owner.ClaimedAt) < a.cfg.ClaimGrace:
+			// The owner claimed but never wrote its complaint. Moments
+			// ago: it is probably appending now.
 			return "", errClaimPending
 		}
+		// Long ago: it crashed and was never retried. Either way, take the
+		// claim over (CAS on the revision; on a race, look again).
 		if err := a.index.Takeover(ctx, fp, id, now, owner.Revision); err == nil {
 			return id, nil
 		}
@@ -250,6 +284,9 @@ type ownership struct {
 	// id when it is to be recorded (received is then its event).
 	first    string
 	received *eventsv1.ComplaintReceived
+	// sealErr: building received failed; it matters only when the
+	// submission turns out to be recorded after all (see Submit).
+	sealErr error
 }
 
 // claimAndSeal finds out whether the submission is a new complaint — not
@@ -269,7 +306,8 @@ type ownership struct {
 // window.
 //
 // When the submission is linked, or another complaint owns the
-// fingerprint, the sealing was done for nothing: that complaint is of the
+// fingerprint, the sealing was mostly done for nothing (it is used only
+// when the reference turns out to name a stored complaint, see Submit): that complaint is of the
 // same customer (the fingerprint covers the customer reference), whose key
 // therefore exists and was only read (or, if the customer was erased since,
 // was made anew with nothing sealed under it).
@@ -289,6 +327,7 @@ func (a *App) claimAndSeal(ctx context.Context, p auth.Principal, req *intakev1.
 	case err != nil:
 		return ownership{}, err
 	case own.linked || own.first != id:
+		own.received, own.sealErr = s.ev, s.err
 		return own, nil
 	case s.err != nil:
 		return ownership{}, s.err

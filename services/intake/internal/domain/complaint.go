@@ -64,13 +64,27 @@ type State struct {
 	Erased       bool
 	WithdrawnBy  string
 	WithdrawnWhy string
+	// Resolved: routing resolved the complaint or follow-up closed it, and
+	// it was not reopened since. Intake writes neither event; it reads them
+	// to tell a duplicate (the first complaint still open) from a repeat.
+	Resolved bool
 }
 
 // Exists reports whether the complaint was received.
 func (s State) Exists() bool { return s.Status != StatusNone }
 
-// Evolve applies one stored event to the state. Events of other services
-// and unknown events only advance the version.
+// Open reports whether the complaint is still being handled: received, not
+// withdrawn, not resolved or closed (or reopened since). Only an open
+// complaint takes in another channel's report as a duplicate; a report
+// after it ended is a complaint of its own, which routing flags as a repeat
+// (a withdrawn complaint counts for neither).
+func (s State) Open() bool {
+	return s.Exists() && s.Status != StatusWithdrawn && !s.Resolved
+}
+
+// Evolve applies one stored event to the state. Of other services' events
+// only the end and reopening of handling count (Open); the rest, and
+// unknown events, only advance the version.
 func Evolve(s State, e *eventsv1.Envelope) State {
 	s.Version = e.GetVersion()
 	if s.ID == "" {
@@ -110,6 +124,10 @@ func Evolve(s State, e *eventsv1.Envelope) State {
 		s.WithdrawnWhy = p.ComplaintWithdrawn.GetReason()
 	case *eventsv1.Envelope_CustomerErased:
 		s.Erased = true
+	case *eventsv1.Envelope_ComplaintResolved, *eventsv1.Envelope_ComplaintClosed:
+		s.Resolved = true
+	case *eventsv1.Envelope_ComplaintReopened:
+		s.Resolved = false
 	}
 	return s
 }
@@ -158,14 +176,21 @@ func DecideAccept(s State, agent string) ([]proto.Message, error) {
 	return []proto.Message{&eventsv1.ComplaintAccepted{AcceptedBy: agent}}, nil
 }
 
+// ErrNotOpen refuses to link a report to a complaint that is no longer
+// open: the report is a complaint of its own (see Open).
+var ErrNotOpen = &kernel.PreconditionError{Reason: "complaint is no longer open"}
+
 // DecideLink records another channel's report of the same problem, once per
-// (channel, channel_ref).
+// (channel, channel_ref), on a complaint still open. A link already
+// recorded stays, whatever happened to the complaint since.
 func DecideLink(s State, d *eventsv1.DuplicateLinked) ([]proto.Message, error) {
-	if !s.Exists() {
+	switch {
+	case !s.Exists():
 		return nil, ErrNotFound
-	}
-	if s.HasLink(d.GetChannel(), d.GetChannelRef()) {
+	case s.HasLink(d.GetChannel(), d.GetChannelRef()):
 		return nil, nil
+	case !s.Open():
+		return nil, ErrNotOpen
 	}
 	return []proto.Message{d}, nil
 }

@@ -24,6 +24,12 @@ func env(v uint64, m proto.Message) *eventsv1.Envelope {
 		e.Payload = &eventsv1.Envelope_CustomerErased{CustomerErased: p}
 	case *eventsv1.EvidenceAttached:
 		e.Payload = &eventsv1.Envelope_EvidenceAttached{EvidenceAttached: p}
+	case *eventsv1.ComplaintResolved:
+		e.Payload = &eventsv1.Envelope_ComplaintResolved{ComplaintResolved: p}
+	case *eventsv1.ComplaintClosed:
+		e.Payload = &eventsv1.Envelope_ComplaintClosed{ComplaintClosed: p}
+	case *eventsv1.ComplaintReopened:
+		e.Payload = &eventsv1.Envelope_ComplaintReopened{ComplaintReopened: p}
 	}
 	return e
 }
@@ -34,6 +40,9 @@ var (
 	withdrawn = &eventsv1.ComplaintWithdrawn{Reason: "solved", WithdrawnBy: "agent-1"}
 	linkEmail = &eventsv1.DuplicateLinked{Channel: eventsv1.Channel_CHANNEL_EMAIL, ChannelRef: "m1"}
 	erased    = &eventsv1.CustomerErased{KeyId: "cr_1"}
+	resolved  = &eventsv1.ComplaintResolved{ResolutionCode: "FIXED", Summary: "s", ResolvedBy: "ts-1"}
+	closed    = &eventsv1.ComplaintClosed{Outcome: eventsv1.CloseOutcome_CLOSE_OUTCOME_SATISFIED}
+	reopened  = &eventsv1.ComplaintReopened{ReopenCount: 1}
 )
 
 func given(ms ...proto.Message) State {
@@ -67,6 +76,11 @@ func TestDecide(t *testing.T) {
 		{"link once", given(received), func(s State) ([]proto.Message, error) { return DecideLink(s, linkEmail) }, []string{"DuplicateLinked"}, nil},
 		{"link again: no-op", given(received, linkEmail), func(s State) ([]proto.Message, error) { return DecideLink(s, linkEmail) }, nil, nil},
 		{"link to unknown", State{}, func(s State) ([]proto.Message, error) { return DecideLink(s, linkEmail) }, nil, ErrNotFound},
+		{"link to resolved", given(received, accepted, resolved), func(s State) ([]proto.Message, error) { return DecideLink(s, linkEmail) }, nil, ErrNotOpen},
+		{"link to closed", given(received, accepted, resolved, closed), func(s State) ([]proto.Message, error) { return DecideLink(s, linkEmail) }, nil, ErrNotOpen},
+		{"link to withdrawn", given(received, withdrawn), func(s State) ([]proto.Message, error) { return DecideLink(s, linkEmail) }, nil, ErrNotOpen},
+		{"link to reopened", given(received, accepted, resolved, reopened), func(s State) ([]proto.Message, error) { return DecideLink(s, linkEmail) }, []string{"DuplicateLinked"}, nil},
+		{"link recorded before the resolution: no-op", given(received, linkEmail, resolved), func(s State) ([]proto.Message, error) { return DecideLink(s, linkEmail) }, nil, nil},
 		{"attach within limit", given(received), func(s State) ([]proto.Message, error) {
 			return DecideAttach(s, &eventsv1.EvidenceAttached{Attachments: []*eventsv1.Attachment{{Ref: "b"}}}, 2)
 		}, []string{"EvidenceAttached"}, nil},

@@ -971,7 +971,9 @@ func (x *ComplaintAccepted) GetAutomatic() bool {
 }
 
 // DuplicateLinked is written on the first complaint's stream when the same
-// customer reports the same problem through another channel.
+// customer reports the same problem through another channel while that
+// complaint is still open. A report after it was resolved or closed is a
+// complaint of its own (routing flags it: RepeatComplaintFlagged).
 type DuplicateLinked struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Channel       Channel                `protobuf:"varint,1,opt,name=channel,proto3,enum=closeloop.events.v1.Channel" json:"channel,omitempty"`
