@@ -68,7 +68,9 @@ type Calendar struct {
 	week    [7][]Interval // by time.Weekday
 	makeUp  []Interval    // hours of a make-up working day
 	special map[Day]dayKind
-	always  bool // every instant is working time: calendar time
+	always  bool          // every instant is working time: calendar time
+	region  string        // the holiday region whose years apply; "": none
+	years   []HolidayYear // those years, in order
 }
 
 // ID is the calendar's id, e.g. "cn-standard".
