@@ -112,9 +112,9 @@ func calendars(ctx context.Context, o options, out io.Writer) error {
 			}
 			status := "official"
 			if y["provisional"] == true {
-				status = "PROVISIONAL"
+				status = "provisional"
 			}
-			fmt.Fprintf(&b, "  %v %s %s: %v\n", y["year"], version, status, y["source"])
+			fmt.Fprintf(&b, "  %v %s, %s — %v\n", y["year"], version, status, y["source"])
 			entries, _ := y["provisionalEntries"].([]any)
 			for _, e := range entries {
 				fmt.Fprintf(&b, "    provisional: %v\n", e)
