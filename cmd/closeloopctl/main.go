@@ -31,6 +31,12 @@ Commands:
                                     flags resends the report R names (same complaint)
   show <complaint-id>               the complaint as each service sees it (its own projection)
   seed-demo                         one on-shift member per team and a technician, for a fresh make run
+  deadline [-calendar C] [-from T] -hours H | -days D
+                                    sla-clock's calculator: the deadline H working hours or D working
+                                    days after T (default now), the calendar version, provisional days
+  calendars                         the calendars in use: versions, years covered, provisional entries
+  calendar publish -file <year>.json
+                                    publish one year of holidays (libs/calendar/data format; admin token)
   history <complaint-id>            the full timeline: time, service, actor, event, key fields
   as-of <complaint-id> <instant>    the complaint's state as recorded at an RFC 3339 instant
   verify <complaint-id> | --all     check the hash chain of one complaint or of the whole log
@@ -140,6 +146,12 @@ func dispatch(ctx context.Context, o options, args []string, out io.Writer) erro
 		return seedDemo(ctx, o, out)
 	case "migrate-subjects":
 		return migrateSubjects(ctx, o, rest, out)
+	case "deadline":
+		return deadline(ctx, o, rest, out, time.Now())
+	case "calendars":
+		return calendars(ctx, o, out)
+	case "calendar":
+		return calendarCmd(ctx, o, rest, out)
 	case "history", "as-of", "export", "verify", "deadletters", "show":
 	default:
 		return usageErr("unknown command %q", cmd)

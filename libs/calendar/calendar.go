@@ -9,6 +9,8 @@
 //	cal, _ := set.Calendar("cn-standard")   // or set.For("team-repair-north")
 //	due := cal.Add(received, 16*time.Hour)  // 16 working hours later
 //	left := cal.Between(now, due)           // working time between two instants
+//	due = cal.AddWorkingDays(received, 2)   // 2 working days later
+//	cal.ProvisionalYears(received, due)     // years crossed with provisional or no holiday data
 //
 // A Calendar is immutable and safe for concurrent use. Its Version names the
 // working hours and holiday data it was built from; record it with any
@@ -68,7 +70,9 @@ type Calendar struct {
 	week    [7][]Interval // by time.Weekday
 	makeUp  []Interval    // hours of a make-up working day
 	special map[Day]dayKind
-	always  bool // every instant is working time: calendar time
+	always  bool          // every instant is working time: calendar time
+	region  string        // the holiday region whose years apply; "": none
+	years   []HolidayYear // those years, in order
 }
 
 // ID is the calendar's id, e.g. "cn-standard".

@@ -1,7 +1,9 @@
 package calendar
 
 import (
+	"errors"
 	"math/rand"
+	"strings"
 	"testing"
 	"time"
 )
@@ -301,5 +303,119 @@ func BenchmarkAdd16h(b *testing.B) {
 	t0 := sh(2026, 2, 13, 16, 0)
 	for b.Loop() {
 		c.Add(t0, 16*time.Hour)
+	}
+}
+
+// The calculator's cases on the 2026 mainland calendar: National Day week
+// (Oct 1-7 off), its make-up Sunday Sep 20 and Saturday Oct 10.
+func TestWorkingHoursAndDays2026(t *testing.T) {
+	c := std(t)
+	cases := []struct {
+		name  string
+		from  time.Time
+		hours time.Duration
+		days  int
+		want  time.Time
+	}{
+		{"8 h over National Day", sh(2026, 9, 30, 16, 0), 8 * time.Hour, 0, sh(2026, 10, 8, 16, 0)},
+		{"2 days over National Day", sh(2026, 9, 30, 16, 0), 0, 2, sh(2026, 10, 9, 16, 0)},
+		{"8 h into the make-up Saturday", sh(2026, 10, 9, 16, 0), 8 * time.Hour, 0, sh(2026, 10, 10, 16, 0)},
+		{"1 day onto the make-up Saturday", sh(2026, 10, 9, 16, 0), 0, 1, sh(2026, 10, 10, 16, 0)},
+		{"3 days: make-up Saturday counts, Sunday not", sh(2026, 10, 9, 10, 0), 0, 3, sh(2026, 10, 13, 10, 0)},
+		{"8 h onto the make-up Sunday", sh(2026, 9, 18, 16, 0), 8 * time.Hour, 0, sh(2026, 9, 20, 16, 0)},
+		{"1 day onto the make-up Sunday", sh(2026, 9, 18, 16, 0), 0, 1, sh(2026, 9, 20, 16, 0)},
+		{"43 h across the week", sh(2026, 9, 28, 9, 0), 43 * time.Hour, 0, sh(2026, 10, 10, 12, 0)},
+		{"from the lunch break", sh(2026, 9, 30, 12, 30), 0, 1, sh(2026, 10, 8, 12, 0)},
+		{"from before opening: that day is the first", sh(2026, 9, 30, 8, 0), 0, 1, sh(2026, 9, 30, 18, 0)},
+		{"from after close: the next working day", sh(2026, 9, 30, 19, 0), 0, 1, sh(2026, 10, 8, 18, 0)},
+		{"from a holiday", sh(2026, 10, 3, 11, 0), 0, 2, sh(2026, 10, 9, 18, 0)},
+		{"from a holiday, in hours", sh(2026, 10, 3, 11, 0), 2 * time.Hour, 0, sh(2026, 10, 8, 11, 0)},
+	}
+	for _, tc := range cases {
+		var got time.Time
+		if tc.days > 0 {
+			got = c.AddWorkingDays(tc.from, tc.days)
+		} else {
+			got = c.Add(tc.from, tc.hours)
+		}
+		if !got.Equal(tc.want) {
+			t.Errorf("%s: got %s, want %s", tc.name, got.In(shanghai), tc.want)
+		}
+		if p := c.ProvisionalYears(tc.from, got); len(p) != 0 {
+			t.Errorf("%s: provisional years %v in official 2026", tc.name, p)
+		}
+	}
+}
+
+func TestWorkingDaysCutAtAShorterDay(t *testing.T) {
+	s, _ := Default()
+	field, _ := s.Calendar("cn-field") // 08-20 Mon-Fri, 09-17 Sat
+	// Friday 19:00 is 11 h into the day; Saturday has 8 h: its close.
+	if got, want := field.AddWorkingDays(sh(2026, 11, 6, 19, 0), 1), sh(2026, 11, 7, 17, 0); !got.Equal(want) {
+		t.Fatalf("got %s, want %s", got.In(shanghai), want)
+	}
+}
+
+func TestProvisionalYears(t *testing.T) {
+	c := std(t)
+	if got := c.ProvisionalYears(sh(2026, 12, 30, 10, 0), sh(2027, 1, 4, 10, 0)); len(got) != 1 || got[0] != 2027 {
+		t.Fatalf("2026..2027: %v, want [2027] (provisional)", got)
+	}
+	if got := c.ProvisionalYears(sh(2028, 1, 3, 10, 0), sh(2028, 1, 4, 10, 0)); len(got) != 1 || got[0] != 2028 {
+		t.Fatalf("2028: %v, want [2028] (no data)", got)
+	}
+	s, _ := Default()
+	always, _ := s.Calendar("always")
+	if got := always.ProvisionalYears(sh(2030, 1, 1, 0, 0), sh(2031, 1, 1, 0, 0)); got != nil {
+		t.Fatalf("a calendar without holidays: %v", got)
+	}
+}
+
+func TestWithYearReplacesTheYear(t *testing.T) {
+	s, _ := Default()
+	y, err := ParseYear([]byte(`{"region": "CN", "year": 2027, "source": "test notice",
+	  "holidays": [{"name": "National Day", "off_from": "2027-10-01", "off_to": "2027-10-07", "work": ["2027-10-09"]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	y.Version = 1
+	s2, err := s.WithYear(y)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, _ := s.Calendar("cn-standard")
+	c, _ := s2.Calendar("cn-standard")
+	if !strings.HasPrefix(c.Version(), "cn-standard@2026+2027v1#") || c.Version() == old.Version() {
+		t.Fatalf("version %q (was %q)", c.Version(), old.Version())
+	}
+	if c.IsWorkingDay(Day{2027, 10, 5}) || !c.IsWorkingDay(Day{2027, 10, 9}) || old.IsWorkingDay(Day{2027, 10, 9}) {
+		t.Fatal("the published year is not the one used, or the old set changed")
+	}
+	if c.IsWorkingDay(Day{2027, 2, 5}) == false {
+		t.Fatal("the shipped provisional 2027 still applies: it must be replaced, not merged")
+	}
+	if got := c.ProvisionalYears(sh(2027, 10, 8, 10, 0), sh(2027, 10, 11, 10, 0)); len(got) != 0 {
+		t.Fatalf("official 2027: provisional %v", got)
+	}
+}
+
+func TestParseYearNamesTheField(t *testing.T) {
+	cases := map[string]string{
+		`{"region": "CN", "year": 2027, "source": "s", "holidays": [{"name": "a", "off_from": "2027-13-01", "off_to": "2027-10-03"}]}`:                                              "holidays[0].off_from",
+		`{"region": "CN", "year": 2027, "source": "s", "holidays": [{"name": "a", "off_from": "2027-10-01", "off_to": "2027-10-03", "work": ["2027-10-02"]}]}`:                      "holidays[0].work[0]",
+		`{"region": "CN", "year": 2027, "source": "s", "holidays": [{"name": "a", "off_from": "2027-10-01", "off_to": "2027-10-03", "work": ["2027-10-09"], "provisional": true}]}`: "holidays[0].work",
+		`{"region": "CN", "year": 2027, "source": "s", "holidays": [{"name": "a", "off_from": "2026-10-01", "off_to": "2026-10-03"}]}`:                                              "holidays[0]",
+		`{"region": "CN", "year": 2027, "holidays": [{"name": "a", "off_from": "2027-10-01", "off_to": "2027-10-03"}]}`:                                                             "source",
+		`{"region": "C.N", "year": 2027, "source": "s", "holidays": []}`:                                                                                                            "region",
+		`{"region": "CN", "year": 27, "source": "s", "holidays": []}`:                                                                                                               "year",
+		`{"region": "CN", "year": 2027, "source": "s", "holidays": []}`:                                                                                                             "holidays",
+		`{"region": "CN", "year": 2027, "source": "s", "holiday": []}`:                                                                                                              "document",
+	}
+	for doc, field := range cases {
+		_, err := ParseYear([]byte(doc))
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != field {
+			t.Errorf("%s: error %v, want one naming %s", doc, err, field)
+		}
 	}
 }

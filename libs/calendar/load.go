@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,6 +27,24 @@ type HolidayYear struct {
 	Provisional bool      `json:"provisional"`
 	Source      string    `json:"source"`
 	Holidays    []Holiday `json:"holidays"`
+	// Version is the published version of the year (0: the data shipped in
+	// data/; n: the n-th version published by sla-clock). Not in the file:
+	// publishing assigns it.
+	Version int `json:"-"`
+}
+
+// HasProvisional reports whether any entry of the year is not from the
+// official notice (the whole year, or one holiday).
+func (y HolidayYear) HasProvisional() bool {
+	if y.Provisional {
+		return true
+	}
+	for _, h := range y.Holidays {
+		if h.Provisional {
+			return true
+		}
+	}
+	return false
 }
 
 // Holiday is one holiday: days off (inclusive range) and the weekend days
@@ -35,6 +54,9 @@ type Holiday struct {
 	OffFrom string   `json:"off_from"`
 	OffTo   string   `json:"off_to"`
 	Work    []string `json:"work,omitempty"`
+	// Provisional: this entry is not from the official notice (an estimate);
+	// it must not list make-up working days.
+	Provisional bool `json:"provisional,omitempty"`
 }
 
 // Spec describes one calendar (an entry of data/calendars.json).
@@ -64,6 +86,9 @@ type Set struct {
 	def         string
 	calendars   map[string]*Calendar
 	assignments map[string]string
+	// What it was built from, so that WithYear can build the next one.
+	file  File
+	years []HolidayYear
 }
 
 // Default loads the shipped calendars and holiday years (2026 official,
@@ -110,7 +135,7 @@ func LoadFS(fsys fs.FS) (*Set, error) {
 
 // NewSet builds calendars from a calendars file and holiday years.
 func NewSet(f File, years []HolidayYear) (*Set, error) {
-	s := &Set{def: f.Default, calendars: map[string]*Calendar{}, assignments: map[string]string{}}
+	s := &Set{def: f.Default, calendars: map[string]*Calendar{}, assignments: map[string]string{}, file: f, years: years}
 	for i, spec := range f.Calendars {
 		var mine []HolidayYear
 		for _, y := range years {
@@ -214,18 +239,27 @@ func New(spec Spec, years ...HolidayYear) (*Calendar, error) {
 	if open == 0 {
 		return nil, fmt.Errorf("%s: hours: at least one weekday must have working hours", spec.ID)
 	}
+	years = slices.Clone(years)
 	sort.Slice(years, func(i, j int) bool { return years[i].Year < years[j].Year })
 	var tags []string
-	for _, y := range years {
-		if err := c.addYear(y); err != nil {
+	for i, y := range years {
+		if i > 0 && years[i-1].Year == y.Year {
+			return nil, fmt.Errorf("%s: holidays %s/%d: the year is given twice", spec.ID, y.Region, y.Year)
+		}
+		if err := checkHolidays(y); err != nil {
 			return nil, fmt.Errorf("%s: holidays %s/%d: %w", spec.ID, y.Region, y.Year, err)
 		}
+		c.addYear(y)
 		tag := strconv.Itoa(y.Year)
-		if y.Provisional {
+		if y.Version > 0 {
+			tag += "v" + strconv.Itoa(y.Version)
+		}
+		if y.HasProvisional() {
 			tag += "p"
 		}
 		tags = append(tags, tag)
 	}
+	c.region, c.years = spec.Holidays, years
 	if len(c.makeUp) == 0 && hasWork(c.special) {
 		return nil, fmt.Errorf("%s: make_up_hours: required when Monday is closed and make-up days exist", spec.ID)
 	}
@@ -243,37 +277,19 @@ func hasWork(m map[Day]dayKind) bool {
 	return false
 }
 
-func (c *Calendar) addYear(y HolidayYear) error {
-	for i, h := range y.Holidays {
-		from, err := parseDay(h.OffFrom)
-		if err != nil {
-			return fmt.Errorf("holidays[%d].off_from: %w", i, err)
-		}
-		to, err := parseDay(h.OffTo)
-		if err != nil {
-			return fmt.Errorf("holidays[%d].off_to: %w", i, err)
-		}
-		if from.Year != y.Year || to.String() < from.String() || to.String() > from.next(31).String() {
-			return fmt.Errorf("holidays[%d]: off_from..off_to must be within %d, in order, at most a month long", i, y.Year)
-		}
+// addYear marks the days of a year checked by checkHolidays.
+func (c *Calendar) addYear(y HolidayYear) {
+	for _, h := range y.Holidays {
+		from, _ := parseDay(h.OffFrom)
+		to, _ := parseDay(h.OffTo)
 		for d := from; d.String() <= to.String(); d = d.next(1) {
 			c.special[d] = dayOff
 		}
-		if len(h.Work) > 0 && y.Provisional {
-			return fmt.Errorf("holidays[%d].work: a provisional year must not list make-up working days", i)
-		}
-		for j, w := range h.Work {
-			d, err := parseDay(w)
-			if err != nil {
-				return fmt.Errorf("holidays[%d].work[%d]: %w", i, j, err)
-			}
-			if c.special[d] == dayOff {
-				return fmt.Errorf("holidays[%d].work[%d]: %s is also a day off", i, j, w)
-			}
+		for _, w := range h.Work {
+			d, _ := parseDay(w)
 			c.special[d] = dayWork
 		}
 	}
-	return nil
 }
 
 func parseDay(s string) (Day, error) {

@@ -55,7 +55,7 @@ type App struct {
 	clk       clock.Clock
 	log       *slog.Logger
 	policies  *policy.Book
-	calendars *calendar.Set
+	calendars *liveCalendars // the configured calendars with the years published on the log
 	part      Partition
 	idx       *timers.Index
 
@@ -99,7 +99,7 @@ func New(store eventlog.Store, clk clock.Clock, log *slog.Logger, policies *poli
 	if err != nil {
 		return nil, fmt.Errorf("app: %w", err)
 	}
-	a := &App{store: store, w: w, clk: clk, log: log, policies: policies, calendars: cals, part: part, rebuilt: make(chan struct{}),
+	a := &App{store: store, w: w, clk: clk, log: log, policies: policies, calendars: newLiveCalendars(cals), part: part, rebuilt: make(chan struct{}),
 		base: policies.Current(), pending: map[string]trigger{}, saveEvery: saveEvery, lag: catchUpLag, noted: make(chan struct{}, 1)}
 	a.idx = timers.New(a.env(time.Time{}).CalendarOf)
 	return a, nil
@@ -138,6 +138,10 @@ func (a *App) apply(e *ev.Envelope) (string, bool) {
 			a.policies.Publish(pol)
 			a.published = append(a.published, p.GetDocument())
 		}
+		return "", false
+	}
+	if p := e.GetCalendarYearPublished(); p != nil && stream.Kind() == eventlog.KindPolicy {
+		a.applyCalendarYear(p)
 		return "", false
 	}
 	if stream.Kind() != eventlog.KindComplaint || !a.part.Owns(stream.ID()) {

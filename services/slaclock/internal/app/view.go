@@ -103,6 +103,9 @@ func (a *App) Rebuild(ctx context.Context) error {
 func (a *App) run(ctx context.Context, follow bool) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if err := a.loadCalendars(ctx); err != nil {
+		return err
+	}
 	f, err := checkpoint.New(checkpoint.Options{
 		Name: SnapshotName(a.part), Format: SnapshotFormat, Log: a.store, Snapshots: a.snaps,
 		Rebuild: a.rebuild && !a.started, SaveEvery: a.saveEvery, EncodingShare: a.encodingShare(), Logger: a.log,

@@ -5,6 +5,7 @@ package ports
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -200,4 +201,84 @@ func toWire(complaintID string, views []app.ClockView) []*slaclockv1.Clock {
 		out = append(out, c)
 	}
 	return out
+}
+
+// maxDeadlineSpan bounds the calculator's input: far beyond any SLA, and
+// well inside what a calendar walks (libs/calendar).
+const (
+	maxDeadlineHours = 10_000 * time.Hour
+	maxDeadlineDays  = 1_000
+)
+
+func (s *Server) ComputeDeadline(ctx context.Context, r *slaclockv1.ComputeDeadlineRequest) (*slaclockv1.ComputeDeadlineResponse, error) {
+	if err := auth.RequireRole(ctx, readers...); err != nil {
+		return nil, err
+	}
+	var vs []kernel.Violation
+	if r.GetFrom() == nil || r.GetFrom().CheckValid() != nil {
+		vs = append(vs, kernel.Violation{Field: "from", Rule: "required", Message: "from must be a valid timestamp"})
+	}
+	hasDur, days := r.GetDuration() != nil, r.GetWorkingDays()
+	switch {
+	case hasDur && days != 0:
+		vs = append(vs, kernel.Violation{Field: "duration", Rule: "one_of", Message: "give either duration or working_days, not both"})
+	case !hasDur && days == 0:
+		vs = append(vs, kernel.Violation{Field: "duration", Rule: "one_of", Message: "give either duration (working time) or working_days"})
+	case hasDur:
+		if d := r.GetDuration(); d.CheckValid() != nil || d.AsDuration() <= 0 || d.AsDuration() > maxDeadlineHours {
+			vs = append(vs, kernel.Violation{Field: "duration", Rule: "positive", Message: fmt.Sprintf("duration must be positive and at most %v", maxDeadlineHours)})
+		}
+	case days < 0 || days > maxDeadlineDays:
+		vs = append(vs, kernel.Violation{Field: "working_days", Rule: "positive", Message: fmt.Sprintf("working_days must be between 1 and %d", maxDeadlineDays)})
+	}
+	if len(vs) > 0 {
+		return nil, kernel.Invalid(vs...)
+	}
+	d, err := s.app.ComputeDeadline(r.GetCalendarId(), r.GetFrom().AsTime(), r.GetDuration().AsDuration(), int(days))
+	if err != nil {
+		return nil, err
+	}
+	resp := &slaclockv1.ComputeDeadlineResponse{Deadline: timestamppb.New(d.At), CalendarId: d.Calendar.ID(),
+		CalendarVersion: d.Calendar.Version(), TimeZone: d.Calendar.Location().String(), Provisional: len(d.ProvisionalYears) > 0}
+	for _, y := range d.ProvisionalYears {
+		resp.ProvisionalYears = append(resp.ProvisionalYears, int32(y))
+	}
+	return resp, nil
+}
+
+func (s *Server) ListCalendars(ctx context.Context, _ *slaclockv1.ListCalendarsRequest) (*slaclockv1.ListCalendarsResponse, error) {
+	if err := auth.RequireRole(ctx, readers...); err != nil {
+		return nil, err
+	}
+	cals, def := s.app.Calendars()
+	resp := &slaclockv1.ListCalendarsResponse{}
+	for _, c := range cals {
+		info := &slaclockv1.CalendarInfo{Id: c.ID(), Version: c.Version(), TimeZone: c.Location().String(), Default: c.ID() == def, Region: c.Region()}
+		for _, y := range c.Years() {
+			cy := &slaclockv1.CalendarYear{Year: int32(y.Year), Version: int32(y.Version), Provisional: y.HasProvisional(), Source: y.Source}
+			for _, h := range y.Holidays {
+				if y.Provisional || h.Provisional {
+					cy.ProvisionalEntries = append(cy.ProvisionalEntries, fmt.Sprintf("%s %s..%s", h.Name, h.OffFrom, h.OffTo))
+				}
+			}
+			info.Years = append(info.Years, cy)
+		}
+		resp.Calendars = append(resp.Calendars, info)
+	}
+	return resp, nil
+}
+
+func (s *Server) PublishCalendarYear(ctx context.Context, r *slaclockv1.PublishCalendarYearRequest) (*slaclockv1.PublishCalendarYearResponse, error) {
+	if err := auth.RequireRole(ctx, auth.RoleAdmin); err != nil {
+		return nil, err
+	}
+	if len(r.GetDocument()) == 0 {
+		return nil, kernel.Invalid(kernel.Violation{Field: "document", Rule: "required", Message: "document (the year as JSON) is required"})
+	}
+	res, err := s.app.PublishCalendarYear(ctx, r.GetDocument(), caller(ctx))
+	if err != nil {
+		return nil, err
+	}
+	return &slaclockv1.PublishCalendarYearResponse{Region: res.Region, Year: int32(res.Year), Version: int32(res.Version),
+		Published: res.Published, CalendarVersions: res.CalendarVersions}, nil
 }

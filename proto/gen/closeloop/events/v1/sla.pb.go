@@ -701,6 +701,186 @@ func (x *SlaPolicyPublished) GetPublishedBy() string {
 	return ""
 }
 
+// CalendarYearPublished lives on a holiday region's own stream
+// ("policy-calendar-<region>", e.g. "policy-calendar-cn"): one year of public
+// holidays and make-up working days for every calendar of that region. The
+// newest version of a year replaces the shipped data and older versions.
+type CalendarYearPublished struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The holiday region ("CN"), as the calendars name it.
+	Region string `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	Year   int32  `protobuf:"varint,2,opt,name=year,proto3" json:"year,omitempty"`
+	// 1, 2, … per region and year.
+	Version  int32              `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	Holidays []*CalendarHoliday `protobuf:"bytes,4,rep,name=holidays,proto3" json:"holidays,omitempty"`
+	// Every entry is provisional: not from the official notice.
+	Provisional bool `protobuf:"varint,5,opt,name=provisional,proto3" json:"provisional,omitempty"`
+	// Where the data comes from (the notice, or why it is provisional).
+	Source        string `protobuf:"bytes,6,opt,name=source,proto3" json:"source,omitempty"`
+	PublishedBy   string `protobuf:"bytes,7,opt,name=published_by,json=publishedBy,proto3" json:"published_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CalendarYearPublished) Reset() {
+	*x = CalendarYearPublished{}
+	mi := &file_closeloop_events_v1_sla_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CalendarYearPublished) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CalendarYearPublished) ProtoMessage() {}
+
+func (x *CalendarYearPublished) ProtoReflect() protoreflect.Message {
+	mi := &file_closeloop_events_v1_sla_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CalendarYearPublished.ProtoReflect.Descriptor instead.
+func (*CalendarYearPublished) Descriptor() ([]byte, []int) {
+	return file_closeloop_events_v1_sla_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CalendarYearPublished) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *CalendarYearPublished) GetYear() int32 {
+	if x != nil {
+		return x.Year
+	}
+	return 0
+}
+
+func (x *CalendarYearPublished) GetVersion() int32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *CalendarYearPublished) GetHolidays() []*CalendarHoliday {
+	if x != nil {
+		return x.Holidays
+	}
+	return nil
+}
+
+func (x *CalendarYearPublished) GetProvisional() bool {
+	if x != nil {
+		return x.Provisional
+	}
+	return false
+}
+
+func (x *CalendarYearPublished) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *CalendarYearPublished) GetPublishedBy() string {
+	if x != nil {
+		return x.PublishedBy
+	}
+	return ""
+}
+
+// CalendarHoliday is one holiday of a CalendarYearPublished.
+type CalendarHoliday struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Days off, inclusive, as YYYY-MM-DD.
+	OffFrom string `protobuf:"bytes,2,opt,name=off_from,json=offFrom,proto3" json:"off_from,omitempty"`
+	OffTo   string `protobuf:"bytes,3,opt,name=off_to,json=offTo,proto3" json:"off_to,omitempty"`
+	// Make-up working days (调休), YYYY-MM-DD.
+	Work []string `protobuf:"bytes,4,rep,name=work,proto3" json:"work,omitempty"`
+	// Not from the official notice.
+	Provisional   bool `protobuf:"varint,5,opt,name=provisional,proto3" json:"provisional,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CalendarHoliday) Reset() {
+	*x = CalendarHoliday{}
+	mi := &file_closeloop_events_v1_sla_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CalendarHoliday) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CalendarHoliday) ProtoMessage() {}
+
+func (x *CalendarHoliday) ProtoReflect() protoreflect.Message {
+	mi := &file_closeloop_events_v1_sla_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CalendarHoliday.ProtoReflect.Descriptor instead.
+func (*CalendarHoliday) Descriptor() ([]byte, []int) {
+	return file_closeloop_events_v1_sla_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *CalendarHoliday) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CalendarHoliday) GetOffFrom() string {
+	if x != nil {
+		return x.OffFrom
+	}
+	return ""
+}
+
+func (x *CalendarHoliday) GetOffTo() string {
+	if x != nil {
+		return x.OffTo
+	}
+	return ""
+}
+
+func (x *CalendarHoliday) GetWork() []string {
+	if x != nil {
+		return x.Work
+	}
+	return nil
+}
+
+func (x *CalendarHoliday) GetProvisional() bool {
+	if x != nil {
+		return x.Provisional
+	}
+	return false
+}
+
 var File_closeloop_events_v1_sla_proto protoreflect.FileDescriptor
 
 const file_closeloop_events_v1_sla_proto_rawDesc = "" +
@@ -757,7 +937,21 @@ const file_closeloop_events_v1_sla_proto_rawDesc = "" +
 	"\x12SlaPolicyPublished\x12%\n" +
 	"\x0epolicy_version\x18\x01 \x01(\tR\rpolicyVersion\x12\x1a\n" +
 	"\bdocument\x18\x02 \x01(\fR\bdocument\x12!\n" +
-	"\fpublished_by\x18\x03 \x01(\tR\vpublishedBy*\x9c\x02\n" +
+	"\fpublished_by\x18\x03 \x01(\tR\vpublishedBy\"\xfc\x01\n" +
+	"\x15CalendarYearPublished\x12\x16\n" +
+	"\x06region\x18\x01 \x01(\tR\x06region\x12\x12\n" +
+	"\x04year\x18\x02 \x01(\x05R\x04year\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x05R\aversion\x12@\n" +
+	"\bholidays\x18\x04 \x03(\v2$.closeloop.events.v1.CalendarHolidayR\bholidays\x12 \n" +
+	"\vprovisional\x18\x05 \x01(\bR\vprovisional\x12\x16\n" +
+	"\x06source\x18\x06 \x01(\tR\x06source\x12!\n" +
+	"\fpublished_by\x18\a \x01(\tR\vpublishedBy\"\x8d\x01\n" +
+	"\x0fCalendarHoliday\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
+	"\boff_from\x18\x02 \x01(\tR\aoffFrom\x12\x15\n" +
+	"\x06off_to\x18\x03 \x01(\tR\x05offTo\x12\x12\n" +
+	"\x04work\x18\x04 \x03(\tR\x04work\x12 \n" +
+	"\vprovisional\x18\x05 \x01(\bR\vprovisional*\x9c\x02\n" +
 	"\tSlaTarget\x12\x1a\n" +
 	"\x16SLA_TARGET_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15SLA_TARGET_ACCEPTANCE\x10\x01\x12\x1d\n" +
@@ -782,7 +976,7 @@ func file_closeloop_events_v1_sla_proto_rawDescGZIP() []byte {
 }
 
 var file_closeloop_events_v1_sla_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_closeloop_events_v1_sla_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_closeloop_events_v1_sla_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_closeloop_events_v1_sla_proto_goTypes = []any{
 	(SlaTarget)(0),                // 0: closeloop.events.v1.SlaTarget
 	(*SlaClockStarted)(nil),       // 1: closeloop.events.v1.SlaClockStarted
@@ -793,37 +987,40 @@ var file_closeloop_events_v1_sla_proto_goTypes = []any{
 	(*SlaMet)(nil),                // 6: closeloop.events.v1.SlaMet
 	(*SlaClockCancelled)(nil),     // 7: closeloop.events.v1.SlaClockCancelled
 	(*SlaPolicyPublished)(nil),    // 8: closeloop.events.v1.SlaPolicyPublished
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 10: google.protobuf.Duration
+	(*CalendarYearPublished)(nil), // 9: closeloop.events.v1.CalendarYearPublished
+	(*CalendarHoliday)(nil),       // 10: closeloop.events.v1.CalendarHoliday
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
 }
 var file_closeloop_events_v1_sla_proto_depIdxs = []int32{
 	0,  // 0: closeloop.events.v1.SlaClockStarted.target:type_name -> closeloop.events.v1.SlaTarget
-	9,  // 1: closeloop.events.v1.SlaClockStarted.started_at:type_name -> google.protobuf.Timestamp
-	9,  // 2: closeloop.events.v1.SlaClockStarted.deadline:type_name -> google.protobuf.Timestamp
-	10, // 3: closeloop.events.v1.SlaClockStarted.budget:type_name -> google.protobuf.Duration
+	11, // 1: closeloop.events.v1.SlaClockStarted.started_at:type_name -> google.protobuf.Timestamp
+	11, // 2: closeloop.events.v1.SlaClockStarted.deadline:type_name -> google.protobuf.Timestamp
+	12, // 3: closeloop.events.v1.SlaClockStarted.budget:type_name -> google.protobuf.Duration
 	0,  // 4: closeloop.events.v1.SlaClockPaused.target:type_name -> closeloop.events.v1.SlaTarget
-	9,  // 5: closeloop.events.v1.SlaClockPaused.paused_at:type_name -> google.protobuf.Timestamp
-	10, // 6: closeloop.events.v1.SlaClockPaused.remaining:type_name -> google.protobuf.Duration
+	11, // 5: closeloop.events.v1.SlaClockPaused.paused_at:type_name -> google.protobuf.Timestamp
+	12, // 6: closeloop.events.v1.SlaClockPaused.remaining:type_name -> google.protobuf.Duration
 	0,  // 7: closeloop.events.v1.SlaClockResumed.target:type_name -> closeloop.events.v1.SlaTarget
-	9,  // 8: closeloop.events.v1.SlaClockResumed.resumed_at:type_name -> google.protobuf.Timestamp
-	9,  // 9: closeloop.events.v1.SlaClockResumed.new_deadline:type_name -> google.protobuf.Timestamp
+	11, // 8: closeloop.events.v1.SlaClockResumed.resumed_at:type_name -> google.protobuf.Timestamp
+	11, // 9: closeloop.events.v1.SlaClockResumed.new_deadline:type_name -> google.protobuf.Timestamp
 	0,  // 10: closeloop.events.v1.SlaWarning.target:type_name -> closeloop.events.v1.SlaTarget
-	9,  // 11: closeloop.events.v1.SlaWarning.due_at:type_name -> google.protobuf.Timestamp
-	9,  // 12: closeloop.events.v1.SlaWarning.deadline:type_name -> google.protobuf.Timestamp
-	10, // 13: closeloop.events.v1.SlaWarning.late_by:type_name -> google.protobuf.Duration
+	11, // 11: closeloop.events.v1.SlaWarning.due_at:type_name -> google.protobuf.Timestamp
+	11, // 12: closeloop.events.v1.SlaWarning.deadline:type_name -> google.protobuf.Timestamp
+	12, // 13: closeloop.events.v1.SlaWarning.late_by:type_name -> google.protobuf.Duration
 	0,  // 14: closeloop.events.v1.SlaBreached.target:type_name -> closeloop.events.v1.SlaTarget
-	9,  // 15: closeloop.events.v1.SlaBreached.deadline:type_name -> google.protobuf.Timestamp
-	10, // 16: closeloop.events.v1.SlaBreached.late_by:type_name -> google.protobuf.Duration
+	11, // 15: closeloop.events.v1.SlaBreached.deadline:type_name -> google.protobuf.Timestamp
+	12, // 16: closeloop.events.v1.SlaBreached.late_by:type_name -> google.protobuf.Duration
 	0,  // 17: closeloop.events.v1.SlaMet.target:type_name -> closeloop.events.v1.SlaTarget
-	9,  // 18: closeloop.events.v1.SlaMet.met_at:type_name -> google.protobuf.Timestamp
-	9,  // 19: closeloop.events.v1.SlaMet.deadline:type_name -> google.protobuf.Timestamp
-	10, // 20: closeloop.events.v1.SlaMet.margin:type_name -> google.protobuf.Duration
+	11, // 18: closeloop.events.v1.SlaMet.met_at:type_name -> google.protobuf.Timestamp
+	11, // 19: closeloop.events.v1.SlaMet.deadline:type_name -> google.protobuf.Timestamp
+	12, // 20: closeloop.events.v1.SlaMet.margin:type_name -> google.protobuf.Duration
 	0,  // 21: closeloop.events.v1.SlaClockCancelled.target:type_name -> closeloop.events.v1.SlaTarget
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	10, // 22: closeloop.events.v1.CalendarYearPublished.holidays:type_name -> closeloop.events.v1.CalendarHoliday
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_closeloop_events_v1_sla_proto_init() }
@@ -837,7 +1034,7 @@ func file_closeloop_events_v1_sla_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_closeloop_events_v1_sla_proto_rawDesc), len(file_closeloop_events_v1_sla_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

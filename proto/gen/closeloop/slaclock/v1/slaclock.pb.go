@@ -6,7 +6,7 @@
 
 // Package closeloop.slaclock.v1 is the sla-clock service's API: the clocks of
 // a complaint, what breaches next, history as of an instant, policy
-// re-application and what-if replays.
+// re-application, what-if replays, the deadline calculator and the calendars.
 
 package slaclockv1
 
@@ -969,6 +969,529 @@ func (x *PublishPolicyResponse) GetPolicyVersion() string {
 	return ""
 }
 
+type ComputeDeadlineRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Calendar id ("cn-standard"); empty: the default calendar.
+	CalendarId string                 `protobuf:"bytes,1,opt,name=calendar_id,json=calendarId,proto3" json:"calendar_id,omitempty"`
+	From       *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	// Exactly one of duration (working time, positive) and working_days (positive).
+	Duration      *durationpb.Duration `protobuf:"bytes,3,opt,name=duration,proto3" json:"duration,omitempty"`
+	WorkingDays   int32                `protobuf:"varint,4,opt,name=working_days,json=workingDays,proto3" json:"working_days,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ComputeDeadlineRequest) Reset() {
+	*x = ComputeDeadlineRequest{}
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ComputeDeadlineRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ComputeDeadlineRequest) ProtoMessage() {}
+
+func (x *ComputeDeadlineRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ComputeDeadlineRequest.ProtoReflect.Descriptor instead.
+func (*ComputeDeadlineRequest) Descriptor() ([]byte, []int) {
+	return file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ComputeDeadlineRequest) GetCalendarId() string {
+	if x != nil {
+		return x.CalendarId
+	}
+	return ""
+}
+
+func (x *ComputeDeadlineRequest) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *ComputeDeadlineRequest) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
+func (x *ComputeDeadlineRequest) GetWorkingDays() int32 {
+	if x != nil {
+		return x.WorkingDays
+	}
+	return 0
+}
+
+type ComputeDeadlineResponse struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Deadline        *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	CalendarId      string                 `protobuf:"bytes,2,opt,name=calendar_id,json=calendarId,proto3" json:"calendar_id,omitempty"`
+	CalendarVersion string                 `protobuf:"bytes,3,opt,name=calendar_version,json=calendarVersion,proto3" json:"calendar_version,omitempty"`
+	// The calendar's IANA time zone (to show the deadline in local time).
+	TimeZone string `protobuf:"bytes,4,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	// True when a day from `from` to the deadline lies in a year whose holiday
+	// data is provisional or missing: the deadline may move.
+	Provisional      bool    `protobuf:"varint,5,opt,name=provisional,proto3" json:"provisional,omitempty"`
+	ProvisionalYears []int32 `protobuf:"varint,6,rep,packed,name=provisional_years,json=provisionalYears,proto3" json:"provisional_years,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ComputeDeadlineResponse) Reset() {
+	*x = ComputeDeadlineResponse{}
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ComputeDeadlineResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ComputeDeadlineResponse) ProtoMessage() {}
+
+func (x *ComputeDeadlineResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ComputeDeadlineResponse.ProtoReflect.Descriptor instead.
+func (*ComputeDeadlineResponse) Descriptor() ([]byte, []int) {
+	return file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ComputeDeadlineResponse) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+func (x *ComputeDeadlineResponse) GetCalendarId() string {
+	if x != nil {
+		return x.CalendarId
+	}
+	return ""
+}
+
+func (x *ComputeDeadlineResponse) GetCalendarVersion() string {
+	if x != nil {
+		return x.CalendarVersion
+	}
+	return ""
+}
+
+func (x *ComputeDeadlineResponse) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
+}
+
+func (x *ComputeDeadlineResponse) GetProvisional() bool {
+	if x != nil {
+		return x.Provisional
+	}
+	return false
+}
+
+func (x *ComputeDeadlineResponse) GetProvisionalYears() []int32 {
+	if x != nil {
+		return x.ProvisionalYears
+	}
+	return nil
+}
+
+type ListCalendarsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCalendarsRequest) Reset() {
+	*x = ListCalendarsRequest{}
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCalendarsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCalendarsRequest) ProtoMessage() {}
+
+func (x *ListCalendarsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCalendarsRequest.ProtoReflect.Descriptor instead.
+func (*ListCalendarsRequest) Descriptor() ([]byte, []int) {
+	return file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP(), []int{16}
+}
+
+type ListCalendarsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Calendars     []*CalendarInfo        `protobuf:"bytes,1,rep,name=calendars,proto3" json:"calendars,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCalendarsResponse) Reset() {
+	*x = ListCalendarsResponse{}
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCalendarsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCalendarsResponse) ProtoMessage() {}
+
+func (x *ListCalendarsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCalendarsResponse.ProtoReflect.Descriptor instead.
+func (*ListCalendarsResponse) Descriptor() ([]byte, []int) {
+	return file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListCalendarsResponse) GetCalendars() []*CalendarInfo {
+	if x != nil {
+		return x.Calendars
+	}
+	return nil
+}
+
+type CalendarInfo struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Id       string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Version  string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	TimeZone string                 `protobuf:"bytes,3,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	Default  bool                   `protobuf:"varint,4,opt,name=default,proto3" json:"default,omitempty"`
+	// The holiday region whose years apply ("CN"); empty: no holidays.
+	Region        string          `protobuf:"bytes,5,opt,name=region,proto3" json:"region,omitempty"`
+	Years         []*CalendarYear `protobuf:"bytes,6,rep,name=years,proto3" json:"years,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CalendarInfo) Reset() {
+	*x = CalendarInfo{}
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CalendarInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CalendarInfo) ProtoMessage() {}
+
+func (x *CalendarInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CalendarInfo.ProtoReflect.Descriptor instead.
+func (*CalendarInfo) Descriptor() ([]byte, []int) {
+	return file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *CalendarInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CalendarInfo) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *CalendarInfo) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
+}
+
+func (x *CalendarInfo) GetDefault() bool {
+	if x != nil {
+		return x.Default
+	}
+	return false
+}
+
+func (x *CalendarInfo) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *CalendarInfo) GetYears() []*CalendarYear {
+	if x != nil {
+		return x.Years
+	}
+	return nil
+}
+
+type CalendarYear struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Year  int32                  `protobuf:"varint,1,opt,name=year,proto3" json:"year,omitempty"`
+	// 0: the data shipped with the service; n: the n-th published version.
+	Version     int32  `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Provisional bool   `protobuf:"varint,3,opt,name=provisional,proto3" json:"provisional,omitempty"`
+	Source      string `protobuf:"bytes,4,opt,name=source,proto3" json:"source,omitempty"`
+	// The holidays not from the official notice ("Mid-Autumn (中秋) 2027-09-15..2027-09-15").
+	ProvisionalEntries []string `protobuf:"bytes,5,rep,name=provisional_entries,json=provisionalEntries,proto3" json:"provisional_entries,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *CalendarYear) Reset() {
+	*x = CalendarYear{}
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CalendarYear) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CalendarYear) ProtoMessage() {}
+
+func (x *CalendarYear) ProtoReflect() protoreflect.Message {
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CalendarYear.ProtoReflect.Descriptor instead.
+func (*CalendarYear) Descriptor() ([]byte, []int) {
+	return file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *CalendarYear) GetYear() int32 {
+	if x != nil {
+		return x.Year
+	}
+	return 0
+}
+
+func (x *CalendarYear) GetVersion() int32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *CalendarYear) GetProvisional() bool {
+	if x != nil {
+		return x.Provisional
+	}
+	return false
+}
+
+func (x *CalendarYear) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *CalendarYear) GetProvisionalEntries() []string {
+	if x != nil {
+		return x.ProvisionalEntries
+	}
+	return nil
+}
+
+type PublishCalendarYearRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One year of holiday data as JSON (libs/calendar/data/<region>/<year>.json).
+	Document      []byte `protobuf:"bytes,1,opt,name=document,proto3" json:"document,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublishCalendarYearRequest) Reset() {
+	*x = PublishCalendarYearRequest{}
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishCalendarYearRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishCalendarYearRequest) ProtoMessage() {}
+
+func (x *PublishCalendarYearRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishCalendarYearRequest.ProtoReflect.Descriptor instead.
+func (*PublishCalendarYearRequest) Descriptor() ([]byte, []int) {
+	return file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *PublishCalendarYearRequest) GetDocument() []byte {
+	if x != nil {
+		return x.Document
+	}
+	return nil
+}
+
+type PublishCalendarYearResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Region  string                 `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	Year    int32                  `protobuf:"varint,2,opt,name=year,proto3" json:"year,omitempty"`
+	Version int32                  `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	// False when the same document was already the newest version.
+	Published bool `protobuf:"varint,4,opt,name=published,proto3" json:"published,omitempty"`
+	// The versions of the calendars of the region now in use.
+	CalendarVersions []string `protobuf:"bytes,5,rep,name=calendar_versions,json=calendarVersions,proto3" json:"calendar_versions,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *PublishCalendarYearResponse) Reset() {
+	*x = PublishCalendarYearResponse{}
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublishCalendarYearResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublishCalendarYearResponse) ProtoMessage() {}
+
+func (x *PublishCalendarYearResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublishCalendarYearResponse.ProtoReflect.Descriptor instead.
+func (*PublishCalendarYearResponse) Descriptor() ([]byte, []int) {
+	return file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *PublishCalendarYearResponse) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *PublishCalendarYearResponse) GetYear() int32 {
+	if x != nil {
+		return x.Year
+	}
+	return 0
+}
+
+func (x *PublishCalendarYearResponse) GetVersion() int32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *PublishCalendarYearResponse) GetPublished() bool {
+	if x != nil {
+		return x.Published
+	}
+	return false
+}
+
+func (x *PublishCalendarYearResponse) GetCalendarVersions() []string {
+	if x != nil {
+		return x.CalendarVersions
+	}
+	return nil
+}
+
 var File_closeloop_slaclock_v1_slaclock_proto protoreflect.FileDescriptor
 
 const file_closeloop_slaclock_v1_slaclock_proto_rawDesc = "" +
@@ -1042,21 +1565,62 @@ const file_closeloop_slaclock_v1_slaclock_proto_rawDesc = "" +
 	"\bdocument\x18\x01 \x01(\fR\bdocument\x12!\n" +
 	"\fpublished_by\x18\x02 \x01(\tR\vpublishedBy\">\n" +
 	"\x15PublishPolicyResponse\x12%\n" +
-	"\x0epolicy_version\x18\x01 \x01(\tR\rpolicyVersion*\xab\x01\n" +
+	"\x0epolicy_version\x18\x01 \x01(\tR\rpolicyVersion\"\xc3\x01\n" +
+	"\x16ComputeDeadlineRequest\x12\x1f\n" +
+	"\vcalendar_id\x18\x01 \x01(\tR\n" +
+	"calendarId\x12.\n" +
+	"\x04from\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x125\n" +
+	"\bduration\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12!\n" +
+	"\fworking_days\x18\x04 \x01(\x05R\vworkingDays\"\x89\x02\n" +
+	"\x17ComputeDeadlineResponse\x126\n" +
+	"\bdeadline\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12\x1f\n" +
+	"\vcalendar_id\x18\x02 \x01(\tR\n" +
+	"calendarId\x12)\n" +
+	"\x10calendar_version\x18\x03 \x01(\tR\x0fcalendarVersion\x12\x1b\n" +
+	"\ttime_zone\x18\x04 \x01(\tR\btimeZone\x12 \n" +
+	"\vprovisional\x18\x05 \x01(\bR\vprovisional\x12+\n" +
+	"\x11provisional_years\x18\x06 \x03(\x05R\x10provisionalYears\"\x16\n" +
+	"\x14ListCalendarsRequest\"Z\n" +
+	"\x15ListCalendarsResponse\x12A\n" +
+	"\tcalendars\x18\x01 \x03(\v2#.closeloop.slaclock.v1.CalendarInfoR\tcalendars\"\xc2\x01\n" +
+	"\fCalendarInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1b\n" +
+	"\ttime_zone\x18\x03 \x01(\tR\btimeZone\x12\x18\n" +
+	"\adefault\x18\x04 \x01(\bR\adefault\x12\x16\n" +
+	"\x06region\x18\x05 \x01(\tR\x06region\x129\n" +
+	"\x05years\x18\x06 \x03(\v2#.closeloop.slaclock.v1.CalendarYearR\x05years\"\xa7\x01\n" +
+	"\fCalendarYear\x12\x12\n" +
+	"\x04year\x18\x01 \x01(\x05R\x04year\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x05R\aversion\x12 \n" +
+	"\vprovisional\x18\x03 \x01(\bR\vprovisional\x12\x16\n" +
+	"\x06source\x18\x04 \x01(\tR\x06source\x12/\n" +
+	"\x13provisional_entries\x18\x05 \x03(\tR\x12provisionalEntries\"8\n" +
+	"\x1aPublishCalendarYearRequest\x12\x1a\n" +
+	"\bdocument\x18\x01 \x01(\fR\bdocument\"\xae\x01\n" +
+	"\x1bPublishCalendarYearResponse\x12\x16\n" +
+	"\x06region\x18\x01 \x01(\tR\x06region\x12\x12\n" +
+	"\x04year\x18\x02 \x01(\x05R\x04year\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x05R\aversion\x12\x1c\n" +
+	"\tpublished\x18\x04 \x01(\bR\tpublished\x12+\n" +
+	"\x11calendar_versions\x18\x05 \x03(\tR\x10calendarVersions*\xab\x01\n" +
 	"\vClockStatus\x12\x1c\n" +
 	"\x18CLOCK_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14CLOCK_STATUS_RUNNING\x10\x01\x12\x17\n" +
 	"\x13CLOCK_STATUS_PAUSED\x10\x02\x12\x14\n" +
 	"\x10CLOCK_STATUS_MET\x10\x03\x12\x19\n" +
 	"\x15CLOCK_STATUS_BREACHED\x10\x04\x12\x1a\n" +
-	"\x16CLOCK_STATUS_CANCELLED\x10\x052\xf8\x04\n" +
+	"\x16CLOCK_STATUS_CANCELLED\x10\x052\xd4\a\n" +
 	"\x0fSlaClockService\x12^\n" +
 	"\tGetClocks\x12'.closeloop.slaclock.v1.GetClocksRequest\x1a(.closeloop.slaclock.v1.GetClocksResponse\x12j\n" +
 	"\rGetClocksAsOf\x12+.closeloop.slaclock.v1.GetClocksAsOfRequest\x1a,.closeloop.slaclock.v1.GetClocksAsOfResponse\x12j\n" +
 	"\rListDueWithin\x12+.closeloop.slaclock.v1.ListDueWithinRequest\x1a,.closeloop.slaclock.v1.ListDueWithinResponse\x12j\n" +
 	"\rReapplyPolicy\x12+.closeloop.slaclock.v1.ReapplyPolicyRequest\x1a,.closeloop.slaclock.v1.ReapplyPolicyResponse\x12j\n" +
 	"\rPublishPolicy\x12+.closeloop.slaclock.v1.PublishPolicyRequest\x1a,.closeloop.slaclock.v1.PublishPolicyResponse\x12U\n" +
-	"\x06WhatIf\x12$.closeloop.slaclock.v1.WhatIfRequest\x1a%.closeloop.slaclock.v1.WhatIfResponseBKZIgithub.com/closeloop/closeloop/proto/gen/closeloop/slaclock/v1;slaclockv1b\x06proto3"
+	"\x06WhatIf\x12$.closeloop.slaclock.v1.WhatIfRequest\x1a%.closeloop.slaclock.v1.WhatIfResponse\x12p\n" +
+	"\x0fComputeDeadline\x12-.closeloop.slaclock.v1.ComputeDeadlineRequest\x1a..closeloop.slaclock.v1.ComputeDeadlineResponse\x12j\n" +
+	"\rListCalendars\x12+.closeloop.slaclock.v1.ListCalendarsRequest\x1a,.closeloop.slaclock.v1.ListCalendarsResponse\x12|\n" +
+	"\x13PublishCalendarYear\x121.closeloop.slaclock.v1.PublishCalendarYearRequest\x1a2.closeloop.slaclock.v1.PublishCalendarYearResponseBKZIgithub.com/closeloop/closeloop/proto/gen/closeloop/slaclock/v1;slaclockv1b\x06proto3"
 
 var (
 	file_closeloop_slaclock_v1_slaclock_proto_rawDescOnce sync.Once
@@ -1071,62 +1635,81 @@ func file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP() []byte {
 }
 
 var file_closeloop_slaclock_v1_slaclock_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_closeloop_slaclock_v1_slaclock_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_closeloop_slaclock_v1_slaclock_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_closeloop_slaclock_v1_slaclock_proto_goTypes = []any{
-	(ClockStatus)(0),              // 0: closeloop.slaclock.v1.ClockStatus
-	(*Clock)(nil),                 // 1: closeloop.slaclock.v1.Clock
-	(*GetClocksRequest)(nil),      // 2: closeloop.slaclock.v1.GetClocksRequest
-	(*GetClocksResponse)(nil),     // 3: closeloop.slaclock.v1.GetClocksResponse
-	(*GetClocksAsOfRequest)(nil),  // 4: closeloop.slaclock.v1.GetClocksAsOfRequest
-	(*GetClocksAsOfResponse)(nil), // 5: closeloop.slaclock.v1.GetClocksAsOfResponse
-	(*ListDueWithinRequest)(nil),  // 6: closeloop.slaclock.v1.ListDueWithinRequest
-	(*ListDueWithinResponse)(nil), // 7: closeloop.slaclock.v1.ListDueWithinResponse
-	(*ReapplyPolicyRequest)(nil),  // 8: closeloop.slaclock.v1.ReapplyPolicyRequest
-	(*ReapplyPolicyResponse)(nil), // 9: closeloop.slaclock.v1.ReapplyPolicyResponse
-	(*WhatIfRequest)(nil),         // 10: closeloop.slaclock.v1.WhatIfRequest
-	(*TargetDiff)(nil),            // 11: closeloop.slaclock.v1.TargetDiff
-	(*WhatIfResponse)(nil),        // 12: closeloop.slaclock.v1.WhatIfResponse
-	(*PublishPolicyRequest)(nil),  // 13: closeloop.slaclock.v1.PublishPolicyRequest
-	(*PublishPolicyResponse)(nil), // 14: closeloop.slaclock.v1.PublishPolicyResponse
-	(v1.SlaTarget)(0),             // 15: closeloop.events.v1.SlaTarget
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
+	(ClockStatus)(0),                    // 0: closeloop.slaclock.v1.ClockStatus
+	(*Clock)(nil),                       // 1: closeloop.slaclock.v1.Clock
+	(*GetClocksRequest)(nil),            // 2: closeloop.slaclock.v1.GetClocksRequest
+	(*GetClocksResponse)(nil),           // 3: closeloop.slaclock.v1.GetClocksResponse
+	(*GetClocksAsOfRequest)(nil),        // 4: closeloop.slaclock.v1.GetClocksAsOfRequest
+	(*GetClocksAsOfResponse)(nil),       // 5: closeloop.slaclock.v1.GetClocksAsOfResponse
+	(*ListDueWithinRequest)(nil),        // 6: closeloop.slaclock.v1.ListDueWithinRequest
+	(*ListDueWithinResponse)(nil),       // 7: closeloop.slaclock.v1.ListDueWithinResponse
+	(*ReapplyPolicyRequest)(nil),        // 8: closeloop.slaclock.v1.ReapplyPolicyRequest
+	(*ReapplyPolicyResponse)(nil),       // 9: closeloop.slaclock.v1.ReapplyPolicyResponse
+	(*WhatIfRequest)(nil),               // 10: closeloop.slaclock.v1.WhatIfRequest
+	(*TargetDiff)(nil),                  // 11: closeloop.slaclock.v1.TargetDiff
+	(*WhatIfResponse)(nil),              // 12: closeloop.slaclock.v1.WhatIfResponse
+	(*PublishPolicyRequest)(nil),        // 13: closeloop.slaclock.v1.PublishPolicyRequest
+	(*PublishPolicyResponse)(nil),       // 14: closeloop.slaclock.v1.PublishPolicyResponse
+	(*ComputeDeadlineRequest)(nil),      // 15: closeloop.slaclock.v1.ComputeDeadlineRequest
+	(*ComputeDeadlineResponse)(nil),     // 16: closeloop.slaclock.v1.ComputeDeadlineResponse
+	(*ListCalendarsRequest)(nil),        // 17: closeloop.slaclock.v1.ListCalendarsRequest
+	(*ListCalendarsResponse)(nil),       // 18: closeloop.slaclock.v1.ListCalendarsResponse
+	(*CalendarInfo)(nil),                // 19: closeloop.slaclock.v1.CalendarInfo
+	(*CalendarYear)(nil),                // 20: closeloop.slaclock.v1.CalendarYear
+	(*PublishCalendarYearRequest)(nil),  // 21: closeloop.slaclock.v1.PublishCalendarYearRequest
+	(*PublishCalendarYearResponse)(nil), // 22: closeloop.slaclock.v1.PublishCalendarYearResponse
+	(v1.SlaTarget)(0),                   // 23: closeloop.events.v1.SlaTarget
+	(*timestamppb.Timestamp)(nil),       // 24: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),         // 25: google.protobuf.Duration
 }
 var file_closeloop_slaclock_v1_slaclock_proto_depIdxs = []int32{
-	15, // 0: closeloop.slaclock.v1.Clock.target:type_name -> closeloop.events.v1.SlaTarget
+	23, // 0: closeloop.slaclock.v1.Clock.target:type_name -> closeloop.events.v1.SlaTarget
 	0,  // 1: closeloop.slaclock.v1.Clock.status:type_name -> closeloop.slaclock.v1.ClockStatus
-	16, // 2: closeloop.slaclock.v1.Clock.started_at:type_name -> google.protobuf.Timestamp
-	16, // 3: closeloop.slaclock.v1.Clock.deadline:type_name -> google.protobuf.Timestamp
-	17, // 4: closeloop.slaclock.v1.Clock.budget:type_name -> google.protobuf.Duration
-	17, // 5: closeloop.slaclock.v1.Clock.remaining:type_name -> google.protobuf.Duration
+	24, // 2: closeloop.slaclock.v1.Clock.started_at:type_name -> google.protobuf.Timestamp
+	24, // 3: closeloop.slaclock.v1.Clock.deadline:type_name -> google.protobuf.Timestamp
+	25, // 4: closeloop.slaclock.v1.Clock.budget:type_name -> google.protobuf.Duration
+	25, // 5: closeloop.slaclock.v1.Clock.remaining:type_name -> google.protobuf.Duration
 	1,  // 6: closeloop.slaclock.v1.GetClocksResponse.clocks:type_name -> closeloop.slaclock.v1.Clock
-	16, // 7: closeloop.slaclock.v1.GetClocksResponse.as_of:type_name -> google.protobuf.Timestamp
-	16, // 8: closeloop.slaclock.v1.GetClocksAsOfRequest.as_of:type_name -> google.protobuf.Timestamp
+	24, // 7: closeloop.slaclock.v1.GetClocksResponse.as_of:type_name -> google.protobuf.Timestamp
+	24, // 8: closeloop.slaclock.v1.GetClocksAsOfRequest.as_of:type_name -> google.protobuf.Timestamp
 	1,  // 9: closeloop.slaclock.v1.GetClocksAsOfResponse.clocks:type_name -> closeloop.slaclock.v1.Clock
-	16, // 10: closeloop.slaclock.v1.GetClocksAsOfResponse.as_of:type_name -> google.protobuf.Timestamp
-	17, // 11: closeloop.slaclock.v1.ListDueWithinRequest.window:type_name -> google.protobuf.Duration
+	24, // 10: closeloop.slaclock.v1.GetClocksAsOfResponse.as_of:type_name -> google.protobuf.Timestamp
+	25, // 11: closeloop.slaclock.v1.ListDueWithinRequest.window:type_name -> google.protobuf.Duration
 	1,  // 12: closeloop.slaclock.v1.ListDueWithinResponse.clocks:type_name -> closeloop.slaclock.v1.Clock
-	16, // 13: closeloop.slaclock.v1.WhatIfRequest.from:type_name -> google.protobuf.Timestamp
-	16, // 14: closeloop.slaclock.v1.WhatIfRequest.to:type_name -> google.protobuf.Timestamp
-	15, // 15: closeloop.slaclock.v1.TargetDiff.target:type_name -> closeloop.events.v1.SlaTarget
+	24, // 13: closeloop.slaclock.v1.WhatIfRequest.from:type_name -> google.protobuf.Timestamp
+	24, // 14: closeloop.slaclock.v1.WhatIfRequest.to:type_name -> google.protobuf.Timestamp
+	23, // 15: closeloop.slaclock.v1.TargetDiff.target:type_name -> closeloop.events.v1.SlaTarget
 	11, // 16: closeloop.slaclock.v1.WhatIfResponse.targets:type_name -> closeloop.slaclock.v1.TargetDiff
-	2,  // 17: closeloop.slaclock.v1.SlaClockService.GetClocks:input_type -> closeloop.slaclock.v1.GetClocksRequest
-	4,  // 18: closeloop.slaclock.v1.SlaClockService.GetClocksAsOf:input_type -> closeloop.slaclock.v1.GetClocksAsOfRequest
-	6,  // 19: closeloop.slaclock.v1.SlaClockService.ListDueWithin:input_type -> closeloop.slaclock.v1.ListDueWithinRequest
-	8,  // 20: closeloop.slaclock.v1.SlaClockService.ReapplyPolicy:input_type -> closeloop.slaclock.v1.ReapplyPolicyRequest
-	13, // 21: closeloop.slaclock.v1.SlaClockService.PublishPolicy:input_type -> closeloop.slaclock.v1.PublishPolicyRequest
-	10, // 22: closeloop.slaclock.v1.SlaClockService.WhatIf:input_type -> closeloop.slaclock.v1.WhatIfRequest
-	3,  // 23: closeloop.slaclock.v1.SlaClockService.GetClocks:output_type -> closeloop.slaclock.v1.GetClocksResponse
-	5,  // 24: closeloop.slaclock.v1.SlaClockService.GetClocksAsOf:output_type -> closeloop.slaclock.v1.GetClocksAsOfResponse
-	7,  // 25: closeloop.slaclock.v1.SlaClockService.ListDueWithin:output_type -> closeloop.slaclock.v1.ListDueWithinResponse
-	9,  // 26: closeloop.slaclock.v1.SlaClockService.ReapplyPolicy:output_type -> closeloop.slaclock.v1.ReapplyPolicyResponse
-	14, // 27: closeloop.slaclock.v1.SlaClockService.PublishPolicy:output_type -> closeloop.slaclock.v1.PublishPolicyResponse
-	12, // 28: closeloop.slaclock.v1.SlaClockService.WhatIf:output_type -> closeloop.slaclock.v1.WhatIfResponse
-	23, // [23:29] is the sub-list for method output_type
-	17, // [17:23] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	24, // 17: closeloop.slaclock.v1.ComputeDeadlineRequest.from:type_name -> google.protobuf.Timestamp
+	25, // 18: closeloop.slaclock.v1.ComputeDeadlineRequest.duration:type_name -> google.protobuf.Duration
+	24, // 19: closeloop.slaclock.v1.ComputeDeadlineResponse.deadline:type_name -> google.protobuf.Timestamp
+	19, // 20: closeloop.slaclock.v1.ListCalendarsResponse.calendars:type_name -> closeloop.slaclock.v1.CalendarInfo
+	20, // 21: closeloop.slaclock.v1.CalendarInfo.years:type_name -> closeloop.slaclock.v1.CalendarYear
+	2,  // 22: closeloop.slaclock.v1.SlaClockService.GetClocks:input_type -> closeloop.slaclock.v1.GetClocksRequest
+	4,  // 23: closeloop.slaclock.v1.SlaClockService.GetClocksAsOf:input_type -> closeloop.slaclock.v1.GetClocksAsOfRequest
+	6,  // 24: closeloop.slaclock.v1.SlaClockService.ListDueWithin:input_type -> closeloop.slaclock.v1.ListDueWithinRequest
+	8,  // 25: closeloop.slaclock.v1.SlaClockService.ReapplyPolicy:input_type -> closeloop.slaclock.v1.ReapplyPolicyRequest
+	13, // 26: closeloop.slaclock.v1.SlaClockService.PublishPolicy:input_type -> closeloop.slaclock.v1.PublishPolicyRequest
+	10, // 27: closeloop.slaclock.v1.SlaClockService.WhatIf:input_type -> closeloop.slaclock.v1.WhatIfRequest
+	15, // 28: closeloop.slaclock.v1.SlaClockService.ComputeDeadline:input_type -> closeloop.slaclock.v1.ComputeDeadlineRequest
+	17, // 29: closeloop.slaclock.v1.SlaClockService.ListCalendars:input_type -> closeloop.slaclock.v1.ListCalendarsRequest
+	21, // 30: closeloop.slaclock.v1.SlaClockService.PublishCalendarYear:input_type -> closeloop.slaclock.v1.PublishCalendarYearRequest
+	3,  // 31: closeloop.slaclock.v1.SlaClockService.GetClocks:output_type -> closeloop.slaclock.v1.GetClocksResponse
+	5,  // 32: closeloop.slaclock.v1.SlaClockService.GetClocksAsOf:output_type -> closeloop.slaclock.v1.GetClocksAsOfResponse
+	7,  // 33: closeloop.slaclock.v1.SlaClockService.ListDueWithin:output_type -> closeloop.slaclock.v1.ListDueWithinResponse
+	9,  // 34: closeloop.slaclock.v1.SlaClockService.ReapplyPolicy:output_type -> closeloop.slaclock.v1.ReapplyPolicyResponse
+	14, // 35: closeloop.slaclock.v1.SlaClockService.PublishPolicy:output_type -> closeloop.slaclock.v1.PublishPolicyResponse
+	12, // 36: closeloop.slaclock.v1.SlaClockService.WhatIf:output_type -> closeloop.slaclock.v1.WhatIfResponse
+	16, // 37: closeloop.slaclock.v1.SlaClockService.ComputeDeadline:output_type -> closeloop.slaclock.v1.ComputeDeadlineResponse
+	18, // 38: closeloop.slaclock.v1.SlaClockService.ListCalendars:output_type -> closeloop.slaclock.v1.ListCalendarsResponse
+	22, // 39: closeloop.slaclock.v1.SlaClockService.PublishCalendarYear:output_type -> closeloop.slaclock.v1.PublishCalendarYearResponse
+	31, // [31:40] is the sub-list for method output_type
+	22, // [22:31] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_closeloop_slaclock_v1_slaclock_proto_init() }
@@ -1140,7 +1723,7 @@ func file_closeloop_slaclock_v1_slaclock_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_closeloop_slaclock_v1_slaclock_proto_rawDesc), len(file_closeloop_slaclock_v1_slaclock_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

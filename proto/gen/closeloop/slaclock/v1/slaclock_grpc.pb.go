@@ -6,7 +6,7 @@
 
 // Package closeloop.slaclock.v1 is the sla-clock service's API: the clocks of
 // a complaint, what breaches next, history as of an instant, policy
-// re-application and what-if replays.
+// re-application, what-if replays, the deadline calculator and the calendars.
 
 package slaclockv1
 
@@ -23,12 +23,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	SlaClockService_GetClocks_FullMethodName     = "/closeloop.slaclock.v1.SlaClockService/GetClocks"
-	SlaClockService_GetClocksAsOf_FullMethodName = "/closeloop.slaclock.v1.SlaClockService/GetClocksAsOf"
-	SlaClockService_ListDueWithin_FullMethodName = "/closeloop.slaclock.v1.SlaClockService/ListDueWithin"
-	SlaClockService_ReapplyPolicy_FullMethodName = "/closeloop.slaclock.v1.SlaClockService/ReapplyPolicy"
-	SlaClockService_PublishPolicy_FullMethodName = "/closeloop.slaclock.v1.SlaClockService/PublishPolicy"
-	SlaClockService_WhatIf_FullMethodName        = "/closeloop.slaclock.v1.SlaClockService/WhatIf"
+	SlaClockService_GetClocks_FullMethodName           = "/closeloop.slaclock.v1.SlaClockService/GetClocks"
+	SlaClockService_GetClocksAsOf_FullMethodName       = "/closeloop.slaclock.v1.SlaClockService/GetClocksAsOf"
+	SlaClockService_ListDueWithin_FullMethodName       = "/closeloop.slaclock.v1.SlaClockService/ListDueWithin"
+	SlaClockService_ReapplyPolicy_FullMethodName       = "/closeloop.slaclock.v1.SlaClockService/ReapplyPolicy"
+	SlaClockService_PublishPolicy_FullMethodName       = "/closeloop.slaclock.v1.SlaClockService/PublishPolicy"
+	SlaClockService_WhatIf_FullMethodName              = "/closeloop.slaclock.v1.SlaClockService/WhatIf"
+	SlaClockService_ComputeDeadline_FullMethodName     = "/closeloop.slaclock.v1.SlaClockService/ComputeDeadline"
+	SlaClockService_ListCalendars_FullMethodName       = "/closeloop.slaclock.v1.SlaClockService/ListCalendars"
+	SlaClockService_PublishCalendarYear_FullMethodName = "/closeloop.slaclock.v1.SlaClockService/PublishCalendarYear"
 )
 
 // SlaClockServiceClient is the client API for SlaClockService service.
@@ -53,6 +56,19 @@ type SlaClockServiceClient interface {
 	// WhatIf replays a candidate policy over past complaints and reports,
 	// changing nothing, how many targets would be met or breached differently.
 	WhatIf(ctx context.Context, in *WhatIfRequest, opts ...grpc.CallOption) (*WhatIfResponse, error)
+	// ComputeDeadline answers "from this instant, N working hours (or days) on
+	// this calendar": the deadline, the calendar version used, and whether a
+	// day it crossed has provisional holiday data. It writes nothing.
+	ComputeDeadline(ctx context.Context, in *ComputeDeadlineRequest, opts ...grpc.CallOption) (*ComputeDeadlineResponse, error)
+	// ListCalendars lists the calendars in use: versions, the years of holiday
+	// data they cover and which entries are provisional.
+	ListCalendars(ctx context.Context, in *ListCalendarsRequest, opts ...grpc.CallOption) (*ListCalendarsResponse, error)
+	// PublishCalendarYear validates one year of holiday data (the format of
+	// libs/calendar/data/<region>/<year>.json) and appends it as
+	// CalendarYearPublished to the region's stream "policy-calendar-<region>":
+	// the newest version of a year is used from then on. The same document
+	// again publishes nothing and returns the version it has.
+	PublishCalendarYear(ctx context.Context, in *PublishCalendarYearRequest, opts ...grpc.CallOption) (*PublishCalendarYearResponse, error)
 }
 
 type slaClockServiceClient struct {
@@ -123,6 +139,36 @@ func (c *slaClockServiceClient) WhatIf(ctx context.Context, in *WhatIfRequest, o
 	return out, nil
 }
 
+func (c *slaClockServiceClient) ComputeDeadline(ctx context.Context, in *ComputeDeadlineRequest, opts ...grpc.CallOption) (*ComputeDeadlineResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ComputeDeadlineResponse)
+	err := c.cc.Invoke(ctx, SlaClockService_ComputeDeadline_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *slaClockServiceClient) ListCalendars(ctx context.Context, in *ListCalendarsRequest, opts ...grpc.CallOption) (*ListCalendarsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCalendarsResponse)
+	err := c.cc.Invoke(ctx, SlaClockService_ListCalendars_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *slaClockServiceClient) PublishCalendarYear(ctx context.Context, in *PublishCalendarYearRequest, opts ...grpc.CallOption) (*PublishCalendarYearResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PublishCalendarYearResponse)
+	err := c.cc.Invoke(ctx, SlaClockService_PublishCalendarYear_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SlaClockServiceServer is the server API for SlaClockService service.
 // All implementations must embed UnimplementedSlaClockServiceServer
 // for forward compatibility.
@@ -145,6 +191,19 @@ type SlaClockServiceServer interface {
 	// WhatIf replays a candidate policy over past complaints and reports,
 	// changing nothing, how many targets would be met or breached differently.
 	WhatIf(context.Context, *WhatIfRequest) (*WhatIfResponse, error)
+	// ComputeDeadline answers "from this instant, N working hours (or days) on
+	// this calendar": the deadline, the calendar version used, and whether a
+	// day it crossed has provisional holiday data. It writes nothing.
+	ComputeDeadline(context.Context, *ComputeDeadlineRequest) (*ComputeDeadlineResponse, error)
+	// ListCalendars lists the calendars in use: versions, the years of holiday
+	// data they cover and which entries are provisional.
+	ListCalendars(context.Context, *ListCalendarsRequest) (*ListCalendarsResponse, error)
+	// PublishCalendarYear validates one year of holiday data (the format of
+	// libs/calendar/data/<region>/<year>.json) and appends it as
+	// CalendarYearPublished to the region's stream "policy-calendar-<region>":
+	// the newest version of a year is used from then on. The same document
+	// again publishes nothing and returns the version it has.
+	PublishCalendarYear(context.Context, *PublishCalendarYearRequest) (*PublishCalendarYearResponse, error)
 	mustEmbedUnimplementedSlaClockServiceServer()
 }
 
@@ -172,6 +231,15 @@ func (UnimplementedSlaClockServiceServer) PublishPolicy(context.Context, *Publis
 }
 func (UnimplementedSlaClockServiceServer) WhatIf(context.Context, *WhatIfRequest) (*WhatIfResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method WhatIf not implemented")
+}
+func (UnimplementedSlaClockServiceServer) ComputeDeadline(context.Context, *ComputeDeadlineRequest) (*ComputeDeadlineResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ComputeDeadline not implemented")
+}
+func (UnimplementedSlaClockServiceServer) ListCalendars(context.Context, *ListCalendarsRequest) (*ListCalendarsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListCalendars not implemented")
+}
+func (UnimplementedSlaClockServiceServer) PublishCalendarYear(context.Context, *PublishCalendarYearRequest) (*PublishCalendarYearResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PublishCalendarYear not implemented")
 }
 func (UnimplementedSlaClockServiceServer) mustEmbedUnimplementedSlaClockServiceServer() {}
 func (UnimplementedSlaClockServiceServer) testEmbeddedByValue()                         {}
@@ -302,6 +370,60 @@ func _SlaClockService_WhatIf_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SlaClockService_ComputeDeadline_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ComputeDeadlineRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SlaClockServiceServer).ComputeDeadline(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SlaClockService_ComputeDeadline_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SlaClockServiceServer).ComputeDeadline(ctx, req.(*ComputeDeadlineRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SlaClockService_ListCalendars_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCalendarsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SlaClockServiceServer).ListCalendars(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SlaClockService_ListCalendars_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SlaClockServiceServer).ListCalendars(ctx, req.(*ListCalendarsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SlaClockService_PublishCalendarYear_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PublishCalendarYearRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SlaClockServiceServer).PublishCalendarYear(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SlaClockService_PublishCalendarYear_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SlaClockServiceServer).PublishCalendarYear(ctx, req.(*PublishCalendarYearRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SlaClockService_ServiceDesc is the grpc.ServiceDesc for SlaClockService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -332,6 +454,18 @@ var SlaClockService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "WhatIf",
 			Handler:    _SlaClockService_WhatIf_Handler,
+		},
+		{
+			MethodName: "ComputeDeadline",
+			Handler:    _SlaClockService_ComputeDeadline_Handler,
+		},
+		{
+			MethodName: "ListCalendars",
+			Handler:    _SlaClockService_ListCalendars_Handler,
+		},
+		{
+			MethodName: "PublishCalendarYear",
+			Handler:    _SlaClockService_PublishCalendarYear_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
