@@ -1,9 +1,10 @@
 // Package pii protects customers' personal data: a pseudonymous customer
 // reference (a keyed hash of the normalised contact), and per-customer data
 // keys that seal name, phone, email and address inside stored events.
-// Destroying a customer's key (Erase) makes every sealed copy unreadable for
-// good — crypto-shredding — while the event history itself stays intact and
-// verifiable.
+// The data keys are stored wrapped under a key-encryption key kept outside
+// NATS (kek.go). Destroying a customer's key (Erase, which overwrites it on
+// disk) makes every sealed copy unreadable for good — crypto-shredding —
+// while the event history itself stays intact and verifiable.
 package pii
 
 import (
@@ -36,7 +37,8 @@ var ErrErased = errors.New("pii: personal data erased")
 var ErrInvalid = errors.New("pii: invalid input")
 
 // ErrUnwrapped is returned for a data key stored in the clear, as before
-// key wrapping: such a key is refused rather than used (see README).
+// key wrapping: such a key is refused rather than used (root README,
+// Customer data keys).
 var ErrUnwrapped = errors.New("pii: data key stored unwrapped (written before PII_KEK existed); erase the customer or start from a new data directory")
 
 // Config configures the key store.
