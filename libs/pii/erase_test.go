@@ -238,3 +238,19 @@ func TestKeyringFromLookup(t *testing.T) {
 		})
 	}
 }
+
+// A bucket made by the KV client before secure erasure denies message
+// deletes for good (and holds unwrapped keys): it is refused at start, with
+// a message saying what to do.
+func TestOldBucketIsRefusedAtStart(t *testing.T) {
+	ctx := context.Background()
+	srv := natstest.Start(t, natsembed.Options{NoSync: true})
+	_, js := natstest.Connect(t, srv)
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: pii.Bucket, History: 1, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := pii.New(ctx, js, pii.Config{KEKs: testKEKs(t)})
+	if err == nil || !strings.Contains(err.Error(), "made before secure erasure") || !strings.Contains(err.Error(), "new data directory") {
+		t.Fatalf("New on an old bucket: %v, want a refusal saying to start from a new data directory", err)
+	}
+}
