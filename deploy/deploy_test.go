@@ -302,7 +302,18 @@ func TestNATSPermissionsFollowTheCatalogue(t *testing.T) {
 			}
 			kinds[user] = append(kinds[user], k)
 		}
-		for _, d := range []string{"$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.MSG.DELETE.>"} {
+		denies := []string{"$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.MSG.DELETE.>"}
+		if user == "intake" {
+			// Intake's erasure deletes a PII key's message securely: it may
+			// delete there and nowhere else.
+			denies = []string{"$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.MSG.DELETE.EVENTS", "$JS.API.STREAM.MSG.DELETE.DEADLETTER"}
+			if n := strings.Count(allow, "$JS.API.STREAM.MSG.DELETE."); n != 1 || !strings.Contains(allow, `"$JS.API.STREAM.MSG.DELETE.KV_PII_KEYS"`) {
+				t.Errorf("user intake: may delete messages beyond KV_PII_KEYS")
+			}
+		} else if strings.Contains(allow, `"$KV.PII_KEYS.`) {
+			t.Errorf("user %s may write, overwrite or purge a PII key: only intake may", user)
+		}
+		for _, d := range denies {
 			if !strings.Contains(deny, `"`+d+`"`) {
 				t.Errorf("user %s: deny lacks %s", user, d)
 			}

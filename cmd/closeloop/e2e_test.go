@@ -145,6 +145,7 @@ func startE2E(t *testing.T) *e2e {
 		"FOLLOWUP_GRPC_ADDR": "127.0.0.1:0", "FOLLOWUP_HTTP_ADDR": "127.0.0.1:0",
 		"INTAKE_PII_SECRET":      "e2e-intake-pii-secret-0123456789abcdef",
 		"FOLLOWUP_SURVEY_SECRET": "e2e-followup-survey-secret-0123456789abcdef",
+		"PII_KEK":                strings.Repeat("5a", 32), "PII_KEK_FILE": "",
 		// The runner's other settings keep their defaults.
 		"INTAKE_RATE": "0",
 	} {

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -72,7 +73,8 @@ func startLoadIn(b *testing.B, dir string) *loadSystem {
 		"FOLLOWUP_GRPC_ADDR": "127.0.0.1:0", "FOLLOWUP_HTTP_ADDR": "127.0.0.1:0",
 		"INTAKE_PII_SECRET":      "load-intake-pii-secret-0123456789abcdef",
 		"FOLLOWUP_SURVEY_SECRET": "load-followup-survey-secret-0123456789abcdef",
-		"INTAKE_RATE":            "0", // measure the system, not the adapter rate limit
+		"PII_KEK":                strings.Repeat("5a", 32), "PII_KEK_FILE": "",
+		"INTAKE_RATE": "0", // measure the system, not the adapter rate limit
 	} {
 		b.Setenv(k, v)
 	}

@@ -345,7 +345,7 @@ func intakeWroteAComplaint(t *testing.T, ns *closedBus, id string) eventlog.Stre
 	if _, err := intakeLog.Append(ctx, stream, 0, complaintEvent(t, id, "intake", &eventsv1.SurveySent{})); err != nil {
 		t.Fatal(err)
 	}
-	keys, err := pii.New(ctx, intakeJS, pii.Config{})
+	keys, err := pii.New(ctx, intakeJS, pii.Config{KEKs: testKEKs(t)})
 	if err != nil {
 		t.Fatalf("intake opens the PII keys: %v", err)
 	}
@@ -406,6 +406,71 @@ func TestOperatorIdentityIsReadOnly(t *testing.T) {
 		_, err = kv.Get(ctx, "customer-1")
 		return err
 	})
+}
+
+func testKEKs(t testing.TB) *pii.Keyring {
+	t.Helper()
+	r, err := pii.ParseKeyring(strings.Repeat("5a", 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// Only intake may destroy a PII key (its EraseCustomer is the one way to
+// erase), and it may do so securely under its own identity; dispatch seals
+// under the keys intake made without being able to write one.
+func TestOnlyIntakeMayDestroyAPIIKey(t *testing.T) {
+	ns, _ := newBus(t)
+	ctx := t.Context()
+	intakeWroteAComplaint(t, ns, "0190c0de-0000-7000-8000-0000000000c1")
+
+	dispatchJS, _ := openLogAs(t, ctx, ns, "dispatch")
+	dkeys, err := pii.New(ctx, dispatchJS, pii.Config{KEKs: testKEKs(t), ReadOnly: true})
+	if err != nil {
+		t.Fatalf("dispatch opens the PII keys: %v", err)
+	}
+	if _, err := dkeys.Seal(ctx, "customer-1", &eventsv1.PersonalData{Name: "signer"}); err != nil {
+		t.Fatalf("dispatch seals under intake's key: %v", err)
+	}
+	if _, err := dkeys.Seal(ctx, "customer-2", &eventsv1.PersonalData{Name: "x"}); !errors.Is(err, pii.ErrErased) {
+		t.Fatalf("dispatch seals for a customer without a key: %v, want ErrErased", err)
+	}
+
+	var users []string
+	for u := range ns.passwords {
+		if u != "sys" && u != "intake" {
+			users = append(users, u)
+		}
+	}
+	slices.Sort(users)
+	for _, u := range users {
+		t.Run(u, func(t *testing.T) {
+			id := connectAs(t, ns, u)
+			subj := "$KV." + pii.Bucket + ".customer-1"
+			id.refused(t, "purge a PII key", subj, func(ctx context.Context) error {
+				_, err := id.js.PublishMsg(ctx, &nats.Msg{Subject: subj, Header: nats.Header{"KV-Operation": []string{"PURGE"}, "Nats-Rollup": []string{"sub"}}})
+				return err
+			})
+			del := "$JS.API.STREAM.MSG.DELETE.KV_" + pii.Bucket
+			id.refused(t, "delete a PII key's message", del, func(ctx context.Context) error {
+				_, err := id.nc.RequestWithContext(ctx, del, []byte(`{"seq":1}`))
+				return err
+			})
+		})
+	}
+
+	intakeJS, _ := openLogAs(t, ctx, ns, "intake")
+	ikeys, err := pii.New(ctx, intakeJS, pii.Config{KEKs: testKEKs(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ikeys.Erase(ctx, "customer-1"); err != nil {
+		t.Fatalf("intake erases under its own identity: %v", err)
+	}
+	if _, err := dkeys.Seal(ctx, "customer-1", &eventsv1.PersonalData{Name: "signer"}); !errors.Is(err, pii.ErrErased) {
+		t.Fatalf("dispatch seals after the erasure: %v, want ErrErased", err)
+	}
 }
 
 // An adapter may submit to intake and do nothing else.

@@ -24,6 +24,7 @@ import (
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
 	"github.com/closeloop/closeloop/libs/natsembed"
+	"github.com/closeloop/closeloop/libs/pii"
 	"github.com/closeloop/closeloop/libs/platform"
 	"github.com/closeloop/closeloop/libs/telemetry"
 	"github.com/closeloop/closeloop/services/console"
@@ -228,9 +229,10 @@ func localDefaults(dataDir, host string, logger *slog.Logger) error {
 		logger.Warn("using the local development credentials (see README); set CLOSELOOP_TOKENS_FILE in any shared deployment")
 	}
 	// The console's index secret lives here too, so that its NATS user
-	// needs no bucket of its own.
-	for _, name := range []string{"INTAKE_PII_SECRET", "FOLLOWUP_SURVEY_SECRET", "CONSOLE_INDEX_SECRET"} {
-		if os.Getenv(name) != "" {
+	// needs no bucket of its own; and the key-encryption key of the PII
+	// keys (intake's and dispatch's), which must never be in NATS.
+	for _, name := range []string{"INTAKE_PII_SECRET", "FOLLOWUP_SURVEY_SECRET", "CONSOLE_INDEX_SECRET", pii.EnvKEK} {
+		if os.Getenv(name) != "" || name == pii.EnvKEK && os.Getenv(pii.EnvKEKFile) != "" {
 			continue
 		}
 		secret, err := localSecret(filepath.Join(secretsDir(dataDir), name))

@@ -4,10 +4,12 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 
 	"github.com/closeloop/closeloop/libs/api"
+	"github.com/closeloop/closeloop/libs/pii"
 	"github.com/closeloop/closeloop/libs/platform"
 )
 
@@ -104,5 +106,40 @@ func TestLocalDefaultsKeepTheConsoleIndexSecret(t *testing.T) {
 	}
 	if len(secrets[0]) < 16 || secrets[0] != secrets[1] {
 		t.Errorf("CONSOLE_INDEX_SECRET %q then %q: want one secret of at least 16 bytes, kept", secrets[0], secrets[1])
+	}
+}
+
+// `make run` makes the PII key-encryption key once, outside NATS, in the
+// data directory (0600), and keeps it: a new one would leave every stored
+// customer key unopenable. PII_KEK_FILE, when set, is used instead.
+func TestLocalDefaultsKeepThePIIKEKOutsideNATS(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv(pii.EnvKEKFile, "")
+	var keks []string
+	for range 2 {
+		t.Setenv(pii.EnvKEK, "")
+		if err := localDefaults(dir, "127.0.0.1", slog.New(slog.DiscardHandler)); err != nil {
+			t.Fatal(err)
+		}
+		keks = append(keks, os.Getenv(pii.EnvKEK))
+	}
+	if keks[0] == "" || keks[0] != keks[1] {
+		t.Fatalf("PII_KEK %q then %q: want one, kept", keks[0], keks[1])
+	}
+	if _, err := pii.KeyringFromLookup(os.LookupEnv); err != nil {
+		t.Fatalf("the generated KEK: %v", err)
+	}
+	st, err := os.Stat(filepath.Join(secretsDir(dir), pii.EnvKEK))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("the KEK file: %v, %v; want mode 0600", st, err)
+	}
+
+	t.Setenv(pii.EnvKEK, "")
+	t.Setenv(pii.EnvKEKFile, "/run/secrets/pii-kek")
+	if err := localDefaults(t.TempDir(), "127.0.0.1", slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	if got := os.Getenv(pii.EnvKEK); got != "" {
+		t.Fatalf("with PII_KEK_FILE set, localDefaults still set PII_KEK")
 	}
 }

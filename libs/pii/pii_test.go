@@ -14,11 +14,23 @@ import (
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
+func testKEKs(t testing.TB, keks ...string) *pii.Keyring {
+	t.Helper()
+	if len(keks) == 0 {
+		keks = []string{strings.Repeat("11", 32)}
+	}
+	r, err := pii.ParseKeyring(strings.Join(keks, ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 func newKeystore(t *testing.T) *pii.Keystore {
 	t.Helper()
 	s := natstest.Start(t, natsembed.Options{NoSync: true})
 	_, js := natstest.Connect(t, s)
-	ks, err := pii.New(context.Background(), js, pii.Config{})
+	ks, err := pii.New(context.Background(), js, pii.Config{KEKs: testKEKs(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,6 +96,7 @@ func startSystem(t *testing.T) *system {
 		"ROUTING_GRPC_ADDR": "127.0.0.1:0", "ROUTING_HTTP_ADDR": "127.0.0.1:0",
 		"SLACLOCK_GRPC_ADDR": "127.0.0.1:0", "SLACLOCK_HTTP_ADDR": "",
 		"INTAKE_PII_SECRET": "console-test-pii-secret-0123456789", "INTAKE_RATE": "0",
+		"PII_KEK": strings.Repeat("5a", 32), "PII_KEK_FILE": "",
 	} {
 		t.Setenv(k, v)
 	}

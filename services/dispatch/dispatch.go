@@ -53,6 +53,10 @@ type Config struct {
 	// old such a booking must be (DISPATCH_RECONCILE_GRACE, default 1m).
 	ReconcileEvery time.Duration
 	ReconcileGrace time.Duration
+	// KEKs unwrap the customers' data keys (PII_KEK or PII_KEK_FILE, the
+	// same as intake's; required). Dispatch only reads PII_KEYS: it seals
+	// the signer's name under the key intake made for the site contact.
+	KEKs *pii.Keyring
 	// KVReplicas of the PII key bucket (DISPATCH_KV_REPLICAS, default 1).
 	KVReplicas int
 	// Calendars technicians' calendar ids refer to (default: libs/calendar's shipped set).
@@ -85,6 +89,9 @@ func ConfigFrom(env *platform.Env) (Config, error) {
 	c.ReconcileEvery = env.Duration("DISPATCH_RECONCILE_EVERY", c.ReconcileEvery, time.Second)
 	c.ReconcileGrace = env.Duration("DISPATCH_RECONCILE_GRACE", c.ReconcileGrace, time.Second)
 	c.KVReplicas = env.Int("DISPATCH_KV_REPLICAS", c.KVReplicas, 1, 5)
+	keks, err := pii.KeyringFromLookup(env.Lookup)
+	env.Check(err)
+	c.KEKs = keks
 	a, err := auth.FromLookup(env.Lookup)
 	env.Check(err)
 	c.Authenticator = a
@@ -98,6 +105,8 @@ func (c Config) validate() error {
 	switch {
 	case c.Authenticator == nil:
 		return errors.New("dispatch: config Authenticator: required (set CLOSELOOP_TOKENS_FILE)")
+	case c.KEKs == nil:
+		return errors.New("dispatch: config KEKs: required (set " + pii.EnvKEK + " or " + pii.EnvKEKFile + ")")
 	case c.AcceptTimeout <= 0:
 		return errors.New("dispatch: DISPATCH_ACCEPT_TIMEOUT: must be positive")
 	case c.TravelTime < 0:
@@ -166,7 +175,7 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	keys, err := pii.New(ctx, deps.JS, pii.Config{Replicas: cfg.KVReplicas})
+	keys, err := pii.New(ctx, deps.JS, pii.Config{Replicas: cfg.KVReplicas, KEKs: cfg.KEKs, ReadOnly: true})
 	if err != nil {
 		return nil, fmt.Errorf("dispatch: pii keystore: %w", err)
 	}

@@ -87,6 +87,7 @@ func startService(t *testing.T, wrap func(eventlog.Store) eventlog.Store) *runni
 	}
 	cfg := dispatch.DefaultConfig()
 	cfg.GRPCAddr, cfg.HTTPAddr, cfg.Authenticator = "127.0.0.1:0", "127.0.0.1:0", principalTokens(t)
+	cfg.KEKs = testKEKs(t)
 	svc, err := dispatch.New(platform.Deps{NC: nc, JS: js, Log: log, Clock: fake}, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +137,7 @@ func TestServiceDispatchesFromTheBusAndServesTechnicians(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	keys, err := pii.New(ctx, js, pii.Config{})
+	keys, err := pii.New(ctx, js, pii.Config{KEKs: testKEKs(t)}) // as intake
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,6 +218,7 @@ func checkFor(t *testing.T, d time.Duration, cond func() error) {
 
 func TestConfigFromEnvNamesTheVariable(t *testing.T) {
 	t.Setenv("CLOSELOOP_AUTH", "off")
+	t.Setenv("PII_KEK", strings.Repeat("ab", 32))
 	t.Setenv("DISPATCH_ACCEPT_TIMEOUT", "soon")
 	_, err := dispatch.ConfigFromEnv()
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("DISPATCH_ACCEPT_TIMEOUT")) {
@@ -281,13 +283,23 @@ func TestConfigFromNamesEveryBadVariable(t *testing.T) {
 		"DISPATCH_RECONCILE_GRACE": "-1m",
 		"DISPATCH_KV_REPLICAS":     "0",
 	}))
-	for _, name := range []string{"DISPATCH_ACCEPT_TIMEOUT", "DISPATCH_RECONCILE_GRACE", "DISPATCH_KV_REPLICAS"} {
+	for _, name := range []string{"DISPATCH_ACCEPT_TIMEOUT", "DISPATCH_RECONCILE_GRACE", "DISPATCH_KV_REPLICAS", "PII_KEK"} {
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("error %v does not name %s", err, name)
 		}
 	}
-	cfg, err := dispatch.ConfigFrom(platform.EnvOf(map[string]string{"CLOSELOOP_AUTH": "off", "DISPATCH_TRAVEL_TIME": "90m", "DISPATCH_KV_REPLICAS": "3"}))
-	if err != nil || cfg.TravelTime != 90*time.Minute || cfg.KVReplicas != 3 || cfg.AcceptTimeout != 10*time.Minute {
+	cfg, err := dispatch.ConfigFrom(platform.EnvOf(map[string]string{"CLOSELOOP_AUTH": "off", "DISPATCH_TRAVEL_TIME": "90m", "DISPATCH_KV_REPLICAS": "3", "PII_KEK": strings.Repeat("ab", 32)}))
+	if err != nil || cfg.TravelTime != 90*time.Minute || cfg.KVReplicas != 3 || cfg.AcceptTimeout != 10*time.Minute || cfg.KEKs == nil {
 		t.Fatalf("cfg %+v err %v", cfg, err)
 	}
+}
+
+// testKEKs is the tests' key-encryption keyring (PII_KEK).
+func testKEKs(t testing.TB) *pii.Keyring {
+	t.Helper()
+	r, err := pii.ParseKeyring(strings.Repeat("5a", 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

@@ -25,7 +25,7 @@ func TestConfigReportsEveryMistakeAtOnce(t *testing.T) {
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, name := range []string{"INTAKE_PII_SECRET", "INTAKE_DUPLICATE_WINDOW", "INTAKE_MAX_RECEIVED_AGE", "INTAKE_CLAIM_GRACE", "INTAKE_MAX_DESCRIPTION", "INTAKE_BURST", "INTAKE_RATE", auth.EnvAuth} {
+	for _, name := range []string{"PII_KEK", "INTAKE_PII_SECRET", "INTAKE_DUPLICATE_WINDOW", "INTAKE_MAX_RECEIVED_AGE", "INTAKE_CLAIM_GRACE", "INTAKE_MAX_DESCRIPTION", "INTAKE_BURST", "INTAKE_RATE", auth.EnvAuth} {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("error does not name %s:\n%v", name, err)
 		}
@@ -36,6 +36,7 @@ func TestConfigParsesTheEnvironment(t *testing.T) {
 	c, err := configFrom(platform.EnvOf(map[string]string{
 		auth.EnvAuth:              "off",
 		"INTAKE_GRPC_ADDR":        ":9001",
+		"PII_KEK":                 strings.Repeat("ab", 32),
 		"INTAKE_PII_SECRET":       "a-secret-of-twenty-bytes",
 		"INTAKE_DUPLICATE_WINDOW": "24h",
 		"INTAKE_MAX_ATTACHMENTS":  "0",
@@ -47,7 +48,7 @@ func TestConfigParsesTheEnvironment(t *testing.T) {
 	}
 	if c.GRPCAddr != ":9001" || c.HTTPAddr != ":8001" || string(c.Secret) != "a-secret-of-twenty-bytes" ||
 		c.DuplicateWindow != 24*time.Hour || c.ClaimGrace != 30*time.Second || c.MaxAttachments != 0 || c.RatePerSecond != 0 || c.Authenticator == nil ||
-		c.MaxReceivedAge != 48*time.Hour {
+		c.MaxReceivedAge != 48*time.Hour || c.KEKs == nil {
 		t.Errorf("config = %+v", c)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
 	"github.com/closeloop/closeloop/libs/natsembed"
+	"github.com/closeloop/closeloop/libs/pii"
 	"github.com/closeloop/closeloop/libs/platform"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	intakev1 "github.com/closeloop/closeloop/proto/gen/closeloop/intake/v1"
@@ -102,6 +104,7 @@ func testConfig(t testing.TB) intake.Config {
 	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Authenticator = testAuthenticator(t)
 	cfg.Secret = []byte("test-secret-0123456789")
+	cfg.KEKs = testKEKs(t)
 	cfg.RatePerSecond = 0 // off, unless a test sets it
 	return cfg
 }
@@ -234,4 +237,14 @@ func TestDevTokensFileParses(t *testing.T) {
 	if p, err := a.Authenticate(context.Background(), "dev-agent-token"); err != nil || !p.HasRole(auth.RoleAgent) {
 		t.Fatalf("agent dev token: %+v %v", p, err)
 	}
+}
+
+// testKEKs is the tests' key-encryption keyring (PII_KEK).
+func testKEKs(t testing.TB) *pii.Keyring {
+	t.Helper()
+	r, err := pii.ParseKeyring(strings.Repeat("5a", 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

@@ -52,6 +52,10 @@ type Config struct {
 	// and restart shares it; production should set it and keep it apart
 	// from the data.
 	Secret []byte
+	// KEKs wrap the customers' data keys in PII_KEYS (PII_KEK, hex
+	// key-encryption keys newest first, or PII_KEK_FILE; required). Dispatch
+	// needs the same ones.
+	KEKs *pii.Keyring
 	// DuplicateWindow: the same customer and problem through another
 	// channel within it is linked to the first complaint
 	// (INTAKE_DUPLICATE_WINDOW, default 72h).
@@ -137,6 +141,9 @@ func configFrom(env *platform.Env) (Config, error) {
 		c.RatePerSecond = f
 		return nil
 	})
+	keks, err := pii.KeyringFromLookup(env.Lookup)
+	env.Check(err)
+	c.KEKs = keks
 	a, err := auth.FromLookup(env.Lookup)
 	env.Check(err)
 	c.Authenticator = a
@@ -147,6 +154,8 @@ func (c Config) validate() error {
 	switch {
 	case c.Authenticator == nil:
 		return errors.New("intake: config Authenticator: required (set CLOSELOOP_TOKENS_FILE)")
+	case c.KEKs == nil:
+		return errors.New("intake: config KEKs: required (set " + pii.EnvKEK + " or " + pii.EnvKEKFile + ")")
 	case c.Secret != nil && len(c.Secret) < 16:
 		return errors.New("intake: INTAKE_PII_SECRET: must be at least 16 bytes")
 	case c.DuplicateWindow <= 0:
@@ -218,7 +227,7 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 		}
 		cfg.Secret = s
 	}
-	keys, err := pii.New(ctx, deps.JS, pii.Config{Replicas: cfg.KVReplicas})
+	keys, err := pii.New(ctx, deps.JS, pii.Config{Replicas: cfg.KVReplicas, KEKs: cfg.KEKs})
 	if err != nil {
 		return nil, fmt.Errorf("intake: %w", err)
 	}

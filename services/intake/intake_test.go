@@ -221,7 +221,7 @@ func TestEraseCustomerKeepsHistoryVerifiableButUnreadable(t *testing.T) {
 		}
 	}
 	sealed := recs[0].Event.GetComplaintReceived().GetCustomer().GetPersonal()
-	keys, err := pii.New(context.Background(), e.js, pii.Config{})
+	keys, err := pii.New(context.Background(), e.js, pii.Config{KEKs: testKEKs(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

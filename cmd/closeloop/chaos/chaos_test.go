@@ -143,6 +143,7 @@ func TestChaos(t *testing.T) {
 			platformClockEnv(),
 			"CLOSELOOP_TOKENS="+tokens,
 			"INTAKE_PII_SECRET=chaos-intake-pii-secret-0123456789",
+			"PII_KEK="+strings.Repeat("5a", 32),
 			"FOLLOWUP_SURVEY_SECRET=chaos-followup-survey-secret-0123456789abcdef",
 			"INTAKE_RATE=0",
 			"DISPATCH_ACCEPT_TIMEOUT=240h",

@@ -314,6 +314,7 @@ func serviceEnv(svc, natsURL string, grpcPort, httpPort int) []string {
 		"CLOSELOOP_AUTH=off",
 		"CLOSELOOP_CLOCK=nats-kv:"+clockBucket,
 		"INTAKE_PII_SECRET=scale-intake-pii-secret-0123456789",
+		"PII_KEK="+strings.Repeat("5a", 32),
 		"FOLLOWUP_SURVEY_SECRET=scale-followup-survey-secret-0123456789abcdef",
 		"OTEL_SDK_DISABLED=true",
 		fmt.Sprintf("%s_GRPC_ADDR=127.0.0.1:%d", up, grpcPort),

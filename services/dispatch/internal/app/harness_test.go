@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,7 +59,11 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := pii.New(ctx, js, pii.Config{})
+	keks, err := pii.ParseKeyring(strings.Repeat("5a", 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := pii.New(ctx, js, pii.Config{KEKs: keks})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/closeloop/closeloop/libs/kernel"
 	"github.com/closeloop/closeloop/libs/pii"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	"github.com/closeloop/closeloop/services/dispatch/internal/domain"
@@ -124,6 +126,11 @@ func (a *App) Complete(ctx context.Context, caller, workOrderID string, in Compl
 		return nil, fmt.Errorf("work order %s: %w", workOrderID, domain.ErrNotAssignee)
 	}
 	signer, err := a.sealer.Seal(ctx, pii.KeyRef(o.Spec.GetSiteContact()), &eventsv1.PersonalData{Name: in.SignerName})
+	if errors.Is(err, pii.ErrErased) {
+		// Dispatch never makes a customer key: after an erasure there is
+		// none to seal under, and the name is not stored in the clear.
+		return nil, fmt.Errorf("%w: the customer's personal data was erased, so the signer's name cannot be sealed", kernel.ErrPrecondition)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("seal signer name: %w", err)
 	}

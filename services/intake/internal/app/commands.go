@@ -89,10 +89,15 @@ func (a *App) Withdraw(ctx context.Context, p auth.Principal, id, reason string)
 }
 
 // EraseCustomer destroys the data key of the complaint's customer (every
-// complaint sealed under it becomes unreadable) and records CustomerErased.
-// The key goes first: a crash before the event leaves the data unreadable
-// and the retry records the fact; the reverse order could claim an erasure
-// that did not happen.
+// complaint sealed under it becomes unreadable) and records CustomerErased;
+// only the admin role may. The order is key, event, key again:
+//   - the key goes before the event, so the log never claims an erasure
+//     that did not happen; a crash in between leaves the data unreadable
+//     and the call failed, and the retry (idempotent) records the event;
+//   - the key goes again after the event, because a seal racing with the
+//     erasure (an amendment, a new complaint of the same customer) may have
+//     made a new key in between; after the event, this complaint's
+//     amendments see it erased and seal nothing.
 func (a *App) EraseCustomer(ctx context.Context, p auth.Principal, id, legalBasis string) (string, error) {
 	if err := requireRole(p, "erasing a customer", eraseRoles...); err != nil {
 		return "", err
@@ -108,8 +113,13 @@ func (a *App) EraseCustomer(ctx context.Context, p auth.Principal, id, legalBasi
 	if err := a.keys.Erase(ctx, ref); err != nil {
 		return "", fmt.Errorf("erase data key: %w", err)
 	}
-	_, err = a.update(ctx, "EraseCustomer", id, p, func(s domain.State) ([]proto.Message, error) {
+	if _, err = a.update(ctx, "EraseCustomer", id, p, func(s domain.State) ([]proto.Message, error) {
 		return domain.DecideErase(s, &eventsv1.CustomerErased{KeyId: ref, ErasedBy: p.ID, LegalBasis: legalBasis})
-	})
-	return ref, err
+	}); err != nil {
+		return "", err
+	}
+	if err := a.keys.Erase(ctx, ref); err != nil {
+		return "", fmt.Errorf("erase data key: %w", err)
+	}
+	return ref, nil
 }
