@@ -110,6 +110,8 @@ type Envelope struct {
 	//	*Envelope_SlaBreached
 	//	*Envelope_SlaMet
 	//	*Envelope_SlaClockCancelled
+	//	*Envelope_SlaClockRetermed
+	//	*Envelope_SlaBreachWithdrawn
 	//	*Envelope_SlaPolicyPublished
 	//	*Envelope_WorkOrderOpened
 	//	*Envelope_TechnicianAssigned
@@ -585,6 +587,24 @@ func (x *Envelope) GetSlaClockCancelled() *SlaClockCancelled {
 	return nil
 }
 
+func (x *Envelope) GetSlaClockRetermed() *SlaClockRetermed {
+	if x != nil {
+		if x, ok := x.Payload.(*Envelope_SlaClockRetermed); ok {
+			return x.SlaClockRetermed
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetSlaBreachWithdrawn() *SlaBreachWithdrawn {
+	if x != nil {
+		if x, ok := x.Payload.(*Envelope_SlaBreachWithdrawn); ok {
+			return x.SlaBreachWithdrawn
+		}
+	}
+	return nil
+}
+
 func (x *Envelope) GetSlaPolicyPublished() *SlaPolicyPublished {
 	if x != nil {
 		if x, ok := x.Payload.(*Envelope_SlaPolicyPublished); ok {
@@ -968,6 +988,14 @@ type Envelope_SlaClockCancelled struct {
 	SlaClockCancelled *SlaClockCancelled `protobuf:"bytes,306,opt,name=sla_clock_cancelled,json=slaClockCancelled,proto3,oneof"`
 }
 
+type Envelope_SlaClockRetermed struct {
+	SlaClockRetermed *SlaClockRetermed `protobuf:"bytes,307,opt,name=sla_clock_retermed,json=slaClockRetermed,proto3,oneof"`
+}
+
+type Envelope_SlaBreachWithdrawn struct {
+	SlaBreachWithdrawn *SlaBreachWithdrawn `protobuf:"bytes,308,opt,name=sla_breach_withdrawn,json=slaBreachWithdrawn,proto3,oneof"`
+}
+
 type Envelope_SlaPolicyPublished struct {
 	SlaPolicyPublished *SlaPolicyPublished `protobuf:"bytes,350,opt,name=sla_policy_published,json=slaPolicyPublished,proto3,oneof"`
 }
@@ -1144,6 +1172,10 @@ func (*Envelope_SlaMet) isEnvelope_Payload() {}
 
 func (*Envelope_SlaClockCancelled) isEnvelope_Payload() {}
 
+func (*Envelope_SlaClockRetermed) isEnvelope_Payload() {}
+
+func (*Envelope_SlaBreachWithdrawn) isEnvelope_Payload() {}
+
 func (*Envelope_SlaPolicyPublished) isEnvelope_Payload() {}
 
 func (*Envelope_WorkOrderOpened) isEnvelope_Payload() {}
@@ -1204,7 +1236,7 @@ var File_closeloop_events_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_closeloop_events_v1_envelope_proto_rawDesc = "" +
 	"\n" +
-	"\"closeloop/events/v1/envelope.proto\x12\x13closeloop.events.v1\x1a#closeloop/events/v1/complaint.proto\x1a\"closeloop/events/v1/dispatch.proto\x1a\"closeloop/events/v1/followup.proto\x1a!closeloop/events/v1/routing.proto\x1a\x1dcloseloop/events/v1/sla.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8.\n" +
+	"\"closeloop/events/v1/envelope.proto\x12\x13closeloop.events.v1\x1a#closeloop/events/v1/complaint.proto\x1a\"closeloop/events/v1/dispatch.proto\x1a\"closeloop/events/v1/followup.proto\x1a!closeloop/events/v1/routing.proto\x1a\x1dcloseloop/events/v1/sla.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e0\n" +
 	"\bEnvelope\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x1b\n" +
 	"\tstream_id\x18\x02 \x01(\tR\bstreamId\x12!\n" +
@@ -1260,7 +1292,9 @@ const file_closeloop_events_v1_envelope_proto_rawDesc = "" +
 	"slaWarning\x12F\n" +
 	"\fsla_breached\x18\xb0\x02 \x01(\v2 .closeloop.events.v1.SlaBreachedH\x00R\vslaBreached\x127\n" +
 	"\asla_met\x18\xb1\x02 \x01(\v2\x1b.closeloop.events.v1.SlaMetH\x00R\x06slaMet\x12Y\n" +
-	"\x13sla_clock_cancelled\x18\xb2\x02 \x01(\v2&.closeloop.events.v1.SlaClockCancelledH\x00R\x11slaClockCancelled\x12\\\n" +
+	"\x13sla_clock_cancelled\x18\xb2\x02 \x01(\v2&.closeloop.events.v1.SlaClockCancelledH\x00R\x11slaClockCancelled\x12V\n" +
+	"\x12sla_clock_retermed\x18\xb3\x02 \x01(\v2%.closeloop.events.v1.SlaClockRetermedH\x00R\x10slaClockRetermed\x12\\\n" +
+	"\x14sla_breach_withdrawn\x18\xb4\x02 \x01(\v2'.closeloop.events.v1.SlaBreachWithdrawnH\x00R\x12slaBreachWithdrawn\x12\\\n" +
 	"\x14sla_policy_published\x18\xde\x02 \x01(\v2'.closeloop.events.v1.SlaPolicyPublishedH\x00R\x12slaPolicyPublished\x12S\n" +
 	"\x11work_order_opened\x18\x90\x03 \x01(\v2$.closeloop.events.v1.WorkOrderOpenedH\x00R\x0fworkOrderOpened\x12[\n" +
 	"\x13technician_assigned\x18\x91\x03 \x01(\v2'.closeloop.events.v1.TechnicianAssignedH\x00R\x12technicianAssigned\x12e\n" +
@@ -1339,34 +1373,36 @@ var file_closeloop_events_v1_envelope_proto_goTypes = []any{
 	(*SlaBreached)(nil),              // 30: closeloop.events.v1.SlaBreached
 	(*SlaMet)(nil),                   // 31: closeloop.events.v1.SlaMet
 	(*SlaClockCancelled)(nil),        // 32: closeloop.events.v1.SlaClockCancelled
-	(*SlaPolicyPublished)(nil),       // 33: closeloop.events.v1.SlaPolicyPublished
-	(*WorkOrderOpened)(nil),          // 34: closeloop.events.v1.WorkOrderOpened
-	(*TechnicianAssigned)(nil),       // 35: closeloop.events.v1.TechnicianAssigned
-	(*WorkOrderUnassignable)(nil),    // 36: closeloop.events.v1.WorkOrderUnassignable
-	(*TechnicianAccepted)(nil),       // 37: closeloop.events.v1.TechnicianAccepted
-	(*TechnicianDeclined)(nil),       // 38: closeloop.events.v1.TechnicianDeclined
-	(*CustomerContacted)(nil),        // 39: closeloop.events.v1.CustomerContacted
-	(*TechnicianEnRoute)(nil),        // 40: closeloop.events.v1.TechnicianEnRoute
-	(*TechnicianArrived)(nil),        // 41: closeloop.events.v1.TechnicianArrived
-	(*RemoteSessionStarted)(nil),     // 42: closeloop.events.v1.RemoteSessionStarted
-	(*WorkCompleted)(nil),            // 43: closeloop.events.v1.WorkCompleted
-	(*RemoteResolved)(nil),           // 44: closeloop.events.v1.RemoteResolved
-	(*EscalatedToOnSite)(nil),        // 45: closeloop.events.v1.EscalatedToOnSite
-	(*WorkOrderFailed)(nil),          // 46: closeloop.events.v1.WorkOrderFailed
-	(*WorkOrderCancelled)(nil),       // 47: closeloop.events.v1.WorkOrderCancelled
-	(*TechnicianRegistered)(nil),     // 48: closeloop.events.v1.TechnicianRegistered
-	(*TechnicianProfileUpdated)(nil), // 49: closeloop.events.v1.TechnicianProfileUpdated
-	(*TechnicianStatusChanged)(nil),  // 50: closeloop.events.v1.TechnicianStatusChanged
-	(*TechnicianJobBooked)(nil),      // 51: closeloop.events.v1.TechnicianJobBooked
-	(*TechnicianJobReleased)(nil),    // 52: closeloop.events.v1.TechnicianJobReleased
-	(*FeedbackTaskScheduled)(nil),    // 53: closeloop.events.v1.FeedbackTaskScheduled
-	(*FeedbackDelivered)(nil),        // 54: closeloop.events.v1.FeedbackDelivered
-	(*SurveySent)(nil),               // 55: closeloop.events.v1.SurveySent
-	(*SurveyAnswered)(nil),           // 56: closeloop.events.v1.SurveyAnswered
-	(*ComplaintReopened)(nil),        // 57: closeloop.events.v1.ComplaintReopened
-	(*ComplaintClosed)(nil),          // 58: closeloop.events.v1.ComplaintClosed
-	(*ReturnVisitScheduled)(nil),     // 59: closeloop.events.v1.ReturnVisitScheduled
-	(*ReturnVisitCompleted)(nil),     // 60: closeloop.events.v1.ReturnVisitCompleted
+	(*SlaClockRetermed)(nil),         // 33: closeloop.events.v1.SlaClockRetermed
+	(*SlaBreachWithdrawn)(nil),       // 34: closeloop.events.v1.SlaBreachWithdrawn
+	(*SlaPolicyPublished)(nil),       // 35: closeloop.events.v1.SlaPolicyPublished
+	(*WorkOrderOpened)(nil),          // 36: closeloop.events.v1.WorkOrderOpened
+	(*TechnicianAssigned)(nil),       // 37: closeloop.events.v1.TechnicianAssigned
+	(*WorkOrderUnassignable)(nil),    // 38: closeloop.events.v1.WorkOrderUnassignable
+	(*TechnicianAccepted)(nil),       // 39: closeloop.events.v1.TechnicianAccepted
+	(*TechnicianDeclined)(nil),       // 40: closeloop.events.v1.TechnicianDeclined
+	(*CustomerContacted)(nil),        // 41: closeloop.events.v1.CustomerContacted
+	(*TechnicianEnRoute)(nil),        // 42: closeloop.events.v1.TechnicianEnRoute
+	(*TechnicianArrived)(nil),        // 43: closeloop.events.v1.TechnicianArrived
+	(*RemoteSessionStarted)(nil),     // 44: closeloop.events.v1.RemoteSessionStarted
+	(*WorkCompleted)(nil),            // 45: closeloop.events.v1.WorkCompleted
+	(*RemoteResolved)(nil),           // 46: closeloop.events.v1.RemoteResolved
+	(*EscalatedToOnSite)(nil),        // 47: closeloop.events.v1.EscalatedToOnSite
+	(*WorkOrderFailed)(nil),          // 48: closeloop.events.v1.WorkOrderFailed
+	(*WorkOrderCancelled)(nil),       // 49: closeloop.events.v1.WorkOrderCancelled
+	(*TechnicianRegistered)(nil),     // 50: closeloop.events.v1.TechnicianRegistered
+	(*TechnicianProfileUpdated)(nil), // 51: closeloop.events.v1.TechnicianProfileUpdated
+	(*TechnicianStatusChanged)(nil),  // 52: closeloop.events.v1.TechnicianStatusChanged
+	(*TechnicianJobBooked)(nil),      // 53: closeloop.events.v1.TechnicianJobBooked
+	(*TechnicianJobReleased)(nil),    // 54: closeloop.events.v1.TechnicianJobReleased
+	(*FeedbackTaskScheduled)(nil),    // 55: closeloop.events.v1.FeedbackTaskScheduled
+	(*FeedbackDelivered)(nil),        // 56: closeloop.events.v1.FeedbackDelivered
+	(*SurveySent)(nil),               // 57: closeloop.events.v1.SurveySent
+	(*SurveyAnswered)(nil),           // 58: closeloop.events.v1.SurveyAnswered
+	(*ComplaintReopened)(nil),        // 59: closeloop.events.v1.ComplaintReopened
+	(*ComplaintClosed)(nil),          // 60: closeloop.events.v1.ComplaintClosed
+	(*ReturnVisitScheduled)(nil),     // 61: closeloop.events.v1.ReturnVisitScheduled
+	(*ReturnVisitCompleted)(nil),     // 62: closeloop.events.v1.ReturnVisitCompleted
 }
 var file_closeloop_events_v1_envelope_proto_depIdxs = []int32{
 	1,  // 0: closeloop.events.v1.Envelope.occurred_at:type_name -> google.protobuf.Timestamp
@@ -1402,39 +1438,41 @@ var file_closeloop_events_v1_envelope_proto_depIdxs = []int32{
 	30, // 30: closeloop.events.v1.Envelope.sla_breached:type_name -> closeloop.events.v1.SlaBreached
 	31, // 31: closeloop.events.v1.Envelope.sla_met:type_name -> closeloop.events.v1.SlaMet
 	32, // 32: closeloop.events.v1.Envelope.sla_clock_cancelled:type_name -> closeloop.events.v1.SlaClockCancelled
-	33, // 33: closeloop.events.v1.Envelope.sla_policy_published:type_name -> closeloop.events.v1.SlaPolicyPublished
-	34, // 34: closeloop.events.v1.Envelope.work_order_opened:type_name -> closeloop.events.v1.WorkOrderOpened
-	35, // 35: closeloop.events.v1.Envelope.technician_assigned:type_name -> closeloop.events.v1.TechnicianAssigned
-	36, // 36: closeloop.events.v1.Envelope.work_order_unassignable:type_name -> closeloop.events.v1.WorkOrderUnassignable
-	37, // 37: closeloop.events.v1.Envelope.technician_accepted:type_name -> closeloop.events.v1.TechnicianAccepted
-	38, // 38: closeloop.events.v1.Envelope.technician_declined:type_name -> closeloop.events.v1.TechnicianDeclined
-	39, // 39: closeloop.events.v1.Envelope.customer_contacted:type_name -> closeloop.events.v1.CustomerContacted
-	40, // 40: closeloop.events.v1.Envelope.technician_en_route:type_name -> closeloop.events.v1.TechnicianEnRoute
-	41, // 41: closeloop.events.v1.Envelope.technician_arrived:type_name -> closeloop.events.v1.TechnicianArrived
-	42, // 42: closeloop.events.v1.Envelope.remote_session_started:type_name -> closeloop.events.v1.RemoteSessionStarted
-	43, // 43: closeloop.events.v1.Envelope.work_completed:type_name -> closeloop.events.v1.WorkCompleted
-	44, // 44: closeloop.events.v1.Envelope.remote_resolved:type_name -> closeloop.events.v1.RemoteResolved
-	45, // 45: closeloop.events.v1.Envelope.escalated_to_on_site:type_name -> closeloop.events.v1.EscalatedToOnSite
-	46, // 46: closeloop.events.v1.Envelope.work_order_failed:type_name -> closeloop.events.v1.WorkOrderFailed
-	47, // 47: closeloop.events.v1.Envelope.work_order_cancelled:type_name -> closeloop.events.v1.WorkOrderCancelled
-	48, // 48: closeloop.events.v1.Envelope.technician_registered:type_name -> closeloop.events.v1.TechnicianRegistered
-	49, // 49: closeloop.events.v1.Envelope.technician_profile_updated:type_name -> closeloop.events.v1.TechnicianProfileUpdated
-	50, // 50: closeloop.events.v1.Envelope.technician_status_changed:type_name -> closeloop.events.v1.TechnicianStatusChanged
-	51, // 51: closeloop.events.v1.Envelope.technician_job_booked:type_name -> closeloop.events.v1.TechnicianJobBooked
-	52, // 52: closeloop.events.v1.Envelope.technician_job_released:type_name -> closeloop.events.v1.TechnicianJobReleased
-	53, // 53: closeloop.events.v1.Envelope.feedback_task_scheduled:type_name -> closeloop.events.v1.FeedbackTaskScheduled
-	54, // 54: closeloop.events.v1.Envelope.feedback_delivered:type_name -> closeloop.events.v1.FeedbackDelivered
-	55, // 55: closeloop.events.v1.Envelope.survey_sent:type_name -> closeloop.events.v1.SurveySent
-	56, // 56: closeloop.events.v1.Envelope.survey_answered:type_name -> closeloop.events.v1.SurveyAnswered
-	57, // 57: closeloop.events.v1.Envelope.complaint_reopened:type_name -> closeloop.events.v1.ComplaintReopened
-	58, // 58: closeloop.events.v1.Envelope.complaint_closed:type_name -> closeloop.events.v1.ComplaintClosed
-	59, // 59: closeloop.events.v1.Envelope.return_visit_scheduled:type_name -> closeloop.events.v1.ReturnVisitScheduled
-	60, // 60: closeloop.events.v1.Envelope.return_visit_completed:type_name -> closeloop.events.v1.ReturnVisitCompleted
-	61, // [61:61] is the sub-list for method output_type
-	61, // [61:61] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	33, // 33: closeloop.events.v1.Envelope.sla_clock_retermed:type_name -> closeloop.events.v1.SlaClockRetermed
+	34, // 34: closeloop.events.v1.Envelope.sla_breach_withdrawn:type_name -> closeloop.events.v1.SlaBreachWithdrawn
+	35, // 35: closeloop.events.v1.Envelope.sla_policy_published:type_name -> closeloop.events.v1.SlaPolicyPublished
+	36, // 36: closeloop.events.v1.Envelope.work_order_opened:type_name -> closeloop.events.v1.WorkOrderOpened
+	37, // 37: closeloop.events.v1.Envelope.technician_assigned:type_name -> closeloop.events.v1.TechnicianAssigned
+	38, // 38: closeloop.events.v1.Envelope.work_order_unassignable:type_name -> closeloop.events.v1.WorkOrderUnassignable
+	39, // 39: closeloop.events.v1.Envelope.technician_accepted:type_name -> closeloop.events.v1.TechnicianAccepted
+	40, // 40: closeloop.events.v1.Envelope.technician_declined:type_name -> closeloop.events.v1.TechnicianDeclined
+	41, // 41: closeloop.events.v1.Envelope.customer_contacted:type_name -> closeloop.events.v1.CustomerContacted
+	42, // 42: closeloop.events.v1.Envelope.technician_en_route:type_name -> closeloop.events.v1.TechnicianEnRoute
+	43, // 43: closeloop.events.v1.Envelope.technician_arrived:type_name -> closeloop.events.v1.TechnicianArrived
+	44, // 44: closeloop.events.v1.Envelope.remote_session_started:type_name -> closeloop.events.v1.RemoteSessionStarted
+	45, // 45: closeloop.events.v1.Envelope.work_completed:type_name -> closeloop.events.v1.WorkCompleted
+	46, // 46: closeloop.events.v1.Envelope.remote_resolved:type_name -> closeloop.events.v1.RemoteResolved
+	47, // 47: closeloop.events.v1.Envelope.escalated_to_on_site:type_name -> closeloop.events.v1.EscalatedToOnSite
+	48, // 48: closeloop.events.v1.Envelope.work_order_failed:type_name -> closeloop.events.v1.WorkOrderFailed
+	49, // 49: closeloop.events.v1.Envelope.work_order_cancelled:type_name -> closeloop.events.v1.WorkOrderCancelled
+	50, // 50: closeloop.events.v1.Envelope.technician_registered:type_name -> closeloop.events.v1.TechnicianRegistered
+	51, // 51: closeloop.events.v1.Envelope.technician_profile_updated:type_name -> closeloop.events.v1.TechnicianProfileUpdated
+	52, // 52: closeloop.events.v1.Envelope.technician_status_changed:type_name -> closeloop.events.v1.TechnicianStatusChanged
+	53, // 53: closeloop.events.v1.Envelope.technician_job_booked:type_name -> closeloop.events.v1.TechnicianJobBooked
+	54, // 54: closeloop.events.v1.Envelope.technician_job_released:type_name -> closeloop.events.v1.TechnicianJobReleased
+	55, // 55: closeloop.events.v1.Envelope.feedback_task_scheduled:type_name -> closeloop.events.v1.FeedbackTaskScheduled
+	56, // 56: closeloop.events.v1.Envelope.feedback_delivered:type_name -> closeloop.events.v1.FeedbackDelivered
+	57, // 57: closeloop.events.v1.Envelope.survey_sent:type_name -> closeloop.events.v1.SurveySent
+	58, // 58: closeloop.events.v1.Envelope.survey_answered:type_name -> closeloop.events.v1.SurveyAnswered
+	59, // 59: closeloop.events.v1.Envelope.complaint_reopened:type_name -> closeloop.events.v1.ComplaintReopened
+	60, // 60: closeloop.events.v1.Envelope.complaint_closed:type_name -> closeloop.events.v1.ComplaintClosed
+	61, // 61: closeloop.events.v1.Envelope.return_visit_scheduled:type_name -> closeloop.events.v1.ReturnVisitScheduled
+	62, // 62: closeloop.events.v1.Envelope.return_visit_completed:type_name -> closeloop.events.v1.ReturnVisitCompleted
+	63, // [63:63] is the sub-list for method output_type
+	63, // [63:63] is the sub-list for method input_type
+	63, // [63:63] is the sub-list for extension type_name
+	63, // [63:63] is the sub-list for extension extendee
+	0,  // [0:63] is the sub-list for field type_name
 }
 
 func init() { file_closeloop_events_v1_envelope_proto_init() }
@@ -1479,6 +1517,8 @@ func file_closeloop_events_v1_envelope_proto_init() {
 		(*Envelope_SlaBreached)(nil),
 		(*Envelope_SlaMet)(nil),
 		(*Envelope_SlaClockCancelled)(nil),
+		(*Envelope_SlaClockRetermed)(nil),
+		(*Envelope_SlaBreachWithdrawn)(nil),
 		(*Envelope_SlaPolicyPublished)(nil),
 		(*Envelope_WorkOrderOpened)(nil),
 		(*Envelope_TechnicianAssigned)(nil),
