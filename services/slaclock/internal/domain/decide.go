@@ -507,17 +507,17 @@ func (d *decider) reconcile(at time.Time, cause string) {
 		if c.Status == Cancelled {
 			continue
 		}
-		why := cause
-		if why == "" {
-			why = c.LastChange.EventID
-			if _, ok := d.corr[why]; !ok && why != "" {
-				d.corr[why] = cmp.Or(c.LastChange.CorrelationID, why)
+		by := cause
+		if by == "" {
+			by = c.LastChange.EventID
+			if _, ok := d.corr[by]; !ok && by != "" {
+				d.corr[by] = cmp.Or(c.LastChange.CorrelationID, by)
 			}
 		}
 		terms, ok := d.env.Policies.Version(c.PolicyVersion).Terms(c.Target, d.s.Facts.Facts)
 		if !ok {
 			if c.Open() {
-				d.emitFor(c, &ev.SlaClockCancelled{ClockId: c.ID, Target: c.Target, Reason: "facts changed: target disabled"}, at, why)
+				d.emitFor(c, &ev.SlaClockCancelled{ClockId: c.ID, Target: c.Target, Reason: "facts changed: target disabled"}, at, by)
 			}
 			continue
 		}
@@ -527,32 +527,45 @@ func (d *decider) reconcile(at time.Time, cause string) {
 			breached := !tm.paused && !tm.deadline.After(c.MetAt)
 			switch {
 			case c.WasBreached && !breached:
-				d.withdraw(c, tm, false, at, why)
+				d.withdraw(c, tm, false, at, by)
 			case !d.same(c, tm):
-				d.reterm(c, tm, at, why)
+				d.reterm(c, tm, at, by)
 				if breached && !c.WasBreached {
-					d.emitFor(c, &ev.SlaBreached{ClockId: c.ID, Target: c.Target, Deadline: timestamppb.New(tm.deadline), LateBy: late(now, tm.deadline)}, at, why)
+					d.emitFor(c, &ev.SlaBreached{ClockId: c.ID, Target: c.Target, Deadline: timestamppb.New(tm.deadline), LateBy: late(now, tm.deadline)}, at, by)
 				}
 			}
 		case Breached:
 			if tm.paused || tm.deadline.After(now) {
-				d.withdraw(c, tm, true, at, why)
+				d.withdraw(c, tm, true, at, by)
 			} else if !d.same(c, tm) {
-				d.reterm(c, tm, at, why)
+				d.reterm(c, tm, at, by)
 			}
 		default:
 			if !d.same(c, tm) {
-				d.reterm(c, tm, at, why)
+				d.reterm(c, tm, at, by)
 			}
 		}
 	}
 }
 
+// sameTerms reports whether clock c already has the terms of tm.
+func sameTerms(c *Clock, tm timing) bool {
+	t := tm.terms
+	return c.Budget == t.Budget && c.Business == t.Business && slices.Equal(c.WarnPercents, t.WarnPercents) &&
+		(!t.Business || c.CalendarID == tm.cal.ID())
+}
+
+// why says what moved a clock: its terms, or only its timing (the holds).
+func why(c *Clock, tm timing) string {
+	if !sameTerms(c, tm) {
+		return "the complaint's classification or tier gives other terms"
+	}
+	return "a hold recorded late moves the deadline"
+}
+
 // same reports whether clock c already has the terms and timing tm.
 func (d *decider) same(c *Clock, tm timing) bool {
-	t := tm.terms
-	if c.Budget != t.Budget || c.Business != t.Business || !slices.Equal(c.WarnPercents, t.WarnPercents) ||
-		(t.Business && c.CalendarID != tm.cal.ID()) {
+	if !sameTerms(c, tm) {
 		return false
 	}
 	paused := c.Status == Paused || (c.Status == Met && c.MetPaused)
@@ -589,11 +602,11 @@ func (d *decider) termsOf(c *Clock, tm timing) *ev.SlaClockTerms {
 
 func (d *decider) reterm(c *Clock, tm timing, at time.Time, cause string) {
 	d.emit(&ev.SlaClockRetermed{ClockId: c.ID, Target: c.Target, Terms: d.termsOf(c, tm),
-		PreviousDeadline: timestamppb.New(c.Deadline), Reason: "facts changed"}, at, c.PolicyVersion, tm.cal.Version(), cause)
+		PreviousDeadline: timestamppb.New(c.Deadline), Reason: why(c, tm)}, at, c.PolicyVersion, tm.cal.Version(), cause)
 }
 
 func (d *decider) withdraw(c *Clock, tm timing, reopened bool, at time.Time, cause string) {
 	d.emit(&ev.SlaBreachWithdrawn{ClockId: c.ID, Target: c.Target, Terms: d.termsOf(c, tm),
 		BreachedDeadline: timestamppb.New(c.Deadline), Reopened: reopened,
-		Reason: "not breached under the terms of the complaint's facts"}, at, c.PolicyVersion, tm.cal.Version(), cause)
+		Reason: "not breached after all: " + why(c, tm)}, at, c.PolicyVersion, tm.cal.Version(), cause)
 }
