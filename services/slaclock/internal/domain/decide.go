@@ -53,7 +53,8 @@ func (env Env) CalendarOf(business bool, id string) *calendar.Calendar {
 // handler starts no clock it started before (Clock.StartedBy), touches none
 // it started itself, meets, pauses and cancels only clocks still in the state
 // it changes, and replaces a clock by starting the new one before cancelling
-// the old. Firing due clocks is idempotent as it is. The envelopes
+// the old. Firing due clocks and reconciling are idempotent as they are
+// (reconcile writes only what differs from the facts). The envelopes
 // have ComplaintId, Type, OccurredAt, Producer, CausationId, CorrelationId
 // (of the cause; empty for an operation's) and the policy and calendar
 // versions set; the caller adds ids and appends them.
