@@ -65,7 +65,7 @@ func init() {
 	for p, types := range map[string][]string{
 		"intake":   {"ComplaintReceived", "ComplaintAccepted", "DuplicateLinked", "CustomerDetailsAmended", "EvidenceAttached", "ComplaintWithdrawn", "CustomerErased"},
 		"routing":  {"ComplaintClassified", "RepeatComplaintFlagged", "ComplaintAssigned", "AssignmentAccepted", "ComplaintEscalated", "StakeholdersNotified", "ResponseRecorded", "SolutionProposed", "SolutionReviewed", "DispatchRequested", "RootCauseRecorded", "ComplaintPutOnHold", "ComplaintTakenOffHold", "ComplaintResolved"},
-		"slaclock": {"SlaClockStarted", "SlaClockPaused", "SlaClockResumed", "SlaWarning", "SlaBreached", "SlaMet", "SlaClockCancelled"},
+		"slaclock": {"SlaClockStarted", "SlaClockPaused", "SlaClockResumed", "SlaClockRetermed", "SlaWarning", "SlaBreached", "SlaBreachWithdrawn", "SlaMet", "SlaClockCancelled"},
 		"dispatch": {"WorkOrderOpened", "TechnicianAssigned", "WorkOrderUnassignable", "TechnicianAccepted", "TechnicianDeclined", "CustomerContacted", "TechnicianEnRoute", "TechnicianArrived", "RemoteSessionStarted", "WorkCompleted", "RemoteResolved", "EscalatedToOnSite", "WorkOrderFailed", "WorkOrderCancelled"},
 		"followup": {"FeedbackTaskScheduled", "FeedbackDelivered", "SurveySent", "SurveyAnswered", "ComplaintReopened", "ComplaintClosed", "ReturnVisitScheduled", "ReturnVisitCompleted"},
 	} {

@@ -127,9 +127,10 @@ func TestServiceOnJetStream(t *testing.T) {
 	r.write(t, id, t0, &ev.ComplaintReceived{ReceivedAt: timestamppb.New(t0), Customer: &ev.Customer{Tier: ev.CustomerTier_CUSTOMER_TIER_VIP}})
 	r.write(t, id, t0, &ev.ComplaintClassified{Severity: ev.Severity_SEVERITY_L3})
 	// Whether the service saw the classification with the receipt or after
-	// it (then it replaces the clocks), a business-time resolution clock runs.
+	// it (then it re-terms the clocks), a business-time resolution clock runs.
 	waitFor(t, "major resolution clock", func() bool {
-		return slices.ContainsFunc(r.own(t, id, "SlaClockStarted"), func(e *ev.Envelope) bool { return e.GetSlaClockStarted().GetBusinessTime() })
+		return slices.ContainsFunc(r.own(t, id, "SlaClockStarted"), func(e *ev.Envelope) bool { return e.GetSlaClockStarted().GetBusinessTime() }) ||
+			slices.ContainsFunc(r.own(t, id, "SlaClockRetermed"), func(e *ev.Envelope) bool { return e.GetSlaClockRetermed().GetTerms().GetBusinessTime() })
 	})
 
 	code, body := post(t, svc.API().HTTPAddr(), "GetClocks", `{"complaintId":"`+id+`"}`)

@@ -418,6 +418,14 @@ func TestWhatIfChangesNothing(t *testing.T) {
 	if rep.Complaints != 3 || rep.CandidateVersion != "strict" || acc.NewlyBreached != 1 || acc.MetBefore != 2 || acc.MetAfter != 1 {
 		t.Fatalf("report %+v acceptance %+v", rep, acc)
 	}
+	// Named: the three acceptance clocks move to 8 h; c1's flips to breached.
+	if rep.ChangesTotal != 3 || len(rep.Changes) != 3 {
+		t.Fatalf("changes %d of %d: %+v", len(rep.Changes), rep.ChangesTotal, rep.Changes)
+	}
+	if c := rep.Changes[1]; c.ComplaintID != "c1" || c.ClockID != "acceptance-1" || c.Before.Status != domain.Met || c.After.Status != domain.Breached ||
+		!c.After.Deadline.Equal(t0.Add(8*time.Hour)) {
+		t.Fatalf("c1's change = %+v", c)
+	}
 	after, _ := store.ReadAll(context.Background(), 1, 1000)
 	if len(after) != len(before) {
 		t.Fatalf("what-if wrote %d events", len(after)-len(before))

@@ -99,7 +99,15 @@ type WhatIfReport struct {
 	Complaints       int
 	CandidateVersion string
 	Targets          map[ev.SlaTarget]*domain.Tally
+	// Changes names the clocks that flip or whose deadline moves, the
+	// first WhatIfChanges of ChangesTotal.
+	Changes      []domain.ClockChange
+	ChangesTotal int
 }
+
+// WhatIfChanges bounds the clocks a what-if names, so a big log does not
+// make a huge answer (the counts cover them all).
+const WhatIfChanges = 100
 
 // WhatIf replays the complaints received in [from, to) under the current
 // policy and under a candidate (policy document and/or calendar), changing
@@ -155,7 +163,8 @@ func (a *App) WhatIf(ctx context.Context, doc []byte, calendarID string, from, t
 		}
 	}
 	rep.Complaints = len(histories)
-	rep.Targets = domain.WhatIf(histories, current, candidate, now)
+	r := domain.WhatIf(histories, current, candidate, now, WhatIfChanges)
+	rep.Targets, rep.Changes, rep.ChangesTotal = r.Targets, r.Changes, r.ChangesTotal
 	return rep, nil
 }
 

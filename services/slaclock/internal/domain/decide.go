@@ -53,40 +53,61 @@ func (env Env) CalendarOf(business bool, id string) *calendar.Calendar {
 // handler starts no clock it started before (Clock.StartedBy), touches none
 // it started itself, meets, pauses and cancels only clocks still in the state
 // it changes, and replaces a clock by starting the new one before cancelling
-// the old. Firing due clocks is idempotent as it is. The envelopes
+// the old. Firing due clocks and reconciling are idempotent as they are
+// (reconcile writes only what differs from the facts). The envelopes
 // have ComplaintId, Type, OccurredAt, Producer, CausationId, CorrelationId
 // (of the cause; empty for an operation's) and the policy and calendar
 // versions set; the caller adds ids and appends them.
+//
+// Before firing what is due at now, it brings every clock to the terms and
+// timing the complaint's facts give it (reconcile): a classification or a
+// hold that arrived after the clock started re-terms it from its start, so
+// the clocks do not depend on the order or the moments sla-clock saw the
+// facts in.
 func Decide(s State, env Env) []*ev.Envelope {
 	d := newDecider(s, env)
+	at, cause := d.handlePending(s)
+	d.reconcile(at, cause)
+	d.fireDue(env.Now)
+	return d.out
+}
+
+// handlePending handles the pending triggers in stream order, firing before
+// each what fell due before it happened, and returns the last one's time
+// and id (now and "" when none).
+func (d *decider) handlePending(s State) (time.Time, string) {
+	at, cause := d.env.Now, ""
 	for _, trig := range s.Pending[s.RedoFrom:] {
-		at := triggerTime(trig)
-		if at.After(env.Now) {
-			at = env.Now
+		at, cause = triggerTime(trig), trig.GetEventId()
+		if at.After(d.env.Now) {
+			at = d.env.Now
 		}
 		d.fireDue(at)
 		d.on(trig, at)
 	}
-	d.fireDue(env.Now)
-	return d.out
+	return at, cause
 }
 
 // DecideReapply moves every open clock to the current policy version (the
 // ReapplyPolicy operation): each is cancelled and restarted with the budget
 // it has used carried over. Pending triggers and due timers are handled first.
 // cause is the operation's id: the clocks it started are not replaced again.
+//
+// The clocks are reconciled with the facts after the replacement, not
+// before: a redo after a cut append finds the replacement as the stored part
+// left it and completes it the same way.
 func DecideReapply(s State, env Env, reason, cause string) []*ev.Envelope {
 	d := newDecider(s, env)
-	d.out = Decide(s, env)
-	for _, e := range d.out {
-		d.s = Evolve(d.s, e)
-	}
+	d.handlePending(s)
+	d.fireDue(env.Now)
 	cur := env.Policies.Current()
 	for i := range d.s.Clocks {
 		if c := d.s.Clocks[i]; c.Open() && c.StartedBy != cause {
 			d.retarget(i, cur, env.Now, cause, "policy re-applied: "+reason, true)
 		}
 	}
+	d.reconcile(env.Now, cause)
+	d.fireDue(env.Now)
 	return d.out
 }
 
@@ -213,12 +234,6 @@ func (d *decider) on(e *ev.Envelope, at time.Time) {
 		d.met(acceptance, "", at, cause)
 	case *ev.ResponseRecorded:
 		d.met(firstResponse, "", at, cause)
-	case *ev.ComplaintClassified:
-		for i := range d.s.Clocks {
-			if c := d.s.Clocks[i]; c.Open() && c.StartedBy != cause {
-				d.retarget(i, d.env.Policies.Version(c.PolicyVersion), at, cause, "reclassified", false)
-			}
-		}
 	case *ev.ComplaintPutOnHold:
 		for i := range d.s.Clocks {
 			c := &d.s.Clocks[i]
@@ -330,11 +345,25 @@ func (d *decider) start(t ev.SlaTarget, subject, owner string, at time.Time, cau
 	if terms.Business {
 		calID = cal.ID()
 	}
+	deadline := cal.Add(at, terms.Budget)
 	d.emit(&ev.SlaClockStarted{
 		ClockId: ClockID(t, d.count(t)+1), Target: t, StartedAt: timestamppb.New(at),
-		Deadline: timestamppb.New(cal.Add(at, terms.Budget)), Budget: durationpb.New(terms.Budget),
+		Deadline: timestamppb.New(deadline), Budget: durationpb.New(terms.Budget),
 		BusinessTime: terms.Business, CalendarId: calID, WarnPercents: terms.WarnPercents, SubjectId: subject,
+		PastWarnings: d.pastWarnings(cal, deadline, terms.Budget, terms.WarnPercents),
 	}, at, pol.Version, cal.Version(), cause)
+}
+
+// pastWarnings are the thresholds whose moment is already past at the
+// decision: a complaint entered late does not fire a burst of them.
+func (d *decider) pastWarnings(cal *calendar.Calendar, deadline time.Time, budget time.Duration, percents []uint32) []uint32 {
+	var past []uint32
+	for _, p := range percents {
+		if WarningDue(cal, deadline, budget, p).Before(d.env.Now) {
+			past = append(past, p)
+		}
+	}
+	return past
 }
 
 func (d *decider) met(t ev.SlaTarget, subject string, at time.Time, cause string) {
@@ -405,20 +434,180 @@ func (d *decider) retarget(i int, pol *policy.Policy, at time.Time, cause, reaso
 // replace starts the clock that takes over from old under terms, with the
 // budget old has used carried over, and returns it.
 func (d *decider) replace(old *Clock, pol *policy.Policy, terms policy.Terms, at time.Time, cause string) *Clock {
-	used := old.Budget - old.Remaining
-	if old.Status == Running {
-		used = old.Budget - d.cal(old).Between(at, old.Deadline)
+	next := Clock{Target: old.Target, Subject: old.Subject, Status: Running, StartedAt: old.StartedAt}
+	tm := d.timing(&next, terms)
+	deadline := tm.deadline
+	if tm.paused {
+		deadline = tm.cal.Add(at, tm.remaining) // the caller pauses it again
 	}
-	cal := d.calendarFor(terms, "")
 	calID := ""
 	if terms.Business {
-		calID = cal.ID()
+		calID = tm.cal.ID()
 	}
 	id := ClockID(old.Target, d.count(old.Target)+1)
 	d.emit(&ev.SlaClockStarted{
 		ClockId: id, Target: old.Target, StartedAt: timestamppb.New(old.StartedAt),
-		Deadline: timestamppb.New(cal.Add(at, terms.Budget-used)), Budget: durationpb.New(terms.Budget),
+		Deadline: timestamppb.New(deadline), Budget: durationpb.New(terms.Budget),
 		BusinessTime: terms.Business, CalendarId: calID, WarnPercents: terms.WarnPercents, SubjectId: old.Subject,
-	}, at, pol.Version, cal.Version(), cause)
+	}, at, pol.Version, tm.cal.Version(), cause)
 	return d.s.Clock(id)
+}
+
+// timing is a clock's deadline, or its budget left while paused, as the
+// complaint's facts give it under terms.
+type timing struct {
+	terms     policy.Terms
+	cal       *calendar.Calendar
+	deadline  time.Time
+	paused    bool
+	remaining time.Duration
+}
+
+// timing counts the budget from the clock's start through the holds that
+// pause it under terms, the way the clock ran live: a hold pauses a
+// running clock whose deadline is still ahead, taking it off resumes it
+// with the budget left. A met clock is counted up to its met time. The
+// calendar is the clock's own when it counts business time already (its
+// owner's), else the one the terms give.
+func (d *decider) timing(c *Clock, terms policy.Terms) timing {
+	cal := d.calendarFor(terms, "")
+	if terms.Business && c.Business && c.CalendarID != "" {
+		cal = d.env.CalendarOf(true, c.CalendarID)
+	}
+	t := timing{terms: terms, cal: cal, deadline: cal.Add(c.StartedAt, terms.Budget)}
+	marks := slices.Clone(d.s.Facts.Holds)
+	slices.SortStableFunc(marks, func(a, b HoldMark) int { return a.At.Compare(b.At) })
+	for _, m := range marks {
+		if m.At.Before(c.StartedAt) {
+			continue
+		}
+		if c.Status == Met && m.At.After(c.MetAt) {
+			break
+		}
+		switch {
+		case m.On && !t.paused && m.At.Before(t.deadline) && terms.Pauses(m.Reason):
+			t.paused, t.remaining = true, cal.Between(m.At, t.deadline)
+		case !m.On && t.paused:
+			t.paused, t.deadline = false, cal.Add(m.At, t.remaining)
+		}
+	}
+	return t
+}
+
+// reconcile brings every clock to the terms and timing the complaint's
+// facts give it (timing): it re-terms a clock whose terms or timing differ
+// (SlaClockRetermed), withdraws a breach the facts do not support
+// (SlaBreachWithdrawn) and records one they do that a met clock lacked. An
+// open clock whose new deadline has passed is breached by the firing that
+// follows, once, with late_by from its deadline. at and cause are the last
+// trigger's (cause "": the clock's last change).
+func (d *decider) reconcile(at time.Time, cause string) {
+	now := d.env.Now
+	for i := range d.s.Clocks {
+		c := &d.s.Clocks[i]
+		if c.Status == Cancelled {
+			continue
+		}
+		by := cause
+		if by == "" {
+			by = c.LastChange.EventID
+			if _, ok := d.corr[by]; !ok && by != "" {
+				d.corr[by] = cmp.Or(c.LastChange.CorrelationID, by)
+			}
+		}
+		terms, ok := d.env.Policies.Version(c.PolicyVersion).Terms(c.Target, d.s.Facts.Facts)
+		if !ok {
+			if c.Open() {
+				d.emitFor(c, &ev.SlaClockCancelled{ClockId: c.ID, Target: c.Target, Reason: "facts changed: target disabled"}, at, by)
+			}
+			continue
+		}
+		tm := d.timing(c, terms)
+		switch c.Status {
+		case Met:
+			breached := !tm.paused && !tm.deadline.After(c.MetAt)
+			switch {
+			case c.WasBreached && !breached:
+				d.withdraw(c, tm, false, at, by)
+			case !d.same(c, tm):
+				d.reterm(c, tm, at, by)
+				if breached && !c.WasBreached {
+					d.emitFor(c, &ev.SlaBreached{ClockId: c.ID, Target: c.Target, Deadline: timestamppb.New(tm.deadline), LateBy: late(now, tm.deadline)}, at, by)
+				}
+			}
+		case Breached:
+			if tm.paused || tm.deadline.After(now) {
+				d.withdraw(c, tm, true, at, by)
+			} else if !d.same(c, tm) {
+				d.reterm(c, tm, at, by)
+			}
+		default:
+			if !d.same(c, tm) {
+				d.reterm(c, tm, at, by)
+			}
+		}
+	}
+}
+
+// sameTerms reports whether clock c already has the terms of tm.
+func sameTerms(c *Clock, tm timing) bool {
+	t := tm.terms
+	return c.Budget == t.Budget && c.Business == t.Business && slices.Equal(c.WarnPercents, t.WarnPercents) &&
+		(!t.Business || c.CalendarID == tm.cal.ID())
+}
+
+// why says what moved a clock: its terms, or only its timing (the holds).
+func why(c *Clock, tm timing) string {
+	if !sameTerms(c, tm) {
+		return "the complaint's classification or tier gives other terms"
+	}
+	return "a hold recorded late moves the deadline"
+}
+
+// same reports whether clock c already has the terms and timing tm.
+func (d *decider) same(c *Clock, tm timing) bool {
+	if !sameTerms(c, tm) {
+		return false
+	}
+	paused := c.Status == Paused || (c.Status == Met && c.MetPaused)
+	if paused != tm.paused {
+		return false
+	}
+	if paused {
+		return c.Remaining == tm.remaining
+	}
+	return c.Deadline.Equal(tm.deadline)
+}
+
+// termsOf renders tm for an event. The thresholds passed before now are
+// marked warned, so a re-term fires no burst of past warnings either.
+func (d *decider) termsOf(c *Clock, tm timing) *ev.SlaClockTerms {
+	calID := ""
+	if tm.terms.Business {
+		calID = tm.cal.ID()
+	}
+	warned := slices.Clone(c.Warned)
+	if !tm.paused {
+		for _, p := range d.pastWarnings(tm.cal, tm.deadline, tm.terms.Budget, tm.terms.WarnPercents) {
+			if !slices.Contains(warned, p) {
+				warned = append(warned, p)
+			}
+		}
+	}
+	return &ev.SlaClockTerms{
+		Budget: durationpb.New(tm.terms.Budget), BusinessTime: tm.terms.Business, CalendarId: calID,
+		WarnPercents: tm.terms.WarnPercents, Deadline: timestamppb.New(tm.deadline),
+		Paused: tm.paused, Remaining: durationpb.New(tm.remaining), Warned: warned,
+	}
+}
+
+func (d *decider) reterm(c *Clock, tm timing, at time.Time, cause string) {
+	d.emit(&ev.SlaClockRetermed{ClockId: c.ID, Target: c.Target, Terms: d.termsOf(c, tm),
+		PreviousDeadline: timestamppb.New(c.Deadline), Reason: why(c, tm)}, at, c.PolicyVersion, tm.cal.Version(), cause)
+}
+
+func (d *decider) withdraw(c *Clock, tm timing, reopened bool, at time.Time, cause string) {
+	d.emit(&ev.SlaBreachWithdrawn{ClockId: c.ID, Target: c.Target, Terms: d.termsOf(c, tm),
+		BreachedDeadline: timestamppb.New(c.Deadline), Reopened: reopened,
+		Reason: "not breached after all: " + why(c, tm)}, at, c.PolicyVersion, tm.cal.Version(), cause)
 }

@@ -84,6 +84,14 @@ func summary(es []*ev.Envelope) string {
 			fmt.Fprintf(&b, "Resumed %s;", p.GetClockId())
 		case *ev.SlaClockCancelled:
 			fmt.Fprintf(&b, "Cancelled %s %s;", p.GetClockId(), p.GetReason())
+		case *ev.SlaClockRetermed:
+			fmt.Fprintf(&b, "Retermed %s budget %s;", p.GetClockId(), p.GetTerms().GetBudget().AsDuration())
+		case *ev.SlaBreachWithdrawn:
+			how := "met"
+			if p.GetReopened() {
+				how = "reopened"
+			}
+			fmt.Fprintf(&b, "Withdrawn %s %s;", p.GetClockId(), how)
 		}
 	}
 	return b.String()
@@ -112,9 +120,11 @@ func TestDecide(t *testing.T) {
 				x.add(t0, &ev.ComplaintResolved{})
 			},
 			now: 25 * h,
+			// acceptance-1 was started before: its warnings fire, late;
+			// first_feedback-1 starts now, past its warnings: only its breach.
 			want: "Met first_response-1 margin 24h0m0s;Met resolution-1 margin 48h0m0s;Started first_feedback-1 24h0m0s;Started second_feedback-1 72h0m0s;" +
-				"Warning acceptance-1 50 late 13h0m0s;Warning first_feedback-1 50 late 13h0m0s;Warning acceptance-1 75 late 7h0m0s;Warning first_feedback-1 75 late 7h0m0s;" +
-				"Warning acceptance-1 90 late 3h24m0s;Warning first_feedback-1 90 late 3h24m0s;Breached acceptance-1 late 1h0m0s;Breached first_feedback-1 late 1h0m0s;",
+				"Warning acceptance-1 50 late 13h0m0s;Warning acceptance-1 75 late 7h0m0s;" +
+				"Warning acceptance-1 90 late 3h24m0s;Breached acceptance-1 late 1h0m0s;Breached first_feedback-1 late 1h0m0s;",
 		},
 		{
 			name: "a met that happened after the deadline comes after the breach",
@@ -140,14 +150,14 @@ func TestDecide(t *testing.T) {
 			want: "Paused resolution-1 left 38h0m0s;Warning first_response-1 50 late 28h0m0s;Warning first_response-1 75 late 22h0m0s;Warning first_response-1 90 late 18h24m0s;Breached first_response-1 late 16h0m0s;Resumed resolution-1;",
 		},
 		{
-			name: "major classification moves resolution to 2 working days of business time",
+			name: "major classification re-terms resolution to 2 working days of business time, in place",
 			given: func(x *history, env func(time.Time) Env) {
 				x.add(t0, received(t0))
 				x.decide(env(t0))
 				x.add(t0.Add(h), &ev.ComplaintClassified{Severity: ev.Severity_SEVERITY_L3})
 			},
 			now:  h,
-			want: "Started first_response-2 48h0m0s;Cancelled first_response-1 reclassified;Started resolution-2 33h0m0s;Cancelled resolution-1 reclassified;",
+			want: "Retermed first_response-1 budget 48h0m0s;Retermed resolution-1 budget 16h0m0s;",
 		},
 		{
 			name: "reopen starts a fresh resolution clock that does not breach at once",
@@ -171,8 +181,9 @@ func TestDecide(t *testing.T) {
 				x.add(t0.Add(10*time.Minute), &ev.CustomerContacted{WorkOrderId: "wo1"})
 				x.add(t0.Add(5*h), &ev.TechnicianArrived{WorkOrderId: "wo1"})
 			},
-			now:  5 * h,
-			want: "Started onsite_arrival-1 24h0m0s;Started technician_contact-1 15m0s;Warning technician_contact-1 50 late 4h52m30s;Met technician_contact-1 margin 5m0s;Met onsite_arrival-1 margin 19h0m0s;",
+			now: 5 * h,
+			// Decided 5 h later: the contact clock's warnings were past when it started.
+			want: "Started onsite_arrival-1 24h0m0s;Started technician_contact-1 15m0s;Met technician_contact-1 margin 5m0s;Met onsite_arrival-1 margin 19h0m0s;",
 		},
 		{
 			name: "withdrawn cancels every open clock",
@@ -247,9 +258,10 @@ func TestRunningClocksKeepTheirPolicyVersion(t *testing.T) {
 	x.add(t0.Add(2*time.Hour), &ev.ComplaintTakenOffHold{})
 	env.Now = t0.Add(2 * time.Hour)
 	x.decide(env)
-	// Re-applied on purpose: restarted under v2 with the used hour carried over.
+	// Re-applied on purpose: restarted under v2, counted from the same start
+	// under v2's terms (36 h, not paused for parts).
 	out := DecideReapply(Fold("c1", x.events), env, "test", "op-1")
-	if got := summary(out); !strings.Contains(got, "Started resolution-2 37h0m0s;Cancelled resolution-1 policy re-applied: test;") { // deadline 2h + (36h - 1h used) after the start
+	if got := summary(out); !strings.Contains(got, "Started resolution-2 36h0m0s;Cancelled resolution-1 policy re-applied: test;") {
 		t.Fatalf("reapply: %s", got)
 	}
 	for _, e := range out {

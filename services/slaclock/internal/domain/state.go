@@ -54,6 +54,8 @@ type Clock struct {
 	// WasBreached stays true when a breached clock is met late.
 	WasBreached bool
 	MetAt       time.Time
+	// MetPaused: the clock was met while paused (its margin is Remaining).
+	MetPaused bool
 	// StartedBy is the causation id of the clock's start: the trigger (or
 	// operation) whose handling started it.
 	StartedBy string
@@ -82,11 +84,25 @@ func (c *Clock) Open() bool { return c.Status == Running || c.Status == Paused }
 // Facts are what the complaint's other events told this service.
 type Facts struct {
 	policy.Facts
-	Software   bool
-	Team       string
-	Closed     bool
-	OnHold     bool
-	HoldReason ev.HoldReason
+	// ClassifiedAt is when the classification in Facts was made: the
+	// latest one by its time wins, whatever the order of the stream.
+	ClassifiedAt time.Time
+	Software     bool
+	Team         string
+	Closed       bool
+	OnHold       bool
+	HoldReason   ev.HoldReason
+	// Holds are the holds put on and taken off, in stream order: a
+	// clock's timing is recomputed from them (Terms).
+	Holds []HoldMark
+}
+
+// HoldMark is a hold put on (On, with its reason) or taken off, at the time
+// it happened.
+type HoldMark struct {
+	At     time.Time
+	On     bool
+	Reason ev.HoldReason
 }
 
 // State is one complaint as this service sees it.
@@ -141,7 +157,8 @@ func Evolve(s State, e *ev.Envelope) State {
 			StartedAt: p.GetStartedAt().AsTime(), Deadline: p.GetDeadline().AsTime(),
 			Budget: p.GetBudget().AsDuration(), Business: p.GetBusinessTime(), CalendarID: p.GetCalendarId(),
 			CalendarVersion: e.GetCalendarVersion(), PolicyVersion: e.GetPolicyVersion(),
-			WarnPercents: slices.Clone(p.GetWarnPercents()), StartedBy: e.GetCausationId(), LastChange: changeOf(e),
+			WarnPercents: slices.Clone(p.GetWarnPercents()), Warned: slices.Clone(p.GetPastWarnings()),
+			StartedBy: e.GetCausationId(), LastChange: changeOf(e),
 		})
 	case *ev.SlaClockPaused:
 		if c := s.Clock(p.GetClockId()); c != nil {
@@ -157,11 +174,36 @@ func Evolve(s State, e *ev.Envelope) State {
 		}
 	case *ev.SlaBreached:
 		if c := s.Clock(p.GetClockId()); c != nil {
-			c.Status, c.WasBreached = Breached, true
+			// A met clock found late after all (re-termed) stays met.
+			if c.Status != Met {
+				c.Status = Breached
+			}
+			c.WasBreached = true
 		}
 	case *ev.SlaMet:
 		if c := s.Clock(p.GetClockId()); c != nil {
-			c.Status, c.MetAt = Met, p.GetMetAt().AsTime()
+			c.Status, c.MetAt, c.MetPaused = Met, p.GetMetAt().AsTime(), c.Status == Paused
+		}
+	case *ev.SlaClockRetermed:
+		if c := s.Clock(p.GetClockId()); c != nil {
+			applyTerms(c, p.GetTerms(), e)
+			if c.Open() {
+				c.Status = Running
+				if p.GetTerms().GetPaused() {
+					c.Status = Paused
+				}
+			}
+		}
+	case *ev.SlaBreachWithdrawn:
+		if c := s.Clock(p.GetClockId()); c != nil {
+			applyTerms(c, p.GetTerms(), e)
+			c.WasBreached = false
+			if c.Status == Breached {
+				c.Status = Running
+				if p.GetTerms().GetPaused() {
+					c.Status = Paused
+				}
+			}
 		}
 	case *ev.SlaClockCancelled:
 		if c := s.Clock(p.GetClockId()); c != nil {
@@ -175,13 +217,18 @@ func Evolve(s State, e *ev.Envelope) State {
 			s.Facts.Tier = p.GetTier()
 		}
 	case *ev.ComplaintClassified:
-		s.Facts.Severity, s.Facts.Priority, s.Facts.Category = p.GetSeverity(), p.GetPriority(), p.GetCategory()
+		if at := e.GetOccurredAt().AsTime(); !at.Before(s.Facts.ClassifiedAt) {
+			s.Facts.Severity, s.Facts.Priority, s.Facts.Category = p.GetSeverity(), p.GetPriority(), p.GetCategory()
+			s.Facts.ClassifiedAt = at
+		}
 	case *ev.ComplaintAssigned:
 		s.Facts.Team = p.GetTeam()
 	case *ev.ComplaintPutOnHold:
 		s.Facts.OnHold, s.Facts.HoldReason = true, p.GetReason()
+		s.Facts.Holds = append(s.Facts.Holds, HoldMark{At: e.GetOccurredAt().AsTime(), On: true, Reason: p.GetReason()})
 	case *ev.ComplaintTakenOffHold:
 		s.Facts.OnHold = false
+		s.Facts.Holds = append(s.Facts.Holds, HoldMark{At: e.GetOccurredAt().AsTime()})
 	case *ev.ComplaintReopened:
 		s.Facts.Closed = false
 	case *ev.ComplaintWithdrawn, *ev.ComplaintClosed:
@@ -197,6 +244,18 @@ func Evolve(s State, e *ev.Envelope) State {
 		s.Pending = append(s.Pending, e)
 	}
 	return s
+}
+
+// applyTerms sets a clock's terms and timing from a re-term or a withdrawn
+// breach; the status is the caller's.
+func applyTerms(c *Clock, t *ev.SlaClockTerms, e *ev.Envelope) {
+	c.Budget, c.Business, c.CalendarID = t.GetBudget().AsDuration(), t.GetBusinessTime(), t.GetCalendarId()
+	c.WarnPercents, c.Warned = slices.Clone(t.GetWarnPercents()), slices.Clone(t.GetWarned())
+	c.Deadline, c.Remaining = t.GetDeadline().AsTime(), t.GetRemaining().AsDuration()
+	c.CalendarVersion, c.LastChange = e.GetCalendarVersion(), changeOf(e)
+	if c.Status == Met {
+		c.MetPaused = t.GetPaused()
+	}
 }
 
 // triggers are the event types a clock starts, stops, pauses or resumes on.

@@ -175,7 +175,21 @@ func (s *Server) WhatIf(ctx context.Context, r *slaclockv1.WhatIfRequest) (*slac
 		}
 	}
 	slices.SortFunc(resp.Targets, func(a, b *slaclockv1.TargetDiff) int { return int(a.GetTarget() - b.GetTarget()) })
+	resp.ChangesTotal = uint32(rep.ChangesTotal)
+	for _, c := range rep.Changes {
+		resp.Changes = append(resp.Changes, &slaclockv1.ClockChange{ComplaintId: c.ComplaintID, ClockId: c.ClockID, Target: c.Target,
+			SubjectId: c.Subject, StatusBefore: statusWire[c.Before.Status], StatusAfter: statusWire[c.After.Status],
+			DeadlineBefore: wireTime(c.Before.Deadline), DeadlineAfter: wireTime(c.After.Deadline)})
+	}
 	return resp, nil
+}
+
+// wireTime is t, or unset when zero.
+func wireTime(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
 }
 
 var statusWire = map[domain.Status]slaclockv1.ClockStatus{

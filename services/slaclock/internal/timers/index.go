@@ -348,9 +348,29 @@ func (x *Index) Apply(e *ev.Envelope) {
 		}
 		ci, wi := x.intern(calKey(p.GetBusinessTime(), p.GetCalendarId()), p.GetWarnPercents())
 		c := domain.Clock{ID: p.GetClockId(), Target: p.GetTarget(), Status: domain.Running, Deadline: p.GetDeadline().AsTime(), Budget: p.GetBudget().AsDuration(),
-			LastChange: domain.Change{Traceparent: e.GetTraceparent()}}
+			Warned: p.GetPastWarnings(), LastChange: domain.Change{Traceparent: e.GetTraceparent()}}
 		s := &x.slots[i]
-		s.clocks = append(s.clocks, toSched(&c, ci, wi, nil))
+		s.clocks = append(s.clocks, toSched(&c, ci, wi, p.GetWarnPercents()))
+		x.open++
+		x.rearm(i)
+	case *ev.SlaClockRetermed:
+		// Only an open clock is in the index; a breached or met one stays out.
+		x.update(e, p.GetClockId(), func(s *sched) bool {
+			*s = x.termed(p.GetClockId(), p.GetTarget(), p.GetTerms(), e)
+			return true
+		})
+	case *ev.SlaBreachWithdrawn:
+		if !p.GetReopened() {
+			return // the clock had been met: it stays out
+		}
+		x.mu.Lock()
+		defer x.mu.Unlock()
+		i, _ := x.slotFor(e.GetComplaintId(), true)
+		if !x.fresh(i, e) {
+			return
+		}
+		s := &x.slots[i]
+		s.clocks = append(s.clocks, x.termed(p.GetClockId(), p.GetTarget(), p.GetTerms(), e))
 		x.open++
 		x.rearm(i)
 	case *ev.SlaClockPaused:
@@ -376,6 +396,17 @@ func (x *Index) Apply(e *ev.Envelope) {
 		id := p.(interface{ GetClockId() string }).GetClockId()
 		x.update(e, id, func(*sched) bool { return false })
 	}
+}
+
+// termed is the compact clock that terms describe (x.mu held).
+func (x *Index) termed(id string, target ev.SlaTarget, t *ev.SlaClockTerms, e *ev.Envelope) sched {
+	ci, wi := x.intern(calKey(t.GetBusinessTime(), t.GetCalendarId()), t.GetWarnPercents())
+	c := domain.Clock{ID: id, Target: target, Status: domain.Running, Deadline: t.GetDeadline().AsTime(), Budget: t.GetBudget().AsDuration(),
+		Warned: t.GetWarned(), LastChange: domain.Change{Traceparent: e.GetTraceparent()}}
+	if t.GetPaused() {
+		c.Status, c.Remaining = domain.Paused, t.GetRemaining().AsDuration()
+	}
+	return toSched(&c, ci, wi, t.GetWarnPercents())
 }
 
 // fresh reports whether e is newer than what slot i has applied, and

@@ -130,3 +130,32 @@ func TestParseTraceRefusesMalformedTraceparents(t *testing.T) {
 		t.Errorf("round trip of %s: %s", tp, got)
 	}
 }
+
+// A re-term moves an open clock's next due instant; a withdrawn breach
+// brings the clock back into the schedule with its new terms, unless the
+// clock had been met.
+func TestIndexFollowsRetermsAndWithdrawnBreaches(t *testing.T) {
+	h := time.Hour
+	terms := func(budget time.Duration, warned ...uint32) *ev.SlaClockTerms {
+		return &ev.SlaClockTerms{Budget: durationpb.New(budget), Deadline: timestamppb.New(t0.Add(budget)),
+			WarnPercents: []uint32{50, 90}, Warned: warned}
+	}
+	x := New(calOf)
+	x.Apply(event("c1", 1, start("acceptance-1", t0.Add(24*h), 50, 90)))
+	x.Apply(event("c1", 2, &ev.SlaClockRetermed{ClockId: "acceptance-1", Target: ev.SlaTarget_SLA_TARGET_ACCEPTANCE, Terms: terms(48*h, 50)}))
+	if next, _ := x.Next(); !next.Equal(t0.Add(48*h - 48*h/10)) { // the 90 % warning of 48 h; 50 % counts as warned
+		t.Fatalf("next after the re-term = %v", next)
+	}
+	x.Apply(event("c1", 3, &ev.SlaBreached{ClockId: "acceptance-1"}))
+	if x.Open() != 0 {
+		t.Fatalf("open %d after the breach", x.Open())
+	}
+	x.Apply(event("c1", 4, &ev.SlaBreachWithdrawn{ClockId: "resolution-1", Target: ev.SlaTarget_SLA_TARGET_RESOLUTION, Terms: terms(72 * h)}))
+	if x.Open() != 0 {
+		t.Fatal("a withdrawn breach of a met clock put it back in the schedule")
+	}
+	x.Apply(event("c1", 5, &ev.SlaBreachWithdrawn{ClockId: "acceptance-1", Target: ev.SlaTarget_SLA_TARGET_ACCEPTANCE, Terms: terms(72*h, 50, 90), Reopened: true}))
+	if next, _ := x.Next(); x.Open() != 1 || !next.Equal(t0.Add(72*h)) {
+		t.Fatalf("open %d, next %v after the withdrawal", x.Open(), next)
+	}
+}

@@ -110,6 +110,8 @@ type Envelope struct {
 	//	*Envelope_SlaBreached
 	//	*Envelope_SlaMet
 	//	*Envelope_SlaClockCancelled
+	//	*Envelope_SlaClockRetermed
+	//	*Envelope_SlaBreachWithdrawn
 	//	*Envelope_SlaPolicyPublished
 	//	*Envelope_CalendarYearPublished
 	//	*Envelope_WorkOrderOpened
@@ -586,6 +588,24 @@ func (x *Envelope) GetSlaClockCancelled() *SlaClockCancelled {
 	return nil
 }
 
+func (x *Envelope) GetSlaClockRetermed() *SlaClockRetermed {
+	if x != nil {
+		if x, ok := x.Payload.(*Envelope_SlaClockRetermed); ok {
+			return x.SlaClockRetermed
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetSlaBreachWithdrawn() *SlaBreachWithdrawn {
+	if x != nil {
+		if x, ok := x.Payload.(*Envelope_SlaBreachWithdrawn); ok {
+			return x.SlaBreachWithdrawn
+		}
+	}
+	return nil
+}
+
 func (x *Envelope) GetSlaPolicyPublished() *SlaPolicyPublished {
 	if x != nil {
 		if x, ok := x.Payload.(*Envelope_SlaPolicyPublished); ok {
@@ -978,6 +998,14 @@ type Envelope_SlaClockCancelled struct {
 	SlaClockCancelled *SlaClockCancelled `protobuf:"bytes,306,opt,name=sla_clock_cancelled,json=slaClockCancelled,proto3,oneof"`
 }
 
+type Envelope_SlaClockRetermed struct {
+	SlaClockRetermed *SlaClockRetermed `protobuf:"bytes,307,opt,name=sla_clock_retermed,json=slaClockRetermed,proto3,oneof"`
+}
+
+type Envelope_SlaBreachWithdrawn struct {
+	SlaBreachWithdrawn *SlaBreachWithdrawn `protobuf:"bytes,308,opt,name=sla_breach_withdrawn,json=slaBreachWithdrawn,proto3,oneof"`
+}
+
 type Envelope_SlaPolicyPublished struct {
 	SlaPolicyPublished *SlaPolicyPublished `protobuf:"bytes,350,opt,name=sla_policy_published,json=slaPolicyPublished,proto3,oneof"`
 }
@@ -1158,6 +1186,10 @@ func (*Envelope_SlaMet) isEnvelope_Payload() {}
 
 func (*Envelope_SlaClockCancelled) isEnvelope_Payload() {}
 
+func (*Envelope_SlaClockRetermed) isEnvelope_Payload() {}
+
+func (*Envelope_SlaBreachWithdrawn) isEnvelope_Payload() {}
+
 func (*Envelope_SlaPolicyPublished) isEnvelope_Payload() {}
 
 func (*Envelope_CalendarYearPublished) isEnvelope_Payload() {}
@@ -1220,7 +1252,7 @@ var File_closeloop_events_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_closeloop_events_v1_envelope_proto_rawDesc = "" +
 	"\n" +
-	"\"closeloop/events/v1/envelope.proto\x12\x13closeloop.events.v1\x1a#closeloop/events/v1/complaint.proto\x1a\"closeloop/events/v1/dispatch.proto\x1a\"closeloop/events/v1/followup.proto\x1a!closeloop/events/v1/routing.proto\x1a\x1dcloseloop/events/v1/sla.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcf/\n" +
+	"\"closeloop/events/v1/envelope.proto\x12\x13closeloop.events.v1\x1a#closeloop/events/v1/complaint.proto\x1a\"closeloop/events/v1/dispatch.proto\x1a\"closeloop/events/v1/followup.proto\x1a!closeloop/events/v1/routing.proto\x1a\x1dcloseloop/events/v1/sla.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x851\n" +
 	"\bEnvelope\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x1b\n" +
 	"\tstream_id\x18\x02 \x01(\tR\bstreamId\x12!\n" +
@@ -1276,7 +1308,9 @@ const file_closeloop_events_v1_envelope_proto_rawDesc = "" +
 	"slaWarning\x12F\n" +
 	"\fsla_breached\x18\xb0\x02 \x01(\v2 .closeloop.events.v1.SlaBreachedH\x00R\vslaBreached\x127\n" +
 	"\asla_met\x18\xb1\x02 \x01(\v2\x1b.closeloop.events.v1.SlaMetH\x00R\x06slaMet\x12Y\n" +
-	"\x13sla_clock_cancelled\x18\xb2\x02 \x01(\v2&.closeloop.events.v1.SlaClockCancelledH\x00R\x11slaClockCancelled\x12\\\n" +
+	"\x13sla_clock_cancelled\x18\xb2\x02 \x01(\v2&.closeloop.events.v1.SlaClockCancelledH\x00R\x11slaClockCancelled\x12V\n" +
+	"\x12sla_clock_retermed\x18\xb3\x02 \x01(\v2%.closeloop.events.v1.SlaClockRetermedH\x00R\x10slaClockRetermed\x12\\\n" +
+	"\x14sla_breach_withdrawn\x18\xb4\x02 \x01(\v2'.closeloop.events.v1.SlaBreachWithdrawnH\x00R\x12slaBreachWithdrawn\x12\\\n" +
 	"\x14sla_policy_published\x18\xde\x02 \x01(\v2'.closeloop.events.v1.SlaPolicyPublishedH\x00R\x12slaPolicyPublished\x12e\n" +
 	"\x17calendar_year_published\x18\xe8\x02 \x01(\v2*.closeloop.events.v1.CalendarYearPublishedH\x00R\x15calendarYearPublished\x12S\n" +
 	"\x11work_order_opened\x18\x90\x03 \x01(\v2$.closeloop.events.v1.WorkOrderOpenedH\x00R\x0fworkOrderOpened\x12[\n" +
@@ -1356,35 +1390,37 @@ var file_closeloop_events_v1_envelope_proto_goTypes = []any{
 	(*SlaBreached)(nil),              // 30: closeloop.events.v1.SlaBreached
 	(*SlaMet)(nil),                   // 31: closeloop.events.v1.SlaMet
 	(*SlaClockCancelled)(nil),        // 32: closeloop.events.v1.SlaClockCancelled
-	(*SlaPolicyPublished)(nil),       // 33: closeloop.events.v1.SlaPolicyPublished
-	(*CalendarYearPublished)(nil),    // 34: closeloop.events.v1.CalendarYearPublished
-	(*WorkOrderOpened)(nil),          // 35: closeloop.events.v1.WorkOrderOpened
-	(*TechnicianAssigned)(nil),       // 36: closeloop.events.v1.TechnicianAssigned
-	(*WorkOrderUnassignable)(nil),    // 37: closeloop.events.v1.WorkOrderUnassignable
-	(*TechnicianAccepted)(nil),       // 38: closeloop.events.v1.TechnicianAccepted
-	(*TechnicianDeclined)(nil),       // 39: closeloop.events.v1.TechnicianDeclined
-	(*CustomerContacted)(nil),        // 40: closeloop.events.v1.CustomerContacted
-	(*TechnicianEnRoute)(nil),        // 41: closeloop.events.v1.TechnicianEnRoute
-	(*TechnicianArrived)(nil),        // 42: closeloop.events.v1.TechnicianArrived
-	(*RemoteSessionStarted)(nil),     // 43: closeloop.events.v1.RemoteSessionStarted
-	(*WorkCompleted)(nil),            // 44: closeloop.events.v1.WorkCompleted
-	(*RemoteResolved)(nil),           // 45: closeloop.events.v1.RemoteResolved
-	(*EscalatedToOnSite)(nil),        // 46: closeloop.events.v1.EscalatedToOnSite
-	(*WorkOrderFailed)(nil),          // 47: closeloop.events.v1.WorkOrderFailed
-	(*WorkOrderCancelled)(nil),       // 48: closeloop.events.v1.WorkOrderCancelled
-	(*TechnicianRegistered)(nil),     // 49: closeloop.events.v1.TechnicianRegistered
-	(*TechnicianProfileUpdated)(nil), // 50: closeloop.events.v1.TechnicianProfileUpdated
-	(*TechnicianStatusChanged)(nil),  // 51: closeloop.events.v1.TechnicianStatusChanged
-	(*TechnicianJobBooked)(nil),      // 52: closeloop.events.v1.TechnicianJobBooked
-	(*TechnicianJobReleased)(nil),    // 53: closeloop.events.v1.TechnicianJobReleased
-	(*FeedbackTaskScheduled)(nil),    // 54: closeloop.events.v1.FeedbackTaskScheduled
-	(*FeedbackDelivered)(nil),        // 55: closeloop.events.v1.FeedbackDelivered
-	(*SurveySent)(nil),               // 56: closeloop.events.v1.SurveySent
-	(*SurveyAnswered)(nil),           // 57: closeloop.events.v1.SurveyAnswered
-	(*ComplaintReopened)(nil),        // 58: closeloop.events.v1.ComplaintReopened
-	(*ComplaintClosed)(nil),          // 59: closeloop.events.v1.ComplaintClosed
-	(*ReturnVisitScheduled)(nil),     // 60: closeloop.events.v1.ReturnVisitScheduled
-	(*ReturnVisitCompleted)(nil),     // 61: closeloop.events.v1.ReturnVisitCompleted
+	(*SlaClockRetermed)(nil),         // 33: closeloop.events.v1.SlaClockRetermed
+	(*SlaBreachWithdrawn)(nil),       // 34: closeloop.events.v1.SlaBreachWithdrawn
+	(*SlaPolicyPublished)(nil),       // 35: closeloop.events.v1.SlaPolicyPublished
+	(*CalendarYearPublished)(nil),    // 36: closeloop.events.v1.CalendarYearPublished
+	(*WorkOrderOpened)(nil),          // 37: closeloop.events.v1.WorkOrderOpened
+	(*TechnicianAssigned)(nil),       // 38: closeloop.events.v1.TechnicianAssigned
+	(*WorkOrderUnassignable)(nil),    // 39: closeloop.events.v1.WorkOrderUnassignable
+	(*TechnicianAccepted)(nil),       // 40: closeloop.events.v1.TechnicianAccepted
+	(*TechnicianDeclined)(nil),       // 41: closeloop.events.v1.TechnicianDeclined
+	(*CustomerContacted)(nil),        // 42: closeloop.events.v1.CustomerContacted
+	(*TechnicianEnRoute)(nil),        // 43: closeloop.events.v1.TechnicianEnRoute
+	(*TechnicianArrived)(nil),        // 44: closeloop.events.v1.TechnicianArrived
+	(*RemoteSessionStarted)(nil),     // 45: closeloop.events.v1.RemoteSessionStarted
+	(*WorkCompleted)(nil),            // 46: closeloop.events.v1.WorkCompleted
+	(*RemoteResolved)(nil),           // 47: closeloop.events.v1.RemoteResolved
+	(*EscalatedToOnSite)(nil),        // 48: closeloop.events.v1.EscalatedToOnSite
+	(*WorkOrderFailed)(nil),          // 49: closeloop.events.v1.WorkOrderFailed
+	(*WorkOrderCancelled)(nil),       // 50: closeloop.events.v1.WorkOrderCancelled
+	(*TechnicianRegistered)(nil),     // 51: closeloop.events.v1.TechnicianRegistered
+	(*TechnicianProfileUpdated)(nil), // 52: closeloop.events.v1.TechnicianProfileUpdated
+	(*TechnicianStatusChanged)(nil),  // 53: closeloop.events.v1.TechnicianStatusChanged
+	(*TechnicianJobBooked)(nil),      // 54: closeloop.events.v1.TechnicianJobBooked
+	(*TechnicianJobReleased)(nil),    // 55: closeloop.events.v1.TechnicianJobReleased
+	(*FeedbackTaskScheduled)(nil),    // 56: closeloop.events.v1.FeedbackTaskScheduled
+	(*FeedbackDelivered)(nil),        // 57: closeloop.events.v1.FeedbackDelivered
+	(*SurveySent)(nil),               // 58: closeloop.events.v1.SurveySent
+	(*SurveyAnswered)(nil),           // 59: closeloop.events.v1.SurveyAnswered
+	(*ComplaintReopened)(nil),        // 60: closeloop.events.v1.ComplaintReopened
+	(*ComplaintClosed)(nil),          // 61: closeloop.events.v1.ComplaintClosed
+	(*ReturnVisitScheduled)(nil),     // 62: closeloop.events.v1.ReturnVisitScheduled
+	(*ReturnVisitCompleted)(nil),     // 63: closeloop.events.v1.ReturnVisitCompleted
 }
 var file_closeloop_events_v1_envelope_proto_depIdxs = []int32{
 	1,  // 0: closeloop.events.v1.Envelope.occurred_at:type_name -> google.protobuf.Timestamp
@@ -1420,40 +1456,42 @@ var file_closeloop_events_v1_envelope_proto_depIdxs = []int32{
 	30, // 30: closeloop.events.v1.Envelope.sla_breached:type_name -> closeloop.events.v1.SlaBreached
 	31, // 31: closeloop.events.v1.Envelope.sla_met:type_name -> closeloop.events.v1.SlaMet
 	32, // 32: closeloop.events.v1.Envelope.sla_clock_cancelled:type_name -> closeloop.events.v1.SlaClockCancelled
-	33, // 33: closeloop.events.v1.Envelope.sla_policy_published:type_name -> closeloop.events.v1.SlaPolicyPublished
-	34, // 34: closeloop.events.v1.Envelope.calendar_year_published:type_name -> closeloop.events.v1.CalendarYearPublished
-	35, // 35: closeloop.events.v1.Envelope.work_order_opened:type_name -> closeloop.events.v1.WorkOrderOpened
-	36, // 36: closeloop.events.v1.Envelope.technician_assigned:type_name -> closeloop.events.v1.TechnicianAssigned
-	37, // 37: closeloop.events.v1.Envelope.work_order_unassignable:type_name -> closeloop.events.v1.WorkOrderUnassignable
-	38, // 38: closeloop.events.v1.Envelope.technician_accepted:type_name -> closeloop.events.v1.TechnicianAccepted
-	39, // 39: closeloop.events.v1.Envelope.technician_declined:type_name -> closeloop.events.v1.TechnicianDeclined
-	40, // 40: closeloop.events.v1.Envelope.customer_contacted:type_name -> closeloop.events.v1.CustomerContacted
-	41, // 41: closeloop.events.v1.Envelope.technician_en_route:type_name -> closeloop.events.v1.TechnicianEnRoute
-	42, // 42: closeloop.events.v1.Envelope.technician_arrived:type_name -> closeloop.events.v1.TechnicianArrived
-	43, // 43: closeloop.events.v1.Envelope.remote_session_started:type_name -> closeloop.events.v1.RemoteSessionStarted
-	44, // 44: closeloop.events.v1.Envelope.work_completed:type_name -> closeloop.events.v1.WorkCompleted
-	45, // 45: closeloop.events.v1.Envelope.remote_resolved:type_name -> closeloop.events.v1.RemoteResolved
-	46, // 46: closeloop.events.v1.Envelope.escalated_to_on_site:type_name -> closeloop.events.v1.EscalatedToOnSite
-	47, // 47: closeloop.events.v1.Envelope.work_order_failed:type_name -> closeloop.events.v1.WorkOrderFailed
-	48, // 48: closeloop.events.v1.Envelope.work_order_cancelled:type_name -> closeloop.events.v1.WorkOrderCancelled
-	49, // 49: closeloop.events.v1.Envelope.technician_registered:type_name -> closeloop.events.v1.TechnicianRegistered
-	50, // 50: closeloop.events.v1.Envelope.technician_profile_updated:type_name -> closeloop.events.v1.TechnicianProfileUpdated
-	51, // 51: closeloop.events.v1.Envelope.technician_status_changed:type_name -> closeloop.events.v1.TechnicianStatusChanged
-	52, // 52: closeloop.events.v1.Envelope.technician_job_booked:type_name -> closeloop.events.v1.TechnicianJobBooked
-	53, // 53: closeloop.events.v1.Envelope.technician_job_released:type_name -> closeloop.events.v1.TechnicianJobReleased
-	54, // 54: closeloop.events.v1.Envelope.feedback_task_scheduled:type_name -> closeloop.events.v1.FeedbackTaskScheduled
-	55, // 55: closeloop.events.v1.Envelope.feedback_delivered:type_name -> closeloop.events.v1.FeedbackDelivered
-	56, // 56: closeloop.events.v1.Envelope.survey_sent:type_name -> closeloop.events.v1.SurveySent
-	57, // 57: closeloop.events.v1.Envelope.survey_answered:type_name -> closeloop.events.v1.SurveyAnswered
-	58, // 58: closeloop.events.v1.Envelope.complaint_reopened:type_name -> closeloop.events.v1.ComplaintReopened
-	59, // 59: closeloop.events.v1.Envelope.complaint_closed:type_name -> closeloop.events.v1.ComplaintClosed
-	60, // 60: closeloop.events.v1.Envelope.return_visit_scheduled:type_name -> closeloop.events.v1.ReturnVisitScheduled
-	61, // 61: closeloop.events.v1.Envelope.return_visit_completed:type_name -> closeloop.events.v1.ReturnVisitCompleted
-	62, // [62:62] is the sub-list for method output_type
-	62, // [62:62] is the sub-list for method input_type
-	62, // [62:62] is the sub-list for extension type_name
-	62, // [62:62] is the sub-list for extension extendee
-	0,  // [0:62] is the sub-list for field type_name
+	33, // 33: closeloop.events.v1.Envelope.sla_clock_retermed:type_name -> closeloop.events.v1.SlaClockRetermed
+	34, // 34: closeloop.events.v1.Envelope.sla_breach_withdrawn:type_name -> closeloop.events.v1.SlaBreachWithdrawn
+	35, // 35: closeloop.events.v1.Envelope.sla_policy_published:type_name -> closeloop.events.v1.SlaPolicyPublished
+	36, // 36: closeloop.events.v1.Envelope.calendar_year_published:type_name -> closeloop.events.v1.CalendarYearPublished
+	37, // 37: closeloop.events.v1.Envelope.work_order_opened:type_name -> closeloop.events.v1.WorkOrderOpened
+	38, // 38: closeloop.events.v1.Envelope.technician_assigned:type_name -> closeloop.events.v1.TechnicianAssigned
+	39, // 39: closeloop.events.v1.Envelope.work_order_unassignable:type_name -> closeloop.events.v1.WorkOrderUnassignable
+	40, // 40: closeloop.events.v1.Envelope.technician_accepted:type_name -> closeloop.events.v1.TechnicianAccepted
+	41, // 41: closeloop.events.v1.Envelope.technician_declined:type_name -> closeloop.events.v1.TechnicianDeclined
+	42, // 42: closeloop.events.v1.Envelope.customer_contacted:type_name -> closeloop.events.v1.CustomerContacted
+	43, // 43: closeloop.events.v1.Envelope.technician_en_route:type_name -> closeloop.events.v1.TechnicianEnRoute
+	44, // 44: closeloop.events.v1.Envelope.technician_arrived:type_name -> closeloop.events.v1.TechnicianArrived
+	45, // 45: closeloop.events.v1.Envelope.remote_session_started:type_name -> closeloop.events.v1.RemoteSessionStarted
+	46, // 46: closeloop.events.v1.Envelope.work_completed:type_name -> closeloop.events.v1.WorkCompleted
+	47, // 47: closeloop.events.v1.Envelope.remote_resolved:type_name -> closeloop.events.v1.RemoteResolved
+	48, // 48: closeloop.events.v1.Envelope.escalated_to_on_site:type_name -> closeloop.events.v1.EscalatedToOnSite
+	49, // 49: closeloop.events.v1.Envelope.work_order_failed:type_name -> closeloop.events.v1.WorkOrderFailed
+	50, // 50: closeloop.events.v1.Envelope.work_order_cancelled:type_name -> closeloop.events.v1.WorkOrderCancelled
+	51, // 51: closeloop.events.v1.Envelope.technician_registered:type_name -> closeloop.events.v1.TechnicianRegistered
+	52, // 52: closeloop.events.v1.Envelope.technician_profile_updated:type_name -> closeloop.events.v1.TechnicianProfileUpdated
+	53, // 53: closeloop.events.v1.Envelope.technician_status_changed:type_name -> closeloop.events.v1.TechnicianStatusChanged
+	54, // 54: closeloop.events.v1.Envelope.technician_job_booked:type_name -> closeloop.events.v1.TechnicianJobBooked
+	55, // 55: closeloop.events.v1.Envelope.technician_job_released:type_name -> closeloop.events.v1.TechnicianJobReleased
+	56, // 56: closeloop.events.v1.Envelope.feedback_task_scheduled:type_name -> closeloop.events.v1.FeedbackTaskScheduled
+	57, // 57: closeloop.events.v1.Envelope.feedback_delivered:type_name -> closeloop.events.v1.FeedbackDelivered
+	58, // 58: closeloop.events.v1.Envelope.survey_sent:type_name -> closeloop.events.v1.SurveySent
+	59, // 59: closeloop.events.v1.Envelope.survey_answered:type_name -> closeloop.events.v1.SurveyAnswered
+	60, // 60: closeloop.events.v1.Envelope.complaint_reopened:type_name -> closeloop.events.v1.ComplaintReopened
+	61, // 61: closeloop.events.v1.Envelope.complaint_closed:type_name -> closeloop.events.v1.ComplaintClosed
+	62, // 62: closeloop.events.v1.Envelope.return_visit_scheduled:type_name -> closeloop.events.v1.ReturnVisitScheduled
+	63, // 63: closeloop.events.v1.Envelope.return_visit_completed:type_name -> closeloop.events.v1.ReturnVisitCompleted
+	64, // [64:64] is the sub-list for method output_type
+	64, // [64:64] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_closeloop_events_v1_envelope_proto_init() }
@@ -1498,6 +1536,8 @@ func file_closeloop_events_v1_envelope_proto_init() {
 		(*Envelope_SlaBreached)(nil),
 		(*Envelope_SlaMet)(nil),
 		(*Envelope_SlaClockCancelled)(nil),
+		(*Envelope_SlaClockRetermed)(nil),
+		(*Envelope_SlaBreachWithdrawn)(nil),
 		(*Envelope_SlaPolicyPublished)(nil),
 		(*Envelope_CalendarYearPublished)(nil),
 		(*Envelope_WorkOrderOpened)(nil),

@@ -105,7 +105,10 @@ type SlaClockStarted struct {
 	// Warning thresholds in percent of the budget, e.g. 50, 75, 90.
 	WarnPercents []uint32 `protobuf:"varint,8,rep,packed,name=warn_percents,json=warnPercents,proto3" json:"warn_percents,omitempty"`
 	// Work order id for the dispatch targets.
-	SubjectId     string `protobuf:"bytes,9,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	SubjectId string `protobuf:"bytes,9,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	// Warning thresholds whose moment had already passed when the clock was
+	// started (a complaint entered late): they are never emitted.
+	PastWarnings  []uint32 `protobuf:"varint,10,rep,packed,name=past_warnings,json=pastWarnings,proto3" json:"past_warnings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -201,6 +204,13 @@ func (x *SlaClockStarted) GetSubjectId() string {
 		return x.SubjectId
 	}
 	return ""
+}
+
+func (x *SlaClockStarted) GetPastWarnings() []uint32 {
+	if x != nil {
+		return x.PastWarnings
+	}
+	return nil
 }
 
 type SlaClockPaused struct {
@@ -638,6 +648,283 @@ func (x *SlaClockCancelled) GetReason() string {
 	return ""
 }
 
+// SlaClockTerms are a clock's terms and timing as the complaint's facts give
+// them, counted from the clock's start (holds that pause it included).
+type SlaClockTerms struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Budget       *durationpb.Duration   `protobuf:"bytes,1,opt,name=budget,proto3" json:"budget,omitempty"`
+	BusinessTime bool                   `protobuf:"varint,2,opt,name=business_time,json=businessTime,proto3" json:"business_time,omitempty"`
+	CalendarId   string                 `protobuf:"bytes,3,opt,name=calendar_id,json=calendarId,proto3" json:"calendar_id,omitempty"`
+	WarnPercents []uint32               `protobuf:"varint,4,rep,packed,name=warn_percents,json=warnPercents,proto3" json:"warn_percents,omitempty"`
+	// The deadline; while paused, the budget left is remaining instead.
+	Deadline  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	Paused    bool                   `protobuf:"varint,6,opt,name=paused,proto3" json:"paused,omitempty"`
+	Remaining *durationpb.Duration   `protobuf:"bytes,7,opt,name=remaining,proto3" json:"remaining,omitempty"`
+	// Thresholds already emitted, or whose moment had passed when the terms
+	// were set: not emitted (again).
+	Warned        []uint32 `protobuf:"varint,8,rep,packed,name=warned,proto3" json:"warned,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SlaClockTerms) Reset() {
+	*x = SlaClockTerms{}
+	mi := &file_closeloop_events_v1_sla_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SlaClockTerms) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SlaClockTerms) ProtoMessage() {}
+
+func (x *SlaClockTerms) ProtoReflect() protoreflect.Message {
+	mi := &file_closeloop_events_v1_sla_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SlaClockTerms.ProtoReflect.Descriptor instead.
+func (*SlaClockTerms) Descriptor() ([]byte, []int) {
+	return file_closeloop_events_v1_sla_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SlaClockTerms) GetBudget() *durationpb.Duration {
+	if x != nil {
+		return x.Budget
+	}
+	return nil
+}
+
+func (x *SlaClockTerms) GetBusinessTime() bool {
+	if x != nil {
+		return x.BusinessTime
+	}
+	return false
+}
+
+func (x *SlaClockTerms) GetCalendarId() string {
+	if x != nil {
+		return x.CalendarId
+	}
+	return ""
+}
+
+func (x *SlaClockTerms) GetWarnPercents() []uint32 {
+	if x != nil {
+		return x.WarnPercents
+	}
+	return nil
+}
+
+func (x *SlaClockTerms) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+func (x *SlaClockTerms) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *SlaClockTerms) GetRemaining() *durationpb.Duration {
+	if x != nil {
+		return x.Remaining
+	}
+	return nil
+}
+
+func (x *SlaClockTerms) GetWarned() []uint32 {
+	if x != nil {
+		return x.Warned
+	}
+	return nil
+}
+
+// SlaClockRetermed: a fact that changes a clock's terms or timing arrived
+// after the clock was started (a classification, a hold recorded late). The
+// clock keeps its id and start; its terms are recomputed from the start, so
+// they do not depend on when sla-clock saw the fact. A breached clock stays
+// breached unless an SlaBreachWithdrawn follows.
+type SlaClockRetermed struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	ClockId          string                 `protobuf:"bytes,1,opt,name=clock_id,json=clockId,proto3" json:"clock_id,omitempty"`
+	Target           SlaTarget              `protobuf:"varint,2,opt,name=target,proto3,enum=closeloop.events.v1.SlaTarget" json:"target,omitempty"`
+	Terms            *SlaClockTerms         `protobuf:"bytes,3,opt,name=terms,proto3" json:"terms,omitempty"`
+	PreviousDeadline *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=previous_deadline,json=previousDeadline,proto3" json:"previous_deadline,omitempty"`
+	// E.g. "reclassified", "facts changed".
+	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SlaClockRetermed) Reset() {
+	*x = SlaClockRetermed{}
+	mi := &file_closeloop_events_v1_sla_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SlaClockRetermed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SlaClockRetermed) ProtoMessage() {}
+
+func (x *SlaClockRetermed) ProtoReflect() protoreflect.Message {
+	mi := &file_closeloop_events_v1_sla_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SlaClockRetermed.ProtoReflect.Descriptor instead.
+func (*SlaClockRetermed) Descriptor() ([]byte, []int) {
+	return file_closeloop_events_v1_sla_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SlaClockRetermed) GetClockId() string {
+	if x != nil {
+		return x.ClockId
+	}
+	return ""
+}
+
+func (x *SlaClockRetermed) GetTarget() SlaTarget {
+	if x != nil {
+		return x.Target
+	}
+	return SlaTarget_SLA_TARGET_UNSPECIFIED
+}
+
+func (x *SlaClockRetermed) GetTerms() *SlaClockTerms {
+	if x != nil {
+		return x.Terms
+	}
+	return nil
+}
+
+func (x *SlaClockRetermed) GetPreviousDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PreviousDeadline
+	}
+	return nil
+}
+
+func (x *SlaClockRetermed) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// SlaBreachWithdrawn corrects an SlaBreached that the complaint's facts,
+// known in full, do not support (it was recorded under the default terms
+// before the classification arrived). It carries the clock's new terms.
+type SlaBreachWithdrawn struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	ClockId string                 `protobuf:"bytes,1,opt,name=clock_id,json=clockId,proto3" json:"clock_id,omitempty"`
+	Target  SlaTarget              `protobuf:"varint,2,opt,name=target,proto3,enum=closeloop.events.v1.SlaTarget" json:"target,omitempty"`
+	Terms   *SlaClockTerms         `protobuf:"bytes,3,opt,name=terms,proto3" json:"terms,omitempty"`
+	// The deadline the withdrawn breach was recorded against.
+	BreachedDeadline *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=breached_deadline,json=breachedDeadline,proto3" json:"breached_deadline,omitempty"`
+	// The clock runs again (it was open); false: it had been met, and the
+	// met is now in time.
+	Reopened      bool   `protobuf:"varint,5,opt,name=reopened,proto3" json:"reopened,omitempty"`
+	Reason        string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SlaBreachWithdrawn) Reset() {
+	*x = SlaBreachWithdrawn{}
+	mi := &file_closeloop_events_v1_sla_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SlaBreachWithdrawn) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SlaBreachWithdrawn) ProtoMessage() {}
+
+func (x *SlaBreachWithdrawn) ProtoReflect() protoreflect.Message {
+	mi := &file_closeloop_events_v1_sla_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SlaBreachWithdrawn.ProtoReflect.Descriptor instead.
+func (*SlaBreachWithdrawn) Descriptor() ([]byte, []int) {
+	return file_closeloop_events_v1_sla_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SlaBreachWithdrawn) GetClockId() string {
+	if x != nil {
+		return x.ClockId
+	}
+	return ""
+}
+
+func (x *SlaBreachWithdrawn) GetTarget() SlaTarget {
+	if x != nil {
+		return x.Target
+	}
+	return SlaTarget_SLA_TARGET_UNSPECIFIED
+}
+
+func (x *SlaBreachWithdrawn) GetTerms() *SlaClockTerms {
+	if x != nil {
+		return x.Terms
+	}
+	return nil
+}
+
+func (x *SlaBreachWithdrawn) GetBreachedDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.BreachedDeadline
+	}
+	return nil
+}
+
+func (x *SlaBreachWithdrawn) GetReopened() bool {
+	if x != nil {
+		return x.Reopened
+	}
+	return false
+}
+
+func (x *SlaBreachWithdrawn) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // SlaPolicyPublished lives on the policy's own stream ("policy-sla"): a new
 // version of the targets. Running clocks keep the version they started with.
 type SlaPolicyPublished struct {
@@ -652,7 +939,7 @@ type SlaPolicyPublished struct {
 
 func (x *SlaPolicyPublished) Reset() {
 	*x = SlaPolicyPublished{}
-	mi := &file_closeloop_events_v1_sla_proto_msgTypes[7]
+	mi := &file_closeloop_events_v1_sla_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -664,7 +951,7 @@ func (x *SlaPolicyPublished) String() string {
 func (*SlaPolicyPublished) ProtoMessage() {}
 
 func (x *SlaPolicyPublished) ProtoReflect() protoreflect.Message {
-	mi := &file_closeloop_events_v1_sla_proto_msgTypes[7]
+	mi := &file_closeloop_events_v1_sla_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -677,7 +964,7 @@ func (x *SlaPolicyPublished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SlaPolicyPublished.ProtoReflect.Descriptor instead.
 func (*SlaPolicyPublished) Descriptor() ([]byte, []int) {
-	return file_closeloop_events_v1_sla_proto_rawDescGZIP(), []int{7}
+	return file_closeloop_events_v1_sla_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SlaPolicyPublished) GetPolicyVersion() string {
@@ -724,7 +1011,7 @@ type CalendarYearPublished struct {
 
 func (x *CalendarYearPublished) Reset() {
 	*x = CalendarYearPublished{}
-	mi := &file_closeloop_events_v1_sla_proto_msgTypes[8]
+	mi := &file_closeloop_events_v1_sla_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -736,7 +1023,7 @@ func (x *CalendarYearPublished) String() string {
 func (*CalendarYearPublished) ProtoMessage() {}
 
 func (x *CalendarYearPublished) ProtoReflect() protoreflect.Message {
-	mi := &file_closeloop_events_v1_sla_proto_msgTypes[8]
+	mi := &file_closeloop_events_v1_sla_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -749,7 +1036,7 @@ func (x *CalendarYearPublished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CalendarYearPublished.ProtoReflect.Descriptor instead.
 func (*CalendarYearPublished) Descriptor() ([]byte, []int) {
-	return file_closeloop_events_v1_sla_proto_rawDescGZIP(), []int{8}
+	return file_closeloop_events_v1_sla_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CalendarYearPublished) GetRegion() string {
@@ -818,7 +1105,7 @@ type CalendarHoliday struct {
 
 func (x *CalendarHoliday) Reset() {
 	*x = CalendarHoliday{}
-	mi := &file_closeloop_events_v1_sla_proto_msgTypes[9]
+	mi := &file_closeloop_events_v1_sla_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -830,7 +1117,7 @@ func (x *CalendarHoliday) String() string {
 func (*CalendarHoliday) ProtoMessage() {}
 
 func (x *CalendarHoliday) ProtoReflect() protoreflect.Message {
-	mi := &file_closeloop_events_v1_sla_proto_msgTypes[9]
+	mi := &file_closeloop_events_v1_sla_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -843,7 +1130,7 @@ func (x *CalendarHoliday) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CalendarHoliday.ProtoReflect.Descriptor instead.
 func (*CalendarHoliday) Descriptor() ([]byte, []int) {
-	return file_closeloop_events_v1_sla_proto_rawDescGZIP(), []int{9}
+	return file_closeloop_events_v1_sla_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CalendarHoliday) GetName() string {
@@ -885,7 +1172,7 @@ var File_closeloop_events_v1_sla_proto protoreflect.FileDescriptor
 
 const file_closeloop_events_v1_sla_proto_rawDesc = "" +
 	"\n" +
-	"\x1dcloseloop/events/v1/sla.proto\x12\x13closeloop.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\x03\n" +
+	"\x1dcloseloop/events/v1/sla.proto\x12\x13closeloop.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb9\x03\n" +
 	"\x0fSlaClockStarted\x12\x19\n" +
 	"\bclock_id\x18\x01 \x01(\tR\aclockId\x126\n" +
 	"\x06target\x18\x02 \x01(\x0e2\x1e.closeloop.events.v1.SlaTargetR\x06target\x129\n" +
@@ -898,7 +1185,9 @@ const file_closeloop_events_v1_sla_proto_rawDesc = "" +
 	"calendarId\x12#\n" +
 	"\rwarn_percents\x18\b \x03(\rR\fwarnPercents\x12\x1d\n" +
 	"\n" +
-	"subject_id\x18\t \x01(\tR\tsubjectId\"\xed\x01\n" +
+	"subject_id\x18\t \x01(\tR\tsubjectId\x12#\n" +
+	"\rpast_warnings\x18\n" +
+	" \x03(\rR\fpastWarnings\"\xed\x01\n" +
 	"\x0eSlaClockPaused\x12\x19\n" +
 	"\bclock_id\x18\x01 \x01(\tR\aclockId\x126\n" +
 	"\x06target\x18\x02 \x01(\x0e2\x1e.closeloop.events.v1.SlaTargetR\x06target\x127\n" +
@@ -933,7 +1222,30 @@ const file_closeloop_events_v1_sla_proto_rawDesc = "" +
 	"\x11SlaClockCancelled\x12\x19\n" +
 	"\bclock_id\x18\x01 \x01(\tR\aclockId\x126\n" +
 	"\x06target\x18\x02 \x01(\x0e2\x1e.closeloop.events.v1.SlaTargetR\x06target\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"z\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xce\x02\n" +
+	"\rSlaClockTerms\x121\n" +
+	"\x06budget\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06budget\x12#\n" +
+	"\rbusiness_time\x18\x02 \x01(\bR\fbusinessTime\x12\x1f\n" +
+	"\vcalendar_id\x18\x03 \x01(\tR\n" +
+	"calendarId\x12#\n" +
+	"\rwarn_percents\x18\x04 \x03(\rR\fwarnPercents\x126\n" +
+	"\bdeadline\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12\x16\n" +
+	"\x06paused\x18\x06 \x01(\bR\x06paused\x127\n" +
+	"\tremaining\x18\a \x01(\v2\x19.google.protobuf.DurationR\tremaining\x12\x16\n" +
+	"\x06warned\x18\b \x03(\rR\x06warned\"\x80\x02\n" +
+	"\x10SlaClockRetermed\x12\x19\n" +
+	"\bclock_id\x18\x01 \x01(\tR\aclockId\x126\n" +
+	"\x06target\x18\x02 \x01(\x0e2\x1e.closeloop.events.v1.SlaTargetR\x06target\x128\n" +
+	"\x05terms\x18\x03 \x01(\v2\".closeloop.events.v1.SlaClockTermsR\x05terms\x12G\n" +
+	"\x11previous_deadline\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x10previousDeadline\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\x9e\x02\n" +
+	"\x12SlaBreachWithdrawn\x12\x19\n" +
+	"\bclock_id\x18\x01 \x01(\tR\aclockId\x126\n" +
+	"\x06target\x18\x02 \x01(\x0e2\x1e.closeloop.events.v1.SlaTargetR\x06target\x128\n" +
+	"\x05terms\x18\x03 \x01(\v2\".closeloop.events.v1.SlaClockTermsR\x05terms\x12G\n" +
+	"\x11breached_deadline\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x10breachedDeadline\x12\x1a\n" +
+	"\breopened\x18\x05 \x01(\bR\breopened\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\"z\n" +
 	"\x12SlaPolicyPublished\x12%\n" +
 	"\x0epolicy_version\x18\x01 \x01(\tR\rpolicyVersion\x12\x1a\n" +
 	"\bdocument\x18\x02 \x01(\fR\bdocument\x12!\n" +
@@ -976,7 +1288,7 @@ func file_closeloop_events_v1_sla_proto_rawDescGZIP() []byte {
 }
 
 var file_closeloop_events_v1_sla_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_closeloop_events_v1_sla_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_closeloop_events_v1_sla_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_closeloop_events_v1_sla_proto_goTypes = []any{
 	(SlaTarget)(0),                // 0: closeloop.events.v1.SlaTarget
 	(*SlaClockStarted)(nil),       // 1: closeloop.events.v1.SlaClockStarted
@@ -986,41 +1298,53 @@ var file_closeloop_events_v1_sla_proto_goTypes = []any{
 	(*SlaBreached)(nil),           // 5: closeloop.events.v1.SlaBreached
 	(*SlaMet)(nil),                // 6: closeloop.events.v1.SlaMet
 	(*SlaClockCancelled)(nil),     // 7: closeloop.events.v1.SlaClockCancelled
-	(*SlaPolicyPublished)(nil),    // 8: closeloop.events.v1.SlaPolicyPublished
-	(*CalendarYearPublished)(nil), // 9: closeloop.events.v1.CalendarYearPublished
-	(*CalendarHoliday)(nil),       // 10: closeloop.events.v1.CalendarHoliday
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
+	(*SlaClockTerms)(nil),         // 8: closeloop.events.v1.SlaClockTerms
+	(*SlaClockRetermed)(nil),      // 9: closeloop.events.v1.SlaClockRetermed
+	(*SlaBreachWithdrawn)(nil),    // 10: closeloop.events.v1.SlaBreachWithdrawn
+	(*SlaPolicyPublished)(nil),    // 11: closeloop.events.v1.SlaPolicyPublished
+	(*CalendarYearPublished)(nil), // 12: closeloop.events.v1.CalendarYearPublished
+	(*CalendarHoliday)(nil),       // 13: closeloop.events.v1.CalendarHoliday
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 15: google.protobuf.Duration
 }
 var file_closeloop_events_v1_sla_proto_depIdxs = []int32{
 	0,  // 0: closeloop.events.v1.SlaClockStarted.target:type_name -> closeloop.events.v1.SlaTarget
-	11, // 1: closeloop.events.v1.SlaClockStarted.started_at:type_name -> google.protobuf.Timestamp
-	11, // 2: closeloop.events.v1.SlaClockStarted.deadline:type_name -> google.protobuf.Timestamp
-	12, // 3: closeloop.events.v1.SlaClockStarted.budget:type_name -> google.protobuf.Duration
+	14, // 1: closeloop.events.v1.SlaClockStarted.started_at:type_name -> google.protobuf.Timestamp
+	14, // 2: closeloop.events.v1.SlaClockStarted.deadline:type_name -> google.protobuf.Timestamp
+	15, // 3: closeloop.events.v1.SlaClockStarted.budget:type_name -> google.protobuf.Duration
 	0,  // 4: closeloop.events.v1.SlaClockPaused.target:type_name -> closeloop.events.v1.SlaTarget
-	11, // 5: closeloop.events.v1.SlaClockPaused.paused_at:type_name -> google.protobuf.Timestamp
-	12, // 6: closeloop.events.v1.SlaClockPaused.remaining:type_name -> google.protobuf.Duration
+	14, // 5: closeloop.events.v1.SlaClockPaused.paused_at:type_name -> google.protobuf.Timestamp
+	15, // 6: closeloop.events.v1.SlaClockPaused.remaining:type_name -> google.protobuf.Duration
 	0,  // 7: closeloop.events.v1.SlaClockResumed.target:type_name -> closeloop.events.v1.SlaTarget
-	11, // 8: closeloop.events.v1.SlaClockResumed.resumed_at:type_name -> google.protobuf.Timestamp
-	11, // 9: closeloop.events.v1.SlaClockResumed.new_deadline:type_name -> google.protobuf.Timestamp
+	14, // 8: closeloop.events.v1.SlaClockResumed.resumed_at:type_name -> google.protobuf.Timestamp
+	14, // 9: closeloop.events.v1.SlaClockResumed.new_deadline:type_name -> google.protobuf.Timestamp
 	0,  // 10: closeloop.events.v1.SlaWarning.target:type_name -> closeloop.events.v1.SlaTarget
-	11, // 11: closeloop.events.v1.SlaWarning.due_at:type_name -> google.protobuf.Timestamp
-	11, // 12: closeloop.events.v1.SlaWarning.deadline:type_name -> google.protobuf.Timestamp
-	12, // 13: closeloop.events.v1.SlaWarning.late_by:type_name -> google.protobuf.Duration
+	14, // 11: closeloop.events.v1.SlaWarning.due_at:type_name -> google.protobuf.Timestamp
+	14, // 12: closeloop.events.v1.SlaWarning.deadline:type_name -> google.protobuf.Timestamp
+	15, // 13: closeloop.events.v1.SlaWarning.late_by:type_name -> google.protobuf.Duration
 	0,  // 14: closeloop.events.v1.SlaBreached.target:type_name -> closeloop.events.v1.SlaTarget
-	11, // 15: closeloop.events.v1.SlaBreached.deadline:type_name -> google.protobuf.Timestamp
-	12, // 16: closeloop.events.v1.SlaBreached.late_by:type_name -> google.protobuf.Duration
+	14, // 15: closeloop.events.v1.SlaBreached.deadline:type_name -> google.protobuf.Timestamp
+	15, // 16: closeloop.events.v1.SlaBreached.late_by:type_name -> google.protobuf.Duration
 	0,  // 17: closeloop.events.v1.SlaMet.target:type_name -> closeloop.events.v1.SlaTarget
-	11, // 18: closeloop.events.v1.SlaMet.met_at:type_name -> google.protobuf.Timestamp
-	11, // 19: closeloop.events.v1.SlaMet.deadline:type_name -> google.protobuf.Timestamp
-	12, // 20: closeloop.events.v1.SlaMet.margin:type_name -> google.protobuf.Duration
+	14, // 18: closeloop.events.v1.SlaMet.met_at:type_name -> google.protobuf.Timestamp
+	14, // 19: closeloop.events.v1.SlaMet.deadline:type_name -> google.protobuf.Timestamp
+	15, // 20: closeloop.events.v1.SlaMet.margin:type_name -> google.protobuf.Duration
 	0,  // 21: closeloop.events.v1.SlaClockCancelled.target:type_name -> closeloop.events.v1.SlaTarget
-	10, // 22: closeloop.events.v1.CalendarYearPublished.holidays:type_name -> closeloop.events.v1.CalendarHoliday
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	15, // 22: closeloop.events.v1.SlaClockTerms.budget:type_name -> google.protobuf.Duration
+	14, // 23: closeloop.events.v1.SlaClockTerms.deadline:type_name -> google.protobuf.Timestamp
+	15, // 24: closeloop.events.v1.SlaClockTerms.remaining:type_name -> google.protobuf.Duration
+	0,  // 25: closeloop.events.v1.SlaClockRetermed.target:type_name -> closeloop.events.v1.SlaTarget
+	8,  // 26: closeloop.events.v1.SlaClockRetermed.terms:type_name -> closeloop.events.v1.SlaClockTerms
+	14, // 27: closeloop.events.v1.SlaClockRetermed.previous_deadline:type_name -> google.protobuf.Timestamp
+	0,  // 28: closeloop.events.v1.SlaBreachWithdrawn.target:type_name -> closeloop.events.v1.SlaTarget
+	8,  // 29: closeloop.events.v1.SlaBreachWithdrawn.terms:type_name -> closeloop.events.v1.SlaClockTerms
+	14, // 30: closeloop.events.v1.SlaBreachWithdrawn.breached_deadline:type_name -> google.protobuf.Timestamp
+	13, // 31: closeloop.events.v1.CalendarYearPublished.holidays:type_name -> closeloop.events.v1.CalendarHoliday
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_closeloop_events_v1_sla_proto_init() }
@@ -1034,7 +1358,7 @@ func file_closeloop_events_v1_sla_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_closeloop_events_v1_sla_proto_rawDesc), len(file_closeloop_events_v1_sla_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

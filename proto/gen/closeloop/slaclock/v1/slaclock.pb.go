@@ -817,8 +817,14 @@ type WhatIfResponse struct {
 	Complaints             uint32                 `protobuf:"varint,1,opt,name=complaints,proto3" json:"complaints,omitempty"`
 	Targets                []*TargetDiff          `protobuf:"bytes,2,rep,name=targets,proto3" json:"targets,omitempty"`
 	CandidatePolicyVersion string                 `protobuf:"bytes,3,opt,name=candidate_policy_version,json=candidatePolicyVersion,proto3" json:"candidate_policy_version,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// The clocks whose outcome flips (met <-> breached, running clocks
+	// included: breached by now or not) or whose deadline moves, ordered by
+	// complaint and clock; at most the first 100.
+	Changes []*ClockChange `protobuf:"bytes,4,rep,name=changes,proto3" json:"changes,omitempty"`
+	// How many clocks change in all (changes may hold fewer).
+	ChangesTotal  uint32 `protobuf:"varint,5,opt,name=changes_total,json=changesTotal,proto3" json:"changes_total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WhatIfResponse) Reset() {
@@ -872,6 +878,123 @@ func (x *WhatIfResponse) GetCandidatePolicyVersion() string {
 	return ""
 }
 
+func (x *WhatIfResponse) GetChanges() []*ClockChange {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *WhatIfResponse) GetChangesTotal() uint32 {
+	if x != nil {
+		return x.ChangesTotal
+	}
+	return 0
+}
+
+// ClockChange is one clock the candidate would treat differently.
+type ClockChange struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ComplaintId string                 `protobuf:"bytes,1,opt,name=complaint_id,json=complaintId,proto3" json:"complaint_id,omitempty"`
+	// The clock id under the current rules (the candidate's may differ).
+	ClockId      string       `protobuf:"bytes,2,opt,name=clock_id,json=clockId,proto3" json:"clock_id,omitempty"`
+	Target       v1.SlaTarget `protobuf:"varint,3,opt,name=target,proto3,enum=closeloop.events.v1.SlaTarget" json:"target,omitempty"`
+	SubjectId    string       `protobuf:"bytes,4,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	StatusBefore ClockStatus  `protobuf:"varint,5,opt,name=status_before,json=statusBefore,proto3,enum=closeloop.slaclock.v1.ClockStatus" json:"status_before,omitempty"`
+	StatusAfter  ClockStatus  `protobuf:"varint,6,opt,name=status_after,json=statusAfter,proto3,enum=closeloop.slaclock.v1.ClockStatus" json:"status_after,omitempty"`
+	// Unset while the clock is paused.
+	DeadlineBefore *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=deadline_before,json=deadlineBefore,proto3" json:"deadline_before,omitempty"`
+	DeadlineAfter  *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=deadline_after,json=deadlineAfter,proto3" json:"deadline_after,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ClockChange) Reset() {
+	*x = ClockChange{}
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClockChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClockChange) ProtoMessage() {}
+
+func (x *ClockChange) ProtoReflect() protoreflect.Message {
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClockChange.ProtoReflect.Descriptor instead.
+func (*ClockChange) Descriptor() ([]byte, []int) {
+	return file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ClockChange) GetComplaintId() string {
+	if x != nil {
+		return x.ComplaintId
+	}
+	return ""
+}
+
+func (x *ClockChange) GetClockId() string {
+	if x != nil {
+		return x.ClockId
+	}
+	return ""
+}
+
+func (x *ClockChange) GetTarget() v1.SlaTarget {
+	if x != nil {
+		return x.Target
+	}
+	return v1.SlaTarget(0)
+}
+
+func (x *ClockChange) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
+func (x *ClockChange) GetStatusBefore() ClockStatus {
+	if x != nil {
+		return x.StatusBefore
+	}
+	return ClockStatus_CLOCK_STATUS_UNSPECIFIED
+}
+
+func (x *ClockChange) GetStatusAfter() ClockStatus {
+	if x != nil {
+		return x.StatusAfter
+	}
+	return ClockStatus_CLOCK_STATUS_UNSPECIFIED
+}
+
+func (x *ClockChange) GetDeadlineBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeadlineBefore
+	}
+	return nil
+}
+
+func (x *ClockChange) GetDeadlineAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeadlineAfter
+	}
+	return nil
+}
+
 type PublishPolicyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The policy document (JSON, the format of policy/sla.v1.json).
@@ -883,7 +1006,7 @@ type PublishPolicyRequest struct {
 
 func (x *PublishPolicyRequest) Reset() {
 	*x = PublishPolicyRequest{}
-	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[12]
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +1018,7 @@ func (x *PublishPolicyRequest) String() string {
 func (*PublishPolicyRequest) ProtoMessage() {}
 
 func (x *PublishPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[12]
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +1031,7 @@ func (x *PublishPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishPolicyRequest.ProtoReflect.Descriptor instead.
 func (*PublishPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP(), []int{12}
+	return file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PublishPolicyRequest) GetDocument() []byte {
@@ -934,7 +1057,7 @@ type PublishPolicyResponse struct {
 
 func (x *PublishPolicyResponse) Reset() {
 	*x = PublishPolicyResponse{}
-	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[13]
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -946,7 +1069,7 @@ func (x *PublishPolicyResponse) String() string {
 func (*PublishPolicyResponse) ProtoMessage() {}
 
 func (x *PublishPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[13]
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -959,7 +1082,7 @@ func (x *PublishPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishPolicyResponse.ProtoReflect.Descriptor instead.
 func (*PublishPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP(), []int{13}
+	return file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PublishPolicyResponse) GetPolicyVersion() string {
@@ -983,7 +1106,7 @@ type ComputeDeadlineRequest struct {
 
 func (x *ComputeDeadlineRequest) Reset() {
 	*x = ComputeDeadlineRequest{}
-	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[14]
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1118,7 @@ func (x *ComputeDeadlineRequest) String() string {
 func (*ComputeDeadlineRequest) ProtoMessage() {}
 
 func (x *ComputeDeadlineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[14]
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1131,7 @@ func (x *ComputeDeadlineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ComputeDeadlineRequest.ProtoReflect.Descriptor instead.
 func (*ComputeDeadlineRequest) Descriptor() ([]byte, []int) {
-	return file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP(), []int{14}
+	return file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ComputeDeadlineRequest) GetCalendarId() string {
@@ -1056,7 +1179,7 @@ type ComputeDeadlineResponse struct {
 
 func (x *ComputeDeadlineResponse) Reset() {
 	*x = ComputeDeadlineResponse{}
-	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[15]
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1068,7 +1191,7 @@ func (x *ComputeDeadlineResponse) String() string {
 func (*ComputeDeadlineResponse) ProtoMessage() {}
 
 func (x *ComputeDeadlineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[15]
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1081,7 +1204,7 @@ func (x *ComputeDeadlineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ComputeDeadlineResponse.ProtoReflect.Descriptor instead.
 func (*ComputeDeadlineResponse) Descriptor() ([]byte, []int) {
-	return file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP(), []int{15}
+	return file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ComputeDeadlineResponse) GetDeadline() *timestamppb.Timestamp {
@@ -1134,7 +1257,7 @@ type ListCalendarsRequest struct {
 
 func (x *ListCalendarsRequest) Reset() {
 	*x = ListCalendarsRequest{}
-	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[16]
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1146,7 +1269,7 @@ func (x *ListCalendarsRequest) String() string {
 func (*ListCalendarsRequest) ProtoMessage() {}
 
 func (x *ListCalendarsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[16]
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1159,7 +1282,7 @@ func (x *ListCalendarsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCalendarsRequest.ProtoReflect.Descriptor instead.
 func (*ListCalendarsRequest) Descriptor() ([]byte, []int) {
-	return file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP(), []int{16}
+	return file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP(), []int{17}
 }
 
 type ListCalendarsResponse struct {
@@ -1171,7 +1294,7 @@ type ListCalendarsResponse struct {
 
 func (x *ListCalendarsResponse) Reset() {
 	*x = ListCalendarsResponse{}
-	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[17]
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1183,7 +1306,7 @@ func (x *ListCalendarsResponse) String() string {
 func (*ListCalendarsResponse) ProtoMessage() {}
 
 func (x *ListCalendarsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[17]
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1196,7 +1319,7 @@ func (x *ListCalendarsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCalendarsResponse.ProtoReflect.Descriptor instead.
 func (*ListCalendarsResponse) Descriptor() ([]byte, []int) {
-	return file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP(), []int{17}
+	return file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListCalendarsResponse) GetCalendars() []*CalendarInfo {
@@ -1221,7 +1344,7 @@ type CalendarInfo struct {
 
 func (x *CalendarInfo) Reset() {
 	*x = CalendarInfo{}
-	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[18]
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1233,7 +1356,7 @@ func (x *CalendarInfo) String() string {
 func (*CalendarInfo) ProtoMessage() {}
 
 func (x *CalendarInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[18]
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1246,7 +1369,7 @@ func (x *CalendarInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CalendarInfo.ProtoReflect.Descriptor instead.
 func (*CalendarInfo) Descriptor() ([]byte, []int) {
-	return file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP(), []int{18}
+	return file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CalendarInfo) GetId() string {
@@ -1306,7 +1429,7 @@ type CalendarYear struct {
 
 func (x *CalendarYear) Reset() {
 	*x = CalendarYear{}
-	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[19]
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1318,7 +1441,7 @@ func (x *CalendarYear) String() string {
 func (*CalendarYear) ProtoMessage() {}
 
 func (x *CalendarYear) ProtoReflect() protoreflect.Message {
-	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[19]
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1331,7 +1454,7 @@ func (x *CalendarYear) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CalendarYear.ProtoReflect.Descriptor instead.
 func (*CalendarYear) Descriptor() ([]byte, []int) {
-	return file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP(), []int{19}
+	return file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CalendarYear) GetYear() int32 {
@@ -1379,7 +1502,7 @@ type PublishCalendarYearRequest struct {
 
 func (x *PublishCalendarYearRequest) Reset() {
 	*x = PublishCalendarYearRequest{}
-	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[20]
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1391,7 +1514,7 @@ func (x *PublishCalendarYearRequest) String() string {
 func (*PublishCalendarYearRequest) ProtoMessage() {}
 
 func (x *PublishCalendarYearRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[20]
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1404,7 +1527,7 @@ func (x *PublishCalendarYearRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishCalendarYearRequest.ProtoReflect.Descriptor instead.
 func (*PublishCalendarYearRequest) Descriptor() ([]byte, []int) {
-	return file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP(), []int{20}
+	return file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PublishCalendarYearRequest) GetDocument() []byte {
@@ -1429,7 +1552,7 @@ type PublishCalendarYearResponse struct {
 
 func (x *PublishCalendarYearResponse) Reset() {
 	*x = PublishCalendarYearResponse{}
-	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[21]
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1441,7 +1564,7 @@ func (x *PublishCalendarYearResponse) String() string {
 func (*PublishCalendarYearResponse) ProtoMessage() {}
 
 func (x *PublishCalendarYearResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[21]
+	mi := &file_closeloop_slaclock_v1_slaclock_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1454,7 +1577,7 @@ func (x *PublishCalendarYearResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishCalendarYearResponse.ProtoReflect.Descriptor instead.
 func (*PublishCalendarYearResponse) Descriptor() ([]byte, []int) {
-	return file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP(), []int{21}
+	return file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PublishCalendarYearResponse) GetRegion() string {
@@ -1554,13 +1677,25 @@ const file_closeloop_slaclock_v1_slaclock_proto_rawDesc = "" +
 	"\tmet_after\x18\x04 \x01(\rR\bmetAfter\x12%\n" +
 	"\x0ebreached_after\x18\x05 \x01(\rR\rbreachedAfter\x12%\n" +
 	"\x0enewly_breached\x18\x06 \x01(\rR\rnewlyBreached\x12\x1b\n" +
-	"\tnewly_met\x18\a \x01(\rR\bnewlyMet\"\xa7\x01\n" +
+	"\tnewly_met\x18\a \x01(\rR\bnewlyMet\"\x8a\x02\n" +
 	"\x0eWhatIfResponse\x12\x1e\n" +
 	"\n" +
 	"complaints\x18\x01 \x01(\rR\n" +
 	"complaints\x12;\n" +
 	"\atargets\x18\x02 \x03(\v2!.closeloop.slaclock.v1.TargetDiffR\atargets\x128\n" +
-	"\x18candidate_policy_version\x18\x03 \x01(\tR\x16candidatePolicyVersion\"U\n" +
+	"\x18candidate_policy_version\x18\x03 \x01(\tR\x16candidatePolicyVersion\x12<\n" +
+	"\achanges\x18\x04 \x03(\v2\".closeloop.slaclock.v1.ClockChangeR\achanges\x12#\n" +
+	"\rchanges_total\x18\x05 \x01(\rR\fchangesTotal\"\xba\x03\n" +
+	"\vClockChange\x12!\n" +
+	"\fcomplaint_id\x18\x01 \x01(\tR\vcomplaintId\x12\x19\n" +
+	"\bclock_id\x18\x02 \x01(\tR\aclockId\x126\n" +
+	"\x06target\x18\x03 \x01(\x0e2\x1e.closeloop.events.v1.SlaTargetR\x06target\x12\x1d\n" +
+	"\n" +
+	"subject_id\x18\x04 \x01(\tR\tsubjectId\x12G\n" +
+	"\rstatus_before\x18\x05 \x01(\x0e2\".closeloop.slaclock.v1.ClockStatusR\fstatusBefore\x12E\n" +
+	"\fstatus_after\x18\x06 \x01(\x0e2\".closeloop.slaclock.v1.ClockStatusR\vstatusAfter\x12C\n" +
+	"\x0fdeadline_before\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0edeadlineBefore\x12A\n" +
+	"\x0edeadline_after\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\rdeadlineAfter\"U\n" +
 	"\x14PublishPolicyRequest\x12\x1a\n" +
 	"\bdocument\x18\x01 \x01(\fR\bdocument\x12!\n" +
 	"\fpublished_by\x18\x02 \x01(\tR\vpublishedBy\">\n" +
@@ -1635,7 +1770,7 @@ func file_closeloop_slaclock_v1_slaclock_proto_rawDescGZIP() []byte {
 }
 
 var file_closeloop_slaclock_v1_slaclock_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_closeloop_slaclock_v1_slaclock_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_closeloop_slaclock_v1_slaclock_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_closeloop_slaclock_v1_slaclock_proto_goTypes = []any{
 	(ClockStatus)(0),                    // 0: closeloop.slaclock.v1.ClockStatus
 	(*Clock)(nil),                       // 1: closeloop.slaclock.v1.Clock
@@ -1650,66 +1785,73 @@ var file_closeloop_slaclock_v1_slaclock_proto_goTypes = []any{
 	(*WhatIfRequest)(nil),               // 10: closeloop.slaclock.v1.WhatIfRequest
 	(*TargetDiff)(nil),                  // 11: closeloop.slaclock.v1.TargetDiff
 	(*WhatIfResponse)(nil),              // 12: closeloop.slaclock.v1.WhatIfResponse
-	(*PublishPolicyRequest)(nil),        // 13: closeloop.slaclock.v1.PublishPolicyRequest
-	(*PublishPolicyResponse)(nil),       // 14: closeloop.slaclock.v1.PublishPolicyResponse
-	(*ComputeDeadlineRequest)(nil),      // 15: closeloop.slaclock.v1.ComputeDeadlineRequest
-	(*ComputeDeadlineResponse)(nil),     // 16: closeloop.slaclock.v1.ComputeDeadlineResponse
-	(*ListCalendarsRequest)(nil),        // 17: closeloop.slaclock.v1.ListCalendarsRequest
-	(*ListCalendarsResponse)(nil),       // 18: closeloop.slaclock.v1.ListCalendarsResponse
-	(*CalendarInfo)(nil),                // 19: closeloop.slaclock.v1.CalendarInfo
-	(*CalendarYear)(nil),                // 20: closeloop.slaclock.v1.CalendarYear
-	(*PublishCalendarYearRequest)(nil),  // 21: closeloop.slaclock.v1.PublishCalendarYearRequest
-	(*PublishCalendarYearResponse)(nil), // 22: closeloop.slaclock.v1.PublishCalendarYearResponse
-	(v1.SlaTarget)(0),                   // 23: closeloop.events.v1.SlaTarget
-	(*timestamppb.Timestamp)(nil),       // 24: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),         // 25: google.protobuf.Duration
+	(*ClockChange)(nil),                 // 13: closeloop.slaclock.v1.ClockChange
+	(*PublishPolicyRequest)(nil),        // 14: closeloop.slaclock.v1.PublishPolicyRequest
+	(*PublishPolicyResponse)(nil),       // 15: closeloop.slaclock.v1.PublishPolicyResponse
+	(*ComputeDeadlineRequest)(nil),      // 16: closeloop.slaclock.v1.ComputeDeadlineRequest
+	(*ComputeDeadlineResponse)(nil),     // 17: closeloop.slaclock.v1.ComputeDeadlineResponse
+	(*ListCalendarsRequest)(nil),        // 18: closeloop.slaclock.v1.ListCalendarsRequest
+	(*ListCalendarsResponse)(nil),       // 19: closeloop.slaclock.v1.ListCalendarsResponse
+	(*CalendarInfo)(nil),                // 20: closeloop.slaclock.v1.CalendarInfo
+	(*CalendarYear)(nil),                // 21: closeloop.slaclock.v1.CalendarYear
+	(*PublishCalendarYearRequest)(nil),  // 22: closeloop.slaclock.v1.PublishCalendarYearRequest
+	(*PublishCalendarYearResponse)(nil), // 23: closeloop.slaclock.v1.PublishCalendarYearResponse
+	(v1.SlaTarget)(0),                   // 24: closeloop.events.v1.SlaTarget
+	(*timestamppb.Timestamp)(nil),       // 25: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),         // 26: google.protobuf.Duration
 }
 var file_closeloop_slaclock_v1_slaclock_proto_depIdxs = []int32{
-	23, // 0: closeloop.slaclock.v1.Clock.target:type_name -> closeloop.events.v1.SlaTarget
+	24, // 0: closeloop.slaclock.v1.Clock.target:type_name -> closeloop.events.v1.SlaTarget
 	0,  // 1: closeloop.slaclock.v1.Clock.status:type_name -> closeloop.slaclock.v1.ClockStatus
-	24, // 2: closeloop.slaclock.v1.Clock.started_at:type_name -> google.protobuf.Timestamp
-	24, // 3: closeloop.slaclock.v1.Clock.deadline:type_name -> google.protobuf.Timestamp
-	25, // 4: closeloop.slaclock.v1.Clock.budget:type_name -> google.protobuf.Duration
-	25, // 5: closeloop.slaclock.v1.Clock.remaining:type_name -> google.protobuf.Duration
+	25, // 2: closeloop.slaclock.v1.Clock.started_at:type_name -> google.protobuf.Timestamp
+	25, // 3: closeloop.slaclock.v1.Clock.deadline:type_name -> google.protobuf.Timestamp
+	26, // 4: closeloop.slaclock.v1.Clock.budget:type_name -> google.protobuf.Duration
+	26, // 5: closeloop.slaclock.v1.Clock.remaining:type_name -> google.protobuf.Duration
 	1,  // 6: closeloop.slaclock.v1.GetClocksResponse.clocks:type_name -> closeloop.slaclock.v1.Clock
-	24, // 7: closeloop.slaclock.v1.GetClocksResponse.as_of:type_name -> google.protobuf.Timestamp
-	24, // 8: closeloop.slaclock.v1.GetClocksAsOfRequest.as_of:type_name -> google.protobuf.Timestamp
+	25, // 7: closeloop.slaclock.v1.GetClocksResponse.as_of:type_name -> google.protobuf.Timestamp
+	25, // 8: closeloop.slaclock.v1.GetClocksAsOfRequest.as_of:type_name -> google.protobuf.Timestamp
 	1,  // 9: closeloop.slaclock.v1.GetClocksAsOfResponse.clocks:type_name -> closeloop.slaclock.v1.Clock
-	24, // 10: closeloop.slaclock.v1.GetClocksAsOfResponse.as_of:type_name -> google.protobuf.Timestamp
-	25, // 11: closeloop.slaclock.v1.ListDueWithinRequest.window:type_name -> google.protobuf.Duration
+	25, // 10: closeloop.slaclock.v1.GetClocksAsOfResponse.as_of:type_name -> google.protobuf.Timestamp
+	26, // 11: closeloop.slaclock.v1.ListDueWithinRequest.window:type_name -> google.protobuf.Duration
 	1,  // 12: closeloop.slaclock.v1.ListDueWithinResponse.clocks:type_name -> closeloop.slaclock.v1.Clock
-	24, // 13: closeloop.slaclock.v1.WhatIfRequest.from:type_name -> google.protobuf.Timestamp
-	24, // 14: closeloop.slaclock.v1.WhatIfRequest.to:type_name -> google.protobuf.Timestamp
-	23, // 15: closeloop.slaclock.v1.TargetDiff.target:type_name -> closeloop.events.v1.SlaTarget
+	25, // 13: closeloop.slaclock.v1.WhatIfRequest.from:type_name -> google.protobuf.Timestamp
+	25, // 14: closeloop.slaclock.v1.WhatIfRequest.to:type_name -> google.protobuf.Timestamp
+	24, // 15: closeloop.slaclock.v1.TargetDiff.target:type_name -> closeloop.events.v1.SlaTarget
 	11, // 16: closeloop.slaclock.v1.WhatIfResponse.targets:type_name -> closeloop.slaclock.v1.TargetDiff
-	24, // 17: closeloop.slaclock.v1.ComputeDeadlineRequest.from:type_name -> google.protobuf.Timestamp
-	25, // 18: closeloop.slaclock.v1.ComputeDeadlineRequest.duration:type_name -> google.protobuf.Duration
-	24, // 19: closeloop.slaclock.v1.ComputeDeadlineResponse.deadline:type_name -> google.protobuf.Timestamp
-	19, // 20: closeloop.slaclock.v1.ListCalendarsResponse.calendars:type_name -> closeloop.slaclock.v1.CalendarInfo
-	20, // 21: closeloop.slaclock.v1.CalendarInfo.years:type_name -> closeloop.slaclock.v1.CalendarYear
-	2,  // 22: closeloop.slaclock.v1.SlaClockService.GetClocks:input_type -> closeloop.slaclock.v1.GetClocksRequest
-	4,  // 23: closeloop.slaclock.v1.SlaClockService.GetClocksAsOf:input_type -> closeloop.slaclock.v1.GetClocksAsOfRequest
-	6,  // 24: closeloop.slaclock.v1.SlaClockService.ListDueWithin:input_type -> closeloop.slaclock.v1.ListDueWithinRequest
-	8,  // 25: closeloop.slaclock.v1.SlaClockService.ReapplyPolicy:input_type -> closeloop.slaclock.v1.ReapplyPolicyRequest
-	13, // 26: closeloop.slaclock.v1.SlaClockService.PublishPolicy:input_type -> closeloop.slaclock.v1.PublishPolicyRequest
-	10, // 27: closeloop.slaclock.v1.SlaClockService.WhatIf:input_type -> closeloop.slaclock.v1.WhatIfRequest
-	15, // 28: closeloop.slaclock.v1.SlaClockService.ComputeDeadline:input_type -> closeloop.slaclock.v1.ComputeDeadlineRequest
-	17, // 29: closeloop.slaclock.v1.SlaClockService.ListCalendars:input_type -> closeloop.slaclock.v1.ListCalendarsRequest
-	21, // 30: closeloop.slaclock.v1.SlaClockService.PublishCalendarYear:input_type -> closeloop.slaclock.v1.PublishCalendarYearRequest
-	3,  // 31: closeloop.slaclock.v1.SlaClockService.GetClocks:output_type -> closeloop.slaclock.v1.GetClocksResponse
-	5,  // 32: closeloop.slaclock.v1.SlaClockService.GetClocksAsOf:output_type -> closeloop.slaclock.v1.GetClocksAsOfResponse
-	7,  // 33: closeloop.slaclock.v1.SlaClockService.ListDueWithin:output_type -> closeloop.slaclock.v1.ListDueWithinResponse
-	9,  // 34: closeloop.slaclock.v1.SlaClockService.ReapplyPolicy:output_type -> closeloop.slaclock.v1.ReapplyPolicyResponse
-	14, // 35: closeloop.slaclock.v1.SlaClockService.PublishPolicy:output_type -> closeloop.slaclock.v1.PublishPolicyResponse
-	12, // 36: closeloop.slaclock.v1.SlaClockService.WhatIf:output_type -> closeloop.slaclock.v1.WhatIfResponse
-	16, // 37: closeloop.slaclock.v1.SlaClockService.ComputeDeadline:output_type -> closeloop.slaclock.v1.ComputeDeadlineResponse
-	18, // 38: closeloop.slaclock.v1.SlaClockService.ListCalendars:output_type -> closeloop.slaclock.v1.ListCalendarsResponse
-	22, // 39: closeloop.slaclock.v1.SlaClockService.PublishCalendarYear:output_type -> closeloop.slaclock.v1.PublishCalendarYearResponse
-	31, // [31:40] is the sub-list for method output_type
-	22, // [22:31] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	13, // 17: closeloop.slaclock.v1.WhatIfResponse.changes:type_name -> closeloop.slaclock.v1.ClockChange
+	24, // 18: closeloop.slaclock.v1.ClockChange.target:type_name -> closeloop.events.v1.SlaTarget
+	0,  // 19: closeloop.slaclock.v1.ClockChange.status_before:type_name -> closeloop.slaclock.v1.ClockStatus
+	0,  // 20: closeloop.slaclock.v1.ClockChange.status_after:type_name -> closeloop.slaclock.v1.ClockStatus
+	25, // 21: closeloop.slaclock.v1.ClockChange.deadline_before:type_name -> google.protobuf.Timestamp
+	25, // 22: closeloop.slaclock.v1.ClockChange.deadline_after:type_name -> google.protobuf.Timestamp
+	25, // 23: closeloop.slaclock.v1.ComputeDeadlineRequest.from:type_name -> google.protobuf.Timestamp
+	26, // 24: closeloop.slaclock.v1.ComputeDeadlineRequest.duration:type_name -> google.protobuf.Duration
+	25, // 25: closeloop.slaclock.v1.ComputeDeadlineResponse.deadline:type_name -> google.protobuf.Timestamp
+	20, // 26: closeloop.slaclock.v1.ListCalendarsResponse.calendars:type_name -> closeloop.slaclock.v1.CalendarInfo
+	21, // 27: closeloop.slaclock.v1.CalendarInfo.years:type_name -> closeloop.slaclock.v1.CalendarYear
+	2,  // 28: closeloop.slaclock.v1.SlaClockService.GetClocks:input_type -> closeloop.slaclock.v1.GetClocksRequest
+	4,  // 29: closeloop.slaclock.v1.SlaClockService.GetClocksAsOf:input_type -> closeloop.slaclock.v1.GetClocksAsOfRequest
+	6,  // 30: closeloop.slaclock.v1.SlaClockService.ListDueWithin:input_type -> closeloop.slaclock.v1.ListDueWithinRequest
+	8,  // 31: closeloop.slaclock.v1.SlaClockService.ReapplyPolicy:input_type -> closeloop.slaclock.v1.ReapplyPolicyRequest
+	14, // 32: closeloop.slaclock.v1.SlaClockService.PublishPolicy:input_type -> closeloop.slaclock.v1.PublishPolicyRequest
+	10, // 33: closeloop.slaclock.v1.SlaClockService.WhatIf:input_type -> closeloop.slaclock.v1.WhatIfRequest
+	16, // 34: closeloop.slaclock.v1.SlaClockService.ComputeDeadline:input_type -> closeloop.slaclock.v1.ComputeDeadlineRequest
+	18, // 35: closeloop.slaclock.v1.SlaClockService.ListCalendars:input_type -> closeloop.slaclock.v1.ListCalendarsRequest
+	22, // 36: closeloop.slaclock.v1.SlaClockService.PublishCalendarYear:input_type -> closeloop.slaclock.v1.PublishCalendarYearRequest
+	3,  // 37: closeloop.slaclock.v1.SlaClockService.GetClocks:output_type -> closeloop.slaclock.v1.GetClocksResponse
+	5,  // 38: closeloop.slaclock.v1.SlaClockService.GetClocksAsOf:output_type -> closeloop.slaclock.v1.GetClocksAsOfResponse
+	7,  // 39: closeloop.slaclock.v1.SlaClockService.ListDueWithin:output_type -> closeloop.slaclock.v1.ListDueWithinResponse
+	9,  // 40: closeloop.slaclock.v1.SlaClockService.ReapplyPolicy:output_type -> closeloop.slaclock.v1.ReapplyPolicyResponse
+	15, // 41: closeloop.slaclock.v1.SlaClockService.PublishPolicy:output_type -> closeloop.slaclock.v1.PublishPolicyResponse
+	12, // 42: closeloop.slaclock.v1.SlaClockService.WhatIf:output_type -> closeloop.slaclock.v1.WhatIfResponse
+	17, // 43: closeloop.slaclock.v1.SlaClockService.ComputeDeadline:output_type -> closeloop.slaclock.v1.ComputeDeadlineResponse
+	19, // 44: closeloop.slaclock.v1.SlaClockService.ListCalendars:output_type -> closeloop.slaclock.v1.ListCalendarsResponse
+	23, // 45: closeloop.slaclock.v1.SlaClockService.PublishCalendarYear:output_type -> closeloop.slaclock.v1.PublishCalendarYearResponse
+	37, // [37:46] is the sub-list for method output_type
+	28, // [28:37] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_closeloop_slaclock_v1_slaclock_proto_init() }
@@ -1723,7 +1865,7 @@ func file_closeloop_slaclock_v1_slaclock_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_closeloop_slaclock_v1_slaclock_proto_rawDesc), len(file_closeloop_slaclock_v1_slaclock_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
