@@ -240,6 +240,13 @@ func (d *decider) on(e *ev.Envelope, at time.Time) {
 		}
 	case *ev.ComplaintResolved:
 		d.met(resolution, "", at, cause)
+		// Resolving ends the complaint's own clocks: one still running (no
+		// response or acceptance recorded, as routing allowed before it
+		// required a response) is cancelled, never left to breach. Work
+		// orders' clocks end with their orders.
+		d.cancel(func(c *Clock) bool {
+			return c.Subject == "" && c.Target != firstFeedback && c.Target != secondFeedback
+		}, at, cause, "resolved")
 		d.start(firstFeedback, "", "", at, cause)
 		d.start(secondFeedback, "", "", at, cause)
 	case *ev.FeedbackDelivered:
