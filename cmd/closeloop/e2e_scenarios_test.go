@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net/url"
 	"slices"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	followupv1 "github.com/closeloop/closeloop/proto/gen/closeloop/followup/v1"
 	intakev1 "github.com/closeloop/closeloop/proto/gen/closeloop/intake/v1"
 	routingv1 "github.com/closeloop/closeloop/proto/gen/closeloop/routing/v1"
+	slaclockv1 "github.com/closeloop/closeloop/proto/gen/closeloop/slaclock/v1"
 )
 
 // Short names for the enums the scenarios use.
@@ -131,6 +133,26 @@ func followUpRound(resolvedAt time.Time) []step {
 }
 
 func ts(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t) }
+
+// resolutionEndedTheClocks: once resolved, no clock of the complaint's
+// own (not a work order's) runs but the feedback ones the resolution
+// started: sla-clock has met or cancelled every one the resolution ends.
+func (e *e2e) resolutionEndedTheClocks(t *testing.T, id string) {
+	t.Helper()
+	e.eventually(t, "only feedback clocks running after the resolution", func() error {
+		r, err := e.sla.GetClocks(e.as(tokSupport), &slaclockv1.GetClocksRequest{ComplaintId: id})
+		if err != nil {
+			return err
+		}
+		for _, c := range r.GetClocks() {
+			running := c.GetStatus() == slaclockv1.ClockStatus_CLOCK_STATUS_RUNNING || c.GetStatus() == slaclockv1.ClockStatus_CLOCK_STATUS_PAUSED
+			if running && c.GetSubjectId() == "" && c.GetTarget() != firstFeedback && c.GetTarget() != secondFeedback {
+				return fmt.Errorf("clock %s still %s after the resolution", c.GetClockId(), c.GetStatus())
+			}
+		}
+		return nil
+	})
+}
 
 func (e *e2e) followUp(t *testing.T, id string) *followupv1.GetFollowUpResponse {
 	t.Helper()
@@ -301,6 +323,7 @@ func (e *e2e) hardwareFault(t *testing.T) *history {
 		t.Fatal(err)
 	}
 	h.expect(t, seq(resolved("ts-1", false)), followUpRound(resolvedAt))
+	e.resolutionEndedTheClocks(t, id)
 
 	fu := e.followUp(t, id)
 	due, err := e.followup.ListDueTasks(e.as(tokCS1), &followupv1.ListDueTasksRequest{DueBy: ts(resolvedAt.Add(24 * time.Hour))})
@@ -374,6 +397,7 @@ func (e *e2e) priceComplaint(t *testing.T) *history {
 		t.Fatal(err)
 	}
 	h.expect(t, seq(resolved("cs-1", true)), followUpRound(resolvedAt))
+	e.resolutionEndedTheClocks(t, id)
 	r, err := e.followup.RecordSurveyAnswer(e.as(tokCS1), &followupv1.RecordSurveyAnswerRequest{ComplaintId: id, SurveyId: e.followUp(t, id).GetSurveyId(), Satisfaction: 4, Resolved: true, RecordedBy: "cs-1"})
 	if err != nil || r.GetOutcome() != followupv1.SurveyOutcome_SURVEY_OUTCOME_CLOSED_SATISFIED {
 		t.Fatalf("survey by phone: %v %v", r, err)
@@ -384,8 +408,9 @@ func (e *e2e) priceComplaint(t *testing.T) *history {
 }
 
 // Scenario 4: the customer is not satisfied: the complaint is reopened,
-// routing escalates it to the team lead, the owner resolves it again and
-// the second survey closes it.
+// routing escalates it to the team lead, the owner proposes a new solution
+// (the first no longer counts), resolves it again and the second survey
+// closes it.
 func (e *e2e) dissatisfied(t *testing.T) *history {
 	id := e.submit(t, tokHotline, &intakev1.SubmitComplaintRequest{
 		Channel: eventsv1.Channel_CHANNEL_PHONE, ChannelRef: "HOT-E2E-0004", ReceivedAt: ts(e.clk.Now()),
@@ -426,6 +451,15 @@ func (e *e2e) dissatisfied(t *testing.T) *history {
 	}
 
 	e.clk.Advance(3 * time.Hour)
+	// The first solution no longer counts: a reopened complaint needs a new
+	// one, even at L1 (routing's handling rules).
+	if _, err := e.routing.Resolve(e.as(tokCS1), &routingv1.ResolveRequest{ComplaintId: id, ResolutionCode: "CALLBACK_AND_VOUCHER", Summary: "lead called back, voucher given"}); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "a new solution proposal since the reopen") {
+		t.Fatalf("resolve after the reopen without a new solution: %v, want FAILED_PRECONDITION naming it", err)
+	}
+	if _, err := e.routing.ProposeSolution(e.as(tokCS1), &routingv1.ProposeSolutionRequest{ComplaintId: id, Summary: "team lead calls back and offers a voucher"}); err != nil {
+		t.Fatal(err)
+	}
+	h.expect(t, seq(ev("SolutionProposed")))
 	resolvedAgain := e.clk.Now()
 	if _, err := e.routing.Resolve(e.as(tokCS1), &routingv1.ResolveRequest{ComplaintId: id, ResolutionCode: "CALLBACK_AND_VOUCHER", Summary: "lead called back, voucher given"}); err != nil {
 		t.Fatal(err)

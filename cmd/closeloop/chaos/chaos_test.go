@@ -467,6 +467,13 @@ func tokensJSON(t *testing.T) string {
 		{SHA: auth.HashToken(staffToken), ID: staffID, Kind: auth.KindUser, Roles: []string{
 			auth.RoleAgent, auth.RoleTeamLead, auth.RoleManager, auth.RoleQualityReviewer, auth.RoleSeniorManager, auth.RoleAuditor, auth.RoleAdmin}},
 	}
+	for l, role := range map[eventsv1.ReviewLevel]string{
+		eventsv1.ReviewLevel_REVIEW_LEVEL_SUPERVISOR:        auth.RoleTeamLead,
+		eventsv1.ReviewLevel_REVIEW_LEVEL_QUALITY:           auth.RoleQualityReviewer,
+		eventsv1.ReviewLevel_REVIEW_LEVEL_SENIOR_MANAGEMENT: auth.RoleSeniorManager,
+	} {
+		list = append(list, entry{SHA: auth.HashToken(reviewerToken(l)), ID: "chaos-reviewer-" + role, Kind: auth.KindUser, Roles: []string{role}})
+	}
 	for i := range technicians {
 		id := techID(i)
 		list = append(list, entry{SHA: auth.HashToken(techToken(id)), ID: id, Kind: auth.KindUser, Roles: []string{auth.RoleTechnician}})

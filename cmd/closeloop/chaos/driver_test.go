@@ -141,6 +141,11 @@ const (
 
 func techToken(id string) string { return "chaos-token-" + id }
 
+// reviewerToken is a reviewer of one level: routing's four-eyes rule wants
+// a person other than the proposer (the staff) at each level, and a
+// different one at each.
+func reviewerToken(l eventsv1.ReviewLevel) string { return "chaos-reviewer-token-" + l.String() }
+
 // item is one complaint of the run.
 type item struct {
 	n          int
@@ -260,6 +265,12 @@ func (d *driver) step(ctx context.Context, it *item, c *complaint) error {
 	if it.script == scriptBreach {
 		return nil
 	}
+	if !c.responded {
+		_, err := d.cl.routing.RecordResponse(staff, &routingv1.RecordResponseRequest{
+			ComplaintId: id, ExpectedVersion: c.version, Channel: eventsv1.Channel_CHANNEL_PHONE, Summary: "called the customer back",
+		})
+		return classify(err)
+	}
 	if c.solution == "" {
 		_, err := d.cl.routing.ProposeSolution(staff, &routingv1.ProposeSolutionRequest{
 			ComplaintId: id, ExpectedVersion: c.version, Summary: "fix it for the customer",
@@ -267,7 +278,7 @@ func (d *driver) step(ctx context.Context, it *item, c *complaint) error {
 		return classify(err)
 	}
 	if !c.reviewsDone() {
-		_, err := d.cl.routing.ReviewSolution(staff, &routingv1.ReviewSolutionRequest{
+		_, err := d.cl.routing.ReviewSolution(as(ctx, reviewerToken(c.nextReview())), &routingv1.ReviewSolutionRequest{
 			ComplaintId: id, ExpectedVersion: c.version, SolutionId: c.solution, Level: c.nextReview(), Approved: true,
 		})
 		return classify(err)

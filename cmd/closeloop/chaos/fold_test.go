@@ -24,6 +24,7 @@ type complaint struct {
 	accepted  bool
 	severity  eventsv1.Severity
 	owner     string
+	responded bool
 	solution  string // current solution id ("" after a reopen)
 	required  []eventsv1.ReviewLevel
 	reviewed  map[eventsv1.ReviewLevel]bool
@@ -63,6 +64,8 @@ func fold(recs []eventlog.Record) *complaint {
 			c.owner = p.GetOwner()
 		case *eventsv1.ComplaintEscalated:
 			c.escalated++
+		case *eventsv1.ResponseRecorded:
+			c.responded = true
 		case *eventsv1.SolutionProposed:
 			c.solution, c.required, c.reviewed = p.GetSolutionId(), p.GetRequiredReviews(), map[eventsv1.ReviewLevel]bool{}
 		case *eventsv1.SolutionReviewed:

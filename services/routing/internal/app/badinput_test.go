@@ -55,7 +55,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"resolve without the required review", func() error {
 			_, err := h.app.Resolve(h.ctx, Target{ComplaintID: id}, owner, "FIXED", "compressor replaced")
 			return err
-		}, precondition, "missing: supervisor review"},
+		}, precondition, "missing: a response to the customer (RecordResponse), supervisor review"},
 		{"unknown team", func() error {
 			_, _, _, err := h.app.Reassign(h.ctx, Target{ComplaintID: id}, lead, "no-such-team", "", "try elsewhere")
 			return err

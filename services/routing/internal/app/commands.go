@@ -88,7 +88,7 @@ func (a *Application) ProposeSolution(ctx context.Context, t Target, actor domai
 // ReviewSolution records one level's verdict.
 func (a *Application) ReviewSolution(ctx context.Context, t Target, actor domain.Actor, solutionID string, level eventsv1.ReviewLevel, approved bool, comment string) (uint64, error) {
 	return a.run(ctx, "ReviewSolution", t, actor, func(c *domain.Complaint, _ time.Time) ([]proto.Message, error) {
-		return domain.ReviewSolution(c, actor, solutionID, level, approved, comment)
+		return domain.ReviewSolution(c, actor, a.policy, solutionID, level, approved, comment)
 	})
 }
 

@@ -230,6 +230,14 @@ func (h *harness) types(id string) []string {
 	return out
 }
 
+// respond records the response to the customer every resolution needs.
+func (h *harness) respond(id string, by domain.Actor) {
+	h.t.Helper()
+	if _, err := h.app.RecordResponse(h.ctx, Target{ComplaintID: id}, by, eventsv1.Channel_CHANNEL_PHONE, "called the customer back"); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
 // ok fails the test on a command's error: ok(t)(h.app.Resolve(...)).
 func ok(t *testing.T) func(uint64, error) {
 	return func(_ uint64, err error) {

@@ -140,6 +140,7 @@ func TestReopenedComplaintGoesBackToItsOwner(t *testing.T) {
 		t.Fatal(err)
 	}
 	ok(t)(h.app.ReviewSolution(h.ctx, Target{ComplaintID: id}, lead, sol, revSup, true, ""))
+	h.respond(id, owner)
 	ok(t)(h.app.Resolve(h.ctx, Target{ComplaintID: id}, owner, "REPAIRED", "mainboard replaced"))
 
 	reopen := h.append(id, "followup", &eventsv1.ComplaintReopened{Reason: "still broken", Satisfaction: 1, ReopenCount: 1})[0]
@@ -198,6 +199,7 @@ func TestRepeatComplaint(t *testing.T) {
 	}
 	ok(t)(h.app.RecordRootCause(h.ctx, Target{ComplaintID: "c-again"}, owner, domain.RootCause{
 		What: "scratched doors", Why: "packaging corner protectors missing", Where: "warehouse 3", When: "March batch", Who: "packaging line B", How: "protectors added, batch inspected"}))
+	h.respond("c-again", owner)
 	ok(t)(h.app.Resolve(h.ctx, Target{ComplaintID: "c-again"}, owner, "COMPENSATED", "voucher"))
 
 	h.clock.Advance(91 * 24 * time.Hour)
@@ -225,6 +227,7 @@ func TestAssignmentLeastLoadedThenLongestIdle(t *testing.T) {
 		owners = append(owners, h.complaint(id).Owner)
 		if i == 1 {
 			// cs-1 resolves its complaint: it is now the least loaded.
+			h.respond("c-a", agentOf("cs-1"))
 			ok(t)(h.app.Resolve(h.ctx, Target{ComplaintID: "c-a"}, agentOf("cs-1"), "DELIVERED", "parcel found"))
 		}
 	}

@@ -57,6 +57,7 @@ func TestClosedComplaintsLeaveTheViewOutsideTheRepeatWindow(t *testing.T) {
 	v := h.app.View()
 	closeIt := func(id string) {
 		t.Helper()
+		h.respond(id, agentOf(h.complaint(id).Owner))
 		ok(t)(h.app.Resolve(h.ctx, Target{ComplaintID: id}, agentOf(h.complaint(id).Owner), "DELIVERED", "parcel found"))
 		h.append(id, "followup", &eventsv1.ComplaintClosed{Outcome: eventsv1.CloseOutcome_CLOSE_OUTCOME_SATISFIED, ClosedBy: "system"})
 	}

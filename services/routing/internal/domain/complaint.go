@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -277,19 +278,36 @@ func (c *Complaint) Current() *Solution {
 	return &c.Solutions[len(c.Solutions)-1]
 }
 
-// Verdict is a solution's review state.
-func (s *Solution) Verdict() (approved bool, rejected bool, pending []eventsv1.ReviewLevel) {
+// Verdict is a solution's review state against the levels required, in
+// chain order. An approval counts only under four eyes: not given by the
+// proposer, nor by someone whose approval counts at another level (the log
+// may hold such reviews from before the rule; they count for nothing, and
+// the level is pending again). Any rejection rejects the solution.
+func (s *Solution) Verdict(required []eventsv1.ReviewLevel) (approved bool, rejected bool, pending []eventsv1.ReviewLevel) {
 	got := map[eventsv1.ReviewLevel]bool{}
+	approvers := map[string]bool{}
 	for _, r := range s.Reviews {
 		if !r.Approved {
 			return false, true, nil
 		}
-		got[r.Level] = true
+		if got[r.Level] || r.By == s.ProposedBy || approvers[r.By] {
+			continue
+		}
+		got[r.Level], approvers[r.By] = true, true
 	}
-	for _, l := range s.Required {
+	for _, l := range required {
 		if !got[l] {
 			pending = append(pending, l)
 		}
 	}
 	return len(pending) == 0, false, pending
+}
+
+// RequiredReviews are the levels a solution of the complaint needs: those
+// recorded when it was proposed and those its severity needs now (a
+// reclassification after the proposal may add levels, never remove them).
+func (c *Complaint) RequiredReviews(s *Solution, p *Policy) []eventsv1.ReviewLevel {
+	out := append(slices.Clone(s.Required), p.RequiredReviews(c.Severity)...)
+	slices.Sort(out)
+	return slices.Compact(out)
 }

@@ -314,7 +314,9 @@ func ProposeSolution(c *Complaint, a Actor, p *Policy, solutionID, summary strin
 
 // ReviewSolution records one level's verdict on the current solution. The
 // levels go in order: supervisor, quality, senior management.
-func ReviewSolution(c *Complaint, a Actor, solutionID string, level eventsv1.ReviewLevel, approved bool, comment string) ([]proto.Message, error) {
+// Four eyes: nobody reviews a solution they proposed, and each level is
+// given by a different person.
+func ReviewSolution(c *Complaint, a Actor, p *Policy, solutionID string, level eventsv1.ReviewLevel, approved bool, comment string) ([]proto.Message, error) {
 	if ReviewName(level) == "" {
 		return nil, invalid("level", "enum", "must be supervisor, quality or senior_management")
 	}
@@ -334,16 +336,26 @@ func ReviewSolution(c *Complaint, a Actor, solutionID string, level eventsv1.Rev
 	if s != c.Current() {
 		return nil, precondition("solution was superseded by a newer proposal")
 	}
-	ok, rejected, pending := s.Verdict()
+	required := c.RequiredReviews(s, p)
+	ok, rejected, pending := s.Verdict(required)
 	switch {
 	case rejected:
 		return nil, precondition("solution was rejected", "a new solution proposal")
 	case ok:
 		return nil, precondition("solution is already approved at every required level")
-	case !slices.Contains(s.Required, level):
+	case !slices.Contains(required, level):
 		return nil, invalid("level", "required_reviews", fmt.Sprintf("%s review is not required for this solution", ReviewName(level)))
 	case pending[0] != level:
 		return nil, precondition(ReviewName(level)+" review comes later in the chain", ReviewName(pending[0])+" review")
+	case a.ID == s.ProposedBy:
+		return nil, precondition(fmt.Sprintf("four eyes (%s): %s proposed this solution and may not review it", p.Handling.Version, a.ID),
+			ReviewName(level)+" review by someone other than the proposer")
+	}
+	for _, r := range s.Reviews {
+		if r.By == a.ID {
+			return nil, precondition(fmt.Sprintf("four eyes (%s): %s gave this solution's %s review; each review level needs a different person", p.Handling.Version, a.ID, ReviewName(r.Level)),
+				ReviewName(level)+" review by another person")
+		}
 	}
 	return []proto.Message{&eventsv1.SolutionReviewed{SolutionId: solutionID, Level: level, Approved: approved, Comment: comment, ReviewedBy: a.ID}}, nil
 }
@@ -468,14 +480,27 @@ func TakeOffHold(c *Complaint, a Actor) ([]proto.Message, error) {
 	return []proto.Message{&eventsv1.ComplaintTakenOffHold{By: a.ID}}, nil
 }
 
-// Missing lists what the complaint still needs before it may be resolved.
+// Missing lists what the complaint still needs before it may be resolved,
+// under the policy's handling rules: a response to the customer; where the
+// severity asks for one (or once reopened), a solution proposed since the
+// last reopen and approved at every review level it needs; and for a
+// repeat, its root cause.
 func Missing(c *Complaint, p *Policy) []string {
 	var missing []string
-	if req := p.RequiredReviews(c.Severity); len(req) > 0 {
-		s := c.Current()
-		if s == nil {
-			missing = append(missing, "a solution proposal (reviews required: "+reviewList(req)+")")
-		} else if _, rejected, pending := s.Verdict(); rejected {
+	if p.ResponseRequired(c.Severity) && c.Responses == 0 {
+		missing = append(missing, "a response to the customer (RecordResponse)")
+	}
+	if reopened := c.ReopenCount > 0; p.SolutionRequired(c.Severity, reopened) {
+		if s := c.Current(); s == nil {
+			need := "a solution proposal"
+			if reopened {
+				need = "a new solution proposal since the reopen (the one before it no longer counts)"
+			}
+			if req := p.RequiredReviews(c.Severity); len(req) > 0 {
+				need += " (reviews required: " + reviewList(req) + ")"
+			}
+			missing = append(missing, need)
+		} else if _, rejected, pending := s.Verdict(c.RequiredReviews(s, p)); rejected {
 			missing = append(missing, "a new solution proposal (the last one was rejected)")
 		} else {
 			for _, l := range pending {
@@ -497,8 +522,8 @@ func reviewList(ls []eventsv1.ReviewLevel) string {
 	return strings.Join(names, ", ")
 }
 
-// Resolve resolves the complaint, refused while a required review or root
-// cause is missing.
+// Resolve resolves the complaint, refused while anything Missing names is
+// missing.
 func Resolve(c *Complaint, a Actor, p *Policy, code, summary string) ([]proto.Message, error) {
 	var vs []kernel.Violation
 	if strings.TrimSpace(code) == "" {
@@ -514,7 +539,7 @@ func Resolve(c *Complaint, a Actor, p *Policy, code, summary string) ([]proto.Me
 		return nil, err
 	}
 	if missing := Missing(c, p); len(missing) > 0 {
-		return nil, precondition("cannot resolve yet", missing...)
+		return nil, precondition("cannot resolve yet under handling rules "+p.Handling.Version, missing...)
 	}
 	first := len(c.WorkOrders) == 0 && c.ReopenCount == 0 && c.Assignments <= 1
 	return []proto.Message{&eventsv1.ComplaintResolved{ResolutionCode: code, Summary: summary, ResolvedBy: a.ID, FirstContact: first}}, nil

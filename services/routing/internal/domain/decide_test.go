@@ -57,17 +57,28 @@ func proposed(levels ...eventsv1.ReviewLevel) *eventsv1.SolutionProposed {
 	return &eventsv1.SolutionProposed{SolutionId: "s1", Summary: "fix", ProposedBy: "ag", RequiredReviews: levels}
 }
 
+// reviewers give each level by default: a different person each.
+var reviewers = map[eventsv1.ReviewLevel]string{sup: "tl", qual: "qa", snr: "vp"}
+
 func reviewed(l eventsv1.ReviewLevel, ok bool) *eventsv1.SolutionReviewed {
-	return &eventsv1.SolutionReviewed{SolutionId: "s1", Level: l, Approved: ok}
+	return reviewedBy(reviewers[l], l, ok)
 }
+
+func reviewedBy(by string, l eventsv1.ReviewLevel, ok bool) *eventsv1.SolutionReviewed {
+	return &eventsv1.SolutionReviewed{SolutionId: "s1", Level: l, Approved: ok, ReviewedBy: by}
+}
+
+var responded = &eventsv1.ResponseRecorded{Channel: eventsv1.Channel_CHANNEL_PHONE, Summary: "called", RespondedBy: "ag"}
 
 // TestResolve: given the history, Resolve succeeds or names what is missing.
 func TestResolve(t *testing.T) {
 	p := shippedPolicy(t)
 	base := []proto.Message{received("x"), accepted}
+	// with: a complaint of the severity, assigned and answered.
 	with := func(sev eventsv1.Severity, more ...proto.Message) []proto.Message {
-		return append(append(slices.Clone(base), classified(sev), assigned), more...)
+		return append(append(slices.Clone(base), classified(sev), assigned, responded), more...)
 	}
+	resolved, reopened := &eventsv1.ComplaintResolved{ResolutionCode: "X"}, &eventsv1.ComplaintReopened{ReopenCount: 1}
 	for _, tc := range []struct {
 		name    string
 		history []proto.Message
@@ -75,18 +86,25 @@ func TestResolve(t *testing.T) {
 		missing string // "" = resolves
 		kind    string
 	}{
-		{"L1 needs nothing", with(l1), owner, "", ""},
+		{"L1 needs a response", append(slices.Clone(base), classified(l1), assigned), owner, "a response to the customer", "precondition"},
+		{"L1 answered", with(l1), owner, "", ""},
 		{"L2 needs a proposal", with(l2), owner, "a solution proposal (reviews required: supervisor)", "precondition"},
 		{"L2 needs the supervisor", with(l2, proposed(sup)), owner, "supervisor review", "precondition"},
 		{"L2 approved", with(l2, proposed(sup), reviewed(sup, true)), owner, "", ""},
+		{"L2 approved by its proposer does not count", with(l2, proposed(sup), reviewedBy("ag", sup, true)), owner, "supervisor review", "precondition"},
 		{"L3 half reviewed", with(l3, proposed(sup, qual), reviewed(sup, true)), owner, "quality review", "precondition"},
+		{"L3 both levels by one person count once", with(l3, proposed(sup, qual), reviewed(sup, true), reviewedBy("tl", qual, true)), owner, "quality review", "precondition"},
 		{"L4 fully reviewed", with(l4, proposed(sup, qual, snr), reviewed(sup, true), reviewed(qual, true), reviewed(snr, true)), owner, "", ""},
+		{"reclassified L2 to L3 after approval", with(l2, proposed(sup), reviewed(sup, true), classified(l3)), owner, "quality review", "precondition"},
 		{"rejected", with(l2, proposed(sup), reviewed(sup, false)), owner, "a new solution proposal (the last one was rejected)", "precondition"},
 		{"repeat needs root cause", with(l1, &eventsv1.RepeatComplaintFlagged{EarlierComplaintIds: []string{"c0"}}), owner, "root cause (5W1H)", "precondition"},
 		{"repeat with root cause", with(l1, &eventsv1.RepeatComplaintFlagged{EarlierComplaintIds: []string{"c0"}}, &eventsv1.RootCauseRecorded{What: "w"}), owner, "", ""},
 		{"on hold", with(l1, &eventsv1.ComplaintPutOnHold{Reason: eventsv1.HoldReason_HOLD_REASON_WAITING_FOR_PARTS}), owner, "take off hold", "precondition"},
-		{"already resolved", with(l1, &eventsv1.ComplaintResolved{ResolutionCode: "X"}), owner, "complaint is resolved", "precondition"},
-		{"reopened L1 resolves again", with(l1, &eventsv1.ComplaintResolved{ResolutionCode: "X"}, &eventsv1.ComplaintReopened{ReopenCount: 1}), owner, "", ""},
+		{"already resolved", with(l1, resolved), owner, "complaint is resolved", "precondition"},
+		{"reopened L1 needs a new solution", with(l1, resolved, reopened), owner, "a new solution proposal since the reopen", "precondition"},
+		{"reopened L1 with a new solution", with(l1, resolved, reopened, proposed()), owner, "", ""},
+		{"reopened L2: the old approval does not count", with(l2, proposed(sup), reviewed(sup, true), resolved, reopened), owner, "a new solution proposal since the reopen (the one before it no longer counts) (reviews required: supervisor)", "precondition"},
+		{"reopened L2: the new one needs its review", with(l2, proposed(sup), reviewed(sup, true), resolved, reopened, proposed(sup)), owner, "supervisor review", "precondition"},
 		{"not assigned", append(slices.Clone(base), classified(l1)), teamLead, "assignment", "precondition"},
 		{"another agent", with(l1), Actor{ID: "other", Roles: []Role{RoleAgent}}, "only the owner", "permission"},
 		{"a quality reviewer", with(l1), qa, "needs one of the roles", "permission"},
@@ -130,10 +148,13 @@ func TestReviewChain(t *testing.T) {
 		{"after approval", []proto.Message{reviewed(sup, true), reviewed(qual, true), reviewed(snr, true)}, vp, snr, "already approved"},
 		{"after rejection", []proto.Message{reviewed(sup, false)}, qa, qual, "rejected"},
 		{"unknown level", nil, teamLead, 0, "level"},
+		{"the proposer reviews", nil, Actor{ID: "ag", Roles: []Role{RoleTeamLead}}, sup, "four eyes (handling.v1): ag proposed this solution"},
+		{"one person at two levels", []proto.Message{reviewedBy("boss", sup, true)}, Actor{ID: "boss", Roles: []Role{RoleManager, RoleQualityReviewer}}, qual, "each review level needs a different person"},
+		{"a self-approval in the log leaves the level pending", []proto.Message{reviewedBy("ag", sup, true)}, teamLead, sup, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := given(t, append(slices.Clone(l4History), tc.more...)...)
-			out, err := ReviewSolution(c, tc.actor, "s1", tc.level, true, "")
+			out, err := ReviewSolution(c, tc.actor, shippedPolicy(t), "s1", tc.level, true, "")
 			if tc.err == "" {
 				if err != nil || len(out) != 1 || out[0].(*eventsv1.SolutionReviewed).GetReviewedBy() != tc.actor.ID {
 					t.Fatalf("review: %v %v", out, err)

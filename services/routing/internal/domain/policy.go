@@ -22,9 +22,11 @@ type Policy struct {
 		Priority string `json:"priority"`
 	} `json:"default"`
 	Rules []Rule `json:"rules"`
-	// Reviews lists, per severity ("L1".."L4"), the review levels a solution
-	// needs before the complaint may be resolved.
-	Reviews map[string][]string `json:"reviews"`
+	// Handling says, per severity, what a resolution needs (see Handling).
+	Handling Handling `json:"handling"`
+	// Reviews is the place the review levels had before the handling
+	// section: a file that still has it is refused, naming where they went.
+	Reviews json.RawMessage `json:"reviews,omitempty"`
 	// Teams maps a severity to the team that handles it.
 	Teams map[string]string `json:"teams"`
 	// Skills maps a category to the skill an owner should have.
@@ -33,7 +35,37 @@ type Policy struct {
 	defaults   Classification
 	rules      []compiledRule
 	classifier Classifier
-	reviews    map[eventsv1.Severity][]eventsv1.ReviewLevel
+	handling   map[eventsv1.Severity]handlingRule
+}
+
+// Handling is the policy's handling rules, versioned on their own: what a
+// complaint needs before it may be resolved, per severity ("L1".."L4").
+type Handling struct {
+	Version    string                  `json:"version"`
+	BySeverity map[string]HandlingRule `json:"by_severity"`
+}
+
+// HandlingRule is one severity's rules. Response must be true: every
+// complaint is answered before it is resolved. Solution is "always" or
+// "after_reopen" (once the customer was dissatisfied, a new solution is
+// needed: domain.md §6, re-evaluation). Reviews are the levels that must
+// approve the solution, each by a different person, none by its proposer.
+type HandlingRule struct {
+	Response bool     `json:"response"`
+	Solution string   `json:"solution"`
+	Reviews  []string `json:"reviews"`
+}
+
+// When a solution is required.
+const (
+	SolutionAlways      = "always"
+	SolutionAfterReopen = "after_reopen"
+)
+
+type handlingRule struct {
+	response bool
+	solution string
+	reviews  []eventsv1.ReviewLevel
 }
 
 // Rule matches when all of its conditions hold (keywords: any one of them
@@ -215,24 +247,55 @@ func (p *Policy) compile() error {
 		}
 		p.rules = append(p.rules, c)
 	}
-	p.reviews = map[eventsv1.Severity][]eventsv1.ReviewLevel{}
 	for _, sev := range []eventsv1.Severity{eventsv1.Severity_SEVERITY_L1, eventsv1.Severity_SEVERITY_L2, eventsv1.Severity_SEVERITY_L3, eventsv1.Severity_SEVERITY_L4} {
-		name := SeverityName(sev)
-		levels, ok := p.Reviews[name]
-		if !ok {
-			return fmt.Errorf("policy: reviews.%s: required (may be an empty list)", name)
-		}
-		for _, l := range levels {
-			v, err := ParseReviewLevel(l)
-			if err != nil {
-				return fmt.Errorf("policy: reviews.%s: %w", name, err)
-			}
-			p.reviews[sev] = append(p.reviews[sev], v)
-		}
-		slices.Sort(p.reviews[sev])
-		if p.Teams[name] == "" {
+		if name := SeverityName(sev); p.Teams[name] == "" {
 			return fmt.Errorf("policy: teams.%s: required", name)
 		}
+	}
+	if len(p.Reviews) > 0 {
+		return fmt.Errorf("policy: reviews: moved to handling.by_severity.<severity>.reviews")
+	}
+	return p.compileHandling()
+}
+
+// compileHandling checks the handling section: a version, and a rule for
+// every severity and no other.
+func (p *Policy) compileHandling() error {
+	h := p.Handling
+	if h.Version == "" {
+		return fmt.Errorf("policy: handling.version: required")
+	}
+	for name := range h.BySeverity {
+		if _, err := ParseSeverity(name); err != nil {
+			return fmt.Errorf("policy: handling.by_severity.%s: %w", name, err)
+		}
+	}
+	p.handling = map[eventsv1.Severity]handlingRule{}
+	for _, sev := range []eventsv1.Severity{eventsv1.Severity_SEVERITY_L1, eventsv1.Severity_SEVERITY_L2, eventsv1.Severity_SEVERITY_L3, eventsv1.Severity_SEVERITY_L4} {
+		where := "policy: handling.by_severity." + SeverityName(sev)
+		r, ok := h.BySeverity[SeverityName(sev)]
+		if !ok {
+			return fmt.Errorf("%s: required", where)
+		}
+		if !r.Response {
+			return fmt.Errorf("%s.response: must be true (every complaint is answered before it is resolved)", where)
+		}
+		if r.Solution != SolutionAlways && r.Solution != SolutionAfterReopen {
+			return fmt.Errorf("%s.solution: unknown value %q (one of %s, %s)", where, r.Solution, SolutionAlways, SolutionAfterReopen)
+		}
+		c := handlingRule{response: r.Response, solution: r.Solution}
+		for _, l := range r.Reviews {
+			v, err := ParseReviewLevel(l)
+			if err != nil {
+				return fmt.Errorf("%s.reviews: %w", where, err)
+			}
+			if slices.Contains(c.reviews, v) {
+				return fmt.Errorf("%s.reviews: %q twice", where, l)
+			}
+			c.reviews = append(c.reviews, v)
+		}
+		slices.Sort(c.reviews)
+		p.handling[sev] = c
 	}
 	return nil
 }
@@ -369,7 +432,17 @@ func RaisePriority(p eventsv1.Priority, steps int) eventsv1.Priority {
 // RequiredReviews are the review levels a solution for a complaint of this
 // severity needs, in chain order.
 func (p *Policy) RequiredReviews(s eventsv1.Severity) []eventsv1.ReviewLevel {
-	return slices.Clone(p.reviews[s])
+	return slices.Clone(p.handling[s].reviews)
+}
+
+// ResponseRequired tells whether a complaint of this severity needs a
+// recorded response before it is resolved.
+func (p *Policy) ResponseRequired(s eventsv1.Severity) bool { return p.handling[s].response }
+
+// SolutionRequired tells whether a complaint of this severity needs an
+// approved solution before it is resolved, reopened or not.
+func (p *Policy) SolutionRequired(s eventsv1.Severity, reopened bool) bool {
+	return p.handling[s].solution == SolutionAlways || reopened
 }
 
 // TeamFor is the team that handles a severity.

@@ -161,15 +161,20 @@ func TestPolicyReviewsTeamsAndSkills(t *testing.T) {
 	p := shippedPolicy(t)
 	sup, qual, senior := eventsv1.ReviewLevel_REVIEW_LEVEL_SUPERVISOR, eventsv1.ReviewLevel_REVIEW_LEVEL_QUALITY, eventsv1.ReviewLevel_REVIEW_LEVEL_SENIOR_MANAGEMENT
 	for _, tc := range []struct {
-		sev  eventsv1.Severity
-		revs []eventsv1.ReviewLevel
-		team string
+		sev      eventsv1.Severity
+		revs     []eventsv1.ReviewLevel
+		team     string
+		solution bool // before any reopen; after one it always is
 	}{
-		{l1, nil, "customer-service"},
-		{l2, []eventsv1.ReviewLevel{sup}, "technical-support"},
-		{l3, []eventsv1.ReviewLevel{sup, qual}, "management-coordination"},
-		{l4, []eventsv1.ReviewLevel{sup, qual, senior}, "emergency-response"},
+		{l1, nil, "customer-service", false},
+		{l2, []eventsv1.ReviewLevel{sup}, "technical-support", true},
+		{l3, []eventsv1.ReviewLevel{sup, qual}, "management-coordination", true},
+		{l4, []eventsv1.ReviewLevel{sup, qual, senior}, "emergency-response", true},
 	} {
+		if !p.ResponseRequired(tc.sev) || p.SolutionRequired(tc.sev, false) != tc.solution || !p.SolutionRequired(tc.sev, true) {
+			t.Errorf("%s: response %v, solution %v (after a reopen %v), want true, %v (true)", SeverityName(tc.sev),
+				p.ResponseRequired(tc.sev), p.SolutionRequired(tc.sev, false), p.SolutionRequired(tc.sev, true), tc.solution)
+		}
 		if got := p.RequiredReviews(tc.sev); !slices.Equal(got, tc.revs) {
 			t.Errorf("%s reviews %v, want %v", SeverityName(tc.sev), got, tc.revs)
 		}
@@ -180,8 +185,8 @@ func TestPolicyReviewsTeamsAndSkills(t *testing.T) {
 	if got := p.SkillFor(dlv); got != "logistics" {
 		t.Errorf("delivery skill %q", got)
 	}
-	if p.Version != "classification.v2" || p.RepeatWindowDays != 90 {
-		t.Errorf("version %q window %d", p.Version, p.RepeatWindowDays)
+	if p.Version != "classification.v2" || p.RepeatWindowDays != 90 || p.Handling.Version != "handling.v1" {
+		t.Errorf("version %q window %d handling %q", p.Version, p.RepeatWindowDays, p.Handling.Version)
 	}
 }
 
@@ -199,7 +204,15 @@ func TestParsePolicyRejectsBadDocuments(t *testing.T) {
 		{"with alone", `"keywords": ["煤气", "燃气", "天然气", "gas"],`, ``, "with: needs keywords too"},
 		{"empty except", `"except": ["打不着火", `, `"except": ["", `, "except: empty term"},
 		{"bad channel", `"channels": ["press", "social_media"]`, `"channels": ["pigeon"]`, "unknown channel"},
-		{"bad review", `"L2": ["supervisor"]`, `"L2": ["boss"]`, "reviews.L2"},
+		{"bad review", `"reviews": ["supervisor"]`, `"reviews": ["boss"]`, "handling.by_severity.L2.reviews: unknown value \"boss\""},
+		{"review twice", `"reviews": ["supervisor"]`, `"reviews": ["supervisor", "supervisor"]`, "handling.by_severity.L2.reviews: \"supervisor\" twice"},
+		{"no handling version", `"version": "handling.v1"`, `"version": ""`, "handling.version: required"},
+		{"severity without rules", `"L4": {"response": true, "solution": "always", "reviews": ["supervisor", "quality", "senior_management"]}`, `"L9": {"response": true, "solution": "always", "reviews": []}`, "handling.by_severity.L9: unknown value"},
+		{"severity missing", `,
+      "L4": {"response": true, "solution": "always", "reviews": ["supervisor", "quality", "senior_management"]}`, ``, "handling.by_severity.L4: required"},
+		{"response off", `"L1": {"response": true`, `"L1": {"response": false`, "handling.by_severity.L1.response: must be true"},
+		{"bad solution", `"solution": "after_reopen"`, `"solution": "sometimes"`, "handling.by_severity.L1.solution: unknown value \"sometimes\""},
+		{"old reviews section", `"teams": {`, `"reviews": {"L1": []}, "teams": {`, "reviews: moved to handling.by_severity"},
 		{"missing team", `"L4": "emergency-response"`, `"L4": ""`, "teams.L4"},
 		{"duplicate id", `"id": "tier.vip"`, `"id": "repeat.raise"`, "unique"},
 	} {

@@ -120,11 +120,21 @@ func TestDecide(t *testing.T) {
 				x.add(t0, &ev.ComplaintResolved{})
 			},
 			now: 25 * h,
-			// acceptance-1 was started before: its warnings fire, late;
-			// first_feedback-1 starts now, past its warnings: only its breach.
-			want: "Met first_response-1 margin 24h0m0s;Met resolution-1 margin 48h0m0s;Started first_feedback-1 24h0m0s;Started second_feedback-1 72h0m0s;" +
-				"Warning acceptance-1 50 late 13h0m0s;Warning acceptance-1 75 late 7h0m0s;" +
-				"Warning acceptance-1 90 late 3h24m0s;Breached acceptance-1 late 1h0m0s;Breached first_feedback-1 late 1h0m0s;",
+			want: "Met first_response-1 margin 24h0m0s;Met acceptance-1 margin 24h0m0s;Met resolution-1 margin 48h0m0s;Started first_feedback-1 24h0m0s;Started second_feedback-1 72h0m0s;" +
+				// first_feedback-1 starts now, past its warnings: only its breach.
+				"Breached first_feedback-1 late 1h0m0s;",
+		},
+		{
+			name: "resolved without a response: the resolution meets the response clock, not left to breach",
+			given: func(x *history, env func(time.Time) Env) {
+				x.add(t0, received(t0))
+				x.add(t0, &ev.ComplaintAccepted{})
+				x.decide(env(t0))
+				x.add(t0.Add(h), &ev.ComplaintResolved{})
+			},
+			now: 30 * h,
+			want: "Met first_response-1 margin 23h0m0s;Met resolution-1 margin 47h0m0s;Started first_feedback-1 24h0m0s;Started second_feedback-1 72h0m0s;" +
+				"Breached first_feedback-1 late 5h0m0s;",
 		},
 		{
 			name: "a met that happened after the deadline comes after the breach",
