@@ -100,6 +100,15 @@ func snapshotAsOf(complaintID string, recs []eventlog.Record, asOf time.Time) Sn
 			if c := clocks[p.GetClockId()]; c != nil {
 				c.Paused, c.Deadline = false, p.GetNewDeadline().AsTime()
 			}
+		case *eventsv1.SlaClockRetermed:
+			if c := clocks[p.GetClockId()]; c != nil {
+				c.Paused, c.Deadline = p.GetTerms().GetPaused(), p.GetTerms().GetDeadline().AsTime()
+			}
+		case *eventsv1.SlaBreachWithdrawn:
+			if p.GetReopened() { // running again: back among the open clocks
+				clocks[p.GetClockId()] = &ClockView{ID: p.GetClockId(), Target: shortEnum("SlaTarget", p.GetTarget().String()),
+					Deadline: p.GetTerms().GetDeadline().AsTime(), Paused: p.GetTerms().GetPaused()}
+			}
 		case *eventsv1.SlaMet:
 			delete(clocks, p.GetClockId())
 		case *eventsv1.SlaBreached:

@@ -353,6 +353,14 @@ func fold(c *Complaint, e *eventsv1.Envelope) {
 		c.updateClock(p.SlaWarning.GetClockId(), func(k *Clock) { k.Warned = max(k.Warned, p.SlaWarning.GetThresholdPercent()) })
 	case *eventsv1.Envelope_SlaBreached:
 		c.updateClock(p.SlaBreached.GetClockId(), func(k *Clock) { k.Breached = true })
+	case *eventsv1.Envelope_SlaClockRetermed:
+		t := p.SlaClockRetermed.GetTerms()
+		c.updateClock(p.SlaClockRetermed.GetClockId(), func(k *Clock) { k.Deadline, k.Paused = t.GetDeadline().AsTime().UTC(), t.GetPaused() })
+	case *eventsv1.Envelope_SlaBreachWithdrawn:
+		t := p.SlaBreachWithdrawn.GetTerms()
+		c.updateClock(p.SlaBreachWithdrawn.GetClockId(), func(k *Clock) {
+			k.Breached, k.Deadline, k.Paused = false, t.GetDeadline().AsTime().UTC(), t.GetPaused()
+		})
 	case *eventsv1.Envelope_SlaMet:
 		c.dropClock(p.SlaMet.GetClockId())
 	case *eventsv1.Envelope_SlaClockCancelled:

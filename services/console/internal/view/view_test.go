@@ -293,3 +293,33 @@ func TestSnapshotKeepsNoTextOfTheDescription(t *testing.T) {
 		t.Fatal("the number is not searchable through the blind index")
 	}
 }
+
+func TestRetermedClockAndWithdrawnBreachAreShown(t *testing.T) {
+	w := logWriter{t, memstore.New(clock.NewFake(t0))}
+	id := "c-terms"
+	w.add(id,
+		&eventsv1.ComplaintReceived{Channel: eventsv1.Channel_CHANNEL_PHONE, ReceivedAt: ts(t0)},
+		&eventsv1.SlaClockStarted{ClockId: "r", Target: eventsv1.SlaTarget_SLA_TARGET_RESOLUTION, Deadline: ts(t0.Add(48 * time.Hour))},
+		&eventsv1.SlaClockStarted{ClockId: "f", Target: eventsv1.SlaTarget_SLA_TARGET_FIRST_RESPONSE, Deadline: ts(t0.Add(time.Hour))},
+		&eventsv1.SlaBreached{ClockId: "f"},
+		// The classification arrives: other terms for the resolution clock;
+		// a hold recorded late: the response clock was not breached after all.
+		&eventsv1.SlaClockRetermed{ClockId: "r", Terms: &eventsv1.SlaClockTerms{Deadline: ts(t0.Add(72 * time.Hour))}},
+		&eventsv1.SlaBreachWithdrawn{ClockId: "f", Reopened: true, Terms: &eventsv1.SlaClockTerms{Deadline: ts(t0.Add(3 * time.Hour))}},
+	)
+	v, _ := follow(t, w.log, newMemSnapshots(), "s", false)
+	c, ok := v.Get(id)
+	if !ok {
+		t.Fatal("complaint not in the view")
+	}
+	got := map[string]Clock{}
+	for _, k := range c.Clocks {
+		got[k.ID] = k
+	}
+	if k := got["r"]; !k.Deadline.Equal(t0.Add(72 * time.Hour)) {
+		t.Errorf("re-termed clock: deadline %v, want %v", k.Deadline, t0.Add(72*time.Hour))
+	}
+	if k := got["f"]; k.Breached || !k.Deadline.Equal(t0.Add(3*time.Hour)) {
+		t.Errorf("withdrawn breach: breached %v deadline %v, want running to %v", k.Breached, k.Deadline, t0.Add(3*time.Hour))
+	}
+}

@@ -214,6 +214,8 @@ func evolve(f *facts, e *eventsv1.Envelope) {
 		f.clock(p.SlaMet.GetClockId(), p.SlaMet.GetTarget()).met = true
 	case *eventsv1.Envelope_SlaBreached:
 		f.clock(p.SlaBreached.GetClockId(), p.SlaBreached.GetTarget()).breached = true
+	case *eventsv1.Envelope_SlaBreachWithdrawn: // the facts did not support the breach
+		f.clock(p.SlaBreachWithdrawn.GetClockId(), p.SlaBreachWithdrawn.GetTarget()).breached = false
 	case *eventsv1.Envelope_SurveyAnswered:
 		f.answers = append(f.answers, p.SurveyAnswered.GetSatisfaction())
 	case *eventsv1.Envelope_ComplaintReopened:

@@ -387,3 +387,24 @@ func TestLateEntryCountsFromReceivedAt(t *testing.T) {
 		}
 	}
 }
+
+func TestWithdrawnBreachCountsAsMet(t *testing.T) {
+	var b logBuilder
+	b.c("G", T, received, accepted, met("g1", acceptance))
+	b.c("G", T.Add(25*h), breached("g2", firstResponse))
+	// A hold recorded late: sla-clock withdraws the breach, the clock runs
+	// again and is then met in time.
+	b.c("G", T.Add(26*h), &eventsv1.SlaBreachWithdrawn{ClockId: "g2", Target: firstResponse, Reopened: true})
+	b.c("G", T.Add(27*h), met("g2", firstResponse))
+	got := build(b.recs).Query(Query{Group: GroupAll, Period: PeriodAll})
+	want := []SLA{
+		{Target: acceptance, Met: 1, Breached: 0, Rate: 1},
+		{Target: firstResponse, Met: 1, Breached: 0, Rate: 1},
+	}
+	if len(got) != 1 {
+		t.Fatalf("rows: %d, want 1", len(got))
+	}
+	if diff := cmp.Diff(want, got[0].SLA, approx); diff != "" {
+		t.Fatalf("SLA attainment (-want +got):\n%s", diff)
+	}
+}
