@@ -68,6 +68,10 @@ type Options struct {
 	// health (NOT_SERVING), /readyz answers 503 and every other call is
 	// refused as UNAVAILABLE.
 	ReadyWhen <-chan struct{}
+	// Health, if set, is asked by every GET /readyz once serving: an error
+	// (the event log gone or behind its anchor) answers 503 with it as the
+	// reason. It must be quick and must not name personal data.
+	Health func(context.Context) error
 }
 
 // Server serves one service's gRPC API and its HTTP/JSON face.
