@@ -138,3 +138,18 @@ func against(ctx context.Context, log eventlog.HeadReader, a Anchor) (string, er
 	}
 	return "", nil
 }
+
+// Gone is the HeadReader of a log that does not exist: checked against
+// it, any anchor fails. A setup that would create the log checks Gone
+// first, so that it never creates an empty log in place of a lost one.
+type Gone struct{}
+
+// Head implements eventlog.HeadReader.
+func (Gone) Head(context.Context) (eventlog.Head, error) {
+	return eventlog.Head{}, fmt.Errorf("%w: it does not exist", eventlog.ErrLogGone)
+}
+
+// StoredAt implements eventlog.HeadReader.
+func (Gone) StoredAt(context.Context, uint64) ([]byte, error) {
+	return nil, fmt.Errorf("%w: it does not exist", eventlog.ErrLogGone)
+}
