@@ -50,7 +50,11 @@ func Missing(stream StreamID, want uint64, next *eventsv1.Envelope, at, prev uin
 				"(altered or lost on disk); version %d, at log position %d, points at it", want, v, at)}
 		}
 	}
-	return &BrokenLink{stream, want, at, fmt.Sprintf("versions %d to %d are missing from the log (altered or lost on disk): version %d where %d was expected", want, v-1, v, want)}
+	missing := fmt.Sprintf("versions %d to %d are", want, v-1)
+	if v == want+1 {
+		missing = fmt.Sprintf("version %d is", want)
+	}
+	return &BrokenLink{stream, want, at, fmt.Sprintf("%s missing from the log (altered or lost on disk): version %d where %d was expected", missing, v, want)}
 }
 
 // VerifyChain checks one stream's records, in order from version 1: the
