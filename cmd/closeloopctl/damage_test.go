@@ -138,3 +138,26 @@ func flipByte(t *testing.T, dir string, marker []byte, to byte) {
 		t.Fatalf("flipped %d bytes, want 1", flipped)
 	}
 }
+
+// Where no runner anchors the log (a cluster), admin runs closeloopctl
+// anchor; it refuses to anchor a log that lost anchored events.
+func TestAnchorCommandAnchorsTheHeadAndRefusesALostLog(t *testing.T) {
+	w := newWorld(t)
+	ctx := t.Context()
+	code, out, errOut := w.ctl(t, "-data", t.TempDir(), "anchor", "--once")
+	if code != exitOK || !strings.Contains(out, "6 messages up to log position 6") {
+		t.Fatalf("anchor --once: exit %d %s%s; want the head anchored at 6", code, out, errOut)
+	}
+	if a, ok, err := (anchor.JetStream{JS: w.js}).Latest(ctx); err != nil || !ok || a.Position != 6 {
+		t.Fatalf("latest anchor %+v %v %v, want position 6", a, ok, err)
+	}
+	if err := w.js.DeleteStream(ctx, jsstore.StreamName); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := jsstore.New(ctx, w.js, jsstore.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := w.ctl(t, "-data", t.TempDir(), "anchor", "--once"); code != exitBroken || !strings.Contains(errOut, "the log is empty") {
+		t.Fatalf("anchor --once on an emptied log: exit %d %s%s; want 3", code, out, errOut)
+	}
+}
