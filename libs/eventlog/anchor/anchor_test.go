@@ -175,3 +175,29 @@ func TestASignerSignsThePayload(t *testing.T) {
 		t.Fatalf("anchor %+v (%v): want signed by k1 over its payload", a, err)
 	}
 }
+
+// A runner whose EVENTS stream was deleted must still stop on SIGINT: the
+// writer's last anchor on the way out fails fast and Run returns.
+func TestTheWriterStopsPromptlyOnALostLog(t *testing.T) {
+	w := newWorld(t)
+	w.appendEvents(t, 1)
+	if err := w.writer.Write(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.js.DeleteStream(t.Context(), jsstore.StreamName); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- w.writer.Run(ctx) }()
+	w.clk.Advance(anchor.DefaultInterval) // one tick on the lost log
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run = %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the writer did not stop after its context was cancelled")
+	}
+}
