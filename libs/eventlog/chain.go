@@ -44,17 +44,15 @@ func (b *BrokenLink) Is(target error) bool { return target == ErrDamaged }
 // records, rather than as a break at next.
 func Missing(stream StreamID, want uint64, next *eventsv1.Envelope, at, prev uint64) *BrokenLink {
 	v := next.GetVersion()
-	if v == want+1 {
-		if p := next.GetPrevPosition(); p != 0 && p > prev && p < at {
-			return &BrokenLink{stream, want, p, fmt.Sprintf("version %d is missing from the log: the message at this position is unreadable or gone "+
-				"(altered or lost on disk); version %d, at log position %d, points at it", want, v, at)}
-		}
+	if v > want+1 {
+		return &BrokenLink{stream, want, at, fmt.Sprintf("versions %d to %d are missing from the log (altered or lost on disk): version %d where %d was expected", want, v-1, v, want)}
 	}
-	missing := fmt.Sprintf("versions %d to %d are", want, v-1)
-	if v == want+1 {
-		missing = fmt.Sprintf("version %d is", want)
+	if p := next.GetPrevPosition(); p != 0 && p > prev && p < at {
+		return &BrokenLink{stream, want, p, fmt.Sprintf("version %d is missing from the log: the message at this position is unreadable or gone "+
+			"(altered or lost on disk); version %d, at log position %d, points at it", want, v, at)}
 	}
-	return &BrokenLink{stream, want, at, fmt.Sprintf("%s missing from the log (altered or lost on disk): version %d where %d was expected", missing, v, want)}
+	return &BrokenLink{stream, want, at, fmt.Sprintf("version %d is missing from the log (altered or lost on disk): version %d, at this position, "+
+		"does not record where it was", want, v)}
 }
 
 // VerifyChain checks one stream's records, in order from version 1: the
