@@ -509,6 +509,7 @@ func TestNotReadyUntilReadyWhenCloses(t *testing.T) {
 func TestReadinessReportsAFailedHealthCheck(t *testing.T) {
 	var lost atomic.Bool
 	f := startOpts(t, func(o *api.Options) {
+		o.HealthInterval = 20 * time.Millisecond
 		o.Health = func(context.Context) error {
 			if lost.Load() {
 				return errors.New("event log unavailable: stream EVENTS does not exist")
@@ -531,6 +532,19 @@ func TestReadinessReportsAFailedHealthCheck(t *testing.T) {
 	lost.Store(true)
 	if code, body := get(); code != 503 || !strings.Contains(body, "stream EVENTS does not exist") {
 		t.Fatalf("/readyz with the log gone = %d %s, want 503 with the reason", code, body)
+	}
+	// gRPC health (what the k8s probes ask) follows within HealthInterval.
+	hc := healthpb.NewHealthClient(f.conn)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{})
+		if err == nil && r.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gRPC health with the log gone: %v %v, want NOT_SERVING", r, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
