@@ -355,11 +355,8 @@ func (b *closedBus) setUpStreams(ctx context.Context) error {
 	if err := anchor.EnsureStream(ctx, js, cfg.Replicas); err != nil {
 		return err
 	}
-	// Never create an empty log where an anchored one was lost.
-	if _, err := js.Stream(ctx, jsstore.StreamName); errors.Is(err, jetstream.ErrStreamNotFound) {
-		if err := anchor.Check(ctx, anchor.Gone{}, platform.AnchorStores(js)...); err != nil {
-			return fmt.Errorf("refusing to create an empty event log: %w", err)
-		}
+	if err := platform.RefuseLostLog(ctx, js); err != nil {
+		return err
 	}
 	store, err := jsstore.New(ctx, js, cfg)
 	if err != nil {

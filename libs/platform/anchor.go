@@ -11,6 +11,7 @@ import (
 
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/anchor"
+	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
 )
 
 // AnchorStores are where the log's anchors are: the ANCHORS stream, and
@@ -21,6 +22,20 @@ func AnchorStores(js jetstream.JetStream) []anchor.Store {
 		stores = append(stores, anchor.File{Path: f})
 	}
 	return stores
+}
+
+// RefuseLostLog is asked before anything that would create the EVENTS
+// stream: a missing stream that an anchor vouches for is a lost log, and
+// an empty one must not be created in its place (the *anchor.Mismatch).
+func RefuseLostLog(ctx context.Context, js jetstream.JetStream) error {
+	_, err := js.Stream(ctx, jsstore.StreamName)
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil // there, or not known: jsstore.New says which
+	}
+	if err := anchor.Check(ctx, anchor.Gone{}, AnchorStores(js)...); err != nil {
+		return fmt.Errorf("refusing to create an empty event log: %w", err)
+	}
+	return nil
 }
 
 // healthTimeout bounds one readiness check of the log.

@@ -95,6 +95,9 @@ func OpenJetStream(ctx context.Context, js jetstream.JetStream, cfg jsstore.Conf
 	if b := os.Getenv(EnvBackend); b != "" && b != "jetstream" {
 		return nil, nil, fmt.Errorf("%s=%q: this binary has only the jetstream backend (see libs/esdb for eventstoredb)", EnvBackend, b)
 	}
+	if err := RefuseLostLog(ctx, js); err != nil {
+		return nil, nil, err
+	}
 	s, err := jsstore.New(ctx, js, cfg)
 	if err != nil {
 		return nil, nil, err

@@ -2,6 +2,7 @@ package intake_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -93,6 +95,13 @@ func TestReadinessAndStartReportALogLostUnderItsAnchor(t *testing.T) {
 	}
 	if code, body := readyz(t, svc); code != http.StatusServiceUnavailable || !strings.Contains(body, "event log unavailable") || !strings.Contains(body, "EVENTS does not exist") {
 		t.Fatalf("/readyz with EVENTS deleted = %d %s, want 503 saying the log is unavailable", code, body)
+	}
+	// A service starting now neither starts nor creates an empty EVENTS.
+	if _, err := platform.NewDeps(ctx, e.nc, e.clock, slog.New(slog.DiscardHandler), nil); err == nil || !strings.Contains(err.Error(), "refusing to create an empty event log") {
+		t.Fatalf("a service starting on the deleted log: %v; want a refusal", err)
+	}
+	if _, err := e.js.Stream(ctx, jsstore.StreamName); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("the refused start created EVENTS: %v", err)
 	}
 	if _, err := jsstore.New(ctx, e.js, jsstore.Config{}); err != nil { // recreated empty
 		t.Fatal(err)
