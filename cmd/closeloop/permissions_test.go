@@ -288,6 +288,8 @@ func TestNobodyMayDeleteOrShrinkTheLog(t *testing.T) {
 		{"purge EVENTS", "$JS.API.STREAM.PURGE.EVENTS", nil, false},
 		{"purge DEADLETTER", "$JS.API.STREAM.PURGE.DEADLETTER", nil, false},
 		{"delete a message of EVENTS", "$JS.API.STREAM.MSG.DELETE.EVENTS", []byte(`{"seq":1}`), false},
+		{"delete ANCHORS", "$JS.API.STREAM.DELETE.ANCHORS", nil, false},
+		{"purge ANCHORS", "$JS.API.STREAM.PURGE.ANCHORS", nil, false},
 		// Setting the streams up is admin's job: it may change them.
 		{"lower the log's retention", "$JS.API.STREAM.UPDATE.EVENTS", lower, true},
 	}

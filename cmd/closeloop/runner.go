@@ -22,6 +22,7 @@ import (
 	natsconf "github.com/closeloop/closeloop/deploy/nats"
 	"github.com/closeloop/closeloop/libs/bus"
 	"github.com/closeloop/closeloop/libs/clock"
+	"github.com/closeloop/closeloop/libs/eventlog/anchor"
 	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
 	"github.com/closeloop/closeloop/libs/natsembed"
 	"github.com/closeloop/closeloop/libs/pii"
@@ -173,6 +174,12 @@ func startServices(ctx context.Context, ns *closedBus, clk clock.Clock, logOut i
 		}
 		sys.services = append(sys.services, svc)
 	}
+	a, err := ns.newAnchorer(ctx, clk, telemetry.NewLogger("anchor", logOut))
+	if err != nil {
+		return fail(err)
+	}
+	sys.closers = append(sys.closers, a.close)
+	sys.services = append(sys.services, a)
 	return sys, nil
 }
 
@@ -215,6 +222,11 @@ func localDefaults(dataDir, host string, logger *slog.Logger) error {
 			if err := os.Setenv(name, net.JoinHostPort(host, strconv.Itoa(port))); err != nil {
 				return err
 			}
+		}
+	}
+	if os.Getenv(platform.EnvAnchorFile) == "" {
+		if err := os.Setenv(platform.EnvAnchorFile, filepath.Join(dataDir, anchor.FileName)); err != nil {
+			return err
 		}
 	}
 	if os.Getenv("CONSOLE_ROUTING_ADDR") == "" {
@@ -342,12 +354,61 @@ func (b *closedBus) setUpStreams(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := anchor.EnsureStream(ctx, js, cfg.Replicas); err != nil {
+		return err
+	}
+	if err := platform.RefuseLostLog(ctx, js); err != nil {
+		return err
+	}
 	store, err := jsstore.New(ctx, js, cfg)
 	if err != nil {
 		return fmt.Errorf("set up the event log: %w", err)
 	}
 	_ = store.Close()
 	return bus.EnsureDeadLetterStream(ctx, js)
+}
+
+// envAnchorInterval sets how often the runner anchors the log (a Go
+// duration; default anchor.DefaultInterval).
+const envAnchorInterval = "CLOSELOOP_ANCHOR_INTERVAL"
+
+// anchorer is the runner's one anchor writer, run beside the services as
+// admin (the only identity that may write anchors): it anchors the log's
+// head in the ANCHORS stream and in the file CLOSELOOP_ANCHOR_FILE names.
+type anchorer struct {
+	w     *anchor.Writer
+	close func()
+}
+
+func (a *anchorer) Name() string { return "anchor" }
+
+func (a *anchorer) Run(ctx context.Context) error { return a.w.Run(ctx) }
+
+func (b *closedBus) newAnchorer(ctx context.Context, clk clock.Clock, logger *slog.Logger) (*anchorer, error) {
+	every := anchor.DefaultInterval
+	if v := os.Getenv(envAnchorInterval); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("%s=%q: must be a positive duration such as 10s", envAnchorInterval, v)
+		}
+		every = d
+	}
+	nc, err := b.connect("admin", "closeloop-anchor", true, logger)
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	log, err := jsstore.New(ctx, js, jsstore.Config{Logger: logger})
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("anchor: open the event log: %w", err)
+	}
+	w := &anchor.Writer{Log: log, Stores: platform.AnchorStores(js), Interval: every, Clock: clk, Logger: logger}
+	return &anchorer{w: w, close: func() { _ = log.Close(); nc.Close() }}, nil
 }
 
 // refusedMsg is logged when NATS refuses a service an operation.

@@ -237,9 +237,12 @@ func submission(args []string, now time.Time) (map[string]any, error) {
 // whether the complaint exists: a service may answer an empty view (no
 // clocks) for one it never heard of.
 func show(ctx context.Context, c *conn, o options, id string, out io.Writer) error {
-	recs, err := readComplaint(ctx, c, id)
+	recs, broken, err := readComplaint(ctx, c, id)
 	if err != nil {
 		return err
+	}
+	if broken != nil {
+		return damaged("show", broken)
 	}
 	views := map[string]any{}
 	queries := []struct{ service, method string }{

@@ -55,7 +55,27 @@ func startNATS(t *testing.T) (url string, js jetstream.JetStream) {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	url, js := startNATS(t)
+	ns, err := natsembed.Start(natsembed.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	return worldOn(t, ns)
+}
+
+// worldOn writes the world's complaint on the server ns.
+func worldOn(t *testing.T, ns *natsembed.Server) *world {
+	t.Helper()
+	nc, err := ns.Connect("test", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := ns.ClientURL()
 	clk := clock.NewFake(t0)
 	store, err := jsstore.New(t.Context(), js, jsstore.Config{Clock: clk})
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/closeloop/closeloop/libs/bus"
 	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/eventlog/anchor"
 	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
@@ -39,6 +40,16 @@ func connect(ctx context.Context, o options) (*conn, error) {
 	if err != nil {
 		nc.Close()
 		return nil, err
+	}
+	// A missing EVENTS stream is a lost log when an anchor vouches for it;
+	// never let jsstore.New create an empty one in its place.
+	if _, err := js.Stream(ctx, jsstore.StreamName); errors.Is(err, jetstream.ErrStreamNotFound) {
+		err := anchor.Check(ctx, anchor.Gone{}, anchorStores(o, js)...)
+		nc.Close()
+		if err != nil {
+			return nil, &exitError{exitBroken, err}
+		}
+		return nil, fmt.Errorf("the event log (stream %s) does not exist, and no anchor vouches for one", jsstore.StreamName)
 	}
 	store, err := jsstore.New(ctx, js, jsstore.Config{})
 	if err != nil {
@@ -79,16 +90,47 @@ func (c *conn) close() {
 	c.nc.Close()
 }
 
-// readComplaint returns the complaint's records, or an exitNotFound error.
-func readComplaint(ctx context.Context, c *conn, id string) ([]eventlog.Record, error) {
-	recs, err := c.store.ReadStream(ctx, eventlog.ComplaintStream(id), 1)
+// anchorStores are the log's anchors an operator can see: the ANCHORS
+// stream, and <data>/anchor.json of `make run` when there is one.
+func anchorStores(o options, js jetstream.JetStream) []anchor.Store {
+	stores := []anchor.Store{anchor.JetStream{JS: js}}
+	if f := filepath.Join(o.dataDir, anchor.FileName); fileExists(f) {
+		stores = append(stores, anchor.File{Path: f})
+	}
+	return stores
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// readComplaint returns the complaint's records, every one stored, in
+// order, up to the first link of its hash chain that does not hold; broken
+// names that link (nil when the chain holds). No events at all is an
+// exitNotFound error.
+func readComplaint(ctx context.Context, c *conn, id string) (recs []eventlog.Record, broken *eventlog.BrokenLink, err error) {
+	stream := eventlog.ComplaintStream(id)
+	if raw, ok := c.store.(eventlog.RawStreamReader); ok {
+		recs, err = raw.ReadStreamRaw(ctx, stream)
+	} else {
+		recs, err = c.store.ReadStream(ctx, stream, 1)
+	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if len(recs) == 0 {
-		return nil, &exitError{exitNotFound, fmt.Errorf("complaint %s: no events", id)}
+	if broken = eventlog.VerifyChain(stream, recs); broken != nil {
+		recs = recs[:broken.Version-1] // the events before it held
 	}
-	return recs, nil
+	if len(recs) == 0 && broken == nil {
+		return nil, nil, &exitError{exitNotFound, fmt.Errorf("complaint %s: no events", id)}
+	}
+	return recs, broken, nil
+}
+
+// damaged is the exit of a command that stopped at a broken link.
+func damaged(what string, b *eventlog.BrokenLink) error {
+	return &exitError{exitBroken, fmt.Errorf("%s stops at a damaged link: %w; run closeloopctl verify", what, b)}
 }
 
 // historyLine is one row of a complaint's timeline.
@@ -104,10 +146,20 @@ type historyLine struct {
 }
 
 func history(ctx context.Context, c *conn, o options, id string, out io.Writer) error {
-	recs, err := readComplaint(ctx, c, id)
+	recs, broken, err := readComplaint(ctx, c, id)
 	if err != nil {
 		return err
 	}
+	if err := writeHistory(recs, o, out); err != nil {
+		return err
+	}
+	if broken != nil {
+		return damaged("history", broken)
+	}
+	return nil
+}
+
+func writeHistory(recs []eventlog.Record, o options, out io.Writer) error {
 	lines := make([]historyLine, len(recs))
 	for i, r := range recs {
 		e := r.Event
@@ -130,9 +182,12 @@ func history(ctx context.Context, c *conn, o options, id string, out io.Writer) 
 }
 
 func asOf(ctx context.Context, c *conn, o options, id string, at time.Time, out io.Writer) error {
-	recs, err := readComplaint(ctx, c, id)
+	recs, broken, err := readComplaint(ctx, c, id)
 	if err != nil {
 		return err
+	}
+	if broken != nil { // the state would silently lack what is missing
+		return damaged("the state as of "+at.Format(time.RFC3339), broken)
 	}
 	s := snapshotAsOf(id, recs, at.UTC())
 	if s.Version == 0 {
@@ -185,10 +240,20 @@ type exportLine struct {
 }
 
 func export(ctx context.Context, c *conn, id string, out io.Writer) error {
-	recs, err := readComplaint(ctx, c, id)
+	recs, broken, err := readComplaint(ctx, c, id)
 	if err != nil {
 		return err
 	}
+	if err := writeExport(recs, out); err != nil {
+		return err
+	}
+	if broken != nil {
+		return damaged("export", broken)
+	}
+	return nil
+}
+
+func writeExport(recs []eventlog.Record, out io.Writer) error {
 	enc := json.NewEncoder(out)
 	for _, r := range recs {
 		body, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(r.Event)
@@ -208,6 +273,8 @@ type verifyResult struct {
 	Streams int                    `json:"streams"`
 	OK      bool                   `json:"ok"`
 	Broken  []*eventlog.BrokenLink `json:"broken,omitempty"`
+	// Anchor says what the log lost of what an anchor vouches for.
+	Anchor string `json:"anchor,omitempty"`
 }
 
 func verify(ctx context.Context, c *conn, o options, target string, out io.Writer) error {
@@ -218,6 +285,15 @@ func verify(ctx context.Context, c *conn, o options, target string, out io.Write
 			return err
 		}
 		res = verifyResult{Scope: "whole log", Events: rep.Events, Streams: rep.Streams, Broken: rep.Broken}
+		if hr, ok := c.store.(eventlog.HeadReader); ok {
+			err := anchor.Check(ctx, hr, anchorStores(o, c.js)...)
+			if !errors.Is(err, anchor.ErrLogBehind) && err != nil {
+				return err
+			}
+			if err != nil {
+				res.Anchor = err.Error()
+			}
+		}
 	} else {
 		stream := eventlog.ComplaintStream(target)
 		broken, n, err := eventlog.VerifyStream(ctx, c.store, stream)
@@ -232,7 +308,7 @@ func verify(ctx context.Context, c *conn, o options, target string, out io.Write
 			res.Broken = []*eventlog.BrokenLink{broken}
 		}
 	}
-	res.OK = len(res.Broken) == 0
+	res.OK = len(res.Broken) == 0 && res.Anchor == ""
 	if o.output == "json" {
 		if err := json.NewEncoder(out).Encode(res); err != nil {
 			return err
@@ -241,9 +317,15 @@ func verify(ctx context.Context, c *conn, o options, target string, out io.Write
 		if res.OK {
 			fmt.Fprintf(out, "OK: %s — %d events in %d stream(s), every hash chain holds\n", res.Scope, res.Events, res.Streams)
 		}
+		if res.Anchor != "" {
+			fmt.Fprintf(out, "MISSING: %s\n", res.Anchor)
+		}
 		for _, b := range res.Broken {
 			fmt.Fprintf(out, "BROKEN: %s\n", b.Error())
 		}
+	}
+	if res.Anchor != "" {
+		return &exitError{exitBroken, fmt.Errorf("verification failed: the log lost anchored events; %d broken chain(s)", len(res.Broken))}
 	}
 	if !res.OK {
 		return &exitError{exitBroken, fmt.Errorf("verification failed: %d broken chain(s)", len(res.Broken))}

@@ -44,6 +44,9 @@ Commands:
   deadletters list                  messages that failed every delivery, with their reasons
   deadletters show <seq>            one dead letter, decoded
   deadletters replay <seq>          hand a dead letter back to its consumer after a fix
+  anchor [--once] [--every D] [--replicas N]
+                                    anchor the log's head in ANCHORS (as admin; where no runner
+                                    does it, e.g. a cluster); exit 3 if the log lost anchored events
   migrate-subjects --writers-stopped [--replicas N]
                                     move a log of the old layout (a subject per event type) to
                                     one subject per entity stream, keeping every position; stop
@@ -152,7 +155,7 @@ func dispatch(ctx context.Context, o options, args []string, out io.Writer) erro
 		return calendars(ctx, o, out)
 	case "calendar":
 		return calendarCmd(ctx, o, rest, out)
-	case "history", "as-of", "export", "verify", "deadletters", "show":
+	case "history", "as-of", "export", "verify", "deadletters", "show", "anchor":
 	default:
 		return usageErr("unknown command %q", cmd)
 	}
@@ -191,6 +194,8 @@ func dispatch(ctx context.Context, o options, args []string, out io.Writer) erro
 			return usageErr("verify takes a complaint id or --all")
 		}
 		return verify(ctx, conn, o, rest[0], out)
+	case "anchor":
+		return anchorLog(ctx, conn, o, rest, out)
 	default:
 		return deadLetters(ctx, conn, o, rest, out)
 	}

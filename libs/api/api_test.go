@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,6 +34,7 @@ import (
 
 	"github.com/closeloop/closeloop/libs/api"
 	"github.com/closeloop/closeloop/libs/auth"
+	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/kernel"
 )
 
@@ -105,6 +107,8 @@ func echo(ctx context.Context, in *wrapperspb.StringValue) (*wrapperspb.StringVa
 		return nil, fmt.Errorf("expected_version 3: %w", kernel.ErrStale)
 	case "kernel-busy":
 		return nil, fmt.Errorf("claim held: %w", kernel.ErrRetryLater)
+	case "damaged":
+		return nil, fmt.Errorf("read complaint: %w", &eventlog.BrokenLink{Stream: "complaint-c1", Version: 1, Position: 7, Reason: "version 1 is missing from the log"})
 	case "whoami":
 		p, _ := auth.FromContext(ctx)
 		return wrapperspb.String(p.ID), nil
@@ -271,6 +275,7 @@ func TestHTTPStatusesFollowGRPCCodes(t *testing.T) {
 		{"agent-token", "kernel-permission", 403, "PermissionDenied"},
 		{"agent-token", "kernel-stale", 409, "Aborted"},
 		{"agent-token", "kernel-busy", 503, "Unavailable"},
+		{"agent-token", "damaged", 500, "DataLoss"},
 		{"agent-token", "panic", 500, "Internal"},
 	} {
 		resp, body := f.post(t, echoPath, tc.token, `"`+tc.in+`"`)
@@ -297,6 +302,9 @@ func TestHTTPStatusesFollowGRPCCodes(t *testing.T) {
 	}
 	if _, body := f.post(t, echoPath, "agent-token", `"manager"`); !strings.Contains(body, "requires role manager") {
 		t.Errorf("permission denied does not name the needed role: %s", body)
+	}
+	if _, body := f.post(t, echoPath, "agent-token", `"damaged"`); !strings.Contains(body, "stream damaged at complaint-c1 version 1 (log position 7)") {
+		t.Errorf("a damaged stream is not reported where: %s", body)
 	}
 	if _, body := f.post(t, echoPath, "agent-token", `"panic"`); strings.Contains(body, "boom") {
 		t.Errorf("panic value leaked to the caller: %s", body)
@@ -493,6 +501,50 @@ func TestNotReadyUntilReadyWhenCloses(t *testing.T) {
 	}
 	if err := f.conn.Invoke(authCtx("agent-token"), "/"+echoService+"/Echo", wrapperspb.String("hi"), &out); err != nil {
 		t.Fatalf("a call once ready: %v", err)
+	}
+}
+
+// Readiness asks Options.Health once serving: the event log gone turns
+// /readyz to 503 with the reason.
+func TestReadinessReportsAFailedHealthCheck(t *testing.T) {
+	var lost atomic.Bool
+	f := startOpts(t, func(o *api.Options) {
+		o.HealthInterval = 20 * time.Millisecond
+		o.Health = func(context.Context) error {
+			if lost.Load() {
+				return errors.New("event log unavailable: stream EVENTS does not exist")
+			}
+			return nil
+		}
+	})
+	get := func() (int, string) {
+		resp, err := http.Get(f.base + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get(); code != 200 {
+		t.Fatalf("/readyz = %d %s, want 200", code, body)
+	}
+	lost.Store(true)
+	if code, body := get(); code != 503 || !strings.Contains(body, "stream EVENTS does not exist") {
+		t.Fatalf("/readyz with the log gone = %d %s, want 503 with the reason", code, body)
+	}
+	// gRPC health (what the k8s probes ask) follows within HealthInterval.
+	hc := healthpb.NewHealthClient(f.conn)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{})
+		if err == nil && r.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gRPC health with the log gone: %v %v, want NOT_SERVING", r, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

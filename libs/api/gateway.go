@@ -28,7 +28,7 @@ import (
 //
 //	POST /v1/<service full name>/<Method>  protojson request -> protojson response
 //	GET  /healthz                          200 while the process runs
-//	GET  /readyz                           200 while serving, 503 otherwise
+//	GET  /readyz                           200 while serving and Options.Health passes, 503 otherwise (with its reason)
 //	GET  /metrics                          Options.Metrics, if set
 //
 // Request and response use protojson's defaults: lowerCamelCase field
@@ -40,12 +40,18 @@ func (s *Server) HTTPHandler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if s.serving.Load() {
-			writeJSON(w, http.StatusOK, map[string]string{"status": "serving"})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !s.serving.Load() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not serving"})
 			return
 		}
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not serving"})
+		if s.opts.Health != nil {
+			if err := s.opts.Health(r.Context()); err != nil {
+				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not serving", "reason": err.Error()})
+				return
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "serving"})
 	})
 	if s.opts.Metrics != nil {
 		mux.Handle("GET /metrics", s.opts.Metrics)

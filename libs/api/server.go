@@ -68,6 +68,12 @@ type Options struct {
 	// health (NOT_SERVING), /readyz answers 503 and every other call is
 	// refused as UNAVAILABLE.
 	ReadyWhen <-chan struct{}
+	// Health, if set, is asked by every GET /readyz once serving: an error
+	// (the event log gone or behind its anchor) answers 503 with it as the
+	// reason. It must be quick and must not name personal data. gRPC
+	// health follows it too, asked every HealthInterval (default 5s).
+	Health         func(context.Context) error
+	HealthInterval time.Duration
 }
 
 // Server serves one service's gRPC API and its HTTP/JSON face.
@@ -167,6 +173,11 @@ func (s *Server) SetServing(ok bool) { s.setStatus(ok) }
 
 func (s *Server) setStatus(ok bool) {
 	s.serving.Store(ok)
+	s.setGRPCHealth(ok)
+}
+
+// setGRPCHealth sets the gRPC health of the server and of every service.
+func (s *Server) setGRPCHealth(ok bool) {
 	st := healthpb.HealthCheckResponse_NOT_SERVING
 	if ok {
 		st = healthpb.HealthCheckResponse_SERVING
@@ -223,6 +234,41 @@ func (s *Server) HTTPAddr() string {
 	return s.httpLis.Addr().String()
 }
 
+// serve waits for ctx or a serving error, meanwhile keeping gRPC health
+// in step with Options.Health (probes on gRPC see a lost event log too).
+func (s *Server) serve(ctx context.Context, errc <-chan error) error {
+	var tick <-chan time.Time
+	if s.opts.Health != nil {
+		every := s.opts.HealthInterval
+		if every <= 0 {
+			every = 5 * time.Second
+		}
+		t := time.NewTicker(every)
+		defer t.Stop()
+		tick = t.C
+	}
+	healthy := true
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-errc:
+			return fmt.Errorf("api: serve: %w", err)
+		case <-tick:
+			err := s.opts.Health(ctx)
+			if ok := err == nil; ok != healthy && ctx.Err() == nil {
+				healthy = ok
+				s.setGRPCHealth(ok)
+				if !ok {
+					s.log.Error("api: health check failed: not serving", "error", err)
+				} else {
+					s.log.Info("api: health check passes again: serving")
+				}
+			}
+		}
+	}
+}
+
 // Run serves until ctx is done, then stops gracefully: health turns to
 // NOT_SERVING, the HTTP face and then gRPC finish in-flight calls (within
 // ShutdownTimeout). It returns nil after a clean stop.
@@ -253,11 +299,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if runErr == nil && ctx.Err() == nil {
 		s.setStatus(true)
 		s.log.Info("api: serving", "grpc", s.GRPCAddr(), "http", s.HTTPAddr())
-		select {
-		case <-ctx.Done():
-		case err := <-errc:
-			runErr = fmt.Errorf("api: serve: %w", err)
-		}
+		runErr = s.serve(ctx, errc)
 	}
 	s.setStatus(false)
 	s.health.Shutdown()

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -31,8 +32,14 @@ func Status(ctx context.Context, log *slog.Logger, method string, err error) err
 	var (
 		invalid *kernel.InvalidError
 		pre     *kernel.PreconditionError
+		broken  *eventlog.BrokenLink
 	)
 	switch {
+	case errors.As(err, &broken):
+		// Not "not found": the stream exists and its history does not hold.
+		log.ErrorContext(ctx, "api: stream damaged", "method", method, "error", err)
+		return status.Error(codes.DataLoss, fmt.Sprintf("stream damaged at %s version %d (log position %d): %s; an operator should run closeloopctl verify",
+			broken.Stream, broken.Version, broken.Position, broken.Reason))
 	case errors.As(err, &invalid):
 		return InvalidArgument(err.Error(), invalid.Violations...)
 	case errors.As(err, &pre):

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
+
+	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
 // Hash is the SHA-256 of an event's stored bytes: what the next event of the
@@ -26,6 +29,32 @@ func (b *BrokenLink) Error() string {
 	return fmt.Sprintf("stream %s: chain broken at version %d (log position %d): %s", b.Stream, b.Version, b.Position, b.Reason)
 }
 
+// ErrDamaged is what a *BrokenLink is (errors.Is): a stream whose stored
+// history does not hold, which no retry will mend.
+var ErrDamaged = errors.New("eventlog: stream damaged")
+
+// Is makes errors.Is(err, ErrDamaged) hold for a broken link.
+func (b *BrokenLink) Is(target error) bool { return target == ErrDamaged }
+
+// Missing reports the versions want … next.Version-1 of stream as missing:
+// a read got the event next (at log position at) where version want was
+// expected, the one before being at prev (0: none). The server leaves out
+// a message it can no longer read (a block file altered on disk), so the
+// event is reported at its own position, which next's prev_position
+// records, rather than as a break at next.
+func Missing(stream StreamID, want uint64, next *eventsv1.Envelope, at, prev uint64) *BrokenLink {
+	v := next.GetVersion()
+	if v > want+1 {
+		return &BrokenLink{stream, want, at, fmt.Sprintf("versions %d to %d are missing from the log (altered or lost on disk): version %d where %d was expected", want, v-1, v, want)}
+	}
+	if p := next.GetPrevPosition(); p != 0 && p > prev && p < at {
+		return &BrokenLink{stream, want, p, fmt.Sprintf("version %d is missing from the log: the message at this position is unreadable or gone "+
+			"(altered or lost on disk); version %d, at log position %d, points at it", want, v, at)}
+	}
+	return &BrokenLink{stream, want, at, fmt.Sprintf("version %d is missing from the log (altered or lost on disk): version %d, at this position, "+
+		"does not record where it was", want, v)}
+}
+
 // VerifyChain checks one stream's records, in order from version 1: the
 // stored bytes decode, versions run 1, 2, 3…, each event's PrevHash is the
 // hash of the previous event's stored bytes, and its PrevPosition, when the
@@ -39,6 +68,9 @@ func VerifyChain(stream StreamID, recs []Record) *BrokenLink {
 		e, err := DecodeEnvelope(r.Raw)
 		if err != nil {
 			return &BrokenLink{stream, want, r.Position, "stored bytes do not decode: " + err.Error()}
+		}
+		if e.GetVersion() > want {
+			return Missing(stream, want, e, r.Position, prevPosition)
 		}
 		if e.GetVersion() != want {
 			return &BrokenLink{stream, want, r.Position, fmt.Sprintf("version %d where %d was expected", e.GetVersion(), want)}

@@ -58,6 +58,11 @@ func VerifyLog(ctx context.Context, s Store, batch int) (LogReport, error) {
 				continue
 			}
 			want := t.version + 1
+			if e.GetVersion() > want {
+				t.broken = true
+				rep.Broken = append(rep.Broken, Missing(id, want, e, r.Position, t.position))
+				continue
+			}
 			var reason string
 			switch {
 			case e.GetVersion() != want:

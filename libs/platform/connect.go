@@ -44,6 +44,9 @@ const (
 	// EnvRebuildViews set to 1 makes every view ignore its snapshot and
 	// rebuild from the log (new snapshots are still saved).
 	EnvRebuildViews = "CLOSELOOP_REBUILD_VIEWS"
+	// EnvAnchorFile names a file anchor of the log (the runner's
+	// <data>/anchor.json) checked besides the ANCHORS stream.
+	EnvAnchorFile = "CLOSELOOP_ANCHOR_FILE"
 )
 
 // DefaultNATSURL is where a service looks for NATS when NATS_URL is unset.
@@ -91,6 +94,9 @@ type StoreOpener func(ctx context.Context, js jetstream.JetStream, cfg jsstore.C
 func OpenJetStream(ctx context.Context, js jetstream.JetStream, cfg jsstore.Config, _ *slog.Logger) (eventlog.Store, func() error, error) {
 	if b := os.Getenv(EnvBackend); b != "" && b != "jetstream" {
 		return nil, nil, fmt.Errorf("%s=%q: this binary has only the jetstream backend (see libs/esdb for eventstoredb)", EnvBackend, b)
+	}
+	if err := RefuseLostLog(ctx, js); err != nil {
+		return nil, nil, err
 	}
 	s, err := jsstore.New(ctx, js, cfg)
 	if err != nil {
@@ -251,6 +257,11 @@ func newDeps(ctx context.Context, nc *nats.Conn, clk clock.Clock, logger *slog.L
 	if err != nil {
 		return Deps{}, nil, fmt.Errorf("open the event log: %w", err)
 	}
+	health, err := checkAnchors(ctx, js, store)
+	if err != nil {
+		_ = closeStore()
+		return Deps{}, nil, err
+	}
 	counted, err := eventlog.Instrument(store, mp)
 	if err != nil {
 		_ = closeStore()
@@ -267,5 +278,5 @@ func newDeps(ctx context.Context, nc *nats.Conn, clk clock.Clock, logger *slog.L
 		return Deps{}, nil, err
 	}
 	return Deps{NC: nc, JS: js, Log: counted, Clock: clk, Logger: logger, Snapshots: snaps, RebuildViews: rebuild,
-		Metrics: metrics, TracerProvider: tp, MeterProvider: mp}, closeStore, nil
+		Metrics: metrics, TracerProvider: tp, MeterProvider: mp, LogHealth: health}, closeStore, nil
 }

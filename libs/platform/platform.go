@@ -40,6 +40,11 @@ type Deps struct {
 	// everything it builds: its kernel writer, bus consumers, API server.
 	TracerProvider trace.TracerProvider
 	MeterProvider  metric.MeterProvider
+	// LogHealth tells whether the event log is still there and holds what
+	// its anchors vouch for (nil error); a service passes it to its API
+	// server as api.Options.Health, so /readyz reports a lost log. nil: no
+	// check.
+	LogHealth func(context.Context) error
 }
 
 // Service is one of the five services.

@@ -162,6 +162,7 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 		View: v, Log: deps.Log, Routing: routingv1.NewRoutingServiceClient(conn),
 		Authenticator: cfg.Authenticator, Clock: deps.Clock, Logger: deps.Logger,
 		SessionIdle: cfg.SessionIdle, SecureCookies: cfg.SecureCookies, Ready: f.CaughtUp(),
+		Health: deps.LogHealth,
 	})
 	if err != nil {
 		conn.Close()

@@ -203,6 +203,7 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	srv := api.NewServer(api.Options{
 		Name: Name, Metrics: deps.Metrics, GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, Logger: logger, Authenticator: cfg.Authenticator,
 		TracerProvider: deps.TracerProvider, MeterProvider: deps.MeterProvider, ReadyWhen: follower.CaughtUp(),
+		Health: deps.LogHealth,
 	})
 	dispatchv1.RegisterDispatchServiceServer(srv.GRPC(), ports.NewGRPC(a))
 	return &Service{deps: deps, cfg: cfg, app: a, view: view, follower: follower, srv: srv}, nil

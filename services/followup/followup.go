@@ -274,6 +274,7 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	apiSrv := api.NewServer(api.Options{
 		Name: Name, Metrics: deps.Metrics, GRPCAddr: cfg.GRPCAddr, Logger: logger, Authenticator: cfg.Auth,
 		TracerProvider: tracers, MeterProvider: meters, ReadyWhen: follower.CaughtUp(),
+		Health: deps.LogHealth,
 	})
 	g := &ports.GRPC{App: a, KPI: model, KPILocation: cfg.KPILocation}
 	followupv1.RegisterFollowupServiceServer(apiSrv.GRPC(), g)

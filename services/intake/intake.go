@@ -253,6 +253,7 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 		Metrics:           deps.Metrics,
 		TracerProvider:    deps.TracerProvider,
 		MeterProvider:     deps.MeterProvider,
+		Health:            deps.LogHealth,
 		UnaryInterceptors: []grpc.UnaryServerInterceptor{rl.Unary},
 		MaxBodyBytes:      maxBodyBytes,
 	})

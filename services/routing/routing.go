@@ -266,7 +266,7 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	srv := api.NewServer(api.Options{
 		Name: Name, Metrics: deps.Metrics, GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, Logger: log,
 		Authenticator: cfg.Authenticator, ReadyWhen: follower.CaughtUp(),
-		TracerProvider: deps.TracerProvider, MeterProvider: deps.MeterProvider,
+		TracerProvider: deps.TracerProvider, MeterProvider: deps.MeterProvider, Health: deps.LogHealth,
 	})
 	routingv1.RegisterRoutingServiceServer(srv.GRPC(), g)
 	return &Service{deps: deps, cfg: cfg, app: a, view: view, follower: follower, srv: srv, ready: make(chan struct{})}, nil

@@ -173,7 +173,8 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	a.OnAppended(m.record)
 	a.UseSnapshots(deps.Snapshots, deps.RebuildViews, 0)
 	srv := api.NewServer(api.Options{Name: Name, Metrics: deps.Metrics, GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, Logger: logger,
-		Authenticator: cfg.Authenticator, TracerProvider: tp, MeterProvider: mp, ReadyWhen: a.Rebuilt()})
+		Authenticator: cfg.Authenticator, TracerProvider: tp, MeterProvider: mp, ReadyWhen: a.Rebuilt(),
+		Health: deps.LogHealth})
 	slaclockv1.RegisterSlaClockServiceServer(srv.GRPC(), ports.NewServer(a))
 	return &Service{app: a, api: srv}, nil
 }

@@ -295,15 +295,22 @@ func TestVerifyReportsAnEventAlteredIntoGarbage(t *testing.T) {
 	must(t, err)
 	t.Cleanup(srv.Shutdown)
 	s = newStore(t, connect(t, srv), jsstore.Config{Logger: slog.New(slog.NewTextHandler(&lockedBuf{}, nil))})
+	// Reported at the altered event's own position (version 3's
+	// prev_position), not as a break at version 3.
 	broken, n, err := eventlog.VerifyStream(ctx, s, stream)
 	must(t, err)
-	if n != 2 || broken == nil || broken.Version != 2 || broken.Position != before[2].Position || !strings.Contains(broken.Reason, "version 3 where 2") {
-		t.Fatalf("VerifyStream = %v over %d events, want version 2 missing (version 3 at position %d)", broken, n, before[2].Position)
+	if n != 2 || broken == nil || broken.Version != 2 || broken.Position != before[1].Position || !strings.Contains(broken.Reason, "version 2 is missing") {
+		t.Fatalf("VerifyStream = %v over %d events, want version 2 missing at its position %d", broken, n, before[1].Position)
 	}
 	rep, err := eventlog.VerifyLog(ctx, s, 0)
 	must(t, err)
-	if len(rep.Broken) != 1 || rep.Broken[0].Stream != stream || rep.Broken[0].Position != before[2].Position {
-		t.Fatalf("VerifyLog = %+v, want the gap in %s at %d", rep, stream, before[2].Position)
+	if len(rep.Broken) != 1 || rep.Broken[0].Stream != stream || rep.Broken[0].Version != 2 || rep.Broken[0].Position != before[1].Position {
+		t.Fatalf("VerifyLog = %+v, want version 2 of %s missing at %d", rep, stream, before[1].Position)
+	}
+	// A service reading the stream gets the damage, not a shorter history.
+	var link *eventlog.BrokenLink
+	if recs, err := s.ReadStream(ctx, stream, 1); !errors.Is(err, eventlog.ErrDamaged) || !errors.As(err, &link) || link.Position != before[1].Position {
+		t.Fatalf("ReadStream = %v, %v; want the stream damaged at %d", versions(recs), err, before[1].Position)
 	}
 }
 

@@ -66,17 +66,31 @@ type directRequest struct {
 
 // ReadStream implements eventlog.Store. It leaves out what is not an event
 // and an event repeating a version already read (see skip.go).
+//
+// A stream missing a version (a message the server can no longer read: the
+// file store drops a record whose checksum fails) is refused with the
+// *eventlog.BrokenLink (errors.Is eventlog.ErrDamaged) naming the missing
+// version at its own position: folding the rest would answer with a
+// different history (a complaint "not found" without its first event).
 func (s *Store) ReadStream(ctx context.Context, stream eventlog.StreamID, fromVersion uint64) ([]eventlog.Record, error) {
-	var top uint64 // highest version read
-	return s.readStream(ctx, stream, 1, func(r eventlog.Record) bool {
+	var top, at uint64 // highest version read, and its position
+	var gap *eventlog.BrokenLink
+	recs, err := s.readStream(ctx, stream, 1, func(r eventlog.Record) bool {
 		v := r.Event.GetVersion()
 		if v <= top {
 			s.odd.repeat(ctx, stream, r, top)
 			return false
 		}
-		top = v
+		if v > top+1 && gap == nil {
+			gap = eventlog.Missing(stream, top+1, r.Event, r.Position, at)
+		}
+		top, at = v, r.Position
 		return v >= fromVersion
 	})
+	if err == nil && gap != nil {
+		return nil, fmt.Errorf("jsstore: read %s: %w", stream, gap)
+	}
+	return recs, err
 }
 
 // ReadStreamRaw implements eventlog.RawStreamReader: every event stored on
@@ -95,8 +109,9 @@ func (s *Store) ReadStreamRaw(ctx context.Context, stream eventlog.StreamID) ([]
 // messages expired): the stream is read as ReadStream does.
 func (s *Store) ReadStreamAfter(ctx context.Context, stream eventlog.StreamID, fromVersion, afterPosition uint64) ([]eventlog.Record, error) {
 	fromVersion = max(fromVersion, 1)
-	top := fromVersion - 1 // highest version read
+	top, at := fromVersion-1, afterPosition // highest version read, and its position
 	past := false
+	var gap *eventlog.BrokenLink
 	recs, err := s.readStream(ctx, stream, afterPosition+1, func(r eventlog.Record) bool {
 		v := r.Event.GetVersion()
 		switch {
@@ -107,10 +122,15 @@ func (s *Store) ReadStreamAfter(ctx context.Context, stream eventlog.StreamID, f
 			return false
 		case top == fromVersion-1 && v != fromVersion:
 			past = true
+		case v > top+1 && gap == nil:
+			gap = eventlog.Missing(stream, top+1, r.Event, r.Position, at)
 		}
-		top = v
+		top, at = v, r.Position
 		return true
 	})
+	if err == nil && gap != nil && !past {
+		return nil, fmt.Errorf("jsstore: read %s: %w", stream, gap)
+	}
 	if err != nil || !past {
 		return recs, err
 	}

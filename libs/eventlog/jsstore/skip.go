@@ -23,7 +23,9 @@ import (
 //     (Append never stores one; the stream takes up to 16 KiB more for
 //     headers, so a raw publish can). ReadAll, ReadStream and Follow skip it.
 //     If it was an event altered in place, its stream now misses a version:
-//     VerifyChain and VerifyLog report the gap.
+//     ReadStream refuses the stream as damaged (*eventlog.BrokenLink), and
+//     VerifyChain and VerifyLog report the version missing at its own
+//     position (the next event's prev_position).
 //   - in ReadStream only, an event whose version is not above the last one
 //     read (an old event published again after the duplicate window): the
 //     services fold a stream without checking versions. ReadAll, Follow and

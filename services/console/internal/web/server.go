@@ -46,6 +46,8 @@ type Options struct {
 	SecureCookies bool
 	// Ready is closed once the view has caught up with the log.
 	Ready <-chan struct{}
+	// Health, if set, is asked by /readyz once ready (platform.Deps.LogHealth).
+	Health func(context.Context) error
 }
 
 // Server is the console's HTTP face.
@@ -111,9 +113,15 @@ func (srv *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	srv.mux.ServeHTTP(w, r)
 }
 
-func (srv *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+func (srv *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	select {
 	case <-srv.opts.Ready:
+		if srv.opts.Health != nil {
+			if err := srv.opts.Health(r.Context()); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
 		w.WriteHeader(http.StatusOK)
 	default:
 		http.Error(w, "read model catching up with the log", http.StatusServiceUnavailable)
