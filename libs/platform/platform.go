@@ -40,6 +40,10 @@ type Deps struct {
 	// everything it builds: its kernel writer, bus consumers, API server.
 	TracerProvider trace.TracerProvider
 	MeterProvider  metric.MeterProvider
+	// Verifier checks every event a service's consumers and views apply
+	// (bus.Options.Verifier, checkpoint.Options.Verifier); nil when no
+	// keyring is configured (CLOSELOOP_SIGNERS_FILE).
+	Verifier *eventlog.Verifier
 }
 
 // Service is one of the five services.
