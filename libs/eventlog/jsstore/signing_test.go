@@ -15,7 +15,7 @@ import (
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
-func responseBy(t *testing.T, producer, id string) *eventsv1.Envelope {
+func responseBy(t testing.TB, producer, id string) *eventsv1.Envelope {
 	return signingtest.Event(t, producer, id, &eventsv1.ResponseRecorded{Summary: "called back", RespondedBy: "agent-7"})
 }
 
