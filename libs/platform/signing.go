@@ -45,6 +45,11 @@ func SigningFromEnv(service string) (Signing, error) {
 		}
 		sig.Keys = k
 	}
+	if b := os.Getenv(EnvBackend); sig.Signer != nil && b != "" && b != "jetstream" {
+		// Only the JetStream store signs what it appends: the service's
+		// own readers would quarantine every event it wrote.
+		return sig, fmt.Errorf("%s: event signing needs the jetstream backend, not %s=%s", EnvSigningKeyFile, EnvBackend, b)
+	}
 	return sig, sig.check(service)
 }
 
