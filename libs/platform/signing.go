@@ -45,10 +45,10 @@ func SigningFromEnv(service string) (Signing, error) {
 		}
 		sig.Keys = k
 	}
-	if b := os.Getenv(EnvBackend); sig.Signer != nil && b != "" && b != "jetstream" {
-		// Only the JetStream store signs what it appends: the service's
-		// own readers would quarantine every event it wrote.
-		return sig, fmt.Errorf("%s: event signing needs the jetstream backend, not %s=%s", EnvSigningKeyFile, EnvBackend, b)
+	if b := os.Getenv(EnvBackend); (sig.Signer != nil || sig.Keys != nil) && b != "" && b != "jetstream" {
+		// Only the JetStream store signs what it appends: readers with a
+		// keyring would quarantine every event of the KurrentDB log.
+		return sig, fmt.Errorf("%s and %s: event signing needs the jetstream backend, not %s=%s", EnvSigningKeyFile, EnvSignersFile, EnvBackend, b)
 	}
 	return sig, sig.check(service)
 }
