@@ -33,6 +33,7 @@ import (
 	"github.com/closeloop/closeloop/libs/bus"
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/eventlog/signing"
 	"github.com/closeloop/closeloop/libs/natsembed"
 	"github.com/closeloop/closeloop/libs/platform"
 	dispatchv1 "github.com/closeloop/closeloop/proto/gen/closeloop/dispatch/v1"
@@ -96,6 +97,7 @@ type e2e struct {
 	log   eventlog.Store
 	logs  *syncBuffer
 	start time.Time
+	keys  *signing.Keyring // the services' keys, as the runner made them
 
 	intake   intakev1.IntakeServiceClient
 	routing  routingv1.RoutingServiceClient
@@ -165,7 +167,7 @@ func startE2E(t *testing.T) *e2e {
 
 	// Monday 2 November 2026, 09:00 in Shanghai.
 	start := time.Date(2026, 11, 2, 1, 0, 0, 0, time.UTC)
-	e := &e2e{ctx: ctx, clk: clock.NewFake(start), logs: &syncBuffer{}, start: start}
+	e := &e2e{ctx: ctx, clk: clock.NewFake(start), logs: &syncBuffer{}, start: start, keys: ns.signing[console.Name].Keys}
 	sys, err := startServices(ctx, ns, e.clk, e.logs)
 	if err != nil {
 		t.Fatal(err)
@@ -459,9 +461,10 @@ func (e *e2e) consoleShowsOpenWork(t *testing.T, histories []*history) {
 }
 
 // checkWholeLog: every hash chain verifies, exactly the scenarios'
-// complaints exist, nothing was dead-lettered, no personal data was logged.
+// complaints exist, every event is signed by the service that may write
+// it, nothing was dead-lettered (or quarantined), no personal data was logged.
 func (e *e2e) checkWholeLog(t *testing.T, histories []*history) {
-	rep, err := eventlog.VerifyLog(e.ctx, e.log, 0)
+	rep, err := eventlog.VerifyLog(e.ctx, e.log, 0, e.keys)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -162,7 +162,7 @@ func startServices(ctx context.Context, ns *closedBus, clk clock.Clock, logOut i
 		if err != nil {
 			return fail(fmt.Errorf("%s: connect: %w", b.name, err))
 		}
-		deps, err := platform.NewDeps(ctx, nc, clk, telemetry.NewLogger(b.name, logOut), tel)
+		deps, err := platform.NewDeps(ctx, nc, clk, telemetry.NewLogger(b.name, logOut), tel, ns.signing[b.name])
 		if err != nil {
 			nc.Close()
 			return fail(fmt.Errorf("%s: %w", b.name, err))
@@ -299,6 +299,8 @@ func secretsDir(dataDir string) string { return filepath.Join(dataDir, "secrets"
 type closedBus struct {
 	*natsembed.Server
 	passwords map[string]string // by NATS user
+	// signing is each service's key and the keyring (localSigning).
+	signing map[string]platform.Signing
 }
 
 // startBus starts the embedded server of `make run` and of the runner's
@@ -306,7 +308,8 @@ type closedBus struct {
 // (NATS_<USER>_PASSWORD, as on a cluster) or generated once into the data
 // directory's secrets (mode 0600, reused after). It then creates or
 // upgrades the event log and dead-letter streams as admin, the only
-// identity that may change their configuration.
+// identity that may change their configuration. The services' signing keys
+// and keyring come from the data directory too (localSigning).
 func startBus(ctx context.Context, dataDir string, o natsembed.Options) (*closedBus, error) {
 	vars := map[string]string{}
 	passwords := map[string]string{}
@@ -324,12 +327,16 @@ func startBus(ctx context.Context, dataDir string, o natsembed.Options) (*closed
 		user := strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(v, "NATS_"), "_PASSWORD"))
 		passwords[user] = pw
 	}
+	sig, err := localSigning(dataDir)
+	if err != nil {
+		return nil, err
+	}
 	o.Accounts, o.Variables = natsconf.Accounts, vars
 	ns, err := natsembed.Start(o)
 	if err != nil {
 		return nil, err
 	}
-	b := &closedBus{Server: ns, passwords: passwords}
+	b := &closedBus{Server: ns, passwords: passwords, signing: sig}
 	if err := b.setUpStreams(ctx); err != nil {
 		ns.Shutdown()
 		return nil, err

@@ -22,6 +22,7 @@ import (
 	"github.com/closeloop/closeloop/libs/eventlog"
 	"github.com/closeloop/closeloop/libs/eventlog/anchor"
 	"github.com/closeloop/closeloop/libs/eventlog/jsstore"
+	"github.com/closeloop/closeloop/libs/eventlog/signing"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
@@ -275,12 +276,18 @@ type verifyResult struct {
 	Broken  []*eventlog.BrokenLink `json:"broken,omitempty"`
 	// Anchor says what the log lost of what an anchor vouches for.
 	Anchor string `json:"anchor,omitempty"`
+	// Signed says whether signatures were checked (a keyring was found).
+	Signed bool `json:"signatures_checked"`
 }
 
 func verify(ctx context.Context, c *conn, o options, target string, out io.Writer) error {
+	keys, err := keyring(o)
+	if err != nil {
+		return err
+	}
 	var res verifyResult
 	if target == "--all" {
-		rep, err := eventlog.VerifyLog(ctx, c.store, 0)
+		rep, err := eventlog.VerifyLog(ctx, c.store, 0, keys)
 		if err != nil {
 			return err
 		}
@@ -296,7 +303,7 @@ func verify(ctx context.Context, c *conn, o options, target string, out io.Write
 		}
 	} else {
 		stream := eventlog.ComplaintStream(target)
-		broken, n, err := eventlog.VerifyStream(ctx, c.store, stream)
+		broken, n, err := eventlog.VerifyStream(ctx, c.store, stream, keys)
 		if err != nil {
 			return err
 		}
@@ -308,14 +315,18 @@ func verify(ctx context.Context, c *conn, o options, target string, out io.Write
 			res.Broken = []*eventlog.BrokenLink{broken}
 		}
 	}
-	res.OK = len(res.Broken) == 0 && res.Anchor == ""
+	res.OK, res.Signed = len(res.Broken) == 0 && res.Anchor == "", keys != nil
 	if o.output == "json" {
 		if err := json.NewEncoder(out).Encode(res); err != nil {
 			return err
 		}
 	} else {
 		if res.OK {
-			fmt.Fprintf(out, "OK: %s — %d events in %d stream(s), every hash chain holds\n", res.Scope, res.Events, res.Streams)
+			signed := "every event signed by a producer allowed to write it"
+			if !res.Signed {
+				signed = "signatures NOT checked (no keyring: -signers)"
+			}
+			fmt.Fprintf(out, "OK: %s — %d events in %d stream(s), every hash chain holds, %s\n", res.Scope, res.Events, res.Streams, signed)
 		}
 		if res.Anchor != "" {
 			fmt.Fprintf(out, "MISSING: %s\n", res.Anchor)
@@ -331,6 +342,23 @@ func verify(ctx context.Context, c *conn, o options, target string, out io.Write
 		return &exitError{exitBroken, fmt.Errorf("verification failed: %d broken chain(s)", len(res.Broken))}
 	}
 	return nil
+}
+
+// keyring reads the keyring verify checks signatures with: -signers, else
+// the one `make run` keeps in the data directory, else none (nil).
+func keyring(o options) (*signing.Keyring, error) {
+	path := o.signers
+	if path == "" {
+		path = filepath.Join(o.dataDir, "secrets", "signing", "signers.json")
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+	}
+	k, err := signing.ReadKeyring(path)
+	if err != nil {
+		return nil, fmt.Errorf("keyring (-signers): %w", err)
+	}
+	return k, nil
 }
 
 func deadLetters(ctx context.Context, c *conn, o options, args []string, out io.Writer) error {

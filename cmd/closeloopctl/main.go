@@ -39,7 +39,8 @@ Commands:
                                     publish one year of holidays (libs/calendar/data format; admin token)
   history <complaint-id>            the full timeline: time, service, actor, event, key fields
   as-of <complaint-id> <instant>    the complaint's state as recorded at an RFC 3339 instant
-  verify <complaint-id> | --all     check the hash chain of one complaint or of the whole log
+  verify <complaint-id> | --all     check the hash chain of one complaint or of the whole log,
+                                    and each event's signature against the keyring (-signers)
   export <complaint-id>             the history as JSON lines, for an audit file
   deadletters list                  messages that failed every delivery, with their reasons
   deadletters show <seq>            one dead letter, decoded
@@ -87,6 +88,9 @@ type options struct {
 	token    string
 	output   string
 	timeout  time.Duration
+	// signers is the keyring file verify checks signatures with ("": the
+	// data directory's, when there is one).
+	signers string
 }
 
 func main() {
@@ -102,6 +106,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.natsURL, "nats", envOr("NATS_URL", "nats://127.0.0.1:4222"), "NATS server URL (env NATS_URL)")
 	fs.StringVar(&o.natsUser, "user", envOr("NATS_USER", "ops"), "NATS identity: ops (read-only) or admin (dead-letter replay) (env NATS_USER)")
 	fs.StringVar(&o.dataDir, "data", envOr("CLOSELOOP_DATA", "data"), "data directory of `make run`, whose secrets hold the NATS passwords; $NATS_PASSWORD wins (env CLOSELOOP_DATA)")
+	fs.StringVar(&o.signers, "signers", os.Getenv("CLOSELOOP_SIGNERS_FILE"), "keyring (JSON) verify checks event signatures with; default <data>/secrets/signing/signers.json when it exists (env CLOSELOOP_SIGNERS_FILE)")
 	fs.StringVar(&o.api, "api", envOr("CLOSELOOP_API", "http://127.0.0.1"), "where the services' HTTP faces are: host, host:port or http(s)://host[:port]; ports 8001–8005 unless a port outside them names intake's, the others following (env CLOSELOOP_API)")
 	fs.StringVar(&o.token, "token", os.Getenv("CLOSELOOP_TOKEN"), "bearer token for the services' APIs (env CLOSELOOP_TOKEN)")
 	fs.StringVar(&o.output, "o", "text", "output format: text or json")

@@ -67,6 +67,11 @@ type Options struct {
 	// Concurrency is the number of messages one instance handles at a time
 	// (default 1: in order, per instance).
 	Concurrency int
+	// Verifier checks every event before the handler sees it (signature,
+	// producer's right to the type, chain link); an event it rejects is
+	// quarantined: dead-lettered with the reason, never handled. Nil: no
+	// checks (no keyring configured).
+	Verifier *eventlog.Verifier
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 	// TracerProvider and MeterProvider default to the otel globals.
@@ -426,7 +431,15 @@ func (s *Subscription) handle(msg jetstream.Msg) {
 		attribute.String("closeloop.event_id", rec.Event.GetEventId()))
 
 	start := time.Now()
-	err = s.run(ctx, msg, rec)
+	err = s.verify(ctx, rec)
+	if rej := (*eventlog.Rejected)(nil); errors.As(err, &rej) {
+		span.SetStatus(codes.Error, "quarantined")
+		s.deadLetter(ctx, log, msg, meta, org, "quarantined: "+rej.Reason)
+		return
+	}
+	if err == nil {
+		err = s.run(ctx, msg, rec)
+	}
 	s.m.latency.Record(ctx, time.Since(start).Seconds(), s.attrs)
 	if err == nil {
 		if ackErr := msg.Ack(); ackErr != nil {
@@ -450,6 +463,15 @@ func (s *Subscription) handle(msg jetstream.Msg) {
 			log.Warn("bus: nak", "err", nakErr)
 		}
 	}
+}
+
+// verify checks rec with the subscription's Verifier, if any: nil, an
+// *eventlog.Rejected, or an error to retry like a handler's.
+func (s *Subscription) verify(ctx context.Context, rec eventlog.Record) error {
+	if s.opts.Verifier == nil {
+		return nil
+	}
+	return s.opts.Verifier.Check(ctx, s.opts.Durable, rec)
 }
 
 // run calls the handler, telling the server the message is in progress

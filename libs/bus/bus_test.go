@@ -452,15 +452,15 @@ func TestTraceContextSurvivesThePublishConsumeHop(t *testing.T) {
 		t.Fatalf("handler trace id %s, want %s", got.TraceID(), pubSpan.SpanContext().TraceID())
 	}
 	waitAllAcked(t, e, "test")
-	var consumer sdktrace.ReadOnlySpan
-	for _, s := range rec.Ended() {
-		if s.SpanKind() == trace.SpanKindConsumer {
-			consumer = s
+	// The consumer span ends just after the ack: wait for it.
+	checkFor(t, 10*time.Second, func() error {
+		for _, s := range rec.Ended() {
+			if s.SpanKind() == trace.SpanKindConsumer && s.Parent().SpanID() == pubSpan.SpanContext().SpanID() {
+				return nil
+			}
 		}
-	}
-	if consumer == nil || consumer.Parent().SpanID() != pubSpan.SpanContext().SpanID() {
-		t.Fatalf("no consumer span child of the publishing span: %v", consumer)
-	}
+		return errors.New("no consumer span child of the publishing span")
+	})
 	var rm metricdata.ResourceMetrics
 	if err := reader.Collect(context.Background(), &rm); err != nil {
 		t.Fatal(err)

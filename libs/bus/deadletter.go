@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/closeloop/closeloop/libs/eventlog"
 )
 
 // Dead letters live in their own stream, one subject per consumer:
@@ -228,4 +230,35 @@ func Replay(ctx context.Context, js jetstream.JetStream, seq uint64) (uint64, er
 		return 0, fmt.Errorf("bus: replay dead letter %d: %w", seq, err)
 	}
 	return ack.Sequence, nil
+}
+
+// Quarantine records, among service's dead letters (deadletter.<service>,
+// the only ones its NATS identity may write), an event a reader that is not
+// a bus consumer (a view following the log) refused to apply: the event's
+// bytes with the reason, the reader named as the consumer. The same event
+// quarantined again by the same reader (a restart, another instance) is
+// stored once within the stream's duplicate window. It is the services'
+// eventlog.VerifierOptions.DeadLetter.
+func Quarantine(js jetstream.JetStream, service string) func(ctx context.Context, reader string, r eventlog.Record, reason string) error {
+	return func(ctx context.Context, reader string, r eventlog.Record, reason string) error {
+		if err := EnsureDeadLetterStream(ctx, js); err != nil {
+			return err
+		}
+		out := nats.NewMsg(DeadLetterSubject(service))
+		out.Header.Set(HdrReason, reason)
+		out.Header.Set(HdrStream, DefaultStream)
+		out.Header.Set(HdrSubject, "events."+strings.Replace(r.Event.GetStreamId(), "-", ".", 1))
+		out.Header.Set(HdrSequence, strconv.FormatUint(r.Position, 10))
+		out.Header.Set(HdrConsumer, reader)
+		out.Header.Set(HdrDeliveries, "1")
+		out.Header.Set(HdrTime, time.Now().UTC().Format(time.RFC3339Nano))
+		out.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s-%s-%d-quarantined", reader, DefaultStream, r.Position))
+		out.Data = r.Raw
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if _, err := js.PublishMsg(pctx, out); err != nil {
+			return fmt.Errorf("bus: dead-letter the quarantined event at %d for %s: %w", r.Position, reader, err)
+		}
+		return nil
+	}
 }

@@ -40,6 +40,10 @@ type Options struct {
 	Format uint32
 	// Log is the event log the view follows.
 	Log eventlog.Store
+	// Verifier checks every event before the view applies it; an event it
+	// rejects is quarantined (logged, counted, recorded as a dead letter)
+	// and never applied. Nil: no checks (no keyring configured).
+	Verifier *eventlog.Verifier
 	// Snapshots keeps the snapshots; nil turns them off (every start
 	// replays the whole log).
 	Snapshots Store
@@ -248,6 +252,9 @@ func (f *Follower) catchUp(ctx context.Context) error {
 		}
 		for _, r := range recs {
 			if err := f.apply(ctx, r); err != nil {
+				if ve := (viewError{}); errors.As(err, &ve) {
+					return ve.err
+				}
 				return err
 			}
 		}
@@ -267,10 +274,7 @@ func (f *Follower) follow(ctx context.Context) error {
 	for {
 		from := f.Position()
 		err := f.opts.Log.Follow(ctx, from+1, func(r eventlog.Record) error {
-			if err := f.apply(ctx, r); err != nil {
-				return viewError{err}
-			}
-			return nil
+			return f.apply(ctx, r)
 		})
 		if ctx.Err() != nil {
 			return nil
@@ -294,13 +298,21 @@ func (f *Follower) follow(ctx context.Context) error {
 	}
 }
 
-// apply hands one event to the view and saves when it is time to.
+// apply hands one event to the view, unless the Verifier quarantines it,
+// and saves when it is time to. An error of the view is a viewError; one
+// of verifying is not (the event is read and verified again).
 func (f *Follower) apply(ctx context.Context, r eventlog.Record) error {
 	if r.Position <= f.Position() {
 		return nil // already applied: a read overlapping the last one
 	}
-	if err := f.view.Apply(ctx, r); err != nil {
-		return fmt.Errorf("checkpoint: %s: apply the event at position %d: %w", f.opts.Name, r.Position, err)
+	quarantined, err := f.verify(ctx, r)
+	if err != nil {
+		return fmt.Errorf("checkpoint: %s: verify the event at position %d: %w", f.opts.Name, r.Position, err)
+	}
+	if !quarantined {
+		if err := f.view.Apply(ctx, r); err != nil {
+			return viewError{fmt.Errorf("checkpoint: %s: apply the event at position %d: %w", f.opts.Name, r.Position, err)}
+		}
 	}
 	f.position.Store(r.Position)
 	f.lastRaw = r.Raw
@@ -310,6 +322,21 @@ func (f *Follower) apply(ctx context.Context, r eventlog.Record) error {
 		f.saveNow()
 	}
 	return nil
+}
+
+// verify checks r with the Verifier: quarantined when it must not be
+// applied (and was recorded), an error when that could not be settled now.
+func (f *Follower) verify(ctx context.Context, r eventlog.Record) (quarantined bool, err error) {
+	v := f.opts.Verifier
+	if v == nil {
+		return false, nil
+	}
+	err = v.Check(ctx, f.opts.Name, r)
+	var rej *eventlog.Rejected
+	if !errors.As(err, &rej) {
+		return false, err
+	}
+	return true, v.Quarantine(ctx, f.opts.Name, r, rej)
 }
 
 // saveNow encodes the view, when it changed since the last save, and hands

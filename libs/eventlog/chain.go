@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/closeloop/closeloop/libs/eventlog/signing"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
@@ -59,8 +60,10 @@ func Missing(stream StreamID, want uint64, next *eventsv1.Envelope, at, prev uin
 // stored bytes decode, versions run 1, 2, 3…, each event's PrevHash is the
 // hash of the previous event's stored bytes, and its PrevPosition, when the
 // log recorded one, lies between the previous event's position and its own.
-// It returns the first broken link, or nil when the chain holds.
-func VerifyChain(stream StreamID, recs []Record) *BrokenLink {
+// It returns the first broken link, or nil when the chain holds. With a
+// keyring (keys, nil or left out: none) it also checks every event's
+// signature and its producer's right to its type (CheckSignature).
+func VerifyChain(stream StreamID, recs []Record, keys ...*signing.Keyring) *BrokenLink {
 	var prev []byte
 	var prevPosition uint64
 	for i, r := range recs {
@@ -88,6 +91,9 @@ func VerifyChain(stream StreamID, recs []Record) *BrokenLink {
 		if reason := prevPositionBreak(e.GetPrevPosition(), prevPosition, r.Position); reason != "" {
 			return &BrokenLink{stream, want, r.Position, reason}
 		}
+		if reason := signatureBreak(keys, e, r); reason != "" {
+			return &BrokenLink{stream, want, r.Position, reason}
+		}
 		prev, prevPosition = Hash(r.Raw), r.Position
 	}
 	return nil
@@ -113,9 +119,22 @@ type RawStreamReader interface {
 	ReadStreamRaw(ctx context.Context, stream StreamID) ([]Record, error)
 }
 
+// signatureBreak says what is wrong with e's signature ("" when nothing is,
+// or when keys holds no keyring).
+func signatureBreak(keys []*signing.Keyring, e *eventsv1.Envelope, r Record) string {
+	if len(keys) == 0 || keys[0] == nil {
+		return ""
+	}
+	if err := CheckSignature(keys[0], Record{Event: e, Raw: r.Raw, Position: r.Position}); err != nil {
+		return "signature: " + err.Error()
+	}
+	return ""
+}
+
 // VerifyStream reads a stream from the store (every stored event, when the
-// store is a RawStreamReader) and verifies its chain.
-func VerifyStream(ctx context.Context, s Store, stream StreamID) (*BrokenLink, int, error) {
+// store is a RawStreamReader) and verifies its chain (and with a keyring
+// its signatures, as VerifyChain does).
+func VerifyStream(ctx context.Context, s Store, stream StreamID, keys ...*signing.Keyring) (*BrokenLink, int, error) {
 	read := func() ([]Record, error) { return s.ReadStream(ctx, stream, 1) }
 	if raw, ok := s.(RawStreamReader); ok {
 		read = func() ([]Record, error) { return raw.ReadStreamRaw(ctx, stream) }
@@ -124,5 +143,5 @@ func VerifyStream(ctx context.Context, s Store, stream StreamID) (*BrokenLink, i
 	if err != nil {
 		return nil, 0, err
 	}
-	return VerifyChain(stream, recs), len(recs), nil
+	return VerifyChain(stream, recs, keys...), len(recs), nil
 }

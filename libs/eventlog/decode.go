@@ -56,6 +56,7 @@ const (
 	fieldPrevPosition = 17
 	fieldBatchRemain  = 18
 	lastOwnField      = 18
+	fieldSignature    = 30 // signing.FieldNumber
 )
 
 var payloadFields = (&eventsv1.Envelope{}).ProtoReflect().Descriptor().Oneofs().ByName("payload").Fields()
@@ -128,6 +129,10 @@ func decodeFast(raw []byte, text string) *eventsv1.Envelope {
 			}
 		case num == fieldPrevHash:
 			e.PrevHash = []byte(s)
+		case num == fieldSignature:
+			if e.Signature != nil || !decodeSignature(v, text[start:start+len(v)], e) {
+				return nil
+			}
 		case num >= 1 && num < fieldPrevHash:
 			if !utf8.ValidString(s) || !setString(e, num, s) {
 				return nil
@@ -199,5 +204,36 @@ func decodeTimestamp(b []byte, ts *timestamppb.Timestamp) bool {
 			ts.Nanos = int32(v)
 		}
 	}
+	return true
+}
+
+// decodeSignature decodes a Signature of key_id (1) and sig (2), each at
+// most once, into e.Signature; false for anything else. text holds b.
+func decodeSignature(b []byte, text string, e *eventsv1.Envelope) bool {
+	sig := &eventsv1.Signature{}
+	var seen [3]bool
+	for at := 0; at < len(b); {
+		num, typ, n := protowire.ConsumeTag(b[at:])
+		if n < 0 || typ != protowire.BytesType || (num != 1 && num != 2) || seen[num] {
+			return false
+		}
+		seen[num] = true
+		v, m := protowire.ConsumeBytes(b[at+n:])
+		if m < 0 {
+			return false
+		}
+		start := at + n + m - len(v)
+		if num == 1 {
+			s := text[start : start+len(v)]
+			if !utf8.ValidString(s) {
+				return false
+			}
+			sig.KeyId = s
+		} else {
+			sig.Sig = []byte(text[start : start+len(v)])
+		}
+		at += n + m
+	}
+	e.Signature = sig
 	return true
 }

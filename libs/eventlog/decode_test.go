@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/eventlog/signing"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
@@ -68,8 +69,21 @@ func TestDecodeEnvelopeMatchesProtoUnmarshal(t *testing.T) {
 	str := func(num protowire.Number, s string) []byte {
 		return protowire.AppendString(tag(num, protowire.BytesType), s)
 	}
+	signer, err := signing.Generate("routing-1", "routing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := signer.Sign(stored)
+	sig := func(fields ...[]byte) []byte {
+		return protowire.AppendBytes(tag(30, protowire.BytesType), cat(fields...))
+	}
 	for name, raw := range map[string][]byte{
 		"as stored":                    stored,
+		"signed":                       signed,
+		"signature twice":              cat(signed, sig(str(1, "k"))),
+		"signature with unknown field": cat(stored, sig(str(1, "k"), str(3, "x"))),
+		"signature key id not UTF-8":   cat(stored, sig(str(1, "\xff"))),
+		"signature as varint":          cat(stored, protowire.AppendVarint(tag(30, protowire.VarintType), 1)),
 		"empty":                        {},
 		"no payload":                   str(1, "id-1"),
 		"repeated string field":        cat(stored, str(1, "other-id")),
@@ -111,6 +125,9 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	f.Add(storedEnvelope(f, &eventsv1.ResponseRecorded{Summary: "a typical event", RespondedBy: "agent-7"}))
 	f.Add(storedEnvelope(f, &eventsv1.SlaClockStarted{ClockId: "acceptance-1"}))
 	f.Add([]byte{})
+	if signer, err := signing.Generate("routing-1", "routing"); err == nil {
+		f.Add(signer.Sign(storedEnvelope(f, &eventsv1.ResponseRecorded{Summary: "signed"})))
+	}
 	f.Fuzz(func(t *testing.T, raw []byte) { sameAsProto(t, raw) })
 }
 
@@ -149,7 +166,11 @@ func BenchmarkDecodeEnvelope(b *testing.B) {
 // proto.Unmarshal (an unknown field, say a new one not taught to it) would
 // cost more allocations than proto.Unmarshal itself.
 func TestDecodeStoredTakesTheFastPath(t *testing.T) {
-	raw := storedEnvelope(t, &eventsv1.ResponseRecorded{Summary: "a typical event", RespondedBy: "agent-7"})
+	signer, err := signing.Generate("routing-1", "routing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := signer.Sign(storedEnvelope(t, &eventsv1.ResponseRecorded{Summary: "a typical event", RespondedBy: "agent-7"}))
 	fast := testing.AllocsPerRun(100, func() { _, _ = eventlog.DecodeStored(raw) })
 	slow := testing.AllocsPerRun(100, func() { _ = proto.Unmarshal(raw, &eventsv1.Envelope{}) })
 	if fast >= slow {

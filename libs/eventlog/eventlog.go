@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/closeloop/closeloop/libs/eventlog/signing"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
@@ -215,14 +216,19 @@ type StreamEnd struct {
 // without a PrevPosition: the field's tag and its largest varint.
 const prevPositionRoom = 2 + 10
 
+// signatureRoom is the most bytes a store's signer appends to what Seal
+// returns (signing.MaxTrailerSize).
+const signatureRoom = signing.MaxTrailerSize
+
 // Seal stamps events for storage at the end of a stream: it sets StreamId,
 // Version, RecordedAt, PrevHash (chaining the events of the batch to one
 // another) and PrevPosition (end.Position for the first event; 0 for the
 // others, whose predecessors have no position yet: see Restamp) and
 // BatchRemaining (how many events of the batch follow), fills an
 // empty Traceparent and Tracestate from ctx, and returns the bytes to store
-// for each event. An event whose bytes exceed MaxEventSize (after the first,
-// with room left for Restamp) fails the whole batch with ErrInvalidEvent.
+// for each event, unsigned (a store with a signer signs them). An event
+// whose bytes exceed MaxEventSize (with room left for a signature and, after
+// the first, for Restamp) fails the whole batch with ErrInvalidEvent.
 // The events must have passed ValidateBatch.
 func Seal(ctx context.Context, stream StreamID, end StreamEnd, recordedAt time.Time, events []*eventsv1.Envelope) ([][]byte, error) {
 	trace := propagation.MapCarrier{}
@@ -237,6 +243,7 @@ func Seal(ctx context.Context, stream StreamID, end StreamEnd, recordedAt time.T
 		e.PrevHash = prev
 		e.PrevPosition = 0
 		e.BatchRemaining = uint32(len(events) - i - 1)
+		e.Signature = nil // the store's signer appends it to these bytes
 		if i == 0 {
 			e.PrevPosition = end.Position
 		}
@@ -250,7 +257,7 @@ func Seal(ctx context.Context, stream StreamID, end StreamEnd, recordedAt time.T
 		if err != nil {
 			return nil, fmt.Errorf("events[%d]: %w: does not marshal: %v", i, ErrInvalidEvent, err)
 		}
-		size := len(raw)
+		size := len(raw) + signatureRoom
 		if i > 0 {
 			size += prevPositionRoom
 		}

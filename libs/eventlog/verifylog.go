@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+
+	"github.com/closeloop/closeloop/libs/eventlog/signing"
 )
 
 // LogReport summarises a verification of the whole log.
@@ -18,7 +20,8 @@ type LogReport struct {
 // VerifyLog reads the whole log once, in position order, and checks every
 // stream's chain as VerifyChain does, keeping only each stream's last version
 // and hash in memory. A stream whose chain broke is not checked further.
-func VerifyLog(ctx context.Context, s Store, batch int) (LogReport, error) {
+// With a keyring it also checks signatures, as VerifyChain does.
+func VerifyLog(ctx context.Context, s Store, batch int, keys ...*signing.Keyring) (LogReport, error) {
 	if batch <= 0 {
 		batch = 4096
 	}
@@ -71,6 +74,9 @@ func VerifyLog(ctx context.Context, s Store, batch int) (LogReport, error) {
 				reason = "prev_hash does not match the hash of the previous event: the previous event was altered, or this one was forged"
 			default:
 				reason = prevPositionBreak(e.GetPrevPosition(), t.position, r.Position)
+			}
+			if reason == "" {
+				reason = signatureBreak(keys, e, r)
 			}
 			if reason != "" {
 				t.broken = true

@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/closeloop/closeloop/libs/bus"
 	"github.com/closeloop/closeloop/libs/checkpoint"
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/clock/natsclock"
@@ -142,7 +143,14 @@ func Connect(ctx context.Context, service string, open StoreOpener) (*Runtime, e
 		_ = tel.Shutdown(context.Background())
 		return nil, err
 	}
-	deps, closeStore, err := newDeps(ctx, nc, clk, logger, tel, open)
+	sig, err := SigningFromEnv(service)
+	if err != nil {
+		stopClock()
+		nc.Close()
+		_ = tel.Shutdown(context.Background())
+		return nil, err
+	}
+	deps, closeStore, err := newDeps(ctx, nc, clk, logger, tel, open, sig)
 	if err != nil {
 		stopClock()
 		nc.Close()
@@ -224,14 +232,20 @@ func clockFromEnv(ctx context.Context, nc *nats.Conn) (clock.Clock, func(), erro
 // Deps and count the log's appends, its metrics are Deps.Metrics. The
 // standalone runner, which runs five services in one process, passes each
 // its own (telemetry.New); nil means the otel globals and no metrics page,
-// for a client that is not a service (a test reading the log). Close the
-// log (Deps.Log.Close) when done; tel stays the caller's to shut down.
-func NewDeps(ctx context.Context, nc *nats.Conn, clk clock.Clock, logger *slog.Logger, tel *telemetry.Telemetry) (Deps, error) {
-	deps, _, err := newDeps(ctx, nc, clk, logger, tel, nil)
+// for a client that is not a service (a test reading the log). sig, at most
+// one, is the service's event signing (the runner gives each service its
+// own key); none turns signing and verification off. Close the log
+// (Deps.Log.Close) when done; tel stays the caller's to shut down.
+func NewDeps(ctx context.Context, nc *nats.Conn, clk clock.Clock, logger *slog.Logger, tel *telemetry.Telemetry, sig ...Signing) (Deps, error) {
+	var s Signing
+	if len(sig) > 0 {
+		s = sig[0]
+	}
+	deps, _, err := newDeps(ctx, nc, clk, logger, tel, nil, s)
 	return deps, err
 }
 
-func newDeps(ctx context.Context, nc *nats.Conn, clk clock.Clock, logger *slog.Logger, tel *telemetry.Telemetry, open StoreOpener) (Deps, func() error, error) {
+func newDeps(ctx context.Context, nc *nats.Conn, clk clock.Clock, logger *slog.Logger, tel *telemetry.Telemetry, open StoreOpener, sig Signing) (Deps, func() error, error) {
 	if open == nil {
 		open = OpenJetStream
 	}
@@ -253,6 +267,7 @@ func newDeps(ctx context.Context, nc *nats.Conn, clk clock.Clock, logger *slog.L
 	}
 	cfg.Clock = clk
 	cfg.MeterProvider = mp
+	cfg.Signer = sig.Signer
 	store, closeStore, err := open(ctx, js, cfg, logger)
 	if err != nil {
 		return Deps{}, nil, fmt.Errorf("open the event log: %w", err)
@@ -277,6 +292,25 @@ func newDeps(ctx context.Context, nc *nats.Conn, clk clock.Clock, logger *slog.L
 		_ = closeStore()
 		return Deps{}, nil, err
 	}
-	return Deps{NC: nc, JS: js, Log: counted, Clock: clk, Logger: logger, Snapshots: snaps, RebuildViews: rebuild,
+	verifier, err := newVerifier(store, js, sig, logger, mp)
+	if err != nil {
+		_ = closeStore()
+		return Deps{}, nil, err
+	}
+	return Deps{NC: nc, JS: js, Log: counted, Verifier: verifier, Clock: clk, Logger: logger, Snapshots: snaps, RebuildViews: rebuild,
 		Metrics: metrics, TracerProvider: tp, MeterProvider: mp, LogHealth: health}, closeStore, nil
+}
+
+// newVerifier is the readers' verifier when sig has a keyring (nil
+// otherwise): a writing service records what its views quarantine among
+// its own dead letters, a reading one (the console) logs and counts it.
+func newVerifier(store eventlog.Store, js jetstream.JetStream, sig Signing, logger *slog.Logger, mp metric.MeterProvider) (*eventlog.Verifier, error) {
+	if sig.Keys == nil {
+		return nil, nil
+	}
+	o := eventlog.VerifierOptions{Keys: sig.Keys, Logger: logger, MeterProvider: mp}
+	if sig.Signer != nil {
+		o.DeadLetter = bus.Quarantine(js, sig.Signer.Producer())
+	}
+	return eventlog.NewVerifier(store, o)
 }

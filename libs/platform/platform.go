@@ -45,6 +45,10 @@ type Deps struct {
 	// server as api.Options.Health, so /readyz reports a lost log. nil: no
 	// check.
 	LogHealth func(context.Context) error
+	// Verifier checks every event a service's consumers and views apply
+	// (bus.Options.Verifier, checkpoint.Options.Verifier); nil when no
+	// keyring is configured (CLOSELOOP_SIGNERS_FILE).
+	Verifier *eventlog.Verifier
 }
 
 // Service is one of the five services.

@@ -148,7 +148,7 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	}
 	v := view.New(view.NewIndex(secret))
 	f, err := checkpoint.New(checkpoint.Options{
-		Name: view.Name, Format: view.Format, Log: deps.Log,
+		Name: view.Name, Format: view.Format, Log: deps.Log, Verifier: deps.Verifier,
 		Snapshots: deps.Snapshots, Rebuild: deps.RebuildViews, Logger: deps.Logger,
 	}, v)
 	if err != nil {

@@ -193,7 +193,7 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	}
 	follower, err := checkpoint.New(checkpoint.Options{
 		Name: app.ViewName, Format: app.ViewFormat, Log: deps.Log, Snapshots: deps.Snapshots, Rebuild: deps.RebuildViews,
-		Logger: logger,
+		Logger: logger, Verifier: deps.Verifier,
 	}, view)
 	if err != nil {
 		return nil, fmt.Errorf("dispatch: %w", err)
@@ -242,7 +242,7 @@ func (s *Service) runCaughtUp(ctx context.Context) error {
 		log.Warn("reconcile at start", "err", err)
 	}
 	sub, err := ports.SubscribeComplaintEvents(ctx, s.deps.JS, s.app, bus.Options{
-		Logger: log, TracerProvider: s.deps.TracerProvider, MeterProvider: s.deps.MeterProvider,
+		Logger: log, TracerProvider: s.deps.TracerProvider, MeterProvider: s.deps.MeterProvider, Verifier: s.deps.Verifier,
 	})
 	if err != nil {
 		return fmt.Errorf("dispatch: subscribe: %w", err)

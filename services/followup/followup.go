@@ -264,7 +264,7 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	views := &app.Views{Tracker: tracker, KPI: model}
 	follower, err := checkpoint.New(checkpoint.Options{
 		Name: app.ViewsName, Format: app.ViewsFormat, Log: deps.Log, Snapshots: deps.Snapshots, Rebuild: deps.RebuildViews,
-		Logger: logger,
+		Logger: logger, Verifier: deps.Verifier,
 	}, views)
 	if err != nil {
 		return nil, fmt.Errorf("followup: %w", err)
@@ -366,6 +366,7 @@ func (s *Service) afterCatchUp(part func(context.Context) error) func(context.Co
 func (s *Service) consume(ctx context.Context) error {
 	sub, err := bus.Subscribe(ctx, s.deps.JS, bus.Options{
 		Durable:        Durable,
+		Verifier:       s.deps.Verifier,
 		Subjects:       []string{jsstore.KindSubjects(eventlog.KindComplaint)},
 		Logger:         s.log,
 		TracerProvider: s.tracers,

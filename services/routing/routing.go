@@ -249,7 +249,7 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	log := deps.Logger
 	view := app.NewView(p)
 	follower, err := checkpoint.New(checkpoint.Options{
-		Name: app.ViewName, Format: app.ViewFormat, Log: deps.Log,
+		Name: app.ViewName, Format: app.ViewFormat, Log: deps.Log, Verifier: deps.Verifier,
 		Snapshots: deps.Snapshots, Rebuild: deps.RebuildViews, Logger: log,
 	}, view)
 	if err != nil {
@@ -340,7 +340,8 @@ func (s *Service) consume(ctx context.Context) error {
 		return nil
 	}
 	sub, err := bus.Subscribe(ctx, s.deps.JS, bus.Options{
-		Durable: s.cfg.Durable,
+		Durable:  s.cfg.Durable,
+		Verifier: s.deps.Verifier,
 		// The whole log, though routing reacts to complaint and team
 		// events only (HandleEvent skips the rest): a consumer with
 		// several filters makes the server intersect every subject of a

@@ -172,6 +172,7 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	}
 	a.OnAppended(m.record)
 	a.UseSnapshots(deps.Snapshots, deps.RebuildViews, 0)
+	a.Verify(deps.Verifier)
 	srv := api.NewServer(api.Options{Name: Name, Metrics: deps.Metrics, GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, Logger: logger,
 		Authenticator: cfg.Authenticator, TracerProvider: tp, MeterProvider: mp, ReadyWhen: a.Rebuilt(),
 		Health: deps.LogHealth})

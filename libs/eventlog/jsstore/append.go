@@ -171,6 +171,22 @@ func (s *Store) publish(ctx context.Context, stream eventlog.StreamID, t tail, e
 	if err != nil {
 		return eventlog.AppendResult{}, err
 	}
+	// Check every event's producer before storing any; sign what is sent
+	// as sealed (publishEach signs the later events once restamped).
+	each := len(events) > 1 && !s.cfg.AtomicBatches
+	for i, e := range events {
+		if err := eventlog.MaySign(s.cfg.Signer, e); err != nil {
+			return eventlog.AppendResult{}, fmt.Errorf("events[%d]: %w", i, err)
+		}
+	}
+	for i, e := range events {
+		if i > 0 && each {
+			break
+		}
+		if raws[i], err = eventlog.Sign(s.cfg.Signer, e, raws[i]); err != nil {
+			return eventlog.AppendResult{}, err
+		}
+	}
 	var ack *jetstream.PubAck
 	switch {
 	case len(events) == 1:
@@ -218,6 +234,9 @@ func (s *Store) publishEach(ctx context.Context, stream eventlog.StreamID, t tai
 	for i, e := range events {
 		if i > 0 {
 			raw, err := eventlog.Restamp(e, t.seq, t.hash)
+			if err == nil {
+				raw, err = eventlog.Sign(s.cfg.Signer, e, raw)
+			}
 			if err != nil {
 				s.tails.drop(stream)
 				return eventlog.AppendResult{}, err

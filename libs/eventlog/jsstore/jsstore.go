@@ -40,6 +40,7 @@ import (
 
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/eventlog/signing"
 )
 
 // Defaults and limits of Config.
@@ -89,6 +90,11 @@ type Config struct {
 	// README.md). Off, a concurrent writer may cut a batch, leaving a
 	// stored prefix, and the writer re-decides from the stream.
 	AtomicBatches bool
+	// Signer signs every appended event after it is stamped (prev_hash
+	// included), so that readers can tell which service wrote it
+	// (libs/eventlog/signing). It appends only its own producer's events.
+	// Nil: events are stored unsigned.
+	Signer *signing.Signer
 	// Logger receives one line for each message of the log a reader skips
 	// because it is not an event (default slog.Default()).
 	Logger *slog.Logger

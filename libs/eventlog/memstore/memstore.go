@@ -16,12 +16,14 @@ import (
 
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/eventlog/signing"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 )
 
 // Store keeps the whole log in memory. The zero value is not usable; call New.
 type Store struct {
-	clock clock.Clock
+	clock  clock.Clock
+	signer *signing.Signer // nil: events stored unsigned
 
 	mu      sync.Mutex
 	log     []eventlog.Record           // position p is log[p-1]
@@ -46,6 +48,14 @@ func New(c clock.Clock) *Store {
 		ids:     make(map[string]int),
 		grown:   make(chan struct{}),
 	}
+}
+
+// NewSigned is New with every appended event signed by signer, as the
+// JetStream store does with Config.Signer: only signer's producer's events.
+func NewSigned(c clock.Clock, signer *signing.Signer) *Store {
+	s := New(c)
+	s.signer = signer
+	return s
 }
 
 // Append implements eventlog.Store. Event ids are remembered forever (JetStream
@@ -120,6 +130,11 @@ func (s *Store) append(ctx context.Context, stream eventlog.StreamID, expectedVe
 	if err != nil {
 		return eventlog.AppendResult{}, err
 	}
+	for i, e := range fresh {
+		if err := eventlog.MaySign(s.signer, e); err != nil {
+			return eventlog.AppendResult{}, fmt.Errorf("events[%d]: %w", i, err)
+		}
+	}
 	if keep >= 0 && keep < len(fresh) {
 		fresh = fresh[:keep]
 	}
@@ -128,6 +143,9 @@ func (s *Store) append(ctx context.Context, stream eventlog.StreamID, expectedVe
 			if raws[i], err = eventlog.Restamp(e, uint64(len(s.log)), eventlog.Hash(raws[i-1])); err != nil {
 				return eventlog.AppendResult{}, err
 			}
+		}
+		if raws[i], err = eventlog.Sign(s.signer, e, raws[i]); err != nil {
+			return eventlog.AppendResult{}, err
 		}
 		stored, err := eventlog.DecodeEnvelope(raws[i])
 		if err != nil {

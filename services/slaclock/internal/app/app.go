@@ -75,6 +75,8 @@ type App struct {
 	runCtx     context.Context  // the context decisions made by the Follower's goroutine use
 	follower   *checkpoint.Follower
 
+	verifier *eventlog.Verifier // checks what the view applies (nil: none)
+
 	mu      sync.Mutex
 	pending map[string]trigger // complaint -> its last trigger not yet decided
 	lag     uint64             // catch-up: triggers this many events old are decided

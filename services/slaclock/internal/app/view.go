@@ -63,6 +63,10 @@ func (a *App) UseSnapshots(store checkpoint.Store, rebuild bool, every int) {
 	a.snaps, a.rebuild, a.saveEvery = store, rebuild, every
 }
 
+// Verify makes the view check every event with v before applying it (nil:
+// no checks).
+func (a *App) Verify(v *eventlog.Verifier) { a.verifier = v }
+
 // encodingShare is the Follower's: exact saves when a test asked for them.
 func (a *App) encodingShare() int {
 	if a.exactSaves {
@@ -107,7 +111,7 @@ func (a *App) run(ctx context.Context, follow bool) error {
 		return err
 	}
 	f, err := checkpoint.New(checkpoint.Options{
-		Name: SnapshotName(a.part), Format: SnapshotFormat, Log: a.store, Snapshots: a.snaps,
+		Name: SnapshotName(a.part), Format: SnapshotFormat, Log: a.store, Snapshots: a.snaps, Verifier: a.verifier,
 		Rebuild: a.rebuild && !a.started, SaveEvery: a.saveEvery, EncodingShare: a.encodingShare(), Logger: a.log,
 	}, (*timersView)(a))
 	if err != nil {

@@ -73,6 +73,11 @@ type Envelope struct {
 	// writer can cut it short: a reader that finds fewer events than announced
 	// knows the append is incomplete (sla-clock redoes what it left out).
 	BatchRemaining uint32 `protobuf:"varint,18,opt,name=batch_remaining,json=batchRemaining,proto3" json:"batch_remaining,omitempty"`
+	// The producer's Ed25519 signature (libs/eventlog/signing). It is always
+	// the last field of the stored bytes, and it signs every byte before it:
+	// the writer marshals the envelope without it, signs those bytes and
+	// appends this field. The chain hash covers the whole stored bytes.
+	Signature *Signature `protobuf:"bytes,30,opt,name=signature,proto3" json:"signature,omitempty"`
 	// Field numbers say who may write an event: 100–199 intake, 200–299
 	// routing, 300–399 sla-clock, 400–499 dispatch, 500–599 follow-up.
 	// deploy/ checks the NATS publish permissions against these ranges.
@@ -300,6 +305,13 @@ func (x *Envelope) GetBatchRemaining() uint32 {
 		return x.BatchRemaining
 	}
 	return 0
+}
+
+func (x *Envelope) GetSignature() *Signature {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
 }
 
 func (x *Envelope) GetPayload() isEnvelope_Payload {
@@ -1248,11 +1260,66 @@ func (*Envelope_ReturnVisitScheduled) isEnvelope_Payload() {}
 
 func (*Envelope_ReturnVisitCompleted) isEnvelope_Payload() {}
 
+// Signature proves which service wrote an event.
+type Signature struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The key that signed, as named in the keyring (signers.json).
+	KeyId string `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// Ed25519 signature of the stored bytes that precede this field.
+	Sig           []byte `protobuf:"bytes,2,opt,name=sig,proto3" json:"sig,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Signature) Reset() {
+	*x = Signature{}
+	mi := &file_closeloop_events_v1_envelope_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Signature) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Signature) ProtoMessage() {}
+
+func (x *Signature) ProtoReflect() protoreflect.Message {
+	mi := &file_closeloop_events_v1_envelope_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Signature.ProtoReflect.Descriptor instead.
+func (*Signature) Descriptor() ([]byte, []int) {
+	return file_closeloop_events_v1_envelope_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Signature) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *Signature) GetSig() []byte {
+	if x != nil {
+		return x.Sig
+	}
+	return nil
+}
+
 var File_closeloop_events_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_closeloop_events_v1_envelope_proto_rawDesc = "" +
 	"\n" +
-	"\"closeloop/events/v1/envelope.proto\x12\x13closeloop.events.v1\x1a#closeloop/events/v1/complaint.proto\x1a\"closeloop/events/v1/dispatch.proto\x1a\"closeloop/events/v1/followup.proto\x1a!closeloop/events/v1/routing.proto\x1a\x1dcloseloop/events/v1/sla.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x851\n" +
+	"\"closeloop/events/v1/envelope.proto\x12\x13closeloop.events.v1\x1a#closeloop/events/v1/complaint.proto\x1a\"closeloop/events/v1/dispatch.proto\x1a\"closeloop/events/v1/followup.proto\x1a!closeloop/events/v1/routing.proto\x1a\x1dcloseloop/events/v1/sla.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc31\n" +
 	"\bEnvelope\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x1b\n" +
 	"\tstream_id\x18\x02 \x01(\tR\bstreamId\x12!\n" +
@@ -1276,7 +1343,8 @@ const file_closeloop_events_v1_envelope_proto_rawDesc = "" +
 	"\x10calendar_version\x18\x0f \x01(\tR\x0fcalendarVersion\x12\x1b\n" +
 	"\tprev_hash\x18\x10 \x01(\fR\bprevHash\x12#\n" +
 	"\rprev_position\x18\x11 \x01(\x04R\fprevPosition\x12'\n" +
-	"\x0fbatch_remaining\x18\x12 \x01(\rR\x0ebatchRemaining\x12W\n" +
+	"\x0fbatch_remaining\x18\x12 \x01(\rR\x0ebatchRemaining\x12<\n" +
+	"\tsignature\x18\x1e \x01(\v2\x1e.closeloop.events.v1.SignatureR\tsignature\x12W\n" +
 	"\x12complaint_received\x18d \x01(\v2&.closeloop.events.v1.ComplaintReceivedH\x00R\x11complaintReceived\x12W\n" +
 	"\x12complaint_accepted\x18e \x01(\v2&.closeloop.events.v1.ComplaintAcceptedH\x00R\x11complaintAccepted\x12Q\n" +
 	"\x10duplicate_linked\x18f \x01(\v2$.closeloop.events.v1.DuplicateLinkedH\x00R\x0fduplicateLinked\x12g\n" +
@@ -1341,7 +1409,10 @@ const file_closeloop_events_v1_envelope_proto_rawDesc = "" +
 	"\x10complaint_closed\x18\xf9\x03 \x01(\v2$.closeloop.events.v1.ComplaintClosedH\x00R\x0fcomplaintClosed\x12b\n" +
 	"\x16return_visit_scheduled\x18\xfa\x03 \x01(\v2).closeloop.events.v1.ReturnVisitScheduledH\x00R\x14returnVisitScheduled\x12b\n" +
 	"\x16return_visit_completed\x18\xfb\x03 \x01(\v2).closeloop.events.v1.ReturnVisitCompletedH\x00R\x14returnVisitCompletedB\t\n" +
-	"\apayloadBGZEgithub.com/closeloop/closeloop/proto/gen/closeloop/events/v1;eventsv1b\x06proto3"
+	"\apayload\"4\n" +
+	"\tSignature\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x10\n" +
+	"\x03sig\x18\x02 \x01(\fR\x03sigBGZEgithub.com/closeloop/closeloop/proto/gen/closeloop/events/v1;eventsv1b\x06proto3"
 
 var (
 	file_closeloop_events_v1_envelope_proto_rawDescOnce sync.Once
@@ -1355,143 +1426,145 @@ func file_closeloop_events_v1_envelope_proto_rawDescGZIP() []byte {
 	return file_closeloop_events_v1_envelope_proto_rawDescData
 }
 
-var file_closeloop_events_v1_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_closeloop_events_v1_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_closeloop_events_v1_envelope_proto_goTypes = []any{
 	(*Envelope)(nil),                 // 0: closeloop.events.v1.Envelope
-	(*timestamppb.Timestamp)(nil),    // 1: google.protobuf.Timestamp
-	(*ComplaintReceived)(nil),        // 2: closeloop.events.v1.ComplaintReceived
-	(*ComplaintAccepted)(nil),        // 3: closeloop.events.v1.ComplaintAccepted
-	(*DuplicateLinked)(nil),          // 4: closeloop.events.v1.DuplicateLinked
-	(*CustomerDetailsAmended)(nil),   // 5: closeloop.events.v1.CustomerDetailsAmended
-	(*EvidenceAttached)(nil),         // 6: closeloop.events.v1.EvidenceAttached
-	(*ComplaintWithdrawn)(nil),       // 7: closeloop.events.v1.ComplaintWithdrawn
-	(*CustomerErased)(nil),           // 8: closeloop.events.v1.CustomerErased
-	(*ComplaintClassified)(nil),      // 9: closeloop.events.v1.ComplaintClassified
-	(*RepeatComplaintFlagged)(nil),   // 10: closeloop.events.v1.RepeatComplaintFlagged
-	(*ComplaintAssigned)(nil),        // 11: closeloop.events.v1.ComplaintAssigned
-	(*AssignmentAccepted)(nil),       // 12: closeloop.events.v1.AssignmentAccepted
-	(*ComplaintEscalated)(nil),       // 13: closeloop.events.v1.ComplaintEscalated
-	(*StakeholdersNotified)(nil),     // 14: closeloop.events.v1.StakeholdersNotified
-	(*ResponseRecorded)(nil),         // 15: closeloop.events.v1.ResponseRecorded
-	(*SolutionProposed)(nil),         // 16: closeloop.events.v1.SolutionProposed
-	(*SolutionReviewed)(nil),         // 17: closeloop.events.v1.SolutionReviewed
-	(*DispatchRequested)(nil),        // 18: closeloop.events.v1.DispatchRequested
-	(*RootCauseRecorded)(nil),        // 19: closeloop.events.v1.RootCauseRecorded
-	(*ComplaintPutOnHold)(nil),       // 20: closeloop.events.v1.ComplaintPutOnHold
-	(*ComplaintTakenOffHold)(nil),    // 21: closeloop.events.v1.ComplaintTakenOffHold
-	(*ComplaintResolved)(nil),        // 22: closeloop.events.v1.ComplaintResolved
-	(*TeamMemberJoined)(nil),         // 23: closeloop.events.v1.TeamMemberJoined
-	(*TeamMemberUpdated)(nil),        // 24: closeloop.events.v1.TeamMemberUpdated
-	(*TeamMemberLeft)(nil),           // 25: closeloop.events.v1.TeamMemberLeft
-	(*SlaClockStarted)(nil),          // 26: closeloop.events.v1.SlaClockStarted
-	(*SlaClockPaused)(nil),           // 27: closeloop.events.v1.SlaClockPaused
-	(*SlaClockResumed)(nil),          // 28: closeloop.events.v1.SlaClockResumed
-	(*SlaWarning)(nil),               // 29: closeloop.events.v1.SlaWarning
-	(*SlaBreached)(nil),              // 30: closeloop.events.v1.SlaBreached
-	(*SlaMet)(nil),                   // 31: closeloop.events.v1.SlaMet
-	(*SlaClockCancelled)(nil),        // 32: closeloop.events.v1.SlaClockCancelled
-	(*SlaClockRetermed)(nil),         // 33: closeloop.events.v1.SlaClockRetermed
-	(*SlaBreachWithdrawn)(nil),       // 34: closeloop.events.v1.SlaBreachWithdrawn
-	(*SlaPolicyPublished)(nil),       // 35: closeloop.events.v1.SlaPolicyPublished
-	(*CalendarYearPublished)(nil),    // 36: closeloop.events.v1.CalendarYearPublished
-	(*WorkOrderOpened)(nil),          // 37: closeloop.events.v1.WorkOrderOpened
-	(*TechnicianAssigned)(nil),       // 38: closeloop.events.v1.TechnicianAssigned
-	(*WorkOrderUnassignable)(nil),    // 39: closeloop.events.v1.WorkOrderUnassignable
-	(*TechnicianAccepted)(nil),       // 40: closeloop.events.v1.TechnicianAccepted
-	(*TechnicianDeclined)(nil),       // 41: closeloop.events.v1.TechnicianDeclined
-	(*CustomerContacted)(nil),        // 42: closeloop.events.v1.CustomerContacted
-	(*TechnicianEnRoute)(nil),        // 43: closeloop.events.v1.TechnicianEnRoute
-	(*TechnicianArrived)(nil),        // 44: closeloop.events.v1.TechnicianArrived
-	(*RemoteSessionStarted)(nil),     // 45: closeloop.events.v1.RemoteSessionStarted
-	(*WorkCompleted)(nil),            // 46: closeloop.events.v1.WorkCompleted
-	(*RemoteResolved)(nil),           // 47: closeloop.events.v1.RemoteResolved
-	(*EscalatedToOnSite)(nil),        // 48: closeloop.events.v1.EscalatedToOnSite
-	(*WorkOrderFailed)(nil),          // 49: closeloop.events.v1.WorkOrderFailed
-	(*WorkOrderCancelled)(nil),       // 50: closeloop.events.v1.WorkOrderCancelled
-	(*TechnicianRegistered)(nil),     // 51: closeloop.events.v1.TechnicianRegistered
-	(*TechnicianProfileUpdated)(nil), // 52: closeloop.events.v1.TechnicianProfileUpdated
-	(*TechnicianStatusChanged)(nil),  // 53: closeloop.events.v1.TechnicianStatusChanged
-	(*TechnicianJobBooked)(nil),      // 54: closeloop.events.v1.TechnicianJobBooked
-	(*TechnicianJobReleased)(nil),    // 55: closeloop.events.v1.TechnicianJobReleased
-	(*FeedbackTaskScheduled)(nil),    // 56: closeloop.events.v1.FeedbackTaskScheduled
-	(*FeedbackDelivered)(nil),        // 57: closeloop.events.v1.FeedbackDelivered
-	(*SurveySent)(nil),               // 58: closeloop.events.v1.SurveySent
-	(*SurveyAnswered)(nil),           // 59: closeloop.events.v1.SurveyAnswered
-	(*ComplaintReopened)(nil),        // 60: closeloop.events.v1.ComplaintReopened
-	(*ComplaintClosed)(nil),          // 61: closeloop.events.v1.ComplaintClosed
-	(*ReturnVisitScheduled)(nil),     // 62: closeloop.events.v1.ReturnVisitScheduled
-	(*ReturnVisitCompleted)(nil),     // 63: closeloop.events.v1.ReturnVisitCompleted
+	(*Signature)(nil),                // 1: closeloop.events.v1.Signature
+	(*timestamppb.Timestamp)(nil),    // 2: google.protobuf.Timestamp
+	(*ComplaintReceived)(nil),        // 3: closeloop.events.v1.ComplaintReceived
+	(*ComplaintAccepted)(nil),        // 4: closeloop.events.v1.ComplaintAccepted
+	(*DuplicateLinked)(nil),          // 5: closeloop.events.v1.DuplicateLinked
+	(*CustomerDetailsAmended)(nil),   // 6: closeloop.events.v1.CustomerDetailsAmended
+	(*EvidenceAttached)(nil),         // 7: closeloop.events.v1.EvidenceAttached
+	(*ComplaintWithdrawn)(nil),       // 8: closeloop.events.v1.ComplaintWithdrawn
+	(*CustomerErased)(nil),           // 9: closeloop.events.v1.CustomerErased
+	(*ComplaintClassified)(nil),      // 10: closeloop.events.v1.ComplaintClassified
+	(*RepeatComplaintFlagged)(nil),   // 11: closeloop.events.v1.RepeatComplaintFlagged
+	(*ComplaintAssigned)(nil),        // 12: closeloop.events.v1.ComplaintAssigned
+	(*AssignmentAccepted)(nil),       // 13: closeloop.events.v1.AssignmentAccepted
+	(*ComplaintEscalated)(nil),       // 14: closeloop.events.v1.ComplaintEscalated
+	(*StakeholdersNotified)(nil),     // 15: closeloop.events.v1.StakeholdersNotified
+	(*ResponseRecorded)(nil),         // 16: closeloop.events.v1.ResponseRecorded
+	(*SolutionProposed)(nil),         // 17: closeloop.events.v1.SolutionProposed
+	(*SolutionReviewed)(nil),         // 18: closeloop.events.v1.SolutionReviewed
+	(*DispatchRequested)(nil),        // 19: closeloop.events.v1.DispatchRequested
+	(*RootCauseRecorded)(nil),        // 20: closeloop.events.v1.RootCauseRecorded
+	(*ComplaintPutOnHold)(nil),       // 21: closeloop.events.v1.ComplaintPutOnHold
+	(*ComplaintTakenOffHold)(nil),    // 22: closeloop.events.v1.ComplaintTakenOffHold
+	(*ComplaintResolved)(nil),        // 23: closeloop.events.v1.ComplaintResolved
+	(*TeamMemberJoined)(nil),         // 24: closeloop.events.v1.TeamMemberJoined
+	(*TeamMemberUpdated)(nil),        // 25: closeloop.events.v1.TeamMemberUpdated
+	(*TeamMemberLeft)(nil),           // 26: closeloop.events.v1.TeamMemberLeft
+	(*SlaClockStarted)(nil),          // 27: closeloop.events.v1.SlaClockStarted
+	(*SlaClockPaused)(nil),           // 28: closeloop.events.v1.SlaClockPaused
+	(*SlaClockResumed)(nil),          // 29: closeloop.events.v1.SlaClockResumed
+	(*SlaWarning)(nil),               // 30: closeloop.events.v1.SlaWarning
+	(*SlaBreached)(nil),              // 31: closeloop.events.v1.SlaBreached
+	(*SlaMet)(nil),                   // 32: closeloop.events.v1.SlaMet
+	(*SlaClockCancelled)(nil),        // 33: closeloop.events.v1.SlaClockCancelled
+	(*SlaClockRetermed)(nil),         // 34: closeloop.events.v1.SlaClockRetermed
+	(*SlaBreachWithdrawn)(nil),       // 35: closeloop.events.v1.SlaBreachWithdrawn
+	(*SlaPolicyPublished)(nil),       // 36: closeloop.events.v1.SlaPolicyPublished
+	(*CalendarYearPublished)(nil),    // 37: closeloop.events.v1.CalendarYearPublished
+	(*WorkOrderOpened)(nil),          // 38: closeloop.events.v1.WorkOrderOpened
+	(*TechnicianAssigned)(nil),       // 39: closeloop.events.v1.TechnicianAssigned
+	(*WorkOrderUnassignable)(nil),    // 40: closeloop.events.v1.WorkOrderUnassignable
+	(*TechnicianAccepted)(nil),       // 41: closeloop.events.v1.TechnicianAccepted
+	(*TechnicianDeclined)(nil),       // 42: closeloop.events.v1.TechnicianDeclined
+	(*CustomerContacted)(nil),        // 43: closeloop.events.v1.CustomerContacted
+	(*TechnicianEnRoute)(nil),        // 44: closeloop.events.v1.TechnicianEnRoute
+	(*TechnicianArrived)(nil),        // 45: closeloop.events.v1.TechnicianArrived
+	(*RemoteSessionStarted)(nil),     // 46: closeloop.events.v1.RemoteSessionStarted
+	(*WorkCompleted)(nil),            // 47: closeloop.events.v1.WorkCompleted
+	(*RemoteResolved)(nil),           // 48: closeloop.events.v1.RemoteResolved
+	(*EscalatedToOnSite)(nil),        // 49: closeloop.events.v1.EscalatedToOnSite
+	(*WorkOrderFailed)(nil),          // 50: closeloop.events.v1.WorkOrderFailed
+	(*WorkOrderCancelled)(nil),       // 51: closeloop.events.v1.WorkOrderCancelled
+	(*TechnicianRegistered)(nil),     // 52: closeloop.events.v1.TechnicianRegistered
+	(*TechnicianProfileUpdated)(nil), // 53: closeloop.events.v1.TechnicianProfileUpdated
+	(*TechnicianStatusChanged)(nil),  // 54: closeloop.events.v1.TechnicianStatusChanged
+	(*TechnicianJobBooked)(nil),      // 55: closeloop.events.v1.TechnicianJobBooked
+	(*TechnicianJobReleased)(nil),    // 56: closeloop.events.v1.TechnicianJobReleased
+	(*FeedbackTaskScheduled)(nil),    // 57: closeloop.events.v1.FeedbackTaskScheduled
+	(*FeedbackDelivered)(nil),        // 58: closeloop.events.v1.FeedbackDelivered
+	(*SurveySent)(nil),               // 59: closeloop.events.v1.SurveySent
+	(*SurveyAnswered)(nil),           // 60: closeloop.events.v1.SurveyAnswered
+	(*ComplaintReopened)(nil),        // 61: closeloop.events.v1.ComplaintReopened
+	(*ComplaintClosed)(nil),          // 62: closeloop.events.v1.ComplaintClosed
+	(*ReturnVisitScheduled)(nil),     // 63: closeloop.events.v1.ReturnVisitScheduled
+	(*ReturnVisitCompleted)(nil),     // 64: closeloop.events.v1.ReturnVisitCompleted
 }
 var file_closeloop_events_v1_envelope_proto_depIdxs = []int32{
-	1,  // 0: closeloop.events.v1.Envelope.occurred_at:type_name -> google.protobuf.Timestamp
-	1,  // 1: closeloop.events.v1.Envelope.recorded_at:type_name -> google.protobuf.Timestamp
-	2,  // 2: closeloop.events.v1.Envelope.complaint_received:type_name -> closeloop.events.v1.ComplaintReceived
-	3,  // 3: closeloop.events.v1.Envelope.complaint_accepted:type_name -> closeloop.events.v1.ComplaintAccepted
-	4,  // 4: closeloop.events.v1.Envelope.duplicate_linked:type_name -> closeloop.events.v1.DuplicateLinked
-	5,  // 5: closeloop.events.v1.Envelope.customer_details_amended:type_name -> closeloop.events.v1.CustomerDetailsAmended
-	6,  // 6: closeloop.events.v1.Envelope.evidence_attached:type_name -> closeloop.events.v1.EvidenceAttached
-	7,  // 7: closeloop.events.v1.Envelope.complaint_withdrawn:type_name -> closeloop.events.v1.ComplaintWithdrawn
-	8,  // 8: closeloop.events.v1.Envelope.customer_erased:type_name -> closeloop.events.v1.CustomerErased
-	9,  // 9: closeloop.events.v1.Envelope.complaint_classified:type_name -> closeloop.events.v1.ComplaintClassified
-	10, // 10: closeloop.events.v1.Envelope.repeat_complaint_flagged:type_name -> closeloop.events.v1.RepeatComplaintFlagged
-	11, // 11: closeloop.events.v1.Envelope.complaint_assigned:type_name -> closeloop.events.v1.ComplaintAssigned
-	12, // 12: closeloop.events.v1.Envelope.assignment_accepted:type_name -> closeloop.events.v1.AssignmentAccepted
-	13, // 13: closeloop.events.v1.Envelope.complaint_escalated:type_name -> closeloop.events.v1.ComplaintEscalated
-	14, // 14: closeloop.events.v1.Envelope.stakeholders_notified:type_name -> closeloop.events.v1.StakeholdersNotified
-	15, // 15: closeloop.events.v1.Envelope.response_recorded:type_name -> closeloop.events.v1.ResponseRecorded
-	16, // 16: closeloop.events.v1.Envelope.solution_proposed:type_name -> closeloop.events.v1.SolutionProposed
-	17, // 17: closeloop.events.v1.Envelope.solution_reviewed:type_name -> closeloop.events.v1.SolutionReviewed
-	18, // 18: closeloop.events.v1.Envelope.dispatch_requested:type_name -> closeloop.events.v1.DispatchRequested
-	19, // 19: closeloop.events.v1.Envelope.root_cause_recorded:type_name -> closeloop.events.v1.RootCauseRecorded
-	20, // 20: closeloop.events.v1.Envelope.complaint_put_on_hold:type_name -> closeloop.events.v1.ComplaintPutOnHold
-	21, // 21: closeloop.events.v1.Envelope.complaint_taken_off_hold:type_name -> closeloop.events.v1.ComplaintTakenOffHold
-	22, // 22: closeloop.events.v1.Envelope.complaint_resolved:type_name -> closeloop.events.v1.ComplaintResolved
-	23, // 23: closeloop.events.v1.Envelope.team_member_joined:type_name -> closeloop.events.v1.TeamMemberJoined
-	24, // 24: closeloop.events.v1.Envelope.team_member_updated:type_name -> closeloop.events.v1.TeamMemberUpdated
-	25, // 25: closeloop.events.v1.Envelope.team_member_left:type_name -> closeloop.events.v1.TeamMemberLeft
-	26, // 26: closeloop.events.v1.Envelope.sla_clock_started:type_name -> closeloop.events.v1.SlaClockStarted
-	27, // 27: closeloop.events.v1.Envelope.sla_clock_paused:type_name -> closeloop.events.v1.SlaClockPaused
-	28, // 28: closeloop.events.v1.Envelope.sla_clock_resumed:type_name -> closeloop.events.v1.SlaClockResumed
-	29, // 29: closeloop.events.v1.Envelope.sla_warning:type_name -> closeloop.events.v1.SlaWarning
-	30, // 30: closeloop.events.v1.Envelope.sla_breached:type_name -> closeloop.events.v1.SlaBreached
-	31, // 31: closeloop.events.v1.Envelope.sla_met:type_name -> closeloop.events.v1.SlaMet
-	32, // 32: closeloop.events.v1.Envelope.sla_clock_cancelled:type_name -> closeloop.events.v1.SlaClockCancelled
-	33, // 33: closeloop.events.v1.Envelope.sla_clock_retermed:type_name -> closeloop.events.v1.SlaClockRetermed
-	34, // 34: closeloop.events.v1.Envelope.sla_breach_withdrawn:type_name -> closeloop.events.v1.SlaBreachWithdrawn
-	35, // 35: closeloop.events.v1.Envelope.sla_policy_published:type_name -> closeloop.events.v1.SlaPolicyPublished
-	36, // 36: closeloop.events.v1.Envelope.calendar_year_published:type_name -> closeloop.events.v1.CalendarYearPublished
-	37, // 37: closeloop.events.v1.Envelope.work_order_opened:type_name -> closeloop.events.v1.WorkOrderOpened
-	38, // 38: closeloop.events.v1.Envelope.technician_assigned:type_name -> closeloop.events.v1.TechnicianAssigned
-	39, // 39: closeloop.events.v1.Envelope.work_order_unassignable:type_name -> closeloop.events.v1.WorkOrderUnassignable
-	40, // 40: closeloop.events.v1.Envelope.technician_accepted:type_name -> closeloop.events.v1.TechnicianAccepted
-	41, // 41: closeloop.events.v1.Envelope.technician_declined:type_name -> closeloop.events.v1.TechnicianDeclined
-	42, // 42: closeloop.events.v1.Envelope.customer_contacted:type_name -> closeloop.events.v1.CustomerContacted
-	43, // 43: closeloop.events.v1.Envelope.technician_en_route:type_name -> closeloop.events.v1.TechnicianEnRoute
-	44, // 44: closeloop.events.v1.Envelope.technician_arrived:type_name -> closeloop.events.v1.TechnicianArrived
-	45, // 45: closeloop.events.v1.Envelope.remote_session_started:type_name -> closeloop.events.v1.RemoteSessionStarted
-	46, // 46: closeloop.events.v1.Envelope.work_completed:type_name -> closeloop.events.v1.WorkCompleted
-	47, // 47: closeloop.events.v1.Envelope.remote_resolved:type_name -> closeloop.events.v1.RemoteResolved
-	48, // 48: closeloop.events.v1.Envelope.escalated_to_on_site:type_name -> closeloop.events.v1.EscalatedToOnSite
-	49, // 49: closeloop.events.v1.Envelope.work_order_failed:type_name -> closeloop.events.v1.WorkOrderFailed
-	50, // 50: closeloop.events.v1.Envelope.work_order_cancelled:type_name -> closeloop.events.v1.WorkOrderCancelled
-	51, // 51: closeloop.events.v1.Envelope.technician_registered:type_name -> closeloop.events.v1.TechnicianRegistered
-	52, // 52: closeloop.events.v1.Envelope.technician_profile_updated:type_name -> closeloop.events.v1.TechnicianProfileUpdated
-	53, // 53: closeloop.events.v1.Envelope.technician_status_changed:type_name -> closeloop.events.v1.TechnicianStatusChanged
-	54, // 54: closeloop.events.v1.Envelope.technician_job_booked:type_name -> closeloop.events.v1.TechnicianJobBooked
-	55, // 55: closeloop.events.v1.Envelope.technician_job_released:type_name -> closeloop.events.v1.TechnicianJobReleased
-	56, // 56: closeloop.events.v1.Envelope.feedback_task_scheduled:type_name -> closeloop.events.v1.FeedbackTaskScheduled
-	57, // 57: closeloop.events.v1.Envelope.feedback_delivered:type_name -> closeloop.events.v1.FeedbackDelivered
-	58, // 58: closeloop.events.v1.Envelope.survey_sent:type_name -> closeloop.events.v1.SurveySent
-	59, // 59: closeloop.events.v1.Envelope.survey_answered:type_name -> closeloop.events.v1.SurveyAnswered
-	60, // 60: closeloop.events.v1.Envelope.complaint_reopened:type_name -> closeloop.events.v1.ComplaintReopened
-	61, // 61: closeloop.events.v1.Envelope.complaint_closed:type_name -> closeloop.events.v1.ComplaintClosed
-	62, // 62: closeloop.events.v1.Envelope.return_visit_scheduled:type_name -> closeloop.events.v1.ReturnVisitScheduled
-	63, // 63: closeloop.events.v1.Envelope.return_visit_completed:type_name -> closeloop.events.v1.ReturnVisitCompleted
-	64, // [64:64] is the sub-list for method output_type
-	64, // [64:64] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	2,  // 0: closeloop.events.v1.Envelope.occurred_at:type_name -> google.protobuf.Timestamp
+	2,  // 1: closeloop.events.v1.Envelope.recorded_at:type_name -> google.protobuf.Timestamp
+	1,  // 2: closeloop.events.v1.Envelope.signature:type_name -> closeloop.events.v1.Signature
+	3,  // 3: closeloop.events.v1.Envelope.complaint_received:type_name -> closeloop.events.v1.ComplaintReceived
+	4,  // 4: closeloop.events.v1.Envelope.complaint_accepted:type_name -> closeloop.events.v1.ComplaintAccepted
+	5,  // 5: closeloop.events.v1.Envelope.duplicate_linked:type_name -> closeloop.events.v1.DuplicateLinked
+	6,  // 6: closeloop.events.v1.Envelope.customer_details_amended:type_name -> closeloop.events.v1.CustomerDetailsAmended
+	7,  // 7: closeloop.events.v1.Envelope.evidence_attached:type_name -> closeloop.events.v1.EvidenceAttached
+	8,  // 8: closeloop.events.v1.Envelope.complaint_withdrawn:type_name -> closeloop.events.v1.ComplaintWithdrawn
+	9,  // 9: closeloop.events.v1.Envelope.customer_erased:type_name -> closeloop.events.v1.CustomerErased
+	10, // 10: closeloop.events.v1.Envelope.complaint_classified:type_name -> closeloop.events.v1.ComplaintClassified
+	11, // 11: closeloop.events.v1.Envelope.repeat_complaint_flagged:type_name -> closeloop.events.v1.RepeatComplaintFlagged
+	12, // 12: closeloop.events.v1.Envelope.complaint_assigned:type_name -> closeloop.events.v1.ComplaintAssigned
+	13, // 13: closeloop.events.v1.Envelope.assignment_accepted:type_name -> closeloop.events.v1.AssignmentAccepted
+	14, // 14: closeloop.events.v1.Envelope.complaint_escalated:type_name -> closeloop.events.v1.ComplaintEscalated
+	15, // 15: closeloop.events.v1.Envelope.stakeholders_notified:type_name -> closeloop.events.v1.StakeholdersNotified
+	16, // 16: closeloop.events.v1.Envelope.response_recorded:type_name -> closeloop.events.v1.ResponseRecorded
+	17, // 17: closeloop.events.v1.Envelope.solution_proposed:type_name -> closeloop.events.v1.SolutionProposed
+	18, // 18: closeloop.events.v1.Envelope.solution_reviewed:type_name -> closeloop.events.v1.SolutionReviewed
+	19, // 19: closeloop.events.v1.Envelope.dispatch_requested:type_name -> closeloop.events.v1.DispatchRequested
+	20, // 20: closeloop.events.v1.Envelope.root_cause_recorded:type_name -> closeloop.events.v1.RootCauseRecorded
+	21, // 21: closeloop.events.v1.Envelope.complaint_put_on_hold:type_name -> closeloop.events.v1.ComplaintPutOnHold
+	22, // 22: closeloop.events.v1.Envelope.complaint_taken_off_hold:type_name -> closeloop.events.v1.ComplaintTakenOffHold
+	23, // 23: closeloop.events.v1.Envelope.complaint_resolved:type_name -> closeloop.events.v1.ComplaintResolved
+	24, // 24: closeloop.events.v1.Envelope.team_member_joined:type_name -> closeloop.events.v1.TeamMemberJoined
+	25, // 25: closeloop.events.v1.Envelope.team_member_updated:type_name -> closeloop.events.v1.TeamMemberUpdated
+	26, // 26: closeloop.events.v1.Envelope.team_member_left:type_name -> closeloop.events.v1.TeamMemberLeft
+	27, // 27: closeloop.events.v1.Envelope.sla_clock_started:type_name -> closeloop.events.v1.SlaClockStarted
+	28, // 28: closeloop.events.v1.Envelope.sla_clock_paused:type_name -> closeloop.events.v1.SlaClockPaused
+	29, // 29: closeloop.events.v1.Envelope.sla_clock_resumed:type_name -> closeloop.events.v1.SlaClockResumed
+	30, // 30: closeloop.events.v1.Envelope.sla_warning:type_name -> closeloop.events.v1.SlaWarning
+	31, // 31: closeloop.events.v1.Envelope.sla_breached:type_name -> closeloop.events.v1.SlaBreached
+	32, // 32: closeloop.events.v1.Envelope.sla_met:type_name -> closeloop.events.v1.SlaMet
+	33, // 33: closeloop.events.v1.Envelope.sla_clock_cancelled:type_name -> closeloop.events.v1.SlaClockCancelled
+	34, // 34: closeloop.events.v1.Envelope.sla_clock_retermed:type_name -> closeloop.events.v1.SlaClockRetermed
+	35, // 35: closeloop.events.v1.Envelope.sla_breach_withdrawn:type_name -> closeloop.events.v1.SlaBreachWithdrawn
+	36, // 36: closeloop.events.v1.Envelope.sla_policy_published:type_name -> closeloop.events.v1.SlaPolicyPublished
+	37, // 37: closeloop.events.v1.Envelope.calendar_year_published:type_name -> closeloop.events.v1.CalendarYearPublished
+	38, // 38: closeloop.events.v1.Envelope.work_order_opened:type_name -> closeloop.events.v1.WorkOrderOpened
+	39, // 39: closeloop.events.v1.Envelope.technician_assigned:type_name -> closeloop.events.v1.TechnicianAssigned
+	40, // 40: closeloop.events.v1.Envelope.work_order_unassignable:type_name -> closeloop.events.v1.WorkOrderUnassignable
+	41, // 41: closeloop.events.v1.Envelope.technician_accepted:type_name -> closeloop.events.v1.TechnicianAccepted
+	42, // 42: closeloop.events.v1.Envelope.technician_declined:type_name -> closeloop.events.v1.TechnicianDeclined
+	43, // 43: closeloop.events.v1.Envelope.customer_contacted:type_name -> closeloop.events.v1.CustomerContacted
+	44, // 44: closeloop.events.v1.Envelope.technician_en_route:type_name -> closeloop.events.v1.TechnicianEnRoute
+	45, // 45: closeloop.events.v1.Envelope.technician_arrived:type_name -> closeloop.events.v1.TechnicianArrived
+	46, // 46: closeloop.events.v1.Envelope.remote_session_started:type_name -> closeloop.events.v1.RemoteSessionStarted
+	47, // 47: closeloop.events.v1.Envelope.work_completed:type_name -> closeloop.events.v1.WorkCompleted
+	48, // 48: closeloop.events.v1.Envelope.remote_resolved:type_name -> closeloop.events.v1.RemoteResolved
+	49, // 49: closeloop.events.v1.Envelope.escalated_to_on_site:type_name -> closeloop.events.v1.EscalatedToOnSite
+	50, // 50: closeloop.events.v1.Envelope.work_order_failed:type_name -> closeloop.events.v1.WorkOrderFailed
+	51, // 51: closeloop.events.v1.Envelope.work_order_cancelled:type_name -> closeloop.events.v1.WorkOrderCancelled
+	52, // 52: closeloop.events.v1.Envelope.technician_registered:type_name -> closeloop.events.v1.TechnicianRegistered
+	53, // 53: closeloop.events.v1.Envelope.technician_profile_updated:type_name -> closeloop.events.v1.TechnicianProfileUpdated
+	54, // 54: closeloop.events.v1.Envelope.technician_status_changed:type_name -> closeloop.events.v1.TechnicianStatusChanged
+	55, // 55: closeloop.events.v1.Envelope.technician_job_booked:type_name -> closeloop.events.v1.TechnicianJobBooked
+	56, // 56: closeloop.events.v1.Envelope.technician_job_released:type_name -> closeloop.events.v1.TechnicianJobReleased
+	57, // 57: closeloop.events.v1.Envelope.feedback_task_scheduled:type_name -> closeloop.events.v1.FeedbackTaskScheduled
+	58, // 58: closeloop.events.v1.Envelope.feedback_delivered:type_name -> closeloop.events.v1.FeedbackDelivered
+	59, // 59: closeloop.events.v1.Envelope.survey_sent:type_name -> closeloop.events.v1.SurveySent
+	60, // 60: closeloop.events.v1.Envelope.survey_answered:type_name -> closeloop.events.v1.SurveyAnswered
+	61, // 61: closeloop.events.v1.Envelope.complaint_reopened:type_name -> closeloop.events.v1.ComplaintReopened
+	62, // 62: closeloop.events.v1.Envelope.complaint_closed:type_name -> closeloop.events.v1.ComplaintClosed
+	63, // 63: closeloop.events.v1.Envelope.return_visit_scheduled:type_name -> closeloop.events.v1.ReturnVisitScheduled
+	64, // 64: closeloop.events.v1.Envelope.return_visit_completed:type_name -> closeloop.events.v1.ReturnVisitCompleted
+	65, // [65:65] is the sub-list for method output_type
+	65, // [65:65] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_closeloop_events_v1_envelope_proto_init() }
@@ -1574,7 +1647,7 @@ func file_closeloop_events_v1_envelope_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_closeloop_events_v1_envelope_proto_rawDesc), len(file_closeloop_events_v1_envelope_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   1,
+			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
