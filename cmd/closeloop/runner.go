@@ -327,17 +327,17 @@ func startBus(ctx context.Context, dataDir string, o natsembed.Options) (*closed
 		user := strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(v, "NATS_"), "_PASSWORD"))
 		passwords[user] = pw
 	}
-	sig, err := localSigning(dataDir)
-	if err != nil {
-		return nil, err
-	}
 	o.Accounts, o.Variables = natsconf.Accounts, vars
 	ns, err := natsembed.Start(o)
 	if err != nil {
 		return nil, err
 	}
-	b := &closedBus{Server: ns, passwords: passwords, signing: sig}
-	if err := b.setUpStreams(ctx); err != nil {
+	b := &closedBus{Server: ns, passwords: passwords}
+	head, err := b.setUpStreams(ctx)
+	if err == nil {
+		b.signing, err = localSigning(dataDir, head)
+	}
+	if err != nil {
 		ns.Shutdown()
 		return nil, err
 	}
@@ -346,33 +346,37 @@ func startBus(ctx context.Context, dataDir string, o natsembed.Options) (*closed
 
 // setUpStreams creates EVENTS and DEADLETTER, or brings them to the
 // configuration this build wants, so that the services find them as they
-// expect (they may not change them).
-func (b *closedBus) setUpStreams(ctx context.Context) error {
+// expect (they may not change them). It returns the log's head position.
+func (b *closedBus) setUpStreams(ctx context.Context) (head uint64, err error) {
 	nc, err := b.connect("admin", "closeloop-setup", true, nil)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	cfg, err := platform.StoreConfigFromEnv()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if err := anchor.EnsureStream(ctx, js, cfg.Replicas); err != nil {
-		return err
+		return 0, err
 	}
 	if err := platform.RefuseLostLog(ctx, js); err != nil {
-		return err
+		return 0, err
 	}
 	store, err := jsstore.New(ctx, js, cfg)
 	if err != nil {
-		return fmt.Errorf("set up the event log: %w", err)
+		return 0, fmt.Errorf("set up the event log: %w", err)
 	}
 	_ = store.Close()
-	return bus.EnsureDeadLetterStream(ctx, js)
+	events, err := js.Stream(ctx, jsstore.StreamName)
+	if err != nil {
+		return 0, fmt.Errorf("set up the event log: %w", err)
+	}
+	return events.CachedInfo().State.LastSeq, bus.EnsureDeadLetterStream(ctx, js)
 }
 
 // envAnchorInterval sets how often the runner anchors the log (a Go

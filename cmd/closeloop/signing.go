@@ -34,20 +34,26 @@ func signersFile(dataDir string) string { return filepath.Join(signingDir(dataDi
 // directory and reused after, and the keyring of every key ever made there.
 // A key file deleted (rotation) is replaced by a new key on the next start,
 // added to the keyring beside the old one, whose events still verify.
-// Verification is always on: every service reads with the keyring.
-func localSigning(dataDir string) (map[string]platform.Signing, error) {
+// Verification is always on: every service reads with the keyring. A log
+// that already holds events when the keyring is first made (head > 0, a
+// data directory from before signing) keeps them: the keyring records head
+// as the last position whose events may be unsigned.
+func localSigning(dataDir string, head uint64) (map[string]platform.Signing, error) {
 	dir := signingDir(dataDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("signing keys: %w", err)
 	}
 	var keys []signing.Key
+	changed := false
+	unsignedUntil := head
 	if ring, err := signing.ReadKeyring(signersFile(dataDir)); err == nil {
-		keys = ring.Keys()
+		keys, unsignedUntil = ring.Keys(), ring.UnsignedUntil()
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("signing keys: %w", err)
+	} else if head > 0 {
+		changed = true // record the boundary even if every key file exists
 	}
 	signers := map[string]*signing.Signer{}
-	changed := false
 	for _, svc := range writers {
 		s, err := localKey(filepath.Join(dir, svc+".key"), svc)
 		if err != nil {
@@ -62,7 +68,7 @@ func localSigning(dataDir string) (map[string]platform.Signing, error) {
 		}
 	}
 	if changed {
-		data, err := signing.MarshalKeyring(keys)
+		data, err := signing.MarshalKeyring(keys, unsignedUntil)
 		if err != nil {
 			return nil, err
 		}
@@ -74,6 +80,7 @@ func localSigning(dataDir string) (map[string]platform.Signing, error) {
 	if err != nil {
 		return nil, fmt.Errorf("signing keyring %s: %w", signersFile(dataDir), err)
 	}
+	ring = ring.WithUnsignedUntil(unsignedUntil)
 	out := map[string]platform.Signing{console.Name: {Keys: ring}}
 	for svc, s := range signers {
 		out[svc] = platform.Signing{Signer: s, Keys: ring}

@@ -11,7 +11,7 @@ import (
 // old one stays in the keyring, so that its events still verify.
 func TestLocalSigningMakesKeysOnceAndKeepsRotatedOnes(t *testing.T) {
 	dir := t.TempDir()
-	first, err := localSigning(dir)
+	first, err := localSigning(dir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +29,7 @@ func TestLocalSigningMakesKeysOnceAndKeepsRotatedOnes(t *testing.T) {
 		t.Fatalf("console: %+v, want a keyring and no key (it writes no event)", c)
 	}
 
-	again, err := localSigning(dir)
+	again, err := localSigning(dir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func TestLocalSigningMakesKeysOnceAndKeepsRotatedOnes(t *testing.T) {
 	if err := os.Remove(filepath.Join(signingDir(dir), "routing.key")); err != nil {
 		t.Fatal(err)
 	}
-	rotated, err := localSigning(dir)
+	rotated, err := localSigning(dir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,5 +53,33 @@ func TestLocalSigningMakesKeysOnceAndKeepsRotatedOnes(t *testing.T) {
 	}
 	if n := len(rotated["routing"].Keys.Keys()); n != len(writers)+1 {
 		t.Fatalf("keyring of %d keys, want %d", n, len(writers)+1)
+	}
+}
+
+// A data directory from before signing keeps its events: the keyring made
+// on the first signed start records the log's head as the last position
+// whose events may be unsigned, and later starts keep that boundary.
+func TestLocalSigningKeepsAnOlderLogsUnsignedEvents(t *testing.T) {
+	dir := t.TempDir()
+	first, err := localSigning(dir, 42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := first["routing"].Keys.UnsignedUntil(); got != 42 {
+		t.Fatalf("unsigned until %d, want the log's head 42", got)
+	}
+	again, err := localSigning(dir, 99) // the log grew, signed
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := again["console"].Keys.UnsignedUntil(); got != 42 {
+		t.Fatalf("after a restart: unsigned until %d, want 42 still", got)
+	}
+	fresh, err := localSigning(t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fresh["intake"].Keys.UnsignedUntil(); got != 0 {
+		t.Fatalf("a new log: unsigned until %d, want 0", got)
 	}
 }

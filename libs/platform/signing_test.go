@@ -21,7 +21,7 @@ func TestSigningFromEnv(t *testing.T) {
 	routing, _ := signing.Generate("routing-1", "routing")
 	other, _ := signing.Generate("routing-2", "routing")
 	keyFile, _ := routing.MarshalKeyFile()
-	ring, _ := signing.MarshalKeyring([]signing.Key{other.Public()})
+	ring, _ := signing.MarshalKeyring([]signing.Key{other.Public()}, 0)
 	keyPath, ringPath := write("routing.key", keyFile), write("signers.json", ring)
 
 	if sig, err := SigningFromEnv("routing"); err != nil || sig.Signer != nil || sig.Keys != nil {
@@ -38,7 +38,7 @@ func TestSigningFromEnv(t *testing.T) {
 	if _, err := SigningFromEnv("routing"); err == nil || !strings.Contains(err.Error(), "not in the keyring") {
 		t.Fatalf("a key missing from the keyring: %v, want refused", err)
 	}
-	ring, _ = signing.MarshalKeyring([]signing.Key{other.Public(), routing.Public()})
+	ring, _ = signing.MarshalKeyring([]signing.Key{other.Public(), routing.Public()}, 0)
 	write("signers.json", ring)
 	if sig, err := SigningFromEnv("routing"); err != nil || sig.Keys == nil || sig.Signer == nil {
 		t.Fatalf("key and keyring: %+v, %v", sig, err)

@@ -205,3 +205,35 @@ func TestAStoreSignsOnlyItsOwnProducersEvents(t *testing.T) {
 		t.Fatalf("%d events stored, want none", len(recs))
 	}
 }
+
+// A log written before signing keeps its events: up to the keyring's
+// UnsignedUntil position an unsigned event is vouched for by its chain; past
+// it an unsigned event is refused as any other.
+func TestUnsignedEventsOfALogFromBeforeSigningVerify(t *testing.T) {
+	_, js := startServer(t, natsembed.Options{NoSync: true})
+	ctx := testContext(t)
+	s := signingtest.Signer(t, "routing-2026-12", "routing")
+	id := uuid.NewString()
+	stream := eventlog.ComplaintStream(id)
+
+	unsigned := newStore(t, js, jsstore.Config{})
+	res, err := unsigned.Append(ctx, stream, 0, responseBy(t, "routing", id))
+	must(t, err)
+	signed := newStore(t, js, jsstore.Config{Signer: s})
+	_, err = signed.Append(ctx, stream, 1, responseBy(t, "routing", id))
+	must(t, err)
+
+	ring := signingtest.Keyring(t, s).WithUnsignedUntil(res.Position)
+	broken, n, err := eventlog.VerifyStream(ctx, signed, stream, ring)
+	must(t, err)
+	if n != 2 || broken != nil {
+		t.Fatalf("verify with the boundary = %v (%d events), want 2 events whole", broken, n)
+	}
+	_, err = unsigned.Append(ctx, stream, 2, responseBy(t, "routing", id))
+	must(t, err)
+	broken, _, err = eventlog.VerifyStream(ctx, signed, stream, ring)
+	must(t, err)
+	if broken == nil || broken.Version != 3 || !strings.Contains(broken.Reason, "unsigned") {
+		t.Fatalf("an unsigned event past the boundary = %v, want version 3 refused as unsigned", broken)
+	}
+}

@@ -181,6 +181,21 @@ type Key struct {
 // concurrent use (it does not change after NewKeyring).
 type Keyring struct {
 	keys map[string]Key
+	// unsignedUntil is the log position of the last event written before
+	// signing was turned on (0: none): an older log's events carry no
+	// signature and are vouched for by their chain alone.
+	unsignedUntil uint64
+}
+
+// UnsignedUntil is the last log position whose events may be unsigned: the
+// log's head when signing was turned on for it (0 for a log signed from its
+// first event).
+func (k *Keyring) UnsignedUntil() uint64 { return k.unsignedUntil }
+
+// WithUnsignedUntil returns a copy of k whose events up to log position pos
+// may be unsigned.
+func (k *Keyring) WithUnsignedUntil(pos uint64) *Keyring {
+	return &Keyring{keys: k.keys, unsignedUntil: pos}
 }
 
 // NewKeyring checks keys (ids unique, well formed) and returns their keyring.
@@ -242,14 +257,29 @@ type keyJSON struct {
 	PublicKey string `json:"public_key"`
 }
 
-// ParseKeyring reads a keyring file's JSON.
+// keyringJSON is a keyring file: the keys, and for a log that was written
+// before signing, the last position whose events may be unsigned.
+type keyringJSON struct {
+	Keys          []keyJSON `json:"keys"`
+	UnsignedUntil uint64    `json:"unsigned_until_position,omitempty"`
+}
+
+// ParseKeyring reads a keyring file's JSON: {"keys": [{key_id, producer,
+// public_key}…], "unsigned_until_position": N}, or the list of keys alone.
 func ParseKeyring(data []byte) (*Keyring, error) {
-	var entries []keyJSON
+	var file keyringJSON
+	var err error
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&entries); err != nil {
-		return nil, fmt.Errorf("signing: keyring: must be a JSON list of {key_id, producer, public_key}: %w", err)
+	if trimmed := bytes.TrimSpace(data); len(trimmed) > 0 && trimmed[0] == '[' {
+		err = dec.Decode(&file.Keys)
+	} else {
+		err = dec.Decode(&file)
 	}
+	if err != nil {
+		return nil, fmt.Errorf("signing: keyring: must be JSON {\"keys\": [{key_id, producer, public_key}…], \"unsigned_until_position\": N} or the list of keys: %w", err)
+	}
+	entries := file.Keys
 	keys := make([]Key, len(entries))
 	for i, e := range entries {
 		pub, err := base64.StdEncoding.DecodeString(e.PublicKey)
@@ -258,7 +288,11 @@ func ParseKeyring(data []byte) (*Keyring, error) {
 		}
 		keys[i] = Key{KeyID: e.KeyID, Producer: e.Producer, Public: pub}
 	}
-	return NewKeyring(keys...)
+	ring, err := NewKeyring(keys...)
+	if err != nil {
+		return nil, err
+	}
+	return ring.WithUnsignedUntil(file.UnsignedUntil), nil
 }
 
 // ReadKeyring reads a keyring file.
@@ -274,13 +308,14 @@ func ReadKeyring(path string) (*Keyring, error) {
 	return k, nil
 }
 
-// MarshalKeyring lays keys out as a keyring file.
-func MarshalKeyring(keys []Key) ([]byte, error) {
-	entries := make([]keyJSON, len(keys))
+// MarshalKeyring lays keys out as a keyring file, with the last log
+// position whose events may be unsigned (0: none).
+func MarshalKeyring(keys []Key, unsignedUntil uint64) ([]byte, error) {
+	file := keyringJSON{Keys: make([]keyJSON, len(keys)), UnsignedUntil: unsignedUntil}
 	for i, k := range keys {
-		entries[i] = keyJSON{KeyID: k.KeyID, Producer: k.Producer, PublicKey: base64.StdEncoding.EncodeToString(k.Public)}
+		file.Keys[i] = keyJSON{KeyID: k.KeyID, Producer: k.Producer, PublicKey: base64.StdEncoding.EncodeToString(k.Public)}
 	}
-	out, err := json.MarshalIndent(entries, "", "  ")
+	out, err := json.MarshalIndent(file, "", "  ")
 	if err != nil {
 		return nil, err
 	}

@@ -75,7 +75,7 @@ func TestKeyFilesRoundTrip(t *testing.T) {
 	if err != nil || back.KeyID() != s.KeyID() || back.Producer() != "intake" {
 		t.Fatalf("ReadSigner = %v, %v; want the same key id and producer", back, err)
 	}
-	ringJSON, err := signing.MarshalKeyring([]signing.Key{s.Public()})
+	ringJSON, err := signing.MarshalKeyring([]signing.Key{s.Public()}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestKeyFilesRoundTrip(t *testing.T) {
 	}
 
 	for name, data := range map[string]string{
-		"not a list":    `{"key_id":"a"}`,
+		"not a keyring": `{"key_id":"a"}`,
 		"bad base64":    `[{"key_id":"a","producer":"intake","public_key":"!!"}]`,
 		"short key":     `[{"key_id":"a","producer":"intake","public_key":"AAAA"}]`,
 		"no producer":   `[{"key_id":"a","producer":"","public_key":"` + strings.Repeat("A", 43) + `="}]`,
