@@ -180,7 +180,7 @@ var (
 	leadTokens  = map[string]string{"customer-service": tokCSLead, "technical-support": tokTSLead}
 )
 
-// resolveE2E resolves a complaint as its owner: a repeat is refused until
+// resolveE2E resolves a complaint as its owner after responding: a repeat is refused until
 // its root cause is recorded, a solution gets the reviews the severity
 // needs (a supervisor's for L2 at most, here).
 func (e *e2e) resolveE2E(t *testing.T, c *routingv1.Complaint) {
@@ -190,6 +190,12 @@ func (e *e2e) resolveE2E(t *testing.T, c *routingv1.Complaint) {
 		t.Fatalf("no token for owner %q", c.GetOwner())
 	}
 	resolve := &routingv1.ResolveRequest{ComplaintId: id, ResolutionCode: "REPAIRED", Summary: "drum bearing replaced"}
+	// The handling rules: no resolution without a response to the customer.
+	if _, err := e.routing.RecordResponse(e.as(owner), &routingv1.RecordResponseRequest{
+		ComplaintId: id, Channel: eventsv1.Channel_CHANNEL_PHONE, Summary: "called back: a technician will replace the bearing",
+	}); err != nil {
+		t.Fatalf("record the response: %v", err)
+	}
 	if c.GetRootCauseRequired() {
 		_, err := e.routing.Resolve(e.as(owner), resolve)
 		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "root cause") {
