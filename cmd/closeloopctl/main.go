@@ -52,6 +52,11 @@ Commands:
                                     move a log of the old layout (a subject per event type) to
                                     one subject per entity stream, keeping every position; stop
                                     every writer first, give a long -timeout for a large log
+  migrate-pii-keys --intake-stopped [--replicas N] [--recovery-file F]
+                                    keep the customers' data keys of a PII_KEYS bucket from before
+                                    secure erasure: wrap them with the KEK (PII_KEK, PII_KEK_FILE or
+                                    <data>/secrets/PII_KEK) into F (default <data>/PII_KEYS.recovery),
+                                    delete the old bucket, store them in a new one; rerun to resume
 
 Flags:
 `
@@ -154,6 +159,8 @@ func dispatch(ctx context.Context, o options, args []string, out io.Writer) erro
 		return seedDemo(ctx, o, out)
 	case "migrate-subjects":
 		return migrateSubjects(ctx, o, rest, out)
+	case "migrate-pii-keys":
+		return migratePIIKeys(ctx, o, rest, out)
 	case "deadline":
 		return deadline(ctx, o, rest, out, time.Now())
 	case "calendars":

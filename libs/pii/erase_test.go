@@ -250,7 +250,7 @@ func TestOldBucketIsRefusedAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := pii.New(ctx, js, pii.Config{KEKs: testKEKs(t)})
-	if err == nil || !strings.Contains(err.Error(), "made before secure erasure") || !strings.Contains(err.Error(), "new data directory") {
-		t.Fatalf("New on an old bucket: %v, want a refusal saying to start from a new data directory", err)
+	if err == nil || !strings.Contains(err.Error(), "made before secure erasure") || !strings.Contains(err.Error(), "closeloopctl migrate-pii-keys") {
+		t.Fatalf("New on an old bucket: %v, want a refusal naming closeloopctl migrate-pii-keys", err)
 	}
 }

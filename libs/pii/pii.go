@@ -108,7 +108,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Keystore, er
 	} else {
 		ks.stream, err = js.CreateOrUpdateStream(ctx, streamConfig(cfg.Replicas))
 		if err != nil && strings.Contains(err.Error(), "deny message deletes") {
-			err = errors.New("made before secure erasure (it denies message deletes, and its keys are unwrapped): start from a new data directory (see README, Customer data keys)")
+			err = errors.New("made before secure erasure (it denies message deletes, and its keys are unwrapped): stop intake and run `closeloopctl migrate-pii-keys`, which keeps every key (see README, Customer data keys)")
 		}
 	}
 	if err != nil {
