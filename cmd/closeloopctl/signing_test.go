@@ -28,7 +28,7 @@ func TestVerifyNamesUnsignedAndWronglySignedEvents(t *testing.T) {
 	routing := signingtest.Signer(t, "routing-1", "routing")
 	dispatch := signingtest.Signer(t, "dispatch-1", "dispatch")
 	data := t.TempDir()
-	ring, err := signing.MarshalKeyring([]signing.Key{intake.Public(), routing.Public(), dispatch.Public()})
+	ring, err := signing.MarshalKeyring([]signing.Key{intake.Public(), routing.Public(), dispatch.Public()}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
