@@ -297,6 +297,10 @@ func newDeps(ctx context.Context, nc *nats.Conn, clk clock.Clock, logger *slog.L
 		_ = closeStore()
 		return Deps{}, nil, err
 	}
+	if verifier != nil {
+		// Commands and queries fold only verified events, as the readers do.
+		counted = eventlog.Verified(counted, verifier)
+	}
 	return Deps{NC: nc, JS: js, Log: counted, Verifier: verifier, Clock: clk, Logger: logger, Snapshots: snaps, RebuildViews: rebuild,
 		Metrics: metrics, TracerProvider: tp, MeterProvider: mp, LogHealth: health}, closeStore, nil
 }

@@ -2,6 +2,7 @@ package platform
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/eventlog"
+	"github.com/closeloop/closeloop/libs/eventlog/signing/signingtest"
 	"github.com/closeloop/closeloop/libs/natsembed"
 	"github.com/closeloop/closeloop/libs/telemetry"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
@@ -86,5 +88,55 @@ func TestNewDepsHandsEachServiceItsOwnTelemetry(t *testing.T) {
 	t.Cleanup(func() { _ = reader.Log.Close() })
 	if reader.TracerProvider != otel.GetTracerProvider() || reader.MeterProvider != otel.GetMeterProvider() || reader.Metrics != nil {
 		t.Error("deps without telemetry: want the otel globals and no metrics page")
+	}
+}
+
+// A service with a keyring folds only verified events into its commands
+// and queries: its Log reads a stream holding an unsigned event as damaged.
+func TestNewDepsWithAKeyringReadsOnlyVerifiedStreams(t *testing.T) {
+	ns, err := natsembed.Start(natsembed.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	ctx := t.Context()
+	clk := clock.NewFake(time.Date(2026, 11, 2, 1, 0, 0, 0, time.UTC))
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	connect := func(name string, sig ...Signing) Deps {
+		nc, err := ns.Connect(name, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		d, err := NewDeps(ctx, nc, clk, logger, nil, sig...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = d.Log.Close() })
+		return d
+	}
+	intake := signingtest.Signer(t, "intake-1", "intake")
+	signed := connect("signed", Signing{Signer: intake, Keys: signingtest.Keyring(t, intake)})
+	unsigned := connect("unsigned")
+
+	stream := eventlog.ComplaintStream("c1")
+	accepted := func() *eventsv1.Envelope {
+		e, err := eventlog.NewEvent(eventlog.Meta{ComplaintID: "c1", Producer: "intake"}, &eventsv1.ComplaintAccepted{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	if _, err := signed.Log.Append(ctx, stream, 0, accepted()); err != nil {
+		t.Fatal(err)
+	}
+	if recs, err := signed.Log.ReadStream(ctx, stream, 1); err != nil || len(recs) != 1 {
+		t.Fatalf("a signed stream: %d events, %v", len(recs), err)
+	}
+	if _, err := unsigned.Log.Append(ctx, stream, 1, accepted()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := signed.Log.ReadStream(ctx, stream, 1); !errors.Is(err, eventlog.ErrDamaged) || !strings.Contains(err.Error(), "unsigned") {
+		t.Fatalf("a stream with an unsigned event: %v, want it damaged, naming the unsigned event", err)
 	}
 }

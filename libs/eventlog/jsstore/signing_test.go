@@ -237,3 +237,44 @@ func TestUnsignedEventsOfALogFromBeforeSigningVerify(t *testing.T) {
 		t.Fatalf("an unsigned event past the boundary = %v, want version 3 refused as unsigned", broken)
 	}
 }
+
+// What a command or a query reads is verified too: a stream holding a
+// forged event reads as damaged, naming it, so no decision is folded from
+// it; a stream the verifier has already vouched for up to its tip is
+// checked only past it.
+func TestVerifiedReadsRefuseAForgedStream(t *testing.T) {
+	_, js := startServer(t, natsembed.Options{NoSync: true})
+	ctx := testContext(t)
+	routing := signingtest.Signer(t, "routing-1", "routing")
+	s := newStore(t, js, jsstore.Config{Signer: routing})
+	v, err := eventlog.NewVerifier(s, eventlog.VerifierOptions{Keys: signingtest.Keyring(t, routing)})
+	must(t, err)
+	read := eventlog.Verified(s, v)
+
+	id := uuid.NewString()
+	stream := eventlog.ComplaintStream(id)
+	_, err = s.Append(ctx, stream, 0, responseBy(t, "routing", id), responseBy(t, "routing", id))
+	must(t, err)
+	recs, err := read.ReadStream(ctx, stream, 1)
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("a signed stream: %d events, %v; want 2, nil", len(recs), err)
+	}
+	_, err = s.Append(ctx, stream, 2, responseBy(t, "routing", id)) // past the tip: checked
+	must(t, err)
+	if recs, err = read.ReadStream(ctx, stream, 1); err != nil || len(recs) != 3 {
+		t.Fatalf("the stream grown: %d events, %v; want 3, nil", len(recs), err)
+	}
+
+	pos := signingtest.Forge(t, ctx, js, s, stream, responseBy(t, "routing", id), nil)
+	for name, readIt := range map[string]func() ([]eventlog.Record, error){
+		"whole": func() ([]eventlog.Record, error) { return read.ReadStream(ctx, stream, 1) },
+		"tail":  func() ([]eventlog.Record, error) { return eventlog.ReadTail(ctx, read, stream, 4, recs[2].Position) },
+	} {
+		_, err := readIt()
+		var broken *eventlog.BrokenLink
+		if !errors.As(err, &broken) || !errors.Is(err, eventlog.ErrDamaged) || broken.Version != 4 || broken.Position != pos ||
+			!strings.Contains(broken.Reason, "unsigned") {
+			t.Fatalf("%s read of a forged stream: %v, want version 4 at position %d damaged: unsigned", name, err, pos)
+		}
+	}
+}
