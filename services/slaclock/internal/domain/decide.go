@@ -363,13 +363,23 @@ func (d *decider) start(t ev.SlaTarget, subject, owner string, at time.Time, cau
 }
 
 // pastWarnings are the thresholds whose moment is already past at the
-// decision: a complaint entered late does not fire a burst of them.
+// decision: a complaint entered late does not fire a burst of them. While
+// the deadline is still ahead the highest of them is left out, so that it
+// fires: a clock started or re-termed late (sla-clock behind the log) still
+// warns once that it is, say, past 90 %.
 func (d *decider) pastWarnings(cal *calendar.Calendar, deadline time.Time, budget time.Duration, percents []uint32) []uint32 {
 	var past []uint32
+	highest := -1
 	for _, p := range percents {
 		if WarningDue(cal, deadline, budget, p).Before(d.env.Now) {
 			past = append(past, p)
+			if highest < 0 || p > past[highest] {
+				highest = len(past) - 1
+			}
 		}
+	}
+	if highest >= 0 && deadline.After(d.env.Now) {
+		past = append(past[:highest], past[highest+1:]...)
 	}
 	return past
 }

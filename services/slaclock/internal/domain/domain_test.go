@@ -112,6 +112,14 @@ func TestDecide(t *testing.T) {
 			want:  "Started acceptance-1 24h0m0s;Started first_response-1 24h0m0s;Started resolution-1 48h0m0s;",
 		},
 		{
+			// sla-clock behind the log: the clocks start 22 h late. Past 90 %
+			// and not yet due, each warns once, at 90 %, not in a burst.
+			name:  "clocks started late warn once, at the highest threshold passed",
+			given: func(x *history, _ func(time.Time) Env) { x.add(t0, received(t0)) },
+			now:   22 * h,
+			want:  "Started acceptance-1 24h0m0s;Started first_response-1 24h0m0s;Started resolution-1 48h0m0s;Warning acceptance-1 90 late 24m0s;Warning first_response-1 90 late 24m0s;",
+		},
+		{
 			name: "warnings then breach, in time order, late when fired late",
 			given: func(x *history, env func(time.Time) Env) {
 				x.add(t0, received(t0))
