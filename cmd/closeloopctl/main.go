@@ -48,6 +48,12 @@ Commands:
   anchor [--once] [--every D] [--replicas N]
                                     anchor the log's head in ANCHORS (as admin; where no runner
                                     does it, e.g. a cluster); exit 3 if the log lost anchored events
+  signing-keys -out <dir> [-unsigned-until N]
+                                    a deployment's event-signing keys: one per writing service
+                                    (<dir>/<service>.key, 0600) and the keyring <dir>/signers.json;
+                                    keeps existing keys, adds missing ones (rotate: delete a key
+                                    file, rerun); N: a log that already holds events, its last
+                                    position (nats stream info EVENTS)
   migrate-subjects --writers-stopped [--replicas N]
                                     move a log of the old layout (a subject per event type) to
                                     one subject per entity stream, keeping every position; stop
@@ -161,6 +167,8 @@ func dispatch(ctx context.Context, o options, args []string, out io.Writer) erro
 		return migrateSubjects(ctx, o, rest, out)
 	case "migrate-pii-keys":
 		return migratePIIKeys(ctx, o, rest, out)
+	case "signing-keys":
+		return signingKeys(rest, out)
 	case "deadline":
 		return deadline(ctx, o, rest, out, time.Now())
 	case "calendars":
