@@ -20,11 +20,6 @@ var writers = []string{intake.Name, routing.Name, slaclock.Name, dispatch.Name, 
 // keyring (signers.json) of `make run`.
 func signingDir(dataDir string) string { return filepath.Join(secretsDir(dataDir), "signing") }
 
-// signersFile is the keyring closeloopctl reads too.
-func signersFile(dataDir string) string {
-	return filepath.Join(signingDir(dataDir), signing.KeyringFile)
-}
-
 // localSigning gives every service of `make run` its part in event signing:
 // a key per writing service, generated on first start into the data
 // directory and reused after, and the keyring of every key ever made there
