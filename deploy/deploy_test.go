@@ -96,6 +96,7 @@ type compose struct {
 		Command     []string          `yaml:"command"`
 		Profiles    []string          `yaml:"profiles"`
 		Ports       []string          `yaml:"ports"`
+		Volumes     []string          `yaml:"volumes"`
 	} `yaml:"services"`
 }
 
@@ -178,6 +179,7 @@ type manifest struct {
 		Name string `yaml:"name"`
 	} `yaml:"metadata"`
 	Spec struct {
+		Replicas int `yaml:"replicas"`
 		Template struct {
 			Spec struct {
 				SecurityContext struct {
@@ -189,12 +191,28 @@ type manifest struct {
 						Name          string `yaml:"name"`
 						ContainerPort int    `yaml:"containerPort"`
 					} `yaml:"ports"`
-					Env []struct {
-						Name string `yaml:"name"`
+					Args []string `yaml:"args"`
+					Env  []struct {
+						Name  string `yaml:"name"`
+						Value string `yaml:"value"`
 					} `yaml:"env"`
+					VolumeMounts []struct {
+						Name      string `yaml:"name"`
+						MountPath string `yaml:"mountPath"`
+					} `yaml:"volumeMounts"`
 					ReadinessProbe probe `yaml:"readinessProbe"`
 					LivenessProbe  probe `yaml:"livenessProbe"`
 				} `yaml:"containers"`
+				Volumes []struct {
+					Name   string `yaml:"name"`
+					Secret struct {
+						SecretName string `yaml:"secretName"`
+						Items      []struct {
+							Key  string `yaml:"key"`
+							Path string `yaml:"path"`
+						} `yaml:"items"`
+					} `yaml:"secret"`
+				} `yaml:"volumes"`
 			} `yaml:"spec"`
 		} `yaml:"template"`
 	} `yaml:"spec"`
@@ -387,5 +405,143 @@ func TestExampleEnvSetsEveryNATSPassword(t *testing.T) {
 		if !regexp.MustCompile(`(?m)^` + v[1] + `=.+`).Match(example) {
 			t.Errorf("compose.env.example does not set %s, which accounts.conf reads", v[1])
 		}
+	}
+}
+
+// signingEnv are the event-signing variables (libs/platform/signing.go).
+const (
+	envSigningKey = "CLOSELOOP_SIGNING_KEY_FILE"
+	envSigners    = "CLOSELOOP_SIGNERS_FILE"
+)
+
+// wantSigning checks a service's signing variables: a writer signs with
+// its own key (<service>.key, as closeloopctl signing-keys names it) and
+// every service verifies with the keyring; the console has no key.
+func wantSigning(t *testing.T, where, name string, env map[string]string) {
+	t.Helper()
+	if !strings.HasSuffix(env[envSigners], "/signers.json") {
+		t.Errorf("%s: %s: %s=%q, want the keyring signers.json: nothing would verify", where, name, envSigners, env[envSigners])
+	}
+	key, set := env[envSigningKey]
+	switch {
+	case len(kindsWritten[name]) == 0 && set:
+		t.Errorf("%s: %s writes no event but has a signing key %q", where, name, key)
+	case len(kindsWritten[name]) > 0 && !strings.HasSuffix(key, "/"+name+".key"):
+		t.Errorf("%s: %s: %s=%q, want its own key %s.key: its events would be unsigned", where, name, envSigningKey, key, name)
+	}
+}
+
+// TestEveryDeploymentSignsVerifiesAndAnchors: in docker-compose.yml and in
+// deploy/k8s every writing service signs with its own key from the
+// generated directory (compose) or the closeloop-signing Secret (k8s),
+// every service and the console verify with the keyring, and an anchor
+// writer (closeloopctl anchor as admin) runs beside them.
+func TestEveryDeploymentSignsVerifiesAndAnchors(t *testing.T) {
+	var c compose
+	readYAML(t, "../docker-compose.yml", &c)
+	for name := range services {
+		s := c.Services[name]
+		wantSigning(t, "docker-compose.yml", name, s.Environment)
+		for _, path := range []string{s.Environment[envSigners], s.Environment[envSigningKey]} {
+			mounted := path == ""
+			for _, v := range s.Volumes {
+				host, ctr, _ := strings.Cut(strings.TrimSuffix(v, ":ro"), ":")
+				if strings.HasPrefix(host, "./deploy/secrets") && strings.HasPrefix(path, ctr+"/") {
+					mounted = true
+				}
+			}
+			if !mounted {
+				t.Errorf("docker-compose.yml: %s: %s is on no volume from ./deploy/secrets", name, path)
+			}
+		}
+	}
+	anchors := 0
+	for name, s := range c.Services {
+		if !slices.Contains(s.Command, "anchor") {
+			continue
+		}
+		anchors++
+		if i := slices.Index(s.Command, "-user"); i < 0 || i+1 >= len(s.Command) || s.Command[i+1] != "admin" {
+			t.Errorf("docker-compose.yml: %s: %v does not anchor as admin (the only identity that may)", name, s.Command)
+		}
+		pkg := s.Build.Args["PACKAGE"]
+		if _, err := os.Stat(filepath.Join("..", pkg, "anchorcmd.go")); pkg == "" || err != nil {
+			t.Errorf("docker-compose.yml: %s: builds %q, want ./cmd/closeloopctl (%v)", name, pkg, err)
+		}
+		if !strings.Contains(s.Environment["NATS_PASSWORD"], "NATS_ADMIN_PASSWORD") {
+			t.Errorf("docker-compose.yml: %s: NATS_PASSWORD is not admin's", name)
+		}
+	}
+	if anchors != 1 {
+		t.Errorf("docker-compose.yml: %d services run closeloopctl anchor, want one", anchors)
+	}
+	dockerfile, err := os.ReadFile(filepath.Join("docker", "Dockerfile"))
+	if err != nil || !strings.Contains(string(dockerfile), "${PACKAGE}") {
+		t.Errorf("deploy/docker/Dockerfile does not build the PACKAGE argument (closeloopctl for the anchor): %v", err)
+	}
+
+	files, err := filepath.Glob(filepath.Join("k8s", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchors = 0
+	signed := map[string]bool{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		for {
+			var m manifest
+			if err := dec.Decode(&m); err != nil {
+				break
+			}
+			if m.Kind != "Deployment" || len(m.Spec.Template.Spec.Containers) != 1 {
+				continue
+			}
+			ctr, pod := m.Spec.Template.Spec.Containers[0], m.Spec.Template.Spec
+			if slices.Contains(ctr.Args, "anchor") {
+				anchors++
+				if i := slices.Index(ctr.Args, "-user"); i < 0 || i+1 >= len(ctr.Args) || ctr.Args[i+1] != "admin" || m.Spec.Replicas != 1 {
+					t.Errorf("%s: anchor %v with %d replicas, want -user admin and one replica", f, ctr.Args, m.Spec.Replicas)
+				}
+				continue
+			}
+			name := m.Metadata.Name
+			if _, ok := services[name]; !ok {
+				continue
+			}
+			env := map[string]string{}
+			for _, e := range ctr.Env {
+				env[e.Name] = e.Value
+			}
+			wantSigning(t, f, name, env)
+			// Each file must come from the closeloop-signing Secret's volume.
+			files := map[string]bool{}
+			for _, vm := range ctr.VolumeMounts {
+				for _, v := range pod.Volumes {
+					if v.Name == vm.Name && v.Secret.SecretName == "closeloop-signing" {
+						for _, it := range v.Secret.Items {
+							files[vm.MountPath+"/"+it.Path] = true
+						}
+					}
+				}
+			}
+			for _, path := range []string{env[envSigners], env[envSigningKey]} {
+				if path != "" && !files[path] {
+					t.Errorf("%s: %s: %s is not a file of the closeloop-signing Secret's volume (%v)", f, name, path, files)
+				}
+			}
+			signed[name] = true
+		}
+	}
+	for name := range services {
+		if !signed[name] {
+			t.Errorf("deploy/k8s: no Deployment %s to check for signing", name)
+		}
+	}
+	if anchors != 1 {
+		t.Errorf("deploy/k8s: %d Deployments run closeloopctl anchor, want one", anchors)
 	}
 }

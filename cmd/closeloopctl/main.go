@@ -47,7 +47,14 @@ Commands:
   deadletters replay <seq>          hand a dead letter back to its consumer after a fix
   anchor [--once] [--every D] [--replicas N]
                                     anchor the log's head in ANCHORS (as admin; where no runner
-                                    does it, e.g. a cluster); exit 3 if the log lost anchored events
+                                    does it, e.g. a cluster; -timeout 0 to keep running); exit 3 if
+                                    the log lost anchored events
+  signing-keys -out <dir> [-unsigned-until N]
+                                    a deployment's event-signing keys: one per writing service
+                                    (<dir>/<service>.key, 0600) and the keyring <dir>/signers.json;
+                                    keeps existing keys, adds missing ones (rotate: delete a key
+                                    file, rerun); N: a log that already holds events, its last
+                                    position (nats stream info EVENTS)
   migrate-subjects --writers-stopped [--replicas N]
                                     move a log of the old layout (a subject per event type) to
                                     one subject per entity stream, keeping every position; stop
@@ -115,7 +122,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.api, "api", envOr("CLOSELOOP_API", "http://127.0.0.1"), "where the services' HTTP faces are: host, host:port or http(s)://host[:port]; ports 8001–8005 unless a port outside them names intake's, the others following (env CLOSELOOP_API)")
 	fs.StringVar(&o.token, "token", os.Getenv("CLOSELOOP_TOKEN"), "bearer token for the services' APIs (env CLOSELOOP_TOKEN)")
 	fs.StringVar(&o.output, "o", "text", "output format: text or json")
-	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "give up after this long")
+	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "give up after this long (0: never, for a long-running anchor)")
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
@@ -132,8 +139,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "closeloopctl: %v\n", err)
 		return exitUsage
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
+	if o.timeout > 0 { // 0: no limit, for a long-running `anchor`
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.timeout)
+		defer cancel()
+	}
 
 	err := dispatch(ctx, o, fs.Args(), stdout)
 	if err == nil {
@@ -161,6 +171,8 @@ func dispatch(ctx context.Context, o options, args []string, out io.Writer) erro
 		return migrateSubjects(ctx, o, rest, out)
 	case "migrate-pii-keys":
 		return migratePIIKeys(ctx, o, rest, out)
+	case "signing-keys":
+		return signingKeys(rest, out)
 	case "deadline":
 		return deadline(ctx, o, rest, out, time.Now())
 	case "calendars":

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,5 +100,72 @@ func TestVerifyNamesUnsignedAndWronglySignedEvents(t *testing.T) {
 	code, out := ctl("-signers", "", "-data", t.TempDir(), "verify", unsignedID)
 	if code != exitOK || !strings.Contains(out, "signatures NOT checked") {
 		t.Fatalf("verify without a keyring: exit %d: %s", code, out)
+	}
+}
+
+// signing-keys makes a deployment's keys as `make run` does: one per
+// writing service (0600) in the keyring, with the boundary it is given; a
+// rerun keeps them, and a deleted key file is replaced by a new key that
+// joins the old one in the keyring.
+func TestSigningKeysMakesCompletesAndRotatesADeploymentsKeys(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "signing")
+	ctl := func(args ...string) string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		if code := run(context.Background(), append([]string{"signing-keys", "-out", dir}, args...), &out, &errOut); code != exitOK {
+			t.Fatalf("signing-keys %v: exit %d: %s", args, code, errOut.String())
+		}
+		return out.String()
+	}
+	ctl("-unsigned-until", "42")
+	ring, err := signing.ReadKeyring(filepath.Join(dir, "signers.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ring.UnsignedUntil() != 42 {
+		t.Fatalf("unsigned until %d, want 42", ring.UnsignedUntil())
+	}
+	writers := []string{"intake", "routing", "slaclock", "dispatch", "followup"}
+	first := map[string]string{}
+	for _, svc := range writers {
+		path := filepath.Join(dir, svc+".key")
+		s, err := signing.ReadSigner(path)
+		if err != nil {
+			t.Fatalf("%s: %v", svc, err)
+		}
+		if info, _ := os.Stat(path); info.Mode().Perm() != 0o600 || s.Producer() != svc || !ring.Holds(s.Public()) {
+			t.Fatalf("%s.key: mode %v, producer %s, in keyring %v; want 0600, its own, listed", svc, info.Mode().Perm(), s.Producer(), ring.Holds(s.Public()))
+		}
+		first[svc] = s.KeyID()
+	}
+	if len(ring.Keys()) != len(writers) {
+		t.Fatalf("keyring of %d keys, want %d", len(ring.Keys()), len(writers))
+	}
+
+	if err := os.Remove(filepath.Join(dir, "dispatch.key")); err != nil {
+		t.Fatal(err)
+	}
+	out := ctl()
+	ring, err = signing.ReadKeyring(filepath.Join(dir, "signers.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := signing.ReadSigner(filepath.Join(dir, "dispatch.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh.KeyID() == first["dispatch"] || !ring.Holds(fresh.Public()) || len(ring.Keys()) != len(writers)+1 {
+		t.Fatalf("after rotation: dispatch key %s (was %s), keyring of %d keys; want a new key beside the old", fresh.KeyID(), first["dispatch"], len(ring.Keys()))
+	}
+	if s, _ := signing.ReadSigner(filepath.Join(dir, "routing.key")); s.KeyID() != first["routing"] || !strings.Contains(out, first["routing"]) {
+		t.Fatalf("a rerun replaced routing's key or did not name it:\n%s", out)
+	}
+	if ring.UnsignedUntil() != 42 {
+		t.Fatalf("a rerun moved the boundary to %d, want 42", ring.UnsignedUntil())
+	}
+
+	var errOut bytes.Buffer
+	if code := run(context.Background(), []string{"signing-keys"}, io.Discard, &errOut); code != exitUsage || !strings.Contains(errOut.String(), "-out") {
+		t.Fatalf("signing-keys without -out: exit %d: %s", code, errOut.String())
 	}
 }

@@ -22,6 +22,18 @@ var producers = map[protoreflect.FieldNumber]string{
 	5: "followup",
 }
 
+// Writers are the services that write events, in the order of their
+// field-number ranges: each needs a signing key of its own.
+func Writers() []string {
+	out := make([]string, 0, len(producers))
+	for n := protoreflect.FieldNumber(1); len(out) < len(producers); n++ {
+		if p, ok := producers[n]; ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // WriterOf names the service that may write e's event type ("" when the
 // payload is missing or outside every producer's range).
 func WriterOf(e *eventsv1.Envelope) string {
