@@ -254,15 +254,15 @@ func (d *decider) on(e *ev.Envelope, at time.Time) {
 			}
 		}
 	case *ev.ComplaintResolved:
-		// Resolving ends the complaint's own clocks: one still running (no
-		// response or acceptance recorded, as routing allowed before it
-		// required a response) is met by the resolution, never left to
-		// breach. Met, not cancelled: whether it was late is then a fact
-		// reconcile checks against the terms, whatever order the facts
-		// came in. Work orders' clocks end with their orders.
-		for _, t := range []ev.SlaTarget{acceptance, firstResponse, resolution} {
-			d.met(t, "", at, cause)
-		}
+		// Resolving answers the customer: a first-response clock still
+		// running (no response recorded, as routing allowed before it
+		// required one) is met by the resolution, never left to breach.
+		// Met, not cancelled: whether it was late is then a fact reconcile
+		// checks against the terms, whatever order the facts came in.
+		// Acceptance is intake's, recorded before anything else happens;
+		// work orders' clocks end with their orders.
+		d.met(firstResponse, "", at, cause)
+		d.met(resolution, "", at, cause)
 		d.start(firstFeedback, "", "", at, cause)
 		d.start(secondFeedback, "", "", at, cause)
 	case *ev.FeedbackDelivered:
@@ -387,11 +387,7 @@ func (d *decider) pastWarnings(cal *calendar.Calendar, deadline time.Time, budge
 func (d *decider) met(t ev.SlaTarget, subject string, at time.Time, cause string) {
 	for i := range d.s.Clocks {
 		c := &d.s.Clocks[i]
-		// A met clock is met again by an earlier fact seen later (an
-		// acceptance read after the resolution that also met it): the
-		// earliest fact meets a clock, whatever order the facts came in.
-		earlier := c.Status == Met && at.Before(c.MetAt)
-		if c.Target != t || c.Subject != subject || !(c.Open() || c.Status == Breached || earlier) {
+		if c.Target != t || c.Subject != subject || !(c.Open() || c.Status == Breached) {
 			continue
 		}
 		margin := d.cal(c).Between(at, c.Deadline)

@@ -128,7 +128,10 @@ func TestDecide(t *testing.T) {
 				x.add(t0, &ev.ComplaintResolved{})
 			},
 			now: 25 * h,
-			want: "Met first_response-1 margin 24h0m0s;Met acceptance-1 margin 24h0m0s;Met resolution-1 margin 48h0m0s;Started first_feedback-1 24h0m0s;Started second_feedback-1 72h0m0s;" +
+			// acceptance-1 is intake's (never recorded here): its warnings
+			// fire, late.
+			want: "Met first_response-1 margin 24h0m0s;Met resolution-1 margin 48h0m0s;Started first_feedback-1 24h0m0s;Started second_feedback-1 72h0m0s;" +
+				"Warning acceptance-1 50 late 13h0m0s;Warning acceptance-1 75 late 7h0m0s;Warning acceptance-1 90 late 3h24m0s;Breached acceptance-1 late 1h0m0s;" +
 				// first_feedback-1 starts now, past its warnings: only its breach.
 				"Breached first_feedback-1 late 1h0m0s;",
 		},

@@ -182,10 +182,7 @@ func Evolve(s State, e *ev.Envelope) State {
 		}
 	case *ev.SlaMet:
 		if c := s.Clock(p.GetClockId()); c != nil {
-			if c.Status != Met { // met again earlier: it was paused or not as first met
-				c.MetPaused = c.Status == Paused
-			}
-			c.Status, c.MetAt = Met, p.GetMetAt().AsTime()
+			c.Status, c.MetAt, c.MetPaused = Met, p.GetMetAt().AsTime(), c.Status == Paused
 		}
 	case *ev.SlaClockRetermed:
 		if c := s.Clock(p.GetClockId()); c != nil {
