@@ -7,9 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/closeloop/closeloop/libs/atomicfile"
 )
 
 // recoveryFile is what MigrateClearBucket keeps on disk between deleting the
@@ -208,44 +209,13 @@ func readRecovery(path string, keks *Keyring) (map[string][]byte, error) {
 	return plain, nil
 }
 
-// writeFileSynced writes v as JSON to path atomically: a synced temporary
-// file (0600) renamed over it, then the directory synced.
+// writeFileSynced writes v as JSON to path (0600), atomically and synced.
 func writeFileSynced(path string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() { _ = os.Remove(tmp) }() // gone after the rename
-	if err := f.Chmod(0o600); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = d.Close() }()
-	return d.Sync()
+	return atomicfile.Write(path, b, 0o600)
 }
 
 func sayer(progress func(string)) func(string, ...any) {

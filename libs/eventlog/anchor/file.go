@@ -6,7 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
+
+	"github.com/closeloop/closeloop/libs/atomicfile"
 )
 
 // FileName is the anchor file of a data directory.
@@ -26,33 +27,8 @@ func (f File) Save(_ context.Context, a Anchor) error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(f.Path)
-	tmp, err := os.CreateTemp(dir, ".anchor-*.tmp")
-	if err != nil {
+	if err := atomicfile.Write(f.Path, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("anchor: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // after the rename: already gone
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("anchor: write %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("anchor: sync %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("anchor: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), f.Path); err != nil {
-		return fmt.Errorf("anchor: %w", err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("anchor: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("anchor: sync %s: %w", dir, err)
 	}
 	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/closeloop/closeloop/libs/atomicfile"
 )
 
 // KeyringFile is the keyring's name in a directory of local keys.
@@ -60,7 +62,7 @@ func LocalKeys(dir string, services []string, head uint64) (map[string]*Signer, 
 		if err != nil {
 			return nil, nil, err
 		}
-		if err := writeFileAtomic(ringPath, data, 0o644); err != nil {
+		if err := atomicfile.Write(ringPath, data, 0o644); err != nil {
 			return nil, nil, fmt.Errorf("signing keyring: %w", err)
 		}
 	}
@@ -93,18 +95,8 @@ func localKey(path, service string) (*Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(path, data, 0o600); err != nil {
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
 		return nil, err
 	}
 	return s, nil
-}
-
-// writeFileAtomic writes through a temporary file and a rename, so that a
-// crash leaves the old file or the new one, never half of one.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
