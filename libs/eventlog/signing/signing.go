@@ -27,6 +27,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -35,6 +36,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -185,6 +187,46 @@ type Keyring struct {
 	// signing was turned on (0: none): an older log's events carry no
 	// signature and are vouched for by their chain alone.
 	unsignedUntil uint64
+	// verified remembers stored bytes whose signature held, so that the
+	// readers of one process sharing the keyring (a service's bus consumer
+	// and its views; every service of `make run`) check an event once.
+	verified *verifiedCache
+}
+
+// verifiedCache maps the SHA-256 of verified stored bytes to the key that
+// signed them, in two generations of at most max entries each (about 80 B
+// an entry): recent events stay, old ones are verified again if read again.
+type verifiedCache struct {
+	mu       sync.Mutex
+	max      int
+	cur, old map[[sha256.Size]byte]string
+}
+
+// verifiedEntries bounds each generation: readers meet an event within
+// seconds of each other while following the log.
+const verifiedEntries = 1 << 15
+
+func newVerifiedCache() *verifiedCache {
+	return &verifiedCache{max: verifiedEntries, cur: map[[sha256.Size]byte]string{}, old: map[[sha256.Size]byte]string{}}
+}
+
+func (c *verifiedCache) get(h [sha256.Size]byte) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if id, ok := c.cur[h]; ok {
+		return id, true
+	}
+	id, ok := c.old[h]
+	return id, ok
+}
+
+func (c *verifiedCache) put(h [sha256.Size]byte, keyID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.cur) >= c.max {
+		c.old, c.cur = c.cur, make(map[[sha256.Size]byte]string, c.max)
+	}
+	c.cur[h] = keyID
 }
 
 // UnsignedUntil is the last log position whose events may be unsigned: the
@@ -195,12 +237,12 @@ func (k *Keyring) UnsignedUntil() uint64 { return k.unsignedUntil }
 // WithUnsignedUntil returns a copy of k whose events up to log position pos
 // may be unsigned.
 func (k *Keyring) WithUnsignedUntil(pos uint64) *Keyring {
-	return &Keyring{keys: k.keys, unsignedUntil: pos}
+	return &Keyring{keys: k.keys, unsignedUntil: pos, verified: k.verified}
 }
 
 // NewKeyring checks keys (ids unique, well formed) and returns their keyring.
 func NewKeyring(keys ...Key) (*Keyring, error) {
-	k := &Keyring{keys: make(map[string]Key, len(keys))}
+	k := &Keyring{keys: make(map[string]Key, len(keys)), verified: newVerifiedCache()}
 	for i, key := range keys {
 		if err := checkNames(key.KeyID, key.Producer); err != nil {
 			return nil, fmt.Errorf("keys[%d]: %w", i, err)
@@ -220,6 +262,10 @@ func NewKeyring(keys ...Key) (*Keyring, error) {
 // an error for unsigned bytes (ErrUnsigned), an unknown key or a signature
 // that does not hold.
 func (k *Keyring) Verify(stored []byte) (Key, error) {
+	h := sha256.Sum256(stored)
+	if id, ok := k.verified.get(h); ok {
+		return k.keys[id], nil
+	}
 	signed, keyID, sig, err := Split(stored)
 	if err != nil {
 		return Key{}, err
@@ -231,6 +277,7 @@ func (k *Keyring) Verify(stored []byte) (Key, error) {
 	if !ed25519.Verify(key.Public, signed, sig) {
 		return Key{}, fmt.Errorf("signing: signature of key %s does not hold: the event was altered or not signed by that key", keyID)
 	}
+	k.verified.put(h, keyID)
 	return key, nil
 }
 
