@@ -231,7 +231,8 @@ type probe struct {
 }
 
 // TestKubernetesDeploymentPerServiceProbesItsHealth: gRPC health where the
-// service has a gRPC face, else its HTTP /readyz and /healthz.
+// service has a gRPC face, else (and for the console) its HTTP /readyz and
+// /healthz.
 func TestKubernetesDeploymentPerServiceProbesItsHealth(t *testing.T) {
 	for name, ports := range services {
 		b, err := os.ReadFile(filepath.Join("k8s", name+".yaml"))

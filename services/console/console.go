@@ -1,6 +1,6 @@
 // Package console is the desk: a web console where the back office works
-// its complaints (server-rendered pages, Chinese and English), and a JSON
-// query API over its read model. The read model is a checkpointed view of
+// its complaints (server-rendered pages, Chinese and English), and a query
+// API over its read model (JSON, and the gRPC QueueService). The read model is a checkpointed view of
 // the whole log's open work (internal/view); every action goes through the
 // owning service's API in the signed-in person's name (internal/web).
 package console
