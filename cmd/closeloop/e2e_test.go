@@ -198,7 +198,8 @@ func startE2E(t *testing.T) *e2e {
 	for _, s := range sys.services {
 		if hasGRPC(s) {
 			addrs[s.Name()] = e.grpcAddr(t, s, done)
-		} else if s.Name() == console.Name {
+		}
+		if s.Name() == console.Name {
 			e.consoleHTTP = e.httpAddr(t, s, done)
 		}
 	}

@@ -208,7 +208,7 @@ var serviceAddrs = map[string]int{
 	"SLACLOCK_GRPC_ADDR": 7003, "SLACLOCK_HTTP_ADDR": 8003,
 	"DISPATCH_GRPC_ADDR": 7004, "DISPATCH_HTTP_ADDR": 8004,
 	"FOLLOWUP_GRPC_ADDR": 7005, "FOLLOWUP_HTTP_ADDR": 8005,
-	"CONSOLE_HTTP_ADDR": 8090, // no gRPC face
+	"CONSOLE_GRPC_ADDR": 7090, "CONSOLE_HTTP_ADDR": 8090,
 }
 
 // localDefaults gives `make run` what production configures explicitly: the

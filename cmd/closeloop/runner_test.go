@@ -30,11 +30,12 @@ func consoleTestEnv(tb testing.TB) map[string]string {
 	return map[string]string{
 		"ROUTING_GRPC_ADDR": routing, "CONSOLE_ROUTING_ADDR": routing,
 		"CONSOLE_HTTP_ADDR":    "127.0.0.1:0",
+		"CONSOLE_GRPC_ADDR":    "127.0.0.1:0",
 		"CONSOLE_INDEX_SECRET": "test-console-index-secret-0123456789abcdef",
 	}
 }
 
-// hasGRPC says whether a service has a gRPC face (the console has none).
+// hasGRPC says whether a service has a gRPC face.
 func hasGRPC(s platform.Service) bool {
 	switch s.(type) {
 	case interface{ GRPCAddr() string }, interface{ API() *api.Server }:
@@ -56,8 +57,8 @@ func TestLocalDefaultsListenOnTheHostGiven(t *testing.T) {
 	if err := localDefaults(t.TempDir(), "127.0.0.1", slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
-	if len(serviceAddrs) != 11 {
-		t.Fatalf("%d addresses, want the gRPC and HTTP of five services and the console's HTTP", len(serviceAddrs))
+	if len(serviceAddrs) != 12 {
+		t.Fatalf("%d addresses, want the gRPC and HTTP of five services and the console", len(serviceAddrs))
 	}
 	for k, port := range serviceAddrs {
 		want := "127.0.0.1:" + strconv.Itoa(port)

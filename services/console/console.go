@@ -1,6 +1,6 @@
 // Package console is the desk: a web console where the back office works
-// its complaints (server-rendered pages, Chinese and English), and a JSON
-// query API over its read model. The read model is a checkpointed view of
+// its complaints (server-rendered pages, Chinese and English), and a query
+// API over its read model (JSON, and the gRPC QueueService). The read model is a checkpointed view of
 // the whole log's open work (internal/view); every action goes through the
 // owning service's API in the signed-in person's name (internal/web).
 package console
@@ -17,12 +17,16 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/closeloop/closeloop/libs/api"
 	"github.com/closeloop/closeloop/libs/auth"
 	"github.com/closeloop/closeloop/libs/checkpoint"
 	"github.com/closeloop/closeloop/libs/platform"
+	consolev1 "github.com/closeloop/closeloop/proto/gen/closeloop/console/v1"
 	routingv1 "github.com/closeloop/closeloop/proto/gen/closeloop/routing/v1"
 	"github.com/closeloop/closeloop/services/console/internal/view"
 	"github.com/closeloop/closeloop/services/console/internal/web"
@@ -35,6 +39,9 @@ const Name = "console"
 type Config struct {
 	// HTTPAddr to serve the pages and the query API on (CONSOLE_HTTP_ADDR).
 	HTTPAddr string
+	// GRPCAddr to serve the query API's gRPC face (QueueService) on
+	// (CONSOLE_GRPC_ADDR); empty: none.
+	GRPCAddr string
 	// RoutingAddr is routing's gRPC address (CONSOLE_ROUTING_ADDR): the
 	// agents' actions go there.
 	RoutingAddr string
@@ -55,7 +62,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults (no authenticator: set one).
 func DefaultConfig() Config {
-	return Config{HTTPAddr: "127.0.0.1:8090", RoutingAddr: "127.0.0.1:7002", SessionIdle: 30 * time.Minute}
+	return Config{HTTPAddr: "127.0.0.1:8090", GRPCAddr: ":7090", RoutingAddr: "127.0.0.1:7002", SessionIdle: 30 * time.Minute}
 }
 
 // ConfigFromEnv reads the configuration over the defaults, reporting every
@@ -64,6 +71,7 @@ func ConfigFromEnv() (Config, error) {
 	env, d := platform.NewEnv(), DefaultConfig()
 	c := Config{
 		HTTPAddr:      env.String("CONSOLE_HTTP_ADDR", d.HTTPAddr),
+		GRPCAddr:      env.String("CONSOLE_GRPC_ADDR", d.GRPCAddr),
 		RoutingAddr:   env.String("CONSOLE_ROUTING_ADDR", d.RoutingAddr),
 		SessionIdle:   env.Duration("CONSOLE_SESSION_IDLE", d.SessionIdle, time.Minute),
 		SecureCookies: env.Bool("CONSOLE_SECURE_COOKIES", false),
@@ -105,6 +113,7 @@ type Service struct {
 	follower *checkpoint.Follower
 	web      *web.Server
 	conn     *grpc.ClientConn
+	grpc     *api.Server // nil: no gRPC face
 
 	listener net.Listener
 	ready    chan struct{}
@@ -168,8 +177,22 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 		conn.Close()
 		return nil, fmt.Errorf("console: %w", err)
 	}
-	return &Service{deps: deps, cfg: cfg, view: v, follower: f, web: w, conn: conn,
-		ready: make(chan struct{})}, nil
+	s := &Service{deps: deps, cfg: cfg, view: v, follower: f, web: w, conn: conn, ready: make(chan struct{})}
+	if cfg.GRPCAddr != "" {
+		tp, mp := deps.TracerProvider, deps.MeterProvider
+		if tp == nil {
+			tp = tracenoop.NewTracerProvider()
+		}
+		if mp == nil {
+			mp = metricnoop.NewMeterProvider()
+		}
+		s.grpc = api.NewServer(api.Options{
+			Name: Name, GRPCAddr: cfg.GRPCAddr, Logger: deps.Logger, Authenticator: cfg.Authenticator,
+			ReadyWhen: f.CaughtUp(), Health: deps.LogHealth, TracerProvider: tp, MeterProvider: mp,
+		})
+		consolev1.RegisterQueueServiceServer(s.grpc.GRPC(), web.NewQueueService(v))
+	}
+	return s, nil
 }
 
 // sharedSecret returns the deployment's generated index secret, creating
@@ -207,6 +230,15 @@ func (s *Service) HTTPAddr() string {
 	return s.listener.Addr().String()
 }
 
+// GRPCAddr is the address of the gRPC QueueService (after Ready; "" without
+// one).
+func (s *Service) GRPCAddr() string {
+	if s.grpc == nil {
+		return ""
+	}
+	return s.grpc.GRPCAddr()
+}
+
 // View is the read model (benchmarks and tests).
 func (s *Service) View() *view.View { return s.view }
 
@@ -219,8 +251,17 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("console: listen on CONSOLE_HTTP_ADDR %s: %w", s.cfg.HTTPAddr, err)
 	}
 	s.listener = ln
+	grpcFace := func(context.Context) error { return nil }
+	if s.grpc != nil {
+		if err := s.grpc.Listen(); err != nil {
+			ln.Close()
+			return fmt.Errorf("console: CONSOLE_GRPC_ADDR: %w", err)
+		}
+		grpcFace = s.grpc.Run
+	}
 	hs := &http.Server{Handler: s.web, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second}
 	return platform.RunGroup(ctx,
+		grpcFace,
 		func(ctx context.Context) error {
 			errc := make(chan error, 1)
 			go func() { errc <- hs.Serve(ln) }()

@@ -178,7 +178,7 @@ func startSystem(t *testing.T) *system {
 	cd := deps("console")
 	s.log = cd.Log
 	cfg := console.DefaultConfig()
-	cfg.HTTPAddr, cfg.RoutingAddr, cfg.Authenticator = "127.0.0.1:0", routingAddr, authn
+	cfg.HTTPAddr, cfg.GRPCAddr, cfg.RoutingAddr, cfg.Authenticator = "127.0.0.1:0", "127.0.0.1:0", routingAddr, authn
 	cfg.IndexSecret = []byte("console-test-index-secret")
 	c, err := console.New(cd, cfg)
 	if err != nil {

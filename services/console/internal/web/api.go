@@ -9,14 +9,17 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/reflect/protoreflect"
+
 	"github.com/closeloop/closeloop/libs/auth"
 	"github.com/closeloop/closeloop/libs/kernel"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	"github.com/closeloop/closeloop/services/console/internal/view"
 )
 
-// parseQuery reads the filters shared by the queue page and the query API;
-// every bad parameter is named.
+// parseQuery reads the filters shared by the queue page and the query API
+// from URL parameters; every bad parameter is named. It only reads the
+// syntax; checkQuery holds the rules, shared with the gRPC QueueService.
 func parseQuery(v url.Values) (view.Query, []kernel.Violation) {
 	var q view.Query
 	var errs []kernel.Violation
@@ -24,12 +27,7 @@ func parseQuery(v url.Values) (view.Query, []kernel.Violation) {
 		errs = append(errs, kernel.Violation{Field: field, Rule: rule, Message: m})
 	}
 	q.Owner, q.Team, q.Text, q.Serial = v.Get("owner"), v.Get("team"), strings.TrimSpace(v.Get("q")), strings.TrimSpace(v.Get("serial"))
-	if s := v.Get("status"); s != "" {
-		if !slices.Contains(view.Statuses, s) {
-			bad("status", "enum", "must be one of "+strings.Join(view.Statuses, ", "))
-		}
-		q.Status = s
-	}
+	q.Status, q.Sort = v.Get("status"), v.Get("sort")
 	enum := func(field, prefix string, values map[string]int32) int32 {
 		s := v.Get(field)
 		if s == "" {
@@ -62,27 +60,62 @@ func parseQuery(v url.Values) (view.Query, []kernel.Violation) {
 		}
 		q.DueBefore = t
 	}
-	switch q.Sort = v.Get("sort"); q.Sort {
-	case "", view.SortDue, view.SortReceived, view.SortPriority:
-	default:
-		bad("sort", "enum", "must be due, received or priority")
-	}
-	num := func(field string, max int) int {
+	num := func(field string) int {
 		s := v.Get(field)
 		if s == "" {
 			return 0
 		}
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 0 || n > max {
-			bad(field, "range", "must be a whole number from 0 to "+strconv.Itoa(max))
+		if err != nil {
+			bad(field, "range", rangeRule[field])
 		}
 		return n
 	}
-	q.Limit, q.Offset = num("limit", view.MaxLimit), num("offset", 1_000_000)
-	if q.Text != "" && len([]rune(q.Text)) > 200 {
+	q.Limit, q.Offset = num("limit"), num("offset")
+	return q, append(errs, checkQuery(q)...)
+}
+
+// maxOffset bounds how deep a query may page.
+const maxOffset = 1_000_000
+
+var rangeRule = map[string]string{
+	"limit":  "must be a whole number from 0 to " + strconv.Itoa(view.MaxLimit),
+	"offset": "must be a whole number from 0 to " + strconv.Itoa(maxOffset),
+}
+
+// checkQuery holds the rules of a query, however it arrived (URL
+// parameters or a gRPC request): the one place they are decided.
+func checkQuery(q view.Query) []kernel.Violation {
+	var errs []kernel.Violation
+	bad := func(field, rule, m string) {
+		errs = append(errs, kernel.Violation{Field: field, Rule: rule, Message: m})
+	}
+	if q.Status != "" && !slices.Contains(view.Statuses, q.Status) {
+		bad("status", "enum", "must be one of "+strings.Join(view.Statuses, ", "))
+	}
+	// The URL's names are checked as they are read; a gRPC caller can
+	// still send a number no enum value has.
+	for i, e := range []protoreflect.Enum{q.Severity, q.Priority, q.Channel} {
+		if e.Descriptor().Values().ByNumber(e.Number()) == nil {
+			field := [...]string{"severity", "priority", "channel"}[i]
+			bad(field, "enum", "unknown "+field+" "+strconv.Itoa(int(e.Number())))
+		}
+	}
+	switch q.Sort {
+	case "", view.SortDue, view.SortReceived, view.SortPriority:
+	default:
+		bad("sort", "enum", "must be due, received or priority")
+	}
+	if q.Limit < 0 || q.Limit > view.MaxLimit {
+		bad("limit", "range", rangeRule["limit"])
+	}
+	if q.Offset < 0 || q.Offset > maxOffset {
+		bad("offset", "range", rangeRule["offset"])
+	}
+	if len([]rune(q.Text)) > 200 {
 		bad("q", "length", "at most 200 characters")
 	}
-	return q, errs
+	return errs
 }
 
 // apiAuth authenticates a query API call: a bearer token (another tool)
@@ -107,12 +140,18 @@ func (srv *Server) apiAuth(h func(http.ResponseWriter, *http.Request)) http.Hand
 			writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "a bearer token or a session is required"})
 			return
 		}
-		if p.Kind != auth.KindService && !mayReadQueues(p) {
+		if !mayUseAPI(p) {
 			writeJSON(w, http.StatusForbidden, map[string]any{"error": p.ID + " may not read the queues"})
 			return
 		}
 		h(w, r)
 	}
+}
+
+// mayUseAPI is who may call the query API (HTTP and gRPC): services, and
+// people who may read the queues (not technicians, not adapters).
+func mayUseAPI(p auth.Principal) bool {
+	return p.Kind == auth.KindService || mayReadQueues(p)
 }
 
 // apiComplaint is a row of the query API (what the view keeps, named;

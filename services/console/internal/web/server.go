@@ -1,7 +1,8 @@
 // Package web serves the console: server-rendered pages (html/template,
 // Chinese and English), the sign-in with its session cookie and CSRF
 // tokens, the actions (forwarded to the owning service's API with the
-// signed-in person's own token), and the JSON query API of the read model.
+// signed-in person's own token), and the query API of the read model: JSON
+// over HTTP and the gRPC QueueService (queue_grpc.go).
 package web
 
 import (
