@@ -69,13 +69,16 @@ func (v *Verifier) CheckRead(ctx context.Context, stream StreamID, recs []Record
 			"version", b.Version, "position", b.Position, "reason", b.Reason)
 		return b
 	}
+	// The furthest tip any reader of this verifier vouched for.
 	trusted := 0
 	v.mu.Lock()
-	t, ok := v.tips.get(stream)
-	v.mu.Unlock()
-	if ok && t.version <= uint64(len(recs)) && bytes.Equal(Hash(recs[t.version-1].Raw), t.hash) {
-		trusted = int(t.version)
+	for _, tips := range v.tips {
+		if t, ok := tips.get(stream); ok && t.version <= uint64(len(recs)) && int(t.version) > trusted &&
+			bytes.Equal(Hash(recs[t.version-1].Raw), t.hash) {
+			trusted = int(t.version)
+		}
 	}
+	v.mu.Unlock()
 	for _, r := range recs[trusted:] {
 		if err := v.Check(ctx, "read", r); err != nil {
 			return asBrokenLink(err)

@@ -22,9 +22,10 @@ import (
 //
 // The link check compares the event's prev_hash with the hash of the
 // previous version of its stream: from a bounded cache of the last event
-// verified in recently seen streams (a reader following the log meets a
-// stream's events one after the other), else read from the log at the
-// event's prev_position.
+// the same reader verified in recently seen streams (a reader following the
+// log meets a stream's events one after the other, at its own pace: a bus
+// consumer held back by a backlog must not find the tips a view far ahead
+// of it left), else read from the log at the event's prev_position.
 type Verifier struct {
 	log        Store
 	keys       *signing.Keyring
@@ -32,8 +33,9 @@ type Verifier struct {
 	deadLetter func(ctx context.Context, reader string, r Record, reason string) error
 	rejected   metric.Int64Counter
 
-	mu   sync.Mutex
-	tips tipCache
+	mu      sync.Mutex
+	streams int
+	tips    map[string]*tipCache // by reader
 }
 
 // VerifierOptions configure a Verifier.
@@ -45,7 +47,8 @@ type VerifierOptions struct {
 	// publishes it to the DEADLETTER stream under the reader's name); nil:
 	// only logged and counted.
 	DeadLetter func(ctx context.Context, reader string, r Record, reason string) error
-	// Streams bounds the cache of stream tips (default 32,768 streams).
+	// Streams bounds each reader's cache of stream tips (default 32,768
+	// streams).
 	Streams int
 	// Logger (default slog.Default()) and MeterProvider (default the otel
 	// global) report what is quarantined.
@@ -72,7 +75,7 @@ func NewVerifier(log Store, o VerifierOptions) (*Verifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("eventlog: verifier metrics: %w", err)
 	}
-	return &Verifier{log: log, keys: o.Keys, logger: o.Logger, deadLetter: o.DeadLetter, rejected: c, tips: newTipCache(o.Streams)}, nil
+	return &Verifier{log: log, keys: o.Keys, logger: o.Logger, deadLetter: o.DeadLetter, rejected: c, streams: o.Streams, tips: map[string]*tipCache{}}, nil
 }
 
 // Rejected is Check's error for an event that must not be applied.
@@ -93,7 +96,7 @@ func (r *Rejected) Error() string {
 // Quarantine, or the bus's own dead letter); or another error when the
 // predecessor could not be read (try again later).
 func (v *Verifier) Check(ctx context.Context, reader string, r Record) error {
-	reason, err := v.check(ctx, r)
+	reason, err := v.check(ctx, reader, r)
 	if err != nil || reason == "" {
 		return err
 	}
@@ -120,7 +123,7 @@ func (v *Verifier) Quarantine(ctx context.Context, reader string, r Record, rej 
 }
 
 // check returns why r must not be applied ("" when it may).
-func (v *Verifier) check(ctx context.Context, r Record) (string, error) {
+func (v *Verifier) check(ctx context.Context, reader string, r Record) (string, error) {
 	e := r.Event
 	if e == nil {
 		var err error
@@ -142,7 +145,7 @@ func (v *Verifier) check(ctx context.Context, r Record) (string, error) {
 	if version > 1 {
 		var ok bool
 		v.mu.Lock()
-		prev, ok = v.tips.get(stream)
+		prev, ok = v.tipsOf(reader).get(stream)
 		v.mu.Unlock()
 		if !ok || prev.version != version-1 {
 			var err error
@@ -164,11 +167,22 @@ func (v *Verifier) check(ctx context.Context, r Record) (string, error) {
 		return reason, nil
 	}
 	v.mu.Lock()
-	if t, ok := v.tips.get(stream); !ok || t.version < version {
-		v.tips.put(stream, tip{version: version, hash: Hash(r.Raw), position: r.Position})
+	tips := v.tipsOf(reader)
+	if t, ok := tips.get(stream); !ok || t.version < version {
+		tips.put(stream, tip{version: version, hash: Hash(r.Raw), position: r.Position})
 	}
 	v.mu.Unlock()
 	return "", nil
+}
+
+// tipsOf is reader's cache of stream tips; v.mu held.
+func (v *Verifier) tipsOf(reader string) *tipCache {
+	t := v.tips[reader]
+	if t == nil {
+		t = newTipCache(v.streams)
+		v.tips[reader] = t
+	}
+	return t
 }
 
 // predecessor reads version-1 of stream, starting at prevPosition when the
@@ -216,8 +230,8 @@ type tipCache struct {
 	cur, old map[StreamID]tip
 }
 
-func newTipCache(max int) tipCache {
-	return tipCache{max: max, cur: map[StreamID]tip{}, old: map[StreamID]tip{}}
+func newTipCache(max int) *tipCache {
+	return &tipCache{max: max, cur: map[StreamID]tip{}, old: map[StreamID]tip{}}
 }
 
 func (c *tipCache) get(s StreamID) (tip, bool) {
