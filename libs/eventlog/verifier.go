@@ -146,8 +146,19 @@ func (v *Verifier) check(ctx context.Context, reader string, r Record) (string, 
 		var ok bool
 		v.mu.Lock()
 		prev, ok = v.tipsOf(reader).get(stream)
-		v.mu.Unlock()
 		if !ok || prev.version != version-1 {
+			// Another reader may stand right there (a command's read
+			// reaching past the tip its bus consumer verified).
+			ok = false
+			for _, tips := range v.tips {
+				if t, found := tips.get(stream); found && t.version == version-1 {
+					prev, ok = t, true
+					break
+				}
+			}
+		}
+		v.mu.Unlock()
+		if !ok {
 			var err error
 			if prev, ok, err = v.predecessor(ctx, stream, version, r.Position, e.GetPrevPosition()); err != nil || !ok {
 				if err == nil {

@@ -55,6 +55,20 @@ func TestAReaderBehindAnotherNeedsNoReadsOfTheLog(t *testing.T) {
 			}
 		}
 	}
+	// A command's tail read from version 3 finds version 2 among the tips
+	// another reader verified.
+	other, err := eventlog.NewVerifier(counted, eventlog.VerifierOptions{Keys: signingtest.Keyring(t, routing)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs[:2] {
+		if err := other.Check(ctx, "bus", r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := other.CheckRead(ctx, stream, recs[2:]); err != nil {
+		t.Fatalf("a tail read past the bus's tip: %v", err)
+	}
 	if n := counted.reads.Load(); n != 0 {
 		t.Fatalf("%d reads of the log to find predecessors, want 0", n)
 	}
