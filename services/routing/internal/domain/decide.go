@@ -29,25 +29,35 @@ type LoadFunc func(member string) Workload
 // Classify classifies an accepted complaint once: ComplaintClassified, and
 // RepeatComplaintFlagged when earlier complaints of the same customer and
 // product/problem fall within the policy's window (found by the caller).
+// The flag is decided on its own when the log kept the classification of
+// that append but not the rest: earlier only shrinks as the view moves on,
+// so a non-empty earlier here means the classification counted the repeat.
 func Classify(c *Complaint, p *Policy, earlier []string) []proto.Message {
-	if c.Classified || c.Status != StatusAccepted {
-		return nil
-	}
 	repeat := len(earlier) > 0
-	cl := p.Decide(ClassifyInput{Text: c.Text, Description: c.Description, Channel: c.Channel, Tier: c.Tier, Repeat: repeat})
-	by := "policy " + p.Version
-	if cl.ModelVersion != "" {
-		by += ", model " + cl.ModelVersion
+	var out []proto.Message
+	priority := c.Priority
+	switch {
+	case c.Status == StatusClassified:
+		// The flag, when missing, is all that is left of that append.
+	case c.Status != StatusAccepted || c.Classified:
+		return nil
+	default:
+		cl := p.Decide(ClassifyInput{Text: c.Text, Description: c.Description, Channel: c.Channel, Tier: c.Tier, Repeat: repeat})
+		by := "policy " + p.Version
+		if cl.ModelVersion != "" {
+			by += ", model " + cl.ModelVersion
+		}
+		out = append(out, &eventsv1.ComplaintClassified{
+			Category: cl.Category, Severity: cl.Severity, Priority: cl.Priority,
+			RulesFired: cl.RulesFired, ClassifiedBy: by,
+			ModelVersion: cl.ModelVersion, Confidence: cl.Confidence, DecidingFeatures: cl.Deciding,
+			NeedsTriage: cl.NeedsTriage, SuggestedDispatch: cl.Dispatch,
+		})
+		priority = cl.Priority
 	}
-	out := []proto.Message{&eventsv1.ComplaintClassified{
-		Category: cl.Category, Severity: cl.Severity, Priority: cl.Priority,
-		RulesFired: cl.RulesFired, ClassifiedBy: by,
-		ModelVersion: cl.ModelVersion, Confidence: cl.Confidence, DecidingFeatures: cl.Deciding,
-		NeedsTriage: cl.NeedsTriage, SuggestedDispatch: cl.Dispatch,
-	}}
-	if repeat {
+	if repeat && !c.Repeat {
 		out = append(out, &eventsv1.RepeatComplaintFlagged{
-			EarlierComplaintIds: earlier, WindowDays: uint32(p.RepeatWindowDays), RaisedPriority: cl.Priority,
+			EarlierComplaintIds: earlier, WindowDays: uint32(p.RepeatWindowDays), RaisedPriority: priority,
 		})
 	}
 	return out

@@ -297,6 +297,19 @@ func TestClassifyOnce(t *testing.T) {
 	if got := Classify(given(t, received("x")), p, nil); got != nil {
 		t.Fatalf("classified before acceptance: %v", got)
 	}
+
+	// The log kept the classification of that append but not the flag
+	// (another service appended in between): the retry flags it alone,
+	// at the priority the classification already raised.
+	c = given(t, received("冰箱不制冷"), accepted)
+	ApplyPending(c, out[:1], now)
+	rest := Classify(c, p, []string{"c0"})
+	if len(rest) != 1 {
+		t.Fatalf("retry after a partial append: %v, want the repeat flag alone", rest)
+	}
+	if rf, ok := rest[0].(*eventsv1.RepeatComplaintFlagged); !ok || rf.GetRaisedPriority() != eventsv1.Priority_PRIORITY_URGENT {
+		t.Fatalf("retry after a partial append: %v", rest[0])
+	}
 }
 
 func TestRequestDispatchValidatesTheWorkOrder(t *testing.T) {
