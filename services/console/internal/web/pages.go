@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"errors"
 	"net/http"
 	"strings"
@@ -65,9 +66,16 @@ type complaintData struct {
 	Request     string
 	Timeline    []entry
 	Owns        bool // the signed-in person owns it
+	Supervisor  bool // may act for the owner and reassign (team lead, manager, senior manager)
 	Form        map[string]string
 	Errors      map[string]string
 	Channels    []eventsv1.Channel
+	// From the stream (agent.go): earlier complaints of a repeat, linked
+	// duplicate reports, work orders, whether a root cause is on record.
+	Earlier           []string
+	Duplicates        []duplicate
+	WorkOrders        []workOrder
+	RootCauseRecorded bool
 }
 
 // loadComplaint reads a complaint's stream from the log (its timeline and
@@ -82,15 +90,17 @@ func (srv *Server) loadComplaint(r *http.Request, ss *session) (*complaintData, 
 	if !ok {
 		return nil, nil
 	}
-	d := &complaintData{C: c, Owns: c.Owner == ss.principal.ID, Form: map[string]string{}, Errors: map[string]string{}, Channels: responseChannels}
+	d := &complaintData{C: c, Owns: c.Owner == ss.principal.ID, Supervisor: supervises(ss.principal),
+		Form: map[string]string{}, Errors: map[string]string{}, Channels: responseChannels}
 	for _, rec := range recs {
 		e := rec.Event
+		d.note(e)
 		if p, ok := e.GetPayload().(*eventsv1.Envelope_ComplaintReceived); ok {
 			d.Description, d.Request = p.ComplaintReceived.GetDescription(), p.ComplaintReceived.GetCustomerRequest()
 		}
 		d.Timeline = append(d.Timeline, entry{
 			At: e.GetOccurredAt().AsTime().UTC().Format("2006-01-02 15:04:05Z"), Type: eventlog.TypeOf(e),
-			Actor: e.GetActor(), Details: describe(e),
+			Actor: e.GetActor(), Details: cmp.Or(describe(e), describeAgent(e)),
 		})
 	}
 	return d, nil
@@ -118,7 +128,8 @@ func (srv *Server) complaint(w http.ResponseWriter, r *http.Request, ss *session
 	srv.render(w, r, http.StatusOK, "complaint", p)
 }
 
-var actions = map[string]bool{"accept": true, "respond": true, "propose": true}
+var actions = map[string]bool{"accept": true, "respond": true, "propose": true,
+	"dispatch": true, "rootcause": true, "resolve": true, "reassign": true, "hold": true, "unhold": true}
 
 // responseChannels are offered for recording a response.
 var responseChannels = []eventsv1.Channel{eventsv1.Channel_CHANNEL_PHONE, eventsv1.Channel_CHANNEL_EMAIL,
@@ -151,6 +162,8 @@ func (srv *Server) act(w http.ResponseWriter, r *http.Request, ss *session) {
 	case "propose":
 		_, err = srv.opts.Routing.ProposeSolution(ctx, &routingv1.ProposeSolutionRequest{ComplaintId: id, ExpectedVersion: version,
 			Summary: strings.TrimSpace(r.PostFormValue("summary"))})
+	default:
+		err = srv.agentAction(ctx, r, action, id)
 	}
 	if err == nil {
 		http.Redirect(w, r, "/complaints/"+id+"?done="+action, http.StatusSeeOther)
@@ -185,7 +198,8 @@ func (srv *Server) act(w http.ResponseWriter, r *http.Request, ss *session) {
 	case codes.PermissionDenied, codes.Unauthenticated:
 		code, text = http.StatusForbidden, msg(lang, "err.denied")
 	case codes.NotFound:
-		code, text = http.StatusNotFound, msg(lang, "notfound")
+		// Also a reassignment's unknown team or member: routing names it.
+		code, text = http.StatusNotFound, msg(lang, "err.notfound")+st.Message()
 	}
 	if code == http.StatusServiceUnavailable {
 		srv.opts.Logger.Warn("console: action failed", "action", action, "complaint_id", id, "err", errors.Unwrap(err))
