@@ -244,6 +244,23 @@ func TestAgentForms(t *testing.T) {
 		t.Fatalf("the Chinese page shows the key %q or lacks the forms' texts:\n%s", k, page)
 	}
 
+	// The customer writes in about it too: intake links the report here.
+	mail, err := s.intake.SubmitComplaint(s.as(tokMail), &intakev1.SubmitComplaintRequest{
+		Channel: eventsv1.Channel_CHANNEL_EMAIL, ChannelRef: "MAIL-AGENT-0003", ReceivedAt: timestamppb.New(start.Add(2 * time.Minute)),
+		Customer:    &intakev1.CustomerInput{Name: "李四", Phone: "+86 139-0013-9002", Tier: eventsv1.CustomerTier_CUSTOMER_TIER_REGULAR},
+		Product:     &eventsv1.Product{Model: "AC-3000", SerialNumber: "SN-445566"},
+		Description: "发票抬头又写错了", FirstReceiver: "mailbox",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !mail.GetLinked() || mail.GetComplaintId() != second {
+		t.Fatalf("the e-mail was not linked to %s: %v", second, mail)
+	}
+	if body = agent.page(second); !strings.Contains(body, `<ul id="duplicates"><li>email <code>MAIL-AGENT-0003</code> (2026-11-02 01:02Z)</li></ul>`) {
+		t.Fatalf("the page does not list the linked e-mail:\n%s", body)
+	}
+
 	// Root cause: every 5W1H part is required.
 	rc := url.Values{"what": {"wrong invoice title"}, "why": {""}, "where": {"billing desk"}, "when": {"at checkout"},
 		"who": {"order entry"}, "how": {"title checked against the order; entry form fixed"}}

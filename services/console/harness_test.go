@@ -34,6 +34,7 @@ const (
 	tokTS1     = "console-test-agent-ts-1"
 	tokCS1     = "console-test-agent-cs-1"
 	tokTech    = "console-test-technician"
+	tokMail    = "console-test-email"
 )
 
 func tokens() []auth.TokenEntry {
@@ -42,6 +43,7 @@ func tokens() []auth.TokenEntry {
 	}
 	return []auth.TokenEntry{
 		{TokenSHA256: auth.HashToken(tokHotline), Principal: auth.Principal{ID: "adapter-hotline", Kind: auth.KindAdapter, Channels: []string{"phone"}}},
+		{TokenSHA256: auth.HashToken(tokMail), Principal: auth.Principal{ID: "adapter-email", Kind: auth.KindAdapter, Channels: []string{"email"}}},
 		user(tokAdmin, "admin-1", auth.RoleAdmin, auth.RoleManager),
 		user(tokTS1, "ts-1", auth.RoleAgent),
 		user(tokCS1, "cs-1", auth.RoleAgent),

@@ -21,6 +21,7 @@ import (
 
 	"github.com/closeloop/closeloop/libs/api"
 	"github.com/closeloop/closeloop/libs/auth"
+	"github.com/closeloop/closeloop/libs/eventlog"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	routingv1 "github.com/closeloop/closeloop/proto/gen/closeloop/routing/v1"
 	"github.com/closeloop/closeloop/services/console/internal/view"
@@ -60,17 +61,17 @@ func (d *complaintData) note(e *eventsv1.Envelope) {
 	case *eventsv1.Envelope_RootCauseRecorded:
 		d.RootCauseRecorded = true
 	case *eventsv1.Envelope_DispatchRequested:
-		d.addWorkOrder(p.DispatchRequested.GetWorkOrderId(), p.DispatchRequested.GetSpec(), e.GetType())
+		d.addWorkOrder(p.DispatchRequested.GetWorkOrderId(), p.DispatchRequested.GetSpec(), eventlog.TypeOf(e))
 	case *eventsv1.Envelope_WorkOrderOpened:
 		// Dispatch opens a follow-up order itself when one cannot be completed.
 		if d.workOrder(p.WorkOrderOpened.GetWorkOrderId()) == nil {
-			d.addWorkOrder(p.WorkOrderOpened.GetWorkOrderId(), p.WorkOrderOpened.GetSpec(), e.GetType())
+			d.addWorkOrder(p.WorkOrderOpened.GetWorkOrderId(), p.WorkOrderOpened.GetSpec(), eventlog.TypeOf(e))
 			return
 		}
 	}
 	if id, tech := workOrderOf(e); id != "" {
 		if w := d.workOrder(id); w != nil {
-			w.State = e.GetType()
+			w.State = eventlog.TypeOf(e)
 			if tech != "" {
 				w.Technician = tech
 			}
@@ -98,12 +99,11 @@ func (d *complaintData) workOrder(id string) *workOrder {
 // workOrderOf reads work_order_id and technician_id from any event of a
 // work order: dispatch's events all name them so.
 func workOrderOf(e *eventsv1.Envelope) (id, technician string) {
-	m := e.ProtoReflect()
-	fd := m.WhichOneof(m.Descriptor().Oneofs().ByName("payload"))
-	if fd == nil || fd.Message() == nil {
+	p := eventlog.Payload(e)
+	if p == nil {
 		return "", ""
 	}
-	pm := m.Get(fd).Message()
+	pm := p.ProtoReflect()
 	get := func(name protoreflect.Name) string {
 		if f := pm.Descriptor().Fields().ByName(name); f != nil && f.Kind() == protoreflect.StringKind && !f.IsList() {
 			return pm.Get(f).String()
