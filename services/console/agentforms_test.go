@@ -304,6 +304,9 @@ func TestAgentForms(t *testing.T) {
 	if !strings.Contains(body, `id="unhold-form"`) || strings.Contains(body, `id="hold-form"`) || strings.Contains(body, `id="dispatch-form"`) {
 		t.Fatal("on hold, the page should offer take off hold and neither hold nor dispatch")
 	}
+	if !strings.Contains(body, "On hold: Waiting for the customer: customer abroad") {
+		t.Fatalf("the page does not say why it is on hold:\n%s", body)
+	}
 	// Hidden is not forbidden: routing refuses what the state forbids.
 	agent.refused(s, second, "cs-1", "dispatch", spec, http.StatusConflict, "This cannot be done now: complaint is on hold")
 	body = agent.ok(second, "unhold", url.Values{}, "Taken off hold.")

@@ -96,6 +96,7 @@ func TestAgentFormsInTheBrowser(t *testing.T) {
 		chromedp.Click(chromedp.ID("#hold")), chromedp.WaitVisible(chromedp.ID("#unhold")))
 	waitText(t, ctx, "#notice", "Put on hold.")
 	waitText(t, ctx, "#status", "on hold")
+	waitText(t, ctx, "#hold-info", "On hold: Waiting for parts: relay on order")
 	waitText(t, ctx, "#timeline", "ComplaintPutOnHold by cs-1")
 	run(t, ctx, "take off hold",
 		chromedp.Click(chromedp.ID("#unhold")), chromedp.WaitVisible(chromedp.ID("#hold")))

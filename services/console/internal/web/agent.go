@@ -60,6 +60,10 @@ func (d *complaintData) note(e *eventsv1.Envelope) {
 		d.Duplicates = append(d.Duplicates, duplicate{Channel: x.GetChannel(), Ref: x.GetChannelRef(), ReceivedAt: x.GetReceivedAt().AsTime().UTC()})
 	case *eventsv1.Envelope_RootCauseRecorded:
 		d.RootCauseRecorded = true
+	case *eventsv1.Envelope_ComplaintPutOnHold:
+		d.HoldReason, d.HoldNote = p.ComplaintPutOnHold.GetReason().String(), p.ComplaintPutOnHold.GetNote()
+	case *eventsv1.Envelope_ComplaintTakenOffHold:
+		d.HoldReason, d.HoldNote = "", ""
 	case *eventsv1.Envelope_DispatchRequested:
 		d.addWorkOrder(p.DispatchRequested.GetWorkOrderId(), p.DispatchRequested.GetSpec(), eventlog.TypeOf(e))
 	case *eventsv1.Envelope_WorkOrderOpened:

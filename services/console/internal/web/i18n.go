@@ -153,6 +153,7 @@ var messages = map[string][2]string{ // [zh, en]
 	"done.unhold":                             {"已解除挂起。", "Taken off hold."},
 	"done.resolve":                            {"已解决。", "Resolved."},
 	"done.reassign":                           {"已改派。", "Reassigned."},
+	"onhold":                                  {"挂起原因：", "On hold:"},
 	"err.notfound":                            {"找不到：", "Not found: "},
 }
 

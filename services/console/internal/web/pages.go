@@ -76,6 +76,8 @@ type complaintData struct {
 	Duplicates        []duplicate
 	WorkOrders        []workOrder
 	RootCauseRecorded bool
+	HoldReason        string // while on hold: the HoldReason's name, and the note
+	HoldNote          string
 }
 
 // loadComplaint reads a complaint's stream from the log (its timeline and
