@@ -6,7 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,6 +27,8 @@ import (
 // and the time until every one is assigned gives the rate. Routing must
 // not slow down as the backlog grows (the 30,000 rate at least the 2,000
 // one). Run with -benchtime=1x: each size is one drain.
+// BACKLOG_DRAIN_CPUPROFILE=<prefix> writes a CPU profile of each drain
+// alone (<prefix>-<waiting>.pprof), without the submissions before it.
 func BenchmarkRoutingBacklog(b *testing.B) {
 	for _, waiting := range []int{2000, 30000} {
 		b.Run(fmt.Sprintf("waiting=%d", waiting), func(b *testing.B) {
@@ -37,6 +41,7 @@ func BenchmarkRoutingBacklog(b *testing.B) {
 				if n := s.assignedCount(); n != 0 {
 					b.Fatalf("%d complaints assigned while routing's consumer was paused", n)
 				}
+				stopProfile := drainProfile(b, waiting)
 				b.ResetTimer()
 				start := time.Now()
 				if _, err := s.js.ResumeConsumer(s.ctx, "EVENTS", "routing"); err != nil {
@@ -45,9 +50,31 @@ func BenchmarkRoutingBacklog(b *testing.B) {
 				s.waitAssigned(b, waiting, time.Minute+time.Duration(waiting)*50*time.Millisecond)
 				elapsed := time.Since(start)
 				b.StopTimer()
+				stopProfile()
 				b.ReportMetric(float64(waiting)/elapsed.Seconds(), "assigned/s")
 			}
 		})
+	}
+}
+
+// drainProfile starts the CPU profile BACKLOG_DRAIN_CPUPROFILE asks for.
+func drainProfile(b *testing.B, waiting int) (stop func()) {
+	prefix := os.Getenv("BACKLOG_DRAIN_CPUPROFILE")
+	if prefix == "" {
+		return func() {}
+	}
+	f, err := os.Create(fmt.Sprintf("%s-%d.pprof", prefix, waiting))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 

@@ -201,6 +201,15 @@ func (v *Verifier) tipsOf(reader string) *tipCache {
 // at but not its predecessor; an error when the read did not reach at (a
 // replica behind: try again).
 func (v *Verifier) predecessor(ctx context.Context, stream StreamID, version, at, prevPosition uint64) (tip, bool, error) {
+	// Where the log reads by position, the one message at prevPosition is
+	// all it takes; anything unexpected there is left to the stream's read.
+	if hr, ok := v.log.(HeadReader); ok && prevPosition > 0 {
+		if raw, err := hr.StoredAt(ctx, prevPosition); err == nil {
+			if e, err := DecodeStored(raw); err == nil && StreamID(e.GetStreamId()) == stream && e.GetVersion() == version-1 {
+				return tip{version: version - 1, hash: Hash(raw), position: prevPosition}, true, nil
+			}
+		}
+	}
 	after := uint64(0)
 	if prevPosition > 0 {
 		after = prevPosition - 1

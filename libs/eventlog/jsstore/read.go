@@ -109,6 +109,12 @@ func (s *Store) ReadStreamRaw(ctx context.Context, stream eventlog.StreamID) ([]
 // messages expired): the stream is read as ReadStream does.
 func (s *Store) ReadStreamAfter(ctx context.Context, stream eventlog.StreamID, fromVersion, afterPosition uint64) ([]eventlog.Record, error) {
 	fromVersion = max(fromVersion, 1)
+	if err := stream.Validate(); err != nil {
+		return nil, err
+	}
+	if recs, ok, err := s.walkBack(ctx, stream, fromVersion, afterPosition); err != nil || ok {
+		return recs, err
+	}
 	top, at := fromVersion-1, afterPosition // highest version read, and its position
 	past := false
 	var gap *eventlog.BrokenLink
@@ -135,6 +141,55 @@ func (s *Store) ReadStreamAfter(ctx context.Context, stream eventlog.StreamID, f
 		return recs, err
 	}
 	return s.ReadStream(ctx, stream, fromVersion)
+}
+
+// tailWalk bounds the events a tail read fetches one by one (walkBack).
+const tailWalk = 16
+
+// walkBack reads a short tail from the stream's end: its last event, which
+// the server finds through its per-subject index, then each event before it
+// at its prev_position, down to fromVersion, all above afterPosition. A
+// ranged read starting mid-log would make the server count the stream's
+// messages from there on (the batch's pending count), which scans the file
+// block holding the start message by message: a cost that grows with the
+// log up to a block's size, paid by every service reacting to an event of
+// an old complaint. ok is false when the tail is not a run of at most
+// tailWalk events found that way (a gap, a message that is not an event, a
+// position at or below afterPosition): the caller reads it as a range.
+func (s *Store) walkBack(ctx context.Context, stream eventlog.StreamID, fromVersion, afterPosition uint64) (_ []eventlog.Record, ok bool, err error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	m, err := s.stream.GetLastMsgForSubject(ctx, Subject(stream))
+	if err != nil {
+		return nil, false, nil
+	}
+	last, err := DecodeRawMsg(m)
+	switch {
+	case err != nil || eventlog.StreamID(last.Event.GetStreamId()) != stream:
+		return nil, false, nil
+	case last.Event.GetVersion() < fromVersion:
+		return []eventlog.Record{}, true, nil
+	case last.Position <= afterPosition:
+		return nil, false, nil
+	}
+	recs := []eventlog.Record{last}
+	for r := last; r.Event.GetVersion() > fromVersion; {
+		prev := r.Event.GetPrevPosition()
+		if len(recs) == tailWalk || prev <= afterPosition || prev >= r.Position {
+			return nil, false, nil
+		}
+		m, err := s.stream.GetMsg(ctx, prev)
+		if err != nil {
+			return nil, false, nil
+		}
+		if r, err = DecodeRawMsg(m); err != nil || eventlog.StreamID(r.Event.GetStreamId()) != stream ||
+			r.Event.GetVersion() != recs[len(recs)-1].Event.GetVersion()-1 {
+			return nil, false, nil
+		}
+		recs = append(recs, r)
+	}
+	slices.Reverse(recs)
+	return recs, true, nil
 }
 
 func (s *Store) readStream(ctx context.Context, stream eventlog.StreamID, from uint64, keep func(eventlog.Record) bool) ([]eventlog.Record, error) {

@@ -88,6 +88,13 @@ func testLongReads(t *testing.T, fast int) {
 				}
 			}
 		}
+		// A short tail is read back from the stream's end, event by event;
+		// a long one as a range.
+		walked, ok, err := jsstore.WalkBack(s, ctx, a, uint64(from), recs[from-2].Position)
+		must(t, err)
+		if short := len(want) <= 16; ok != short || (ok && len(walked) != len(want)) {
+			t.Fatalf("tail from %d of %d events: walked back %v (%d events), want %v", from, len(want), ok, len(walked), short)
+		}
 	}
 
 	all, err := s.ReadAll(ctx, 1, 1000)
