@@ -1,0 +1,78 @@
+package web
+
+// The texts and template functions of the dashboard, the what-if report
+// and the customer's status page, added to the shared ones.
+func init() {
+	for k, v := range managerMessages {
+		messages[k] = v
+	}
+	funcs["pct"] = percent
+	funcs["add"] = func(a, b int) int { return a + b }
+}
+
+var managerMessages = map[string][2]string{ // [zh, en]
+	"dash.title":             {"管理看板", "Dashboard"},
+	"kpi.group":              {"分组", "Group by"},
+	"kpi.group.all":          {"全部", "All"},
+	"kpi.group.team":         {"团队", "Team"},
+	"kpi.group.owner":        {"负责人", "Person"},
+	"kpi.group.technician":   {"技术人员", "Technician"},
+	"kpi.group.category":     {"类别", "Category"},
+	"kpi.period":             {"周期", "Period"},
+	"kpi.period.all":         {"全部时间", "All time"},
+	"kpi.period.day":         {"按天", "Day"},
+	"kpi.period.week":        {"按周", "Week"},
+	"kpi.period.month":       {"按月", "Month"},
+	"kpi.period.start":       {"周期开始", "Period from"},
+	"kpi.from":               {"起始日期", "From"},
+	"kpi.to":                 {"截止日期（不含）", "To (exclusive)"},
+	"kpi.help":               {"按投诉收到时间统计（北京时间）；比率为该组投诉的占比。", "Counted by when complaints were received (UTC+8); rates are of the group's complaints."},
+	"kpi.csv":                {"导出 CSV", "Download CSV"},
+	"kpi.table":              {"指标", "KPIs"},
+	"kpi.charts":             {"图表", "Charts"},
+	"kpi.received":           {"收到", "Received"},
+	"kpi.resolved":           {"已解决", "Resolved"},
+	"kpi.csi":                {"满意度（CSI）", "CSI"},
+	"kpi.sla":                {"SLA 达成率", "SLA met"},
+	"kpi.fcr":                {"首次接触解决率", "First-contact resolution"},
+	"kpi.resolution":         {"解决率", "Resolution rate"},
+	"kpi.reopen":             {"重开率", "Reopen rate"},
+	"kpi.repeat":             {"重复投诉率", "Repeat rate"},
+	"kpi.row":                {"分组与周期", "Group and period"},
+	"kpi.value":              {"数值", "Value"},
+	"kpi.empty":              {"所选范围内没有投诉。", "No complaints in this range."},
+	"whatif.title":           {"SLA 策略变更模拟", "What-if of an SLA policy change"},
+	"whatif.help":            {"用候选策略或日历重放过去的投诉，只出报告，不做任何更改。", "Replays past complaints under a candidate policy or calendar and reports; nothing is changed."},
+	"whatif.policy":          {"候选策略文件（JSON）", "Candidate policy document (JSON)"},
+	"whatif.policy.help":     {"格式同 policy/sla.v1.json；留空则使用当前策略。", "The format of policy/sla.v1.json; empty: the current policy."},
+	"whatif.calendar":        {"候选日历编号", "Candidate calendar id"},
+	"whatif.date":            {"请填写日期，如 2026-11-02。", "Enter a date like 2026-11-02."},
+	"whatif.run":             {"运行模拟", "Run the what-if"},
+	"whatif.report":          {"模拟结果", "Report"},
+	"whatif.complaints":      {"重放的投诉", "Complaints replayed"},
+	"whatif.version":         {"候选策略版本", "Candidate policy version"},
+	"whatif.changes":         {"结果变化的时钟", "Clocks that change"},
+	"whatif.changed":         {"变化的时钟（最多 100 个）", "Clocks that change (first 100)"},
+	"whatif.target":          {"目标", "Target"},
+	"whatif.met.before":      {"达成（现在）", "Met now"},
+	"whatif.met.after":       {"达成（候选）", "Met, candidate"},
+	"whatif.breached.before": {"超时（现在）", "Breached now"},
+	"whatif.breached.after":  {"超时（候选）", "Breached, candidate"},
+	"whatif.newly.breached":  {"新增超时", "Newly breached"},
+	"whatif.newly.met":       {"新增达成", "Newly met"},
+	"whatif.before":          {"现在", "Now"},
+	"whatif.after":           {"候选", "Candidate"},
+	"st.title":               {"投诉进度", "Complaint status"},
+	"st.heading":             {"您的投诉进度", "Your complaint"},
+	"st.now":                 {"当前进展", "What happens now"},
+	"st.ref":                 {"投诉编号", "Reference"},
+	"st.received":            {"收到时间", "Received"},
+	"st.team":                {"负责团队", "Responsible team"},
+	"st.noteam":              {"正在安排", "Being arranged"},
+	"st.tz":                  {"（北京时间）", "(China time, UTC+8)"},
+	"st.due":                 {"下一个承诺时间", "Next promised time"},
+	"st.survey":              {"满意度调查", "Satisfaction survey"},
+	"st.survey.link":         {"告诉我们您是否满意", "Tell us whether you are satisfied"},
+	"st.private":             {"本页不显示任何个人信息。请勿转发此链接。", "This page shows no personal data. Please do not forward this link."},
+	"nav.dashboard":          {"管理看板", "Dashboard"},
+}
