@@ -36,8 +36,8 @@ func (s *system) submitL1(t *testing.T, ref string) string {
 	t.Helper()
 	r, err := s.intake.SubmitComplaint(s.as(tokHotline), &intakev1.SubmitComplaintRequest{
 		Channel: eventsv1.Channel_CHANNEL_PHONE, ChannelRef: ref, ReceivedAt: timestamppb.New(s.clk.Now()),
-		Customer:    &intakev1.CustomerInput{Name: mgrCustomerName, Phone: mgrCustomerPhone, Tier: eventsv1.CustomerTier_CUSTOMER_TIER_REGULAR},
-		Product:     &eventsv1.Product{Model: "AC-3000"}, Description: mgrDescription, Emotion: eventsv1.Emotion_EMOTION_CALM, FirstReceiver: "hotline-7",
+		Customer: &intakev1.CustomerInput{Name: mgrCustomerName, Phone: mgrCustomerPhone, Tier: eventsv1.CustomerTier_CUSTOMER_TIER_REGULAR},
+		Product:  &eventsv1.Product{Model: "AC-3000"}, Description: mgrDescription, Emotion: eventsv1.Emotion_EMOTION_CALM, FirstReceiver: "hotline-7",
 	})
 	if err != nil {
 		t.Fatal(err)
