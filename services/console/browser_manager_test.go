@@ -8,6 +8,10 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
+	intakev1 "github.com/closeloop/closeloop/proto/gen/closeloop/intake/v1"
 )
 
 // A manager watches a KPI move when a complaint is resolved and downloads
@@ -16,6 +20,15 @@ import (
 func TestManagerDashboardAndCustomerStatusInTheBrowser(t *testing.T) {
 	s := startSystem(t)
 	id := s.submitL1(t, "HOT-MGR-B001")
+	// A second team's complaint, left open: the charts compare two bars.
+	if _, err := s.intake.SubmitComplaint(s.as(tokHotline), &intakev1.SubmitComplaintRequest{
+		Channel: eventsv1.Channel_CHANNEL_PHONE, ChannelRef: "HOT-MGR-B002", ReceivedAt: timestamppb.New(s.clk.Now()),
+		Customer:    &intakev1.CustomerInput{Name: "王五", Phone: "+86 137-0013-7003", Tier: eventsv1.CustomerTier_CUSTOMER_TIER_REGULAR},
+		Product:     &eventsv1.Product{Model: "AC-3000", SerialNumber: "SN-112233"},
+		Description: "空调开机十分钟后自动关机，现在无法开机", Emotion: eventsv1.Emotion_EMOTION_DISSATISFIED, FirstReceiver: "hotline-7",
+	}); err != nil {
+		t.Fatal(err)
+	}
 	ctx := browser(t, s.ctx)
 	if _, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{
 		Headers: network.Headers{"Accept-Language": "en"}}); err != nil {
@@ -49,6 +62,9 @@ func TestManagerDashboardAndCustomerStatusInTheBrowser(t *testing.T) {
 
 	s.resolveAsCS1(t, id)
 	figure("fcr", "100.0%")
+	if r := text(t, ctx, `#kpi-table tr[data-group="technical-support"] td.resolution`); r != "0.0%" {
+		t.Fatalf("technical support's resolution rate %q", r)
+	}
 	if r := text(t, ctx, row+" td.resolution"); r != "100.0%" {
 		t.Fatalf("resolution rate %q", r)
 	}

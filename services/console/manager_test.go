@@ -110,7 +110,7 @@ func httpGet(t *testing.T, c *http.Client, u string, header ...string) (*http.Re
 	return resp, string(b)
 }
 
-// cell is the text of a dashboard table cell of the team's row.
+// kpiCell is the text of a cell (by class) of the team's dashboard row.
 func kpiCell(body, team, class string) string {
 	row := regexp.MustCompile(`(?s)<tr data-group="` + regexp.QuoteMeta(team) + `"[^>]*>(.*?)</tr>`).FindStringSubmatch(body)
 	if row == nil {
@@ -200,6 +200,10 @@ func TestManagerDashboardShowsKPIsAndExportsThem(t *testing.T) {
 		t.Fatalf("CSV:\n%s", csvBody)
 	}
 
+	// Every complaint over all time: one row.
+	if _, body := httpGet(t, mgr, s.url+"/dashboard?group=all&period=all"); kpiCell(body, "", "resolved") != "1" || !strings.Contains(body, "<td>—</td><td>100.0%</td>") {
+		t.Fatal("group all, period all: no row of one resolved complaint")
+	}
 	// A bad query names the field and asks follow-up nothing.
 	resp, body = httpGet(t, mgr, s.url+"/dashboard?group=planet&from=yesterday")
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, `id="kpi-group-error"`) || !strings.Contains(body, `id="kpi-from-error"`) {

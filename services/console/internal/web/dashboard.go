@@ -89,9 +89,13 @@ type kpiRow struct {
 	SLA                             map[eventsv1.SlaTarget]float64
 }
 
-// Label names a row in charts: the group and the period.
+// Label names a row in charts: the group and the period ("—" for the
+// one row of group "all" over all time).
 func (r kpiRow) Label() string {
-	return strings.TrimSpace(r.Group + " " + r.Period)
+	if l := strings.TrimSpace(r.Group + " " + r.Period); l != "" {
+		return l
+	}
+	return "—"
 }
 
 type dashboardData struct {
