@@ -206,7 +206,8 @@ func TestManagerDashboardShowsKPIsAndExportsThem(t *testing.T) {
 	}
 	// A bad query names the field and asks follow-up nothing.
 	resp, body = httpGet(t, mgr, s.url+"/dashboard?group=planet&from=yesterday")
-	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, `id="kpi-group-error"`) || !strings.Contains(body, `id="kpi-from-error"`) {
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, `<p id="kpi-group-error" class="field-error">请从列表中选择。</p>`) ||
+		!strings.Contains(body, `<p id="kpi-from-error" class="field-error">请填写日期，如 2026-11-02。</p>`) {
 		t.Fatalf("bad query: %d", resp.StatusCode)
 	}
 	// An agent sees no dashboard and exports nothing.

@@ -118,7 +118,7 @@ func (srv *Server) dashboard(w http.ResponseWriter, r *http.Request, ss *session
 	f, req, errs := parseKpiForm(r.URL.Query())
 	d := dashboardData{Form: f, Errors: map[string]string{}, Groups: kpiGroupNames, Periods: kpiPeriodNames}
 	for _, v := range errs {
-		d.Errors[v.Field] = v.Message
+		d.Errors[v.Field] = msg(lang, "kpi.err."+v.Rule) // the page speaks the person's language
 	}
 	p := page{User: &ss.principal, CSRF: ss.csrf, Data: &d}
 	if len(errs) > 0 {
