@@ -234,16 +234,29 @@ func localDefaults(dataDir, host string, logger *slog.Logger) error {
 			return err
 		}
 	}
+	for name, listen := range map[string]string{"CONSOLE_FOLLOWUP_ADDR": "FOLLOWUP_GRPC_ADDR", "CONSOLE_SLACLOCK_ADDR": "SLACLOCK_GRPC_ADDR"} {
+		if os.Getenv(name) == "" {
+			if err := os.Setenv(name, dialAddr(os.Getenv(listen), host)); err != nil {
+				return err
+			}
+		}
+	}
 	if os.Getenv("CLOSELOOP_TOKENS_FILE") == "" && os.Getenv("CLOSELOOP_TOKENS") == "" && os.Getenv("CLOSELOOP_AUTH") == "" {
 		if err := os.Setenv("CLOSELOOP_TOKENS", devTokens); err != nil {
 			return err
+		}
+		// The console's own token asks follow-up for the customers' survey links.
+		if os.Getenv("CONSOLE_STATUS_TOKEN") == "" {
+			if err := os.Setenv("CONSOLE_STATUS_TOKEN", "dev-console-token"); err != nil {
+				return err
+			}
 		}
 		logger.Warn("using the local development credentials (see README); set CLOSELOOP_TOKENS_FILE in any shared deployment")
 	}
 	// The console's index secret lives here too, so that its NATS user
 	// needs no bucket of its own; and the key-encryption key of the PII
 	// keys (intake's and dispatch's), which must never be in NATS.
-	for _, name := range []string{"INTAKE_PII_SECRET", "FOLLOWUP_SURVEY_SECRET", "CONSOLE_INDEX_SECRET", pii.EnvKEK} {
+	for _, name := range []string{"INTAKE_PII_SECRET", "FOLLOWUP_SURVEY_SECRET", "CONSOLE_INDEX_SECRET", "CONSOLE_STATUS_SECRET", pii.EnvKEK} {
 		if os.Getenv(name) != "" || name == pii.EnvKEK && os.Getenv(pii.EnvKEKFile) != "" {
 			continue
 		}

@@ -93,6 +93,37 @@ func TestLocalDefaultsPointTheConsoleAtRouting(t *testing.T) {
 	}
 }
 
+// The console reaches follow-up (the dashboard, the survey link) and the
+// SLA clock (what-if) where they listen; its status-link secret is kept.
+func TestLocalDefaultsPointTheConsoleAtFollowupAndSLAClock(t *testing.T) {
+	dir := t.TempDir()
+	for k := range serviceAddrs {
+		t.Setenv(k, "")
+	}
+	for _, k := range []string{"CONSOLE_FOLLOWUP_ADDR", "CONSOLE_SLACLOCK_ADDR", "CONSOLE_STATUS_SECRET", "CONSOLE_STATUS_TOKEN",
+		"CLOSELOOP_TOKENS", "CLOSELOOP_TOKENS_FILE", "CLOSELOOP_AUTH"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("FOLLOWUP_GRPC_ADDR", ":9105")
+	if err := localDefaults(dir, "127.0.0.1", slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	if f, s := os.Getenv("CONSOLE_FOLLOWUP_ADDR"), os.Getenv("CONSOLE_SLACLOCK_ADDR"); f != "127.0.0.1:9105" || s != "127.0.0.1:7003" {
+		t.Errorf("CONSOLE_FOLLOWUP_ADDR=%q CONSOLE_SLACLOCK_ADDR=%q", f, s)
+	}
+	if os.Getenv("CONSOLE_STATUS_TOKEN") != "dev-console-token" {
+		t.Errorf("CONSOLE_STATUS_TOKEN=%q with the development credentials", os.Getenv("CONSOLE_STATUS_TOKEN"))
+	}
+	first := os.Getenv("CONSOLE_STATUS_SECRET")
+	t.Setenv("CONSOLE_STATUS_SECRET", "")
+	if err := localDefaults(dir, "127.0.0.1", slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	if len(first) < 32 || os.Getenv("CONSOLE_STATUS_SECRET") != first {
+		t.Errorf("CONSOLE_STATUS_SECRET %q then %q: want one of at least 32 bytes, kept", first, os.Getenv("CONSOLE_STATUS_SECRET"))
+	}
+}
+
 // The console's index secret is generated once into the data directory and
 // kept: a new one would make the saved view's blind index unreadable.
 func TestLocalDefaultsKeepTheConsoleIndexSecret(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,7 +28,9 @@ import (
 	"github.com/closeloop/closeloop/libs/checkpoint"
 	"github.com/closeloop/closeloop/libs/platform"
 	consolev1 "github.com/closeloop/closeloop/proto/gen/closeloop/console/v1"
+	followupv1 "github.com/closeloop/closeloop/proto/gen/closeloop/followup/v1"
 	routingv1 "github.com/closeloop/closeloop/proto/gen/closeloop/routing/v1"
+	slaclockv1 "github.com/closeloop/closeloop/proto/gen/closeloop/slaclock/v1"
 	"github.com/closeloop/closeloop/services/console/internal/view"
 	"github.com/closeloop/closeloop/services/console/internal/web"
 )
@@ -58,11 +61,31 @@ type Config struct {
 	// Authenticator checks the access tokens people sign in with (libs/auth:
 	// CLOSELOOP_TOKENS_FILE, CLOSELOOP_TOKENS, or CLOSELOOP_AUTH=off).
 	Authenticator auth.Authenticator
+	// FollowupAddr is follow-up's gRPC address (CONSOLE_FOLLOWUP_ADDR): the
+	// dashboard's KPIs, the status page's survey link.
+	FollowupAddr string
+	// SLAClockAddr is sla-clock's gRPC address (CONSOLE_SLACLOCK_ADDR): the
+	// what-if report.
+	SLAClockAddr string
+	// StatusSecret signs the customers' status links (CONSOLE_STATUS_SECRET,
+	// at least 32 bytes). Empty: a random one per process (a warning is
+	// logged), so links die with the process.
+	StatusSecret []byte
+	// StatusLinkTTL is how long a status link works (CONSOLE_STATUS_LINK_TTL).
+	StatusLinkTTL time.Duration
+	// StatusToken is the console's own bearer token, used only to ask
+	// follow-up for the customer's survey link (CONSOLE_STATUS_TOKEN; a
+	// principal follow-up lets read it). Empty: no survey link on the page.
+	StatusToken string
+	// PublicURL is where customers reach the console (CONSOLE_PUBLIC_URL),
+	// the start of the status links; empty: the requesting host's.
+	PublicURL string
 }
 
 // DefaultConfig returns the defaults (no authenticator: set one).
 func DefaultConfig() Config {
-	return Config{HTTPAddr: "127.0.0.1:8090", GRPCAddr: ":7090", RoutingAddr: "127.0.0.1:7002", SessionIdle: 30 * time.Minute}
+	return Config{HTTPAddr: "127.0.0.1:8090", GRPCAddr: ":7090", RoutingAddr: "127.0.0.1:7002", SessionIdle: 30 * time.Minute,
+		FollowupAddr: "127.0.0.1:7005", SLAClockAddr: "127.0.0.1:7003", StatusLinkTTL: 30 * 24 * time.Hour}
 }
 
 // ConfigFromEnv reads the configuration over the defaults, reporting every
@@ -75,9 +98,17 @@ func ConfigFromEnv() (Config, error) {
 		RoutingAddr:   env.String("CONSOLE_ROUTING_ADDR", d.RoutingAddr),
 		SessionIdle:   env.Duration("CONSOLE_SESSION_IDLE", d.SessionIdle, time.Minute),
 		SecureCookies: env.Bool("CONSOLE_SECURE_COOKIES", false),
+		FollowupAddr:  env.String("CONSOLE_FOLLOWUP_ADDR", d.FollowupAddr),
+		SLAClockAddr:  env.String("CONSOLE_SLACLOCK_ADDR", d.SLAClockAddr),
+		StatusLinkTTL: env.Duration("CONSOLE_STATUS_LINK_TTL", d.StatusLinkTTL, time.Hour),
+		StatusToken:   env.String("CONSOLE_STATUS_TOKEN", ""),
+		PublicURL:     env.String("CONSOLE_PUBLIC_URL", ""),
 	}
 	if s := env.String("CONSOLE_INDEX_SECRET", ""); s != "" {
 		c.IndexSecret = []byte(s)
+	}
+	if s := env.String("CONSOLE_STATUS_SECRET", ""); s != "" {
+		c.StatusSecret = []byte(s)
 	}
 	a, err := auth.FromLookup(env.Lookup)
 	env.Check(err)
@@ -99,6 +130,21 @@ func (c Config) validate() error {
 	if len(c.IndexSecret) > 0 && len(c.IndexSecret) < 16 {
 		errs = append(errs, errors.New("CONSOLE_INDEX_SECRET: must be at least 16 bytes"))
 	}
+	if c.FollowupAddr == "" {
+		errs = append(errs, errors.New("CONSOLE_FOLLOWUP_ADDR: must not be empty"))
+	}
+	if c.SLAClockAddr == "" {
+		errs = append(errs, errors.New("CONSOLE_SLACLOCK_ADDR: must not be empty"))
+	}
+	if len(c.StatusSecret) > 0 && len(c.StatusSecret) < 32 {
+		errs = append(errs, errors.New("CONSOLE_STATUS_SECRET: must be at least 32 bytes"))
+	}
+	if c.StatusLinkTTL < time.Hour {
+		errs = append(errs, fmt.Errorf("CONSOLE_STATUS_LINK_TTL: must be at least 1h, got %s", c.StatusLinkTTL))
+	}
+	if c.PublicURL != "" && !strings.HasPrefix(c.PublicURL, "https://") && !strings.HasPrefix(c.PublicURL, "http://") {
+		errs = append(errs, errors.New("CONSOLE_PUBLIC_URL: must start with https:// or http://"))
+	}
 	if c.SessionIdle < time.Minute {
 		errs = append(errs, fmt.Errorf("CONSOLE_SESSION_IDLE: must be at least 1m, got %s", c.SessionIdle))
 	}
@@ -118,6 +164,7 @@ type Service struct {
 	listener net.Listener
 	ready    chan struct{}
 	once     sync.Once
+	others   []*grpc.ClientConn // follow-up, sla-clock
 }
 
 var _ platform.Service = (*Service)(nil)
@@ -167,17 +214,44 @@ func New(deps platform.Deps, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("console: CONSOLE_ROUTING_ADDR: %w", err)
 	}
+	statusSecret := cfg.StatusSecret
+	if len(statusSecret) == 0 {
+		statusSecret = make([]byte, 32)
+		if _, err := rand.Read(statusSecret); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		deps.Logger.Warn("console: CONSOLE_STATUS_SECRET not set; customers' status links work only until this process stops")
+	}
+	followupConn, err := grpc.NewClient(cfg.FollowupAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("console: CONSOLE_FOLLOWUP_ADDR: %w", err)
+	}
+	slaConn, err := grpc.NewClient(cfg.SLAClockAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		conn.Close()
+		followupConn.Close()
+		return nil, fmt.Errorf("console: CONSOLE_SLACLOCK_ADDR: %w", err)
+	}
+	others := []*grpc.ClientConn{followupConn, slaConn}
 	w, err := web.New(web.Options{
 		View: v, Log: deps.Log, Routing: routingv1.NewRoutingServiceClient(conn),
 		Authenticator: cfg.Authenticator, Clock: deps.Clock, Logger: deps.Logger,
 		SessionIdle: cfg.SessionIdle, SecureCookies: cfg.SecureCookies, Ready: f.CaughtUp(),
 		Health: deps.LogHealth,
+		Kpis:   followupv1.NewKpiServiceClient(followupConn), SLAClock: slaclockv1.NewSlaClockServiceClient(slaConn),
+		Followup: followupv1.NewFollowupServiceClient(followupConn), StatusToken: cfg.StatusToken,
+		StatusSecret: statusSecret, StatusLinkTTL: cfg.StatusLinkTTL, PublicURL: cfg.PublicURL,
 	})
 	if err != nil {
 		conn.Close()
+		for _, c := range others {
+			c.Close()
+		}
 		return nil, fmt.Errorf("console: %w", err)
 	}
-	s := &Service{deps: deps, cfg: cfg, view: v, follower: f, web: w, conn: conn, ready: make(chan struct{})}
+	s := &Service{deps: deps, cfg: cfg, view: v, follower: f, web: w, conn: conn, others: others, ready: make(chan struct{})}
 	if cfg.GRPCAddr != "" {
 		tp, mp := deps.TracerProvider, deps.MeterProvider
 		if tp == nil {
@@ -246,6 +320,9 @@ func (s *Service) View() *view.View { return s.view }
 // has caught up), follows the log, and serves until ctx is done.
 func (s *Service) Run(ctx context.Context) error {
 	defer s.conn.Close()
+	for _, c := range s.others {
+		defer c.Close()
+	}
 	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("console: listen on CONSOLE_HTTP_ADDR %s: %w", s.cfg.HTTPAddr, err)

@@ -8,6 +8,7 @@ require (
 	github.com/closeloop/closeloop/libs v0.0.0
 	github.com/closeloop/closeloop/libs/esdb v0.0.0
 	github.com/closeloop/closeloop/proto v0.0.0
+	github.com/closeloop/closeloop/services/followup v0.0.0-00010101000000-000000000000
 	github.com/closeloop/closeloop/services/intake v0.0.0-00010101000000-000000000000
 	github.com/closeloop/closeloop/services/routing v0.0.0-00010101000000-000000000000
 	github.com/closeloop/closeloop/services/slaclock v0.0.0-00010101000000-000000000000
@@ -57,6 +58,7 @@ replace (
 	github.com/closeloop/closeloop/libs => ../../libs
 	github.com/closeloop/closeloop/libs/esdb => ../../libs/esdb
 	github.com/closeloop/closeloop/proto => ../../proto
+	github.com/closeloop/closeloop/services/followup => ../../services/followup
 	github.com/closeloop/closeloop/services/intake => ../../services/intake
 	github.com/closeloop/closeloop/services/routing => ../../services/routing
 	github.com/closeloop/closeloop/services/slaclock => ../../services/slaclock

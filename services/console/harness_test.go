@@ -22,6 +22,7 @@ import (
 	intakev1 "github.com/closeloop/closeloop/proto/gen/closeloop/intake/v1"
 	routingv1 "github.com/closeloop/closeloop/proto/gen/closeloop/routing/v1"
 	"github.com/closeloop/closeloop/services/console"
+	"github.com/closeloop/closeloop/services/followup"
 	"github.com/closeloop/closeloop/services/intake"
 	"github.com/closeloop/closeloop/services/routing"
 	"github.com/closeloop/closeloop/services/slaclock"
@@ -35,6 +36,8 @@ const (
 	tokCS1     = "console-test-agent-cs-1"
 	tokTech    = "console-test-technician"
 	tokMail    = "console-test-email"
+	tokManager = "console-test-manager"
+	tokStatus  = "console-test-status" // the console's own, for the status page's survey link
 )
 
 func tokens() []auth.TokenEntry {
@@ -48,6 +51,8 @@ func tokens() []auth.TokenEntry {
 		user(tokTS1, "ts-1", auth.RoleAgent),
 		user(tokCS1, "cs-1", auth.RoleAgent),
 		user(tokTech, "tech-ann", auth.RoleTechnician),
+		user(tokManager, "manager-1", auth.RoleManager),
+		{TokenSHA256: auth.HashToken(tokStatus), Principal: auth.Principal{ID: "console", Kind: auth.KindService, Roles: []string{auth.RoleAgent}}},
 	}
 }
 
@@ -99,6 +104,8 @@ func startSystem(t *testing.T) *system {
 		"SLACLOCK_GRPC_ADDR": "127.0.0.1:0", "SLACLOCK_HTTP_ADDR": "",
 		"INTAKE_PII_SECRET": "console-test-pii-secret-0123456789", "INTAKE_RATE": "0",
 		"PII_KEK": strings.Repeat("5a", 32), "PII_KEK_FILE": "",
+		"FOLLOWUP_GRPC_ADDR": "127.0.0.1:0", "FOLLOWUP_HTTP_ADDR": "127.0.0.1:0",
+		"FOLLOWUP_SURVEY_SECRET": "console-test-survey-secret-0123456789abcdef", "FOLLOWUP_SURVEY_BASE_URL": "http://survey.test",
 	} {
 		t.Setenv(k, v)
 	}
@@ -168,7 +175,15 @@ func startSystem(t *testing.T) *system {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := sl.(*slaclock.Service).API().Listen(); err != nil {
+		t.Fatal(err)
+	}
 	run(sl)
+	fu, err := followup.FromEnv(deps("followup"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(fu)
 	wait(in.(readier), "intake")
 	wait(ro.(readier), "routing")
 	routingAddr := ro.(*routing.Service).GRPCAddr()
@@ -182,6 +197,9 @@ func startSystem(t *testing.T) *system {
 	cfg := console.DefaultConfig()
 	cfg.HTTPAddr, cfg.GRPCAddr, cfg.RoutingAddr, cfg.Authenticator = "127.0.0.1:0", "127.0.0.1:0", routingAddr, authn
 	cfg.IndexSecret = []byte("console-test-index-secret")
+	wait(fu.(readier), "followup")
+	cfg.FollowupAddr, cfg.SLAClockAddr = fu.(*followup.Service).GRPCAddr(), sl.(*slaclock.Service).API().GRPCAddr()
+	cfg.StatusSecret, cfg.StatusToken = []byte("console-test-status-secret-0123456789abcdef"), tokStatus
 	c, err := console.New(cd, cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -22,7 +22,9 @@ import (
 	"github.com/closeloop/closeloop/libs/auth"
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/eventlog"
+	followupv1 "github.com/closeloop/closeloop/proto/gen/closeloop/followup/v1"
 	routingv1 "github.com/closeloop/closeloop/proto/gen/closeloop/routing/v1"
+	slaclockv1 "github.com/closeloop/closeloop/proto/gen/closeloop/slaclock/v1"
 	"github.com/closeloop/closeloop/services/console/internal/view"
 )
 
@@ -49,6 +51,18 @@ type Options struct {
 	Ready <-chan struct{}
 	// Health, if set, is asked by /readyz once ready (platform.Deps.LogHealth).
 	Health func(context.Context) error
+	// Kpis (follow-up) feeds the dashboard; SLAClock its what-if report.
+	Kpis     followupv1.KpiServiceClient
+	SLAClock slaclockv1.SlaClockServiceClient
+	// Followup gives the status page its survey link, asked with
+	// StatusToken (the console's own token; empty: no survey link).
+	Followup    followupv1.FollowupServiceClient
+	StatusToken string
+	// StatusSecret signs the customers' status links (empty: none), valid
+	// for StatusLinkTTL; PublicURL is where customers reach the console.
+	StatusSecret  []byte
+	StatusLinkTTL time.Duration
+	PublicURL     string
 }
 
 // Server is the console's HTTP face.
@@ -75,7 +89,7 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("web: templates: %w", err)
 	}
-	for _, page := range []string{"login", "queue", "complaint", "message"} {
+	for _, page := range []string{"login", "queue", "complaint", "message", "dashboard", "whatif"} {
 		t, err := template.Must(base.Clone()).ParseFS(templateFS, "templates/"+page+".html")
 		if err != nil {
 			return nil, fmt.Errorf("web: template %s: %w", page, err)
@@ -99,6 +113,12 @@ func New(opts Options) (*Server, error) {
 	m.HandleFunc("POST /complaints/{id}/{action}", srv.withSession(srv.act))
 	m.HandleFunc("GET /api/v1/complaints", srv.apiAuth(srv.apiList))
 	m.HandleFunc("GET /api/v1/complaints/{id}", srv.apiAuth(srv.apiGet))
+	m.HandleFunc("GET /dashboard", srv.withSession(srv.dashboard))
+	m.HandleFunc("GET /dashboard.csv", srv.withSession(srv.dashboardCSV))
+	m.HandleFunc("GET /dashboard/whatif", srv.withSession(srv.whatIfPage))
+	m.HandleFunc("POST /dashboard/whatif", srv.withSession(srv.whatIfPage))
+	m.HandleFunc("GET /s/{link}", srv.statusPageHandler)
+	m.HandleFunc("GET /api/v1/complaints/{id}/status-link", srv.apiAuth(srv.apiStatusLink))
 	srv.mux = m
 	return srv, nil
 }
