@@ -42,10 +42,14 @@ const (
 	RoleTechnician      = "technician"
 	RoleAuditor         = "auditor"
 	RoleAdmin           = "admin"
+	// RoleCustomerLinks passes the customer's own links on (the console's
+	// status page): it reads a complaint's follow-up with its survey link
+	// and may do nothing else.
+	RoleCustomerLinks = "customer_links"
 )
 
 // Roles lists every known role.
-var Roles = []string{RoleAgent, RoleTeamLead, RoleManager, RoleQualityReviewer, RoleSeniorManager, RoleTechnician, RoleAuditor, RoleAdmin}
+var Roles = []string{RoleAgent, RoleTeamLead, RoleManager, RoleQualityReviewer, RoleSeniorManager, RoleTechnician, RoleAuditor, RoleAdmin, RoleCustomerLinks}
 
 // Principal is an authenticated caller.
 type Principal struct {

@@ -52,7 +52,7 @@ func tokens() []auth.TokenEntry {
 		user(tokCS1, "cs-1", auth.RoleAgent),
 		user(tokTech, "tech-ann", auth.RoleTechnician),
 		user(tokManager, "manager-1", auth.RoleManager),
-		{TokenSHA256: auth.HashToken(tokStatus), Principal: auth.Principal{ID: "console", Kind: auth.KindService, Roles: []string{auth.RoleAgent}}},
+		{TokenSHA256: auth.HashToken(tokStatus), Principal: auth.Principal{ID: "console", Kind: auth.KindService, Roles: []string{auth.RoleCustomerLinks}}},
 	}
 }
 

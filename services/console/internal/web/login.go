@@ -48,7 +48,7 @@ func (srv *Server) login(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusUnauthorized, "token.bad")
 		return
 	}
-	if p.Kind == auth.KindAdapter {
+	if p.Kind != auth.KindUser {
 		fail(http.StatusForbidden, "token.notperson")
 		return
 	}

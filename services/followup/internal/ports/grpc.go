@@ -20,9 +20,13 @@ import (
 // Who may do what.
 var (
 	agentRoles = []string{auth.RoleAgent, auth.RoleTeamLead, auth.RoleManager, auth.RoleAdmin}
-	// readRoles may read a complaint's follow-up: who acts on it, and the
-	// auditor (as routing, sla-clock and dispatch let them read).
-	readRoles = append([]string{auth.RoleAuditor}, agentRoles...)
+	// readRoles may read a complaint's follow-up: who acts on it, who passes
+	// the customer's links on, and the auditor (as routing, sla-clock and
+	// dispatch let them read).
+	readRoles = append([]string{auth.RoleAuditor, auth.RoleCustomerLinks}, agentRoles...)
+	// linkRoles get the customer's survey link, which answers the survey in
+	// the customer's name: those who pass it on, not an auditor.
+	linkRoles = append([]string{auth.RoleCustomerLinks}, agentRoles...)
 	kpiRoles  = []string{auth.RoleTeamLead, auth.RoleManager, auth.RoleSeniorManager, auth.RoleQualityReviewer, auth.RoleAuditor, auth.RoleAdmin}
 )
 
@@ -137,9 +141,7 @@ func (g *GRPC) GetFollowUp(ctx context.Context, r *followupv1.GetFollowUpRequest
 		ComplaintId: s.ComplaintID, Status: statusPB(s.Status), CloseOutcome: s.Outcome,
 		ReopenCount: s.Reopens, Version: s.Version,
 	}
-	// The customer's link answers the survey in the customer's name: for
-	// those who pass it on, not for an auditor, who only reads.
-	if auth.RequireRole(ctx, agentRoles...) == nil {
+	if auth.RequireRole(ctx, linkRoles...) == nil {
 		resp.SurveyUrl = g.App.SurveyLink(s)
 	}
 	for _, t := range s.Tasks {
