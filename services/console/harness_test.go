@@ -34,6 +34,7 @@ const (
 	tokTS1     = "console-test-agent-ts-1"
 	tokCS1     = "console-test-agent-cs-1"
 	tokTech    = "console-test-technician"
+	tokLead    = "console-test-lead-ts" // team_test.go: lead of technical-support
 )
 
 func tokens() []auth.TokenEntry {
@@ -46,6 +47,7 @@ func tokens() []auth.TokenEntry {
 		user(tokTS1, "ts-1", auth.RoleAgent),
 		user(tokCS1, "cs-1", auth.RoleAgent),
 		user(tokTech, "tech-ann", auth.RoleTechnician),
+		user(tokLead, "lead-ts", auth.RoleTeamLead),
 	}
 }
 

@@ -82,6 +82,9 @@ func New(opts Options) (*Server, error) {
 		}
 		srv.pages[page] = t
 	}
+	if err := srv.addPages(base, "team", "roster"); err != nil { // team.go
+		return nil, err
+	}
 	static, err := fs.Sub(staticFS, "static")
 	if err != nil {
 		return nil, err
@@ -97,6 +100,12 @@ func New(opts Options) (*Server, error) {
 	m.HandleFunc("GET /{$}", srv.withSession(srv.queue))
 	m.HandleFunc("GET /complaints/{id}", srv.withSession(srv.complaint))
 	m.HandleFunc("POST /complaints/{id}/{action}", srv.withSession(srv.act))
+	m.HandleFunc("GET /team", srv.withSession(srv.team))
+	m.HandleFunc("POST /team/review", srv.withSession(srv.review))
+	m.HandleFunc("POST /team/reassign", srv.withSession(srv.reassign))
+	m.HandleFunc("GET /team/roster", srv.withSession(srv.roster))
+	m.HandleFunc("POST /team/roster/shift", srv.withSession(srv.shift))
+	m.HandleFunc("POST /team/roster/member", srv.withSession(srv.saveMember))
 	m.HandleFunc("GET /api/v1/complaints", srv.apiAuth(srv.apiList))
 	m.HandleFunc("GET /api/v1/complaints/{id}", srv.apiAuth(srv.apiGet))
 	srv.mux = m
