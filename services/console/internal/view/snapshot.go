@@ -60,8 +60,10 @@ func (v *View) Restore(position uint64, data []byte) error {
 	defer v.mu.Unlock()
 	v.complaints, v.closed, v.position, v.teams = complaints, st.Closed, position, st.Teams
 	v.byOwner = map[string]map[*Complaint]struct{}{}
+	v.byTeam = map[string]map[*Complaint]struct{}{}
 	for _, c := range complaints {
 		v.indexOwner(c)
+		v.indexTeam(c.Team, c)
 	}
 	close(v.advanced)
 	v.advanced = make(chan struct{})

@@ -149,3 +149,25 @@ func (v *View) WaitForComplaint(ctx context.Context, id string, version uint64) 
 		}
 	}
 }
+
+// indexTeam files c under its team, out of old's set when it moved.
+func (v *View) indexTeam(old string, c *Complaint) {
+	if old != c.Team {
+		v.unindexTeam(old, c)
+	}
+	set := v.byTeam[c.Team]
+	if set == nil {
+		set = map[*Complaint]struct{}{}
+		v.byTeam[c.Team] = set
+	}
+	set[c] = struct{}{}
+}
+
+func (v *View) unindexTeam(team string, c *Complaint) {
+	if set := v.byTeam[team]; set != nil {
+		delete(set, c)
+		if len(set) == 0 {
+			delete(v.byTeam, team)
+		}
+	}
+}

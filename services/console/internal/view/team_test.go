@@ -69,6 +69,8 @@ func TestSolutionsReviewsAndRosters(t *testing.T) {
 	w.add("c-5", received, assigned,
 		&eventsv1.SlaClockStarted{ClockId: "k2", Target: eventsv1.SlaTarget_SLA_TARGET_FIRST_RESPONSE, Deadline: ts(t0.Add(time.Hour))},
 		&eventsv1.SlaBreached{ClockId: "k2"})
+	// c-6: received, no team yet.
+	w.add("c-6", received)
 	w.addTeam("ts",
 		&eventsv1.TeamMemberJoined{Team: "ts", MemberId: "lead-1", Role: "team_lead"},
 		&eventsv1.TeamMemberJoined{Team: "ts", MemberId: "agent-1", Role: "agent"},
@@ -119,8 +121,13 @@ func TestSolutionsReviewsAndRosters(t *testing.T) {
 		}
 	}
 	check(v)
-	// Approve c-1 at the supervisor level; restore and catch up.
-	w.add("c-1", &eventsv1.SolutionReviewed{SolutionId: "s1", Level: supervisor, Approved: true, ReviewedBy: "lead-1"})
+	if p := v.Find(Query{NoTeam: true}); p.Total != 1 || p.Complaints[0].ID != "c-6" {
+		t.Errorf("without a team: %+v, want c-6", p)
+	}
+	// Approve c-1 at the supervisor level and move it to cs; restore and
+	// catch up: the team index is derived again.
+	w.add("c-1", &eventsv1.SolutionReviewed{SolutionId: "s1", Level: supervisor, Approved: true, ReviewedBy: "lead-1"},
+		&eventsv1.ComplaintAssigned{Team: "cs", Owner: "agent-1"})
 	restored, start := follow(t, log, snaps, "secret-0123456789", false)
 	if !start.Restored {
 		t.Fatal("the snapshot was not restored")
@@ -129,6 +136,14 @@ func TestSolutionsReviewsAndRosters(t *testing.T) {
 		t.Fatal("the approval after the snapshot is missing")
 	} else if next, _ := c1.Solution.Next(); next != quality {
 		t.Fatalf("c-1 waits for %v, want quality", next)
+	}
+	for team, want := range map[string]int{"ts": 4, "cs": 1} {
+		if p := restored.Find(Query{Team: team}); p.Total != want {
+			t.Errorf("team %s: %d complaints, want %d", team, p.Total, want)
+		}
+	}
+	if p := restored.Find(Query{Team: "cs", NoTeam: true}); p.Total != 0 {
+		t.Errorf("team and no team: %d", p.Total)
 	}
 	rebuilt, _ := follow(t, log, nil, "secret-0123456789", true)
 	if !bytes.Equal(snapshotOf(t, restored), snapshotOf(t, rebuilt)) {

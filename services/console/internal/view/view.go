@@ -149,13 +149,16 @@ type View struct {
 	advanced chan struct{}
 	// teams is each team's roster: member id → role (team.go).
 	teams map[string]map[string]string
+	// byTeam indexes complaints by team ("": none yet): a team's pages
+	// read its complaints, not all of them. Derived (not in the snapshot).
+	byTeam map[string]map[*Complaint]struct{}
 }
 
 var _ checkpoint.View = (*View)(nil)
 
 // New returns an empty view whose blind index is keyed by index.
 func New(index *Index) *View {
-	return &View{index: index, complaints: map[string]*Complaint{}, byOwner: map[string]map[*Complaint]struct{}{}, teams: map[string]map[string]string{}, advanced: make(chan struct{})}
+	return &View{index: index, complaints: map[string]*Complaint{}, byOwner: map[string]map[*Complaint]struct{}{}, teams: map[string]map[string]string{}, byTeam: map[string]map[*Complaint]struct{}{}, advanced: make(chan struct{})}
 }
 
 // Run follows the log through f until ctx is done.
@@ -243,10 +246,12 @@ func (v *View) Apply(_ context.Context, r eventlog.Record) error {
 	}
 	c.Version = e.GetVersion()
 	owner := c.Owner
+	team := c.Team
 	fold(c, e)
 	c.refreshDue()
 	if c.Status == StatusClosed || c.Status == StatusWithdrawn {
 		v.unindexOwner(owner, c)
+		v.unindexTeam(team, c)
 		delete(v.complaints, c.ID)
 		v.closed++
 		return nil
@@ -255,6 +260,7 @@ func (v *View) Apply(_ context.Context, r eventlog.Record) error {
 		v.unindexOwner(owner, c)
 		v.indexOwner(c)
 	}
+	v.indexTeam(team, c)
 	return nil
 }
 

@@ -187,10 +187,13 @@ func (srv *Server) teamPage(w http.ResponseWriter, r *http.Request, ss *session)
 		slices.SortStableFunc(d.Board[b], func(x, y boardClock) int { return x.Clock.Deadline.Compare(y.Clock.Deadline) })
 	}
 	me := ss.principal
-	for _, c := range v.Find(view.Query{Team: team, AwaitingReview: true, Limit: 100}).Complaints {
+	for _, c := range v.Find(view.Query{Team: team, AwaitingReview: true, Limit: view.MaxLimit}).Complaints {
 		next, _ := c.Solution.Next()
 		if !me.HasRole(reviewerRoles[next]...) {
 			continue // waits for someone else's level
+		}
+		if len(d.Reviews) == 50 {
+			break // each one's proposal text is read from the log
 		}
 		d.Reviews = append(d.Reviews, pendingReview{C: c, Level: next, Summary: srv.solutionSummary(r.Context(), c),
 			Own: c.Solution.ProposedBy == me.ID, Done: c.Solution.Reviewed(me.ID)})
@@ -210,17 +213,18 @@ func (srv *Server) teamPage(w http.ResponseWriter, r *http.Request, ss *session)
 // until it assigns them (by severity), so every team lead sees them and
 // may take them into their team (Reassign).
 func (srv *Server) unassigned(team string) view.Page {
-	all := srv.opts.View.Find(view.Query{Unassigned: true, Limit: view.MaxLimit})
-	p := view.Page{Position: all.Position, Complaints: []view.Complaint{}}
-	for _, c := range all.Complaints {
-		if c.Team == team || (c.Team == "" && c.Severity != 0) {
-			p.Total++
-			if len(p.Complaints) < 50 {
-				p.Complaints = append(p.Complaints, c)
-			}
+	own := srv.opts.View.Find(view.Query{Team: team, Unassigned: true})
+	waiting := srv.opts.View.Find(view.Query{NoTeam: true, Unassigned: true, Limit: view.MaxLimit})
+	for _, c := range waiting.Complaints {
+		if c.Severity == 0 {
+			continue // not classified yet: routing assigns it first
+		}
+		own.Total++
+		if len(own.Complaints) < 50 {
+			own.Complaints = append(own.Complaints, c)
 		}
 	}
-	return p
+	return own
 }
 
 // chooseTeam is the team asked for (?team=, or the form's team), else the
@@ -317,13 +321,13 @@ func (srv *Server) teamActed(w http.ResponseWriter, r *http.Request, ss *session
 	if d == nil {
 		return
 	}
-	code, text := srv.refusal(w, r, prefix, d.Form, d.Errors, err)
+	code, text := srv.refusal(r, prefix, d.Form, d.Errors, err)
 	srv.render(w, r, code, "team", page{User: &ss.principal, CSRF: ss.csrf, Data: d, Message: text, IsError: true})
 }
 
 // refusal turns routing's refusal into a status, a notice and field errors
 // (prefix.field), keeping the form as typed.
-func (srv *Server) refusal(_ http.ResponseWriter, r *http.Request, prefix string, form, errs map[string]string, err error) (int, string) {
+func (srv *Server) refusal(r *http.Request, prefix string, form, errs map[string]string, err error) (int, string) {
 	lang := langOf(r)
 	for k, v := range r.PostForm {
 		if k != csrfField {
@@ -337,6 +341,7 @@ func (srv *Server) refusal(_ http.ResponseWriter, r *http.Request, prefix string
 		code, text = http.StatusBadRequest, msg(lang, "err.form")
 		for _, v := range api.Violations(err) {
 			errs[prefix+"."+v.Field] = v.Message
+			text += " " + v.Field + ": " + v.Message // also those of hidden fields
 		}
 		if len(errs) == 0 {
 			text = st.Message()
@@ -394,7 +399,7 @@ func (srv *Server) rosterPage(w http.ResponseWriter, r *http.Request, ss *sessio
 	}
 	t, err := srv.opts.Routing.GetTeam(asUser(r.Context(), ss), &routingv1.GetTeamRequest{Team: team})
 	if err != nil {
-		code, text := srv.refusal(w, r, "roster", d.Form, d.Errors, err)
+		code, text := srv.refusal(r, "roster", d.Form, d.Errors, err)
 		return d, code, text
 	}
 	d.Members = t.GetMembers()
@@ -496,6 +501,6 @@ func (srv *Server) rosterActed(w http.ResponseWriter, r *http.Request, ss *sessi
 	if prefix == "member" {
 		delete(d.Form, "member.on_shift") // the form as sent: an unticked box is not
 	}
-	code, text := srv.refusal(w, r, prefix, d.Form, d.Errors, err)
+	code, text := srv.refusal(r, prefix, d.Form, d.Errors, err)
 	srv.render(w, r, code, "roster", page{User: &ss.principal, CSRF: ss.csrf, Data: d, Message: text, IsError: true})
 }
