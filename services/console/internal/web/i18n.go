@@ -99,6 +99,7 @@ var messages = map[string][2]string{ // [zh, en]
 	"team.escalated":       {"已升级", "Escalated"},
 	"team.board":           {"SLA 时钟看板", "SLA clock board"},
 	"team.board.help":      {"按 SLA 时钟已用时间分组（工作时间，由 SLA 时钟计算）。", "Running clocks by how much of their time is used (business time, as the SLA clock counts it)."},
+	"team.board.more":      {"仅列出截止最近的 500 条投诉，共", "Only the 500 complaints due soonest are listed; in all:"},
 	"team.band.breached":   {"已超时", "Breached"},
 	"team.band.90":         {"≥ 90 %", "≥ 90 %"},
 	"team.band.75":         {"≥ 75 %", "≥ 75 %"},

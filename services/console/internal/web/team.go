@@ -124,6 +124,7 @@ type teamData struct {
 	Unassigned view.Page
 	Escalated  view.Page
 	Board      map[string][]boardClock // by band
+	BoardTotal int                     // complaints with a clock on the board; the first 500 by deadline are listed
 	Bands      []string
 	Reviews    []pendingReview
 	Members    []*routingv1.TeamMember // those who may own complaints
@@ -176,7 +177,9 @@ func (srv *Server) teamPage(w http.ResponseWriter, r *http.Request, ss *session)
 		}
 	}
 	d.Escalated = v.Find(view.Query{Team: team, Escalated: true})
-	for _, c := range v.Find(view.Query{Team: team, MinWarned: 50, Limit: view.MaxLimit}).Complaints {
+	board := v.Find(view.Query{Team: team, MinWarned: 50, Limit: view.MaxLimit})
+	d.BoardTotal = board.Total
+	for _, c := range board.Complaints {
 		for _, k := range c.Clocks {
 			if band := bandOf(k); band != "" {
 				d.Board[band] = append(d.Board[band], boardClock{C: c, Clock: k})

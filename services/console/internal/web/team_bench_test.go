@@ -15,7 +15,8 @@ import (
 
 // The team page over 50,000 open complaints (12,500 in the lead's team):
 // every 10th complaint's response clock warned (50, 75, 90 % or breached
-// in turn), every 100th solution waiting for the supervisor review. Routing
+// in turn; 2,500 in the team), every 100th with a solution waiting for the
+// supervisor review (500 in the team). Routing
 // is unreachable (the roster's members are not listed); the log is empty
 // (no proposal texts are found, each still read).
 func BenchmarkTeamPage(b *testing.B) {
