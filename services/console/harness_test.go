@@ -37,7 +37,8 @@ const (
 	tokTech    = "console-test-technician"
 	tokMail    = "console-test-email"
 	tokManager = "console-test-manager"
-	tokStatus  = "console-test-status" // the console's own, for the status page's survey link
+	tokStatus  = "console-test-status"  // the console's own, for the status page's survey link
+	tokLead    = "console-test-lead-ts" // team_test.go: lead of technical-support
 )
 
 func tokens() []auth.TokenEntry {
@@ -53,6 +54,7 @@ func tokens() []auth.TokenEntry {
 		user(tokTech, "tech-ann", auth.RoleTechnician),
 		user(tokManager, "manager-1", auth.RoleManager),
 		{TokenSHA256: auth.HashToken(tokStatus), Principal: auth.Principal{ID: "console", Kind: auth.KindService, Roles: []string{auth.RoleCustomerLinks}}},
+		user(tokLead, "lead-ts", auth.RoleTeamLead),
 	}
 }
 

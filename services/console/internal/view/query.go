@@ -32,6 +32,15 @@ type Query struct {
 	Sort         string
 	Offset       int
 	Limit        int // default 50, at most 500
+
+	// MinWarned: only those with a running clock breached or warned at
+	// this percent or more (team.go); 0: any.
+	MinWarned uint32
+	// AwaitingReview: only those whose current solution waits for a review.
+	AwaitingReview bool
+	// NoTeam: only those without a team (not assigned yet); with Team set,
+	// nothing.
+	NoTeam bool
 }
 
 // Page is one page of a query's answer.
@@ -77,6 +86,8 @@ func (v *View) Find(q Query) Page {
 	scan := maps.Values(v.complaints)
 	if q.Owner != "" {
 		scan = maps.Keys(v.byOwner[q.Owner])
+	} else if q.Team != "" || q.NoTeam {
+		scan = maps.Keys(v.byTeam[q.Team]) // NoTeam: those of team ""
 	}
 	for c := range scan {
 		switch {
@@ -89,6 +100,9 @@ func (v *View) Find(q Query) Page {
 			q.Breached && !c.Breached(),
 			q.Escalated && !c.Escalated(),
 			q.Unassigned && c.Owner != "",
+			q.MinWarned != 0 && !c.warnedAtLeast(q.MinWarned),
+			q.AwaitingReview && !c.AwaitingReview(),
+			q.NoTeam && c.Team != "",
 			q.Serial != "" && (serial == 0 || c.Serial != serial),
 			q.Text != "" && (len(terms) == 0 || !containsAll(c.Terms, terms)):
 			continue

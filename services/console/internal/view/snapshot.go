@@ -13,13 +13,15 @@ type state struct {
 	IndexCheck uint64      `json:"index_check"`
 	Closed     uint64      `json:"closed"`
 	Complaints []Complaint `json:"complaints"`
+	// Teams: team → member → role (maps encode with sorted keys).
+	Teams map[string]map[string]string `json:"teams,omitempty"`
 }
 
 // Snapshot implements checkpoint.View.
 func (v *View) Snapshot() ([]byte, error) {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	st := state{IndexCheck: v.index.Check(), Closed: v.closed, Complaints: make([]Complaint, 0, len(v.complaints))}
+	st := state{IndexCheck: v.index.Check(), Closed: v.closed, Complaints: make([]Complaint, 0, len(v.complaints)), Teams: v.teams}
 	for _, id := range slices.Sorted(maps.Keys(v.complaints)) {
 		st.Complaints = append(st.Complaints, *v.complaints[id])
 	}
@@ -46,12 +48,22 @@ func (v *View) Restore(position uint64, data []byte) error {
 		c.refreshDue()
 		complaints[c.ID] = c
 	}
+	if st.Teams == nil {
+		st.Teams = map[string]map[string]string{}
+	}
+	for team, m := range st.Teams {
+		if m == nil {
+			st.Teams[team] = map[string]string{}
+		}
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.complaints, v.closed, v.position = complaints, st.Closed, position
+	v.complaints, v.closed, v.position, v.teams = complaints, st.Closed, position, st.Teams
 	v.byOwner = map[string]map[*Complaint]struct{}{}
+	v.byTeam = map[string]map[*Complaint]struct{}{}
 	for _, c := range complaints {
 		v.indexOwner(c)
+		v.indexTeam(c.Team, c)
 	}
 	close(v.advanced)
 	v.advanced = make(chan struct{})

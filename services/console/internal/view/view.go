@@ -23,7 +23,7 @@ import (
 const Name = "console-queue"
 
 // Format is the snapshot's encoding; bump it when its meaning changes.
-const Format = 1
+const Format = 2 // 2: solutions and reviews, team rosters, warnings passed before a clock started
 
 // Statuses a complaint of the view can have (closed and withdrawn ones
 // leave the view).
@@ -75,6 +75,9 @@ type Complaint struct {
 	Escalation eventsv1.EscalationLevel `json:"escalation,omitempty"`
 	Repeat     bool                     `json:"repeat,omitempty"`
 	Clocks     []Clock                  `json:"clocks,omitempty"` // running, by id
+	// Solution is the current proposal since the complaint was (re)opened
+	// and the reviews it got (team.go).
+	Solution *Solution `json:"solution,omitempty"`
 	// Terms are the blind-index terms of the description; Serial the one
 	// of the product serial (search.go). Never shown.
 	Terms  []uint64 `json:"terms,omitempty"`
@@ -126,6 +129,7 @@ func (c *Complaint) clone() Complaint {
 	out := *c
 	out.Rules = append([]string(nil), c.Rules...)
 	out.Clocks = append([]Clock(nil), c.Clocks...)
+	out.Solution = c.Solution.clone()
 	out.Terms = nil
 	return out
 }
@@ -143,13 +147,18 @@ type View struct {
 	byOwner  map[string]map[*Complaint]struct{}
 	closed   uint64 // complaints that left the view (closed or withdrawn)
 	advanced chan struct{}
+	// teams is each team's roster: member id → role (team.go).
+	teams map[string]map[string]string
+	// byTeam indexes complaints by team ("": none yet): a team's pages
+	// read its complaints, not all of them. Derived (not in the snapshot).
+	byTeam map[string]map[*Complaint]struct{}
 }
 
 var _ checkpoint.View = (*View)(nil)
 
 // New returns an empty view whose blind index is keyed by index.
 func New(index *Index) *View {
-	return &View{index: index, complaints: map[string]*Complaint{}, byOwner: map[string]map[*Complaint]struct{}{}, advanced: make(chan struct{})}
+	return &View{index: index, complaints: map[string]*Complaint{}, byOwner: map[string]map[*Complaint]struct{}{}, teams: map[string]map[string]string{}, byTeam: map[string]map[*Complaint]struct{}{}, advanced: make(chan struct{})}
 }
 
 // Run follows the log through f until ctx is done.
@@ -209,7 +218,12 @@ func (v *View) Apply(_ context.Context, r eventlog.Record) error {
 	v.position = r.Position
 	defer func() { close(v.advanced); v.advanced = make(chan struct{}) }()
 	e := r.Event
-	if eventlog.StreamID(e.GetStreamId()).Kind() != eventlog.KindComplaint {
+	switch eventlog.StreamID(e.GetStreamId()).Kind() {
+	case eventlog.KindTeam:
+		v.applyRoster(e)
+		return nil
+	case eventlog.KindComplaint:
+	default:
 		return nil
 	}
 	c := v.complaints[e.GetComplaintId()]
@@ -232,10 +246,12 @@ func (v *View) Apply(_ context.Context, r eventlog.Record) error {
 	}
 	c.Version = e.GetVersion()
 	owner := c.Owner
+	team := c.Team
 	fold(c, e)
 	c.refreshDue()
 	if c.Status == StatusClosed || c.Status == StatusWithdrawn {
 		v.unindexOwner(owner, c)
+		v.unindexTeam(team, c)
 		delete(v.complaints, c.ID)
 		v.closed++
 		return nil
@@ -244,6 +260,7 @@ func (v *View) Apply(_ context.Context, r eventlog.Record) error {
 		v.unindexOwner(owner, c)
 		v.indexOwner(c)
 	}
+	v.indexTeam(team, c)
 	return nil
 }
 
@@ -322,6 +339,14 @@ func fold(c *Complaint, e *eventsv1.Envelope) {
 		setStatus(StatusResponded)
 	case *eventsv1.Envelope_SolutionProposed:
 		setStatus(StatusSolutionProposed)
+		x := p.SolutionProposed
+		c.Solution = &Solution{ID: strings.Clone(x.GetSolutionId()), ProposedBy: strings.Clone(x.GetProposedBy()),
+			Required: append([]eventsv1.ReviewLevel(nil), x.GetRequiredReviews()...)}
+	case *eventsv1.Envelope_SolutionReviewed:
+		x := p.SolutionReviewed
+		if c.Solution != nil && c.Solution.ID == x.GetSolutionId() {
+			c.Solution.Reviews = append(c.Solution.Reviews, Review{Level: x.GetLevel(), Approved: x.GetApproved(), By: strings.Clone(x.GetReviewedBy())})
+		}
 	case *eventsv1.Envelope_DispatchRequested:
 		setStatus(StatusDispatched)
 	case *eventsv1.Envelope_ComplaintPutOnHold:
@@ -336,13 +361,18 @@ func fold(c *Complaint, e *eventsv1.Envelope) {
 		c.Status, c.HeldFrom = StatusResolved, ""
 	case *eventsv1.Envelope_ComplaintReopened:
 		c.Status, c.HeldFrom = StatusReopened, ""
+		c.Solution = nil // handling starts again: the old solution no longer counts
 	case *eventsv1.Envelope_ComplaintClosed:
 		c.Status, c.HeldFrom = StatusClosed, ""
 	case *eventsv1.Envelope_ComplaintWithdrawn:
 		c.Status, c.HeldFrom = StatusWithdrawn, ""
 	case *eventsv1.Envelope_SlaClockStarted:
 		x := p.SlaClockStarted
-		c.setClock(Clock{ID: strings.Clone(x.GetClockId()), Target: x.GetTarget(), Deadline: x.GetDeadline().AsTime().UTC()})
+		k := Clock{ID: strings.Clone(x.GetClockId()), Target: x.GetTarget(), Deadline: x.GetDeadline().AsTime().UTC()}
+		for _, pct := range x.GetPastWarnings() { // passed before it started: never emitted
+			k.Warned = max(k.Warned, pct)
+		}
+		c.setClock(k)
 	case *eventsv1.Envelope_SlaClockPaused:
 		c.updateClock(p.SlaClockPaused.GetClockId(), func(k *Clock) { k.Paused = true })
 	case *eventsv1.Envelope_SlaClockResumed:

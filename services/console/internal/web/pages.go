@@ -2,14 +2,9 @@ package web
 
 import (
 	"cmp"
-	"errors"
 	"net/http"
 	"strings"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
-	"github.com/closeloop/closeloop/libs/api"
 	"github.com/closeloop/closeloop/libs/eventlog"
 	eventsv1 "github.com/closeloop/closeloop/proto/gen/closeloop/events/v1"
 	routingv1 "github.com/closeloop/closeloop/proto/gen/closeloop/routing/v1"
@@ -176,35 +171,6 @@ func (srv *Server) act(w http.ResponseWriter, r *http.Request, ss *session) {
 		srv.message(w, r, http.StatusNotFound, ss, "notfound")
 		return
 	}
-	lang := langOf(r)
-	for k, v := range r.PostForm {
-		if k != csrfField {
-			d.Form[action+"."+k] = v[0]
-		}
-	}
-	st, _ := status.FromError(err)
-	code, text := http.StatusServiceUnavailable, msg(lang, "err.unavailable")
-	switch st.Code() {
-	case codes.InvalidArgument:
-		code, text = http.StatusBadRequest, msg(lang, "err.form")
-		for _, v := range api.Violations(err) {
-			d.Errors[action+"."+v.Field] = v.Message
-		}
-		if len(d.Errors) == 0 {
-			text = st.Message()
-		}
-	case codes.FailedPrecondition:
-		code, text = http.StatusConflict, msg(lang, "err.precondition")+st.Message()
-	case codes.Aborted:
-		code, text = http.StatusConflict, msg(lang, "err.stale")
-	case codes.PermissionDenied, codes.Unauthenticated:
-		code, text = http.StatusForbidden, msg(lang, "err.denied")
-	case codes.NotFound:
-		// Also a reassignment's unknown team or member: routing names it.
-		code, text = http.StatusNotFound, msg(lang, "err.notfound")+st.Message()
-	}
-	if code == http.StatusServiceUnavailable {
-		srv.opts.Logger.Warn("console: action failed", "action", action, "complaint_id", id, "err", errors.Unwrap(err))
-	}
+	code, text := srv.refusal(r, action, d.Form, d.Errors, err)
 	srv.render(w, r, code, "complaint", page{User: &ss.principal, CSRF: ss.csrf, Data: d, Message: text, IsError: true})
 }

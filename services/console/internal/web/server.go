@@ -17,8 +17,11 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
+	"github.com/closeloop/closeloop/libs/api"
 	"github.com/closeloop/closeloop/libs/auth"
 	"github.com/closeloop/closeloop/libs/clock"
 	"github.com/closeloop/closeloop/libs/eventlog"
@@ -96,6 +99,9 @@ func New(opts Options) (*Server, error) {
 		}
 		srv.pages[page] = t
 	}
+	if err := srv.addPages(base, "team", "roster"); err != nil { // team.go
+		return nil, err
+	}
 	static, err := fs.Sub(staticFS, "static")
 	if err != nil {
 		return nil, err
@@ -111,6 +117,12 @@ func New(opts Options) (*Server, error) {
 	m.HandleFunc("GET /{$}", srv.withSession(srv.queue))
 	m.HandleFunc("GET /complaints/{id}", srv.withSession(srv.complaint))
 	m.HandleFunc("POST /complaints/{id}/{action}", srv.withSession(srv.act))
+	m.HandleFunc("GET /team", srv.withSession(srv.team))
+	m.HandleFunc("POST /team/review", srv.withSession(srv.review))
+	m.HandleFunc("POST /team/reassign", srv.withSession(srv.reassign))
+	m.HandleFunc("GET /team/roster", srv.withSession(srv.roster))
+	m.HandleFunc("POST /team/roster/shift", srv.withSession(srv.shift))
+	m.HandleFunc("POST /team/roster/member", srv.withSession(srv.saveMember))
 	m.HandleFunc("GET /api/v1/complaints", srv.apiAuth(srv.apiList))
 	m.HandleFunc("GET /api/v1/complaints/{id}", srv.apiAuth(srv.apiGet))
 	m.HandleFunc("GET /dashboard", srv.withSession(srv.dashboard))
@@ -237,4 +249,40 @@ func asUser(ctx context.Context, ss *session) context.Context {
 func mayReadQueues(p auth.Principal) bool {
 	return p.HasRole(auth.RoleAgent, auth.RoleTeamLead, auth.RoleManager, auth.RoleSeniorManager,
 		auth.RoleQualityReviewer, auth.RoleAuditor, auth.RoleAdmin)
+}
+
+// refusal turns routing's refusal into a status, a notice and field errors
+// (prefix.field), keeping the form as typed.
+func (srv *Server) refusal(r *http.Request, prefix string, form, errs map[string]string, err error) (int, string) {
+	lang := langOf(r)
+	for k, v := range r.PostForm {
+		if k != csrfField {
+			form[prefix+"."+k] = v[0]
+		}
+	}
+	st, _ := status.FromError(err)
+	code, text := http.StatusServiceUnavailable, msg(lang, "err.unavailable")
+	switch st.Code() {
+	case codes.InvalidArgument:
+		code, text = http.StatusBadRequest, msg(lang, "err.form")
+		for _, v := range api.Violations(err) {
+			errs[prefix+"."+v.Field] = v.Message
+			text += " " + v.Field + ": " + v.Message // also those of hidden fields
+		}
+		if len(errs) == 0 {
+			text = st.Message()
+		}
+	case codes.FailedPrecondition:
+		code, text = http.StatusConflict, msg(lang, "err.precondition")+st.Message()
+	case codes.Aborted:
+		code, text = http.StatusConflict, msg(lang, "err.stale")
+	case codes.PermissionDenied, codes.Unauthenticated:
+		code, text = http.StatusForbidden, msg(lang, "err.denied")
+	case codes.NotFound:
+		code, text = http.StatusNotFound, msg(lang, "err.notfound")+st.Message()
+	}
+	if code == http.StatusServiceUnavailable {
+		srv.opts.Logger.Warn("console: action failed", "form", prefix, "err", errors.Unwrap(err))
+	}
+	return code, text
 }
